@@ -1,0 +1,416 @@
+"""moto in server mode, with the AWS behaviour rekey relies on and moto 5.2.5 lacks.
+
+Run as `python moto_overlay.py --port N` (or `--plain` for unmodified moto, which the
+overlay's own tests use to show that each behaviour really is missing there).
+
+Each behaviour below follows AWS's documented semantics and is switched on by the
+overlay only; each has a test in tests/integration/overlay.rs that fails on plain moto:
+
+1. CopyObject and UploadPartCopy honour `x-amz-copy-source-if-match` (412 PreconditionFailed).
+2. SSE-KMS writes (PutObject, CopyObject, CreateMultipartUpload, and writes that take the
+   bucket's default rule) fail with KMS.NotFoundException for a missing key and
+   KMS.DisabledException / KMS.KMSInvalidStateException for a disabled or pending-deletion key.
+3. The object's SSEKMSKeyId is the key ARN whatever form the writer sent (key id, alias,
+   alias ARN); `aws:kms` with no key uses the account's AWS-managed `aws/s3` key
+   (KeyManager AWS) and reports its ARN.
+4. UpdateObjectEncryption (`PUT /{Bucket}/{Key}?encryption`): key ARN only; refuses
+   unencrypted and SSE-C objects (InvalidRequest); ETag, storage class and LastModified stay.
+5. SageMaker UpdateEndpoint: the endpoint goes Updating, then InService after
+   REKEY_OVERLAY_UPDATE_SECONDS (default 1), reporting the new config.
+6. SSE-C objects are remembered as SSE-C: HEAD/GET without the customer key answer
+   400, with it they report the algorithm and key MD5 (moto drops SSE-C entirely).
+
+Only path-style S3 requests are inspected (the SDK uses path style against an endpoint).
+"""
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+import threading
+import time
+from urllib.parse import parse_qs, unquote
+from xml.sax.saxutils import escape
+
+from werkzeug.serving import run_simple
+from werkzeug.wrappers import Response
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+
+KEY_ARN_RE = re.compile(r"^arn:aws[a-zA-Z0-9-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[a-zA-Z0-9-]+$")
+SSE_C_ALGO = "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_CUSTOMER_ALGORITHM"
+SSE_C_MD5 = "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_CUSTOMER_KEY_MD5"
+SSE = "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION"
+SSE_KEY = "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_AWS_KMS_KEY_ID"
+
+
+def s3_error(status, code, message, extra=""):
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{escape(message)}</Message>{extra}"
+        "<RequestId>overlay</RequestId></Error>"
+    )
+    return Response(body, status=status, content_type="application/xml")
+
+
+def json_error(status, code, message):
+    return Response(
+        json.dumps({"__type": code, "message": message}),
+        status=status,
+        content_type="application/x-amz-json-1.1",
+        headers={"x-amzn-ErrorType": code},
+    )
+
+
+def credential_scope(environ):
+    """(service, region, access key) from a SigV4 Authorization header, or Nones."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        cred = auth.split(",")[0].split()[1].split("=", 1)[1]
+        access_key, _, region, service, _ = cred.split("/")
+        return service, region, access_key
+    except (IndexError, ValueError):
+        return None, None, None
+
+
+def read_body(environ):
+    """Read the request body and put it back so that moto can read it again."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class KeyProblem(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def kms_backend(account_id, region):
+    from moto.kms.models import kms_backends
+
+    return kms_backends[account_id][region]
+
+
+def aws_managed_s3_key(account_id, region):
+    backend = kms_backend(account_id, region)
+    key_id = backend.get_key_id_from_alias("alias/aws/s3")
+    key = backend.keys[key_id]
+    key.key_manager = "AWS"
+    key.description = "Default key that protects my S3 objects when no other key is defined"
+    return key
+
+
+def resolve_kms_key(given, account_id, region):
+    """The KMS key a write names (id, ARN, alias or alias ARN), checked usable, as its ARN."""
+    if not given:
+        return aws_managed_s3_key(account_id, region).arn
+    key_account, key_region = account_id, region
+    if given.startswith("arn:"):
+        parts = given.split(":")
+        if len(parts) >= 6:
+            key_region, key_account = parts[3], parts[4]
+    backend = kms_backend(key_account, key_region)
+    try:
+        key_id = backend.any_id_to_key_id(given)
+    except Exception:
+        key_id = None
+    if (not key_id or key_id not in backend.keys) and given.endswith("alias/aws/s3"):
+        return aws_managed_s3_key(key_account, key_region).arn
+    key = backend.keys.get(key_id) if key_id else None
+    if key is None:
+        raise KeyProblem("KMS.NotFoundException", f"Invalid keyId '{given}'")
+    if key.key_state == "Disabled":
+        raise KeyProblem("KMS.DisabledException", f"{key.arn} is disabled.")
+    if key.key_state != "Enabled":
+        raise KeyProblem("KMS.KMSInvalidStateException", f"{key.arn} is pending deletion.")
+    if (key.key_usage or "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT" or (
+        key.key_spec or "SYMMETRIC_DEFAULT"
+    ) != "SYMMETRIC_DEFAULT":
+        raise KeyProblem("KMS.InvalidKeyUsageException", f"{key.arn} cannot encrypt S3 data keys.")
+    return key.arn
+
+
+def s3_backend_for(bucket):
+    from moto.s3.models import s3_backends
+
+    owner = s3_backends.bucket_accounts.get(bucket)
+    if owner is None:
+        return None
+    partition, account_id = owner
+    return s3_backends[account_id][partition]
+
+
+def split_path(environ):
+    path = environ.get("PATH_INFO", "")
+    parts = path.lstrip("/").split("/", 1)
+    bucket = unquote(parts[0]) if parts and parts[0] else None
+    key = unquote(parts[1]) if len(parts) > 1 and parts[1] else None
+    return bucket, key
+
+
+def lookup_object(backend, bucket, key, version_id=None):
+    try:
+        return backend.get_object(bucket, key, version_id=version_id)
+    except Exception:
+        return None
+
+
+class Overlay:
+    def __init__(self, app):
+        self.app = app
+        self.update_seconds = float(os.environ.get("REKEY_OVERLAY_UPDATE_SECONDS", "1"))
+
+    def __call__(self, environ, start_response):
+        service, region, _ = credential_scope(environ)
+        try:
+            if service == "s3":
+                return self.s3(environ, start_response, region or "us-east-1")
+            if service == "sagemaker":
+                resp = self.sagemaker(environ, region or "us-east-1")
+                if resp is not None:
+                    return resp(environ, start_response)
+        except KeyProblem as problem:
+            return s3_error(400, problem.code, problem.message)(environ, start_response)
+        return self.app(environ, start_response)
+
+    # ---- S3 -------------------------------------------------------------------------
+    def s3(self, environ, start_response, region):
+        method = environ["REQUEST_METHOD"]
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        bucket, key = split_path(environ)
+        backend = s3_backend_for(bucket) if bucket else None
+        if backend is None or key is None:
+            return self.app(environ, start_response)
+        account_id = backend.account_id
+
+        if method == "PUT" and "encryption" in query:
+            version = query.get("versionId", [None])[0]
+            return self.update_object_encryption(
+                environ, backend, bucket, key, version, region
+            )(environ, start_response)
+
+        copy_source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
+        if method == "PUT" and copy_source:
+            failed = self.copy_precondition(environ, copy_source)
+            if failed is not None:
+                return failed(environ, start_response)
+
+        is_object_write = (method == "PUT" and "partNumber" not in query) or (
+            method == "POST" and "uploads" in query
+        )
+        if is_object_write and not environ.get(SSE_C_ALGO):
+            self.normalise_sse_kms(environ, backend, bucket, account_id, region)
+
+        if method in ("GET", "HEAD") and not query.keys() - {"versionId", "partNumber"}:
+            version = query.get("versionId", [None])[0]
+            obj = lookup_object(backend, bucket, key, version)
+            marked = getattr(obj, "overlay_sse_c", None) if obj is not None else None
+            if marked is not None:
+                if not environ.get(SSE_C_ALGO):
+                    if method == "HEAD":
+                        return Response(status=400)(environ, start_response)
+                    return s3_error(
+                        400,
+                        "InvalidRequest",
+                        "The object was stored using a form of Server Side Encryption. "
+                        "The correct parameters must be provided to retrieve the object.",
+                    )(environ, start_response)
+                return self.app(environ, self.add_sse_c_headers(start_response, marked))
+
+        if is_object_write and environ.get(SSE_C_ALGO):
+            algo, md5 = environ.get(SSE_C_ALGO), environ.get(SSE_C_MD5, "")
+            status = {}
+
+            def capture(st, headers, exc_info=None):
+                status["code"] = int(st.split()[0])
+                return start_response(st, headers, exc_info)
+
+            out = self.app(environ, self.add_sse_c_headers(capture, (algo, md5)))
+            out = list(out)
+            if status.get("code") == 200 and method == "PUT":
+                obj = lookup_object(backend, bucket, key)
+                if obj is not None:
+                    obj.overlay_sse_c = (algo, md5)
+                    obj.encryption = None
+                    obj.kms_key_id = None
+            return out
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def add_sse_c_headers(start_response, marked):
+        algo, md5 = marked
+
+        def wrapped(status, headers, exc_info=None):
+            headers = [h for h in headers if not h[0].lower().startswith("x-amz-server-side")]
+            headers.append(("x-amz-server-side-encryption-customer-algorithm", algo))
+            if md5:
+                headers.append(("x-amz-server-side-encryption-customer-key-MD5", md5))
+            return start_response(status, headers, exc_info)
+
+        return wrapped
+
+    def copy_precondition(self, environ, copy_source):
+        wanted = environ.get("HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")
+        if not wanted:
+            return None
+        source = unquote(copy_source.split("?", 1)[0]).lstrip("/")
+        version = None
+        if "?" in copy_source:
+            version = parse_qs(copy_source.split("?", 1)[1]).get("versionId", [None])[0]
+        src_bucket, _, src_key = source.partition("/")
+        src_backend = s3_backend_for(src_bucket)
+        obj = lookup_object(src_backend, src_bucket, src_key, version) if src_backend else None
+        if obj is None:
+            return None  # moto answers NoSuchKey itself
+        if wanted.strip().strip('"') not in ("*", obj.etag.strip('"')):
+            return s3_error(
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                "<Condition>x-amz-copy-source-If-Match</Condition>",
+            )
+        return None
+
+    def normalise_sse_kms(self, environ, backend, bucket, account_id, region):
+        sse = environ.get(SSE)
+        given = environ.get(SSE_KEY)
+        bucket_obj = backend.get_bucket(bucket)
+        if sse is None and bucket_obj.encryption:
+            rule = bucket_obj.encryption.get("Rule", {})
+            default = rule.get("ApplyServerSideEncryptionByDefault", {})
+            sse = default.get("SSEAlgorithm")
+            given = default.get("KMSMasterKeyID")
+            if sse:
+                environ[SSE] = sse
+            if str(rule.get("BucketKeyEnabled", "")).lower() == "true":
+                environ.setdefault(
+                    "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_BUCKET_KEY_ENABLED", "true"
+                )
+        if sse in ("aws:kms", "aws:kms:dsse"):
+            environ[SSE_KEY] = resolve_kms_key(given, account_id, region)
+
+    def update_object_encryption(self, environ, backend, bucket, key, version, region):
+        body = read_body(environ).decode("utf-8", "replace")
+        arn = re.search(r"<KMSKeyArn>\s*([^<]*?)\s*</KMSKeyArn>", body)
+        bucket_key = re.search(r"<BucketKeyEnabled>\s*([^<]*?)\s*</BucketKeyEnabled>", body)
+        if "<SSE-KMS>" not in body or arn is None:
+            return s3_error(400, "MalformedXML", "The XML you provided was not well-formed.")
+        arn = arn.group(1)
+        if not KEY_ARN_RE.match(arn):
+            return s3_error(400, "InvalidRequest", "KMSKeyArn must be a KMS key ARN.")
+        obj = lookup_object(backend, bucket, key, version)
+        if obj is None:
+            return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        if getattr(obj, "overlay_sse_c", None) is not None:
+            return s3_error(
+                400, "InvalidRequest", "UpdateObjectEncryption is not supported for SSE-C objects."
+            )
+        if not obj.encryption:
+            return s3_error(
+                400, "InvalidRequest", "UpdateObjectEncryption is not supported for unencrypted objects."
+            )
+        try:
+            key_arn = resolve_kms_key(arn, backend.account_id, region)
+        except KeyProblem as problem:
+            return s3_error(400, problem.code, problem.message)
+        obj.encryption = "aws:kms"
+        obj.kms_key_id = key_arn
+        obj.bucket_key_enabled = (
+            "true" if bucket_key is not None and bucket_key.group(1).lower() == "true" else None
+        )
+        headers = {}
+        if obj.version_id and obj.version_id != "null":
+            headers["x-amz-version-id"] = obj.version_id
+        return Response(status=200, headers=headers)
+
+    # ---- SageMaker ------------------------------------------------------------------
+    def sagemaker(self, environ, region):
+        if environ.get("HTTP_X_AMZ_TARGET") != "SageMaker.UpdateEndpoint":
+            return None
+        from moto.sagemaker.models import sagemaker_backends
+
+        body = json.loads(read_body(environ) or b"{}")
+        account_id = os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
+        _, _, access_key = credential_scope(environ)
+        try:
+            from moto.core.utils import get_account_id_from  # type: ignore
+
+            account_id = get_account_id_from(access_key) or account_id
+        except Exception:
+            pass
+        backend = sagemaker_backends[account_id][region]
+        name = body.get("EndpointName")
+        config_name = body.get("EndpointConfigName")
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            return json_error(400, "ValidationException", f"Could not find endpoint \"{name}\".")
+        config = backend.endpoint_configs.get(config_name)
+        if config is None:
+            return json_error(
+                400, "ValidationException", f"Could not find endpoint configuration \"{config_name}\"."
+            )
+        if endpoint.endpoint_status != "InService":
+            return json_error(
+                400,
+                "ValidationException",
+                f"Cannot update in-progress endpoint \"{endpoint.arn}\".",
+            )
+        endpoint.endpoint_status = "Updating"
+        endpoint.last_modified_time = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+        def finish():
+            endpoint.endpoint_config_name = config_name
+            endpoint.production_variants = endpoint._process_production_variants(
+                config.production_variants
+            )
+            endpoint.data_capture_config = config.data_capture_config
+            endpoint.endpoint_status = "InService"
+
+        threading.Timer(self.update_seconds, finish).start()
+        return Response(
+            json.dumps({"EndpointArn": endpoint.arn}),
+            status=200,
+            content_type="application/x-amz-json-1.1",
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port-file", help="write the chosen port here once listening")
+    parser.add_argument("--plain", action="store_true", help="run moto without the overlay")
+    args = parser.parse_args(argv)
+
+    app = DomainDispatcherApplication(create_backend_app)
+    if not args.plain:
+        app = Overlay(app)
+
+    import socket
+
+    port = args.port
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((args.host, 0))
+            port = s.getsockname()[1]
+    os.environ["MOTO_PORT"] = str(port)
+    if args.port_file:
+        # Written just before the bind; readers still poll the port until it answers.
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(port))
+        os.replace(args.port_file + ".tmp", args.port_file)
+    print(f"moto{'' if args.plain else ' overlay'} on http://{args.host}:{port}", file=sys.stderr)
+    run_simple(args.host, port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()

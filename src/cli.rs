@@ -1,0 +1,345 @@
+//! The command layer: turns arguments into calls of the core and renders the results. The
+//! only place that prints command output and maps errors to exit codes.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::campaign::{self, LoadedCampaign};
+use crate::error::RekeyError;
+use crate::exit_codes;
+use crate::inventory::{self, Record};
+use crate::model::{EncryptionClass, Resource, ResourceKind};
+use crate::plan::{self, Planner};
+use crate::providers::aws::AwsClients;
+use crate::report::StderrReporter;
+use crate::summary;
+
+const EXIT_CODES_HELP: &str = "Exit codes:
+  0    ok
+  1    internal error
+  2    bad usage, campaign or plan; nothing was written
+  3    finished with failed or drifted steps
+  4    stale plan: inventory or key aliases changed
+  5    stopped at the end of the maintenance window (resumable)
+  6    verify found non-compliant resources
+  130  interrupted by a signal (resumable)";
+
+#[derive(Parser, Debug)]
+#[command(name = "rekey", version, about = "Move an ML estate from service-managed encryption to customer-managed KMS keys.", after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List what the campaign selects and classify its encryption. Read-only.
+    Inventory {
+        #[arg(short = 'c', long = "campaign")]
+        campaign: PathBuf,
+        /// Write the inventory as JSON lines to this file (a summary goes to stdout).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Plan the migration (a dry run): write the plan and its manifest, print the summary.
+    Plan {
+        #[arg(short = 'c', long = "campaign")]
+        campaign: PathBuf,
+        /// Where to write the plan, e.g. plans/NAME.plan.yaml; the manifest goes beside it.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Print the summary of a saved plan (checks its manifest hash).
+    Show {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// Parse arguments, run, and return the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let json = matches!(
+        &cli.command,
+        Command::Inventory {
+            output: Output::Json,
+            ..
+        } | Command::Plan {
+            output: Output::Json,
+            ..
+        } | Command::Show {
+            output: Output::Json,
+            ..
+        }
+    );
+    let reporter = StderrReporter::new(json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit_codes::INTERNAL;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command, &reporter));
+    reporter.finish();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, RekeyError> {
+    match command {
+        Command::Inventory {
+            campaign,
+            out,
+            output,
+        } => {
+            let c = campaign::load(&campaign)?;
+            run_inventory(&c, out.as_deref(), output, reporter).await
+        }
+        Command::Plan {
+            campaign,
+            out,
+            output,
+        } => {
+            let c = campaign::load(&campaign)?;
+            run_plan(&c, &out, output, reporter).await
+        }
+        Command::Show { plan, output } => {
+            let p = plan::load(&plan)?;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p)
+                        .map_err(|e| RekeyError::Internal(e.to_string()))?
+                ),
+                Output::Table => print!("{}", summary::render(&p)),
+            }
+            Ok(exit_codes::OK)
+        }
+    }
+}
+
+async fn clients(c: &LoadedCampaign) -> Result<AwsClients, RekeyError> {
+    let aws = c.spec.aws.as_ref().ok_or_else(|| {
+        RekeyError::usage(
+            "the campaign has no `aws` section, and only AWS is supported by this version",
+            "add an `aws:` section with region and s3 buckets",
+        )
+    })?;
+    if !aws.accounts.is_empty() {
+        return Err(RekeyError::usage(
+            "aws.accounts (AssumeRole into other accounts) is not supported by this version yet",
+            "run one campaign per account with that account's credentials, and remove aws.accounts",
+        ));
+    }
+    Ok(AwsClients::new(&aws.region, aws.endpoint_url.as_deref()).await)
+}
+
+#[derive(Default)]
+struct ClassCounts {
+    rows: BTreeMap<(ResourceKind, EncryptionClass), (u64, u64)>,
+    unmatched: u64,
+}
+
+impl ClassCounts {
+    fn add(&mut self, r: &Record) {
+        let size = match &r.resource {
+            Resource::S3Object(o) => o.size,
+            Resource::S3Bucket(_) => 0,
+        };
+        let e = self.rows.entry((r.resource.kind(), r.class)).or_default();
+        e.0 += 1;
+        e.1 += size;
+        if r.team_key.is_none() {
+            self.unmatched += 1;
+        }
+    }
+}
+
+async fn run_inventory(
+    c: &LoadedCampaign,
+    out: Option<&Path>,
+    output: Output,
+    reporter: &StderrReporter,
+) -> Result<i32, RekeyError> {
+    let aws = clients(c).await?;
+    let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
+    let mut file = match out {
+        Some(p) => {
+            Some(BufWriter::new(std::fs::File::create(p).map_err(|e| {
+                RekeyError::io(format!("creating {}", p.display()), e)
+            })?))
+        }
+        None => None,
+    };
+    let stdout = std::io::stdout();
+    let mut stdout = BufWriter::new(stdout.lock());
+    let mut counts = ClassCounts::default();
+    let table = output == Output::Table;
+    if table && file.is_none() {
+        let _ = writeln!(
+            stdout,
+            "{:<10} {:<16} {:<10} {:>10}  NAME",
+            "KIND", "CLASS", "TEAM-KEY", "SIZE"
+        );
+    }
+    let stats = inventory::run(c, &aws, &aws, &pinned, reporter, |r| {
+        counts.add(&r);
+        let line = || serde_json::to_string(&r).map_err(|e| RekeyError::Internal(e.to_string()));
+        if let Some(f) = file.as_mut() {
+            writeln!(f, "{}", line()?).map_err(|e| RekeyError::io("writing the inventory", e))?;
+        } else if table {
+            let size = match &r.resource {
+                Resource::S3Object(o) => summary::bytes(o.size),
+                Resource::S3Bucket(_) => String::new(),
+            };
+            let kind = match r.resource.kind() {
+                ResourceKind::S3Bucket => "bucket",
+                _ => "object",
+            };
+            writeln!(
+                stdout,
+                "{:<10} {:<16} {:<10} {:>10}  {}",
+                kind,
+                r.class.as_str(),
+                r.team_key.as_deref().unwrap_or("-"),
+                size,
+                r.resource.display_name()
+            )
+            .map_err(|e| RekeyError::io("writing to stdout", e))?;
+        } else {
+            writeln!(stdout, "{}", line()?).map_err(|e| RekeyError::io("writing to stdout", e))?;
+        }
+        Ok(())
+    })
+    .await?;
+    if let Some(mut f) = file {
+        f.flush()
+            .map_err(|e| RekeyError::io("writing the inventory", e))?;
+    }
+    if table {
+        let _ = writeln!(
+            stdout,
+            "\nInventory {}: {} buckets, {} objects, {} ({} list pages, {} HEAD requests)",
+            c.spec.campaign,
+            stats.buckets,
+            stats.objects,
+            summary::bytes(stats.bytes),
+            stats.list_pages,
+            stats.head_requests
+        );
+        let _ = writeln!(
+            stdout,
+            "  {:<8} {:<16} {:>9} {:>11}",
+            "kind", "class", "count", "bytes"
+        );
+        for ((kind, class), (n, b)) in &counts.rows {
+            let kind = if *kind == ResourceKind::S3Bucket {
+                "bucket"
+            } else {
+                "object"
+            };
+            let _ = writeln!(
+                stdout,
+                "  {:<8} {:<16} {:>9} {:>11}",
+                kind,
+                class.as_str(),
+                n,
+                summary::bytes(*b)
+            );
+        }
+        if counts.unmatched > 0 {
+            let _ = writeln!(
+                stdout,
+                "  {} resources match no mapping rule and would not be planned",
+                counts.unmatched
+            );
+        }
+    }
+    stdout
+        .flush()
+        .map_err(|e| RekeyError::io("writing to stdout", e))?;
+    Ok(exit_codes::OK)
+}
+
+/// The plan's creation time: `SOURCE_DATE_EPOCH` when set (reproducible plans), else now.
+fn created_at() -> Result<String, RekeyError> {
+    let secs = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<i64>().map_err(|_| {
+            RekeyError::usage(
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
+                "unset it, or set it to seconds since 1970",
+            )
+        })?,
+        Err(_) => chrono::Utc::now().timestamp(),
+    };
+    let t = chrono::DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| RekeyError::usage("SOURCE_DATE_EPOCH is out of range", "unset it"))?;
+    Ok(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+async fn run_plan(
+    c: &LoadedCampaign,
+    out: &Path,
+    output: Output,
+    reporter: &StderrReporter,
+) -> Result<i32, RekeyError> {
+    if !out.to_string_lossy().ends_with(".plan.yaml") {
+        return Err(RekeyError::usage(
+            format!("the plan path {} does not end in .plan.yaml", out.display()),
+            "name it plans/NAME.plan.yaml; the manifest and journal go beside it",
+        ));
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RekeyError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let created = created_at()?;
+    let campaign_sha256 = plan::file_sha256(&c.path)
+        .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
+    let aws = clients(c).await?;
+    let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
+    let mut planner = Planner::new(c, pinned.clone())?;
+    inventory::run(c, &aws, &aws, &pinned, reporter, |r| planner.add(&r)).await?;
+    let p = planner.finish(out, created, campaign_sha256)?;
+    plan::write(out, &p)?;
+    reporter.finish();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&p.summary)
+                .map_err(|e| RekeyError::Internal(e.to_string()))?
+        ),
+        Output::Table => {
+            print!("{}", summary::render(&p));
+            println!(
+                "Wrote {} and {}",
+                out.display(),
+                out.with_file_name(&p.manifest.file).display()
+            );
+        }
+    }
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,55 @@
+//! Typed events: the only interface between the core and whatever renders progress.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A team key alias resolved to the key it targets now.
+    KeyResolved {
+        key: String,
+        alias: String,
+        arn: String,
+    },
+    /// Buckets chosen by the campaign's globs.
+    BucketsSelected { buckets: Vec<String> },
+    /// Inventory of one bucket begins.
+    BucketStarted {
+        bucket: String,
+        index: usize,
+        total: usize,
+    },
+    /// Inventory of one bucket ended.
+    BucketDone {
+        bucket: String,
+        objects: u64,
+        bytes: u64,
+        list_pages: u64,
+    },
+    /// Every so many objects.
+    Progress { objects: u64, bytes: u64 },
+    /// Something an operator should read; the run goes on.
+    Warning { message: String },
+}
+
+/// Receives the core's events. Implementations must be cheap: they run on the core's tasks.
+pub trait Reporter: Send + Sync {
+    fn event(&self, event: &Event);
+}
+
+/// A reporter that drops everything (library use and tests).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&self, _: &Event) {}
+}
+
+/// Collects events, for tests that assert on what the core reported.
+#[derive(Default)]
+pub struct Collect(pub std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for Collect {
+    fn event(&self, event: &Event) {
+        self.0.lock().expect("collector lock").push(event.clone());
+    }
+}

@@ -1,0 +1,393 @@
+//! Inventory: list what the campaign selects, read each resource's encryption, resolve every
+//! KMS key to its ARN, and classify each resource against its team key. Streams: memory
+//! stays bounded by the concurrency, not by the size of the estate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::{stream, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::campaign::{LoadedCampaign, Versions};
+use crate::error::{ProviderError, RekeyError};
+use crate::events::{Event, Reporter};
+use crate::matching::Target;
+use crate::model::{
+    EncryptionClass, KmsKey, Provider, Resource, ResourceKind, S3Bucket, S3Encryption, S3Object,
+};
+use crate::providers::{KeyRead, S3Read};
+
+/// The account name used when the campaign names no accounts (the caller's own).
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// A team key pinned to the key its alias resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedKey {
+    /// The key as the campaign names it (alias, ARN or id).
+    pub alias: String,
+    pub arn: String,
+    pub key_id: String,
+    pub region: String,
+    pub state: String,
+}
+
+/// Team key name → pinned AWS key.
+pub type PinnedKeys = BTreeMap<String, PinnedKey>;
+
+/// One inventoried resource, with the team key the mapping chose and its class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(flatten)]
+    pub resource: Resource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_key: Option<String>,
+    pub class: EncryptionClass,
+}
+
+/// Resolve every team key's AWS alias to its key ARN and check it can be a target.
+pub async fn resolve_keys<K: KeyRead>(
+    campaign: &LoadedCampaign,
+    kms: &K,
+    reporter: &dyn Reporter,
+) -> Result<PinnedKeys, RekeyError> {
+    let mut pinned = PinnedKeys::new();
+    let region = campaign
+        .spec
+        .aws
+        .as_ref()
+        .map(|a| a.region.as_str())
+        .unwrap_or_default();
+    let file = campaign.path.display();
+    for (name, k) in &campaign.spec.keys {
+        let Some(alias) = &k.aws else { continue };
+        let key = kms.describe_key(alias).await?.ok_or_else(|| {
+            RekeyError::usage(
+                format!("team key {name:?}: {alias} does not exist in {region}"),
+                format!("create the key and its alias, or correct keys.{name}.aws in {file}"),
+            )
+        })?;
+        check_target_key(name, alias, &key).map_err(|(m, f)| RekeyError::usage(m, f))?;
+        reporter.event(&Event::KeyResolved {
+            key: name.clone(),
+            alias: alias.clone(),
+            arn: key.arn.clone(),
+        });
+        pinned.insert(
+            name.clone(),
+            PinnedKey {
+                alias: alias.clone(),
+                region: key.region().unwrap_or(region).to_string(),
+                arn: key.arn,
+                key_id: key.key_id,
+                state: key.state,
+            },
+        );
+    }
+    Ok(pinned)
+}
+
+/// Whether a key can be a migration target: a customer-managed, enabled, symmetric
+/// encryption key. Errors are (message, fix).
+pub fn check_target_key(name: &str, alias: &str, key: &KmsKey) -> Result<(), (String, String)> {
+    if key.manager != "CUSTOMER" {
+        return Err((
+            format!(
+                "team key {name:?}: {alias} is an AWS-managed key ({})",
+                key.arn
+            ),
+            "point the team key at a customer-managed key".into(),
+        ));
+    }
+    if key.state != "Enabled" {
+        return Err((
+            format!("team key {name:?}: {alias} ({}) is {}", key.arn, key.state),
+            "enable the key (or cancel its deletion) before planning".into(),
+        ));
+    }
+    if key.spec != "SYMMETRIC_DEFAULT" || key.usage != "ENCRYPT_DECRYPT" {
+        return Err((
+            format!(
+                "team key {name:?}: {alias} is a {} {} key; S3 needs a symmetric encryption key",
+                key.spec, key.usage
+            ),
+            "point the team key at a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Describes KMS keys once each, however many objects name them.
+struct KeyCache<'a, K> {
+    kms: &'a K,
+    known: Mutex<HashMap<String, Option<KmsKey>>>,
+}
+
+impl<K: KeyRead> KeyCache<'_, K> {
+    /// Fill in the canonical ARN and key manager of a KMS encryption.
+    async fn resolve(&self, enc: &mut S3Encryption) -> Result<(), ProviderError> {
+        if !enc.algorithm.starts_with("aws:kms") {
+            return Ok(());
+        }
+        // `aws:kms` with no key means the account's AWS-managed key.
+        let key_ref = enc
+            .kms_key_arn
+            .clone()
+            .unwrap_or_else(|| "alias/aws/s3".into());
+        let mut known = self.known.lock().await;
+        let key = match known.get(&key_ref) {
+            Some(k) => k.clone(),
+            None => {
+                let k = self.kms.describe_key(&key_ref).await?;
+                known.insert(key_ref.clone(), k.clone());
+                k
+            }
+        };
+        match key {
+            Some(k) => {
+                enc.kms_key_arn = Some(k.arn);
+                enc.key_manager = Some(k.manager);
+            }
+            None if enc.kms_key_arn.is_none() => enc.key_manager = Some("AWS".into()),
+            // A key we cannot describe (deleted, or another account's): keep what S3 said.
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// The team key the mapping chooses for a resource: first match wins.
+pub fn map_key<'c>(campaign: &'c LoadedCampaign, target: &Target<'_>) -> Option<&'c str> {
+    campaign
+        .mapping
+        .iter()
+        .find(|(m, _)| m.matches(target))
+        .map(|(_, k)| k.as_str())
+}
+
+/// The match attributes of a resource; `tags` are the bucket's for objects.
+pub fn target_of<'a>(
+    resource: &'a Resource,
+    tags: &'a BTreeMap<String, String>,
+    key: Option<&'a str>,
+) -> Target<'a> {
+    match resource {
+        Resource::S3Bucket(b) => Target {
+            provider: Provider::Aws,
+            account: &b.account,
+            kind: ResourceKind::S3Bucket,
+            bucket: Some(&b.bucket),
+            object_key: None,
+            name: &b.bucket,
+            tags,
+            key,
+        },
+        Resource::S3Object(o) => Target {
+            provider: Provider::Aws,
+            account: &o.account,
+            kind: ResourceKind::S3Object,
+            bucket: Some(&o.bucket),
+            object_key: Some(&o.key),
+            name: &o.key,
+            tags,
+            key,
+        },
+    }
+}
+
+fn classify(
+    campaign: &LoadedCampaign,
+    pinned: &PinnedKeys,
+    resource: Resource,
+    tags: &BTreeMap<String, String>,
+) -> Record {
+    let team_key = map_key(campaign, &target_of(&resource, tags, None)).map(str::to_string);
+    let target = team_key
+        .as_deref()
+        .and_then(|k| pinned.get(k))
+        .map(|p| p.arn.as_str());
+    let class = match &resource {
+        Resource::S3Bucket(b) => b.default_encryption.classify(target),
+        Resource::S3Object(o) => o.encryption.classify(target),
+    };
+    Record {
+        resource,
+        team_key,
+        class,
+    }
+}
+
+/// Counts of one inventory run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryStats {
+    pub buckets: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub list_pages: u64,
+    pub head_requests: u64,
+}
+
+/// Run the inventory, handing each record to `sink` in a deterministic order: buckets by
+/// name, each bucket record before its objects, objects in listing order.
+pub async fn run<S, K>(
+    campaign: &LoadedCampaign,
+    s3: &S,
+    kms: &K,
+    pinned: &PinnedKeys,
+    reporter: &dyn Reporter,
+    mut sink: impl FnMut(Record) -> Result<(), RekeyError>,
+) -> Result<InventoryStats, RekeyError>
+where
+    S: S3Read,
+    K: KeyRead,
+{
+    let mut stats = InventoryStats::default();
+    let Some(s3_section) = campaign.s3() else {
+        return Ok(stats);
+    };
+    if let Some(sm) = campaign
+        .spec
+        .aws
+        .as_ref()
+        .and_then(|a| a.sagemaker.as_ref())
+    {
+        if sm.endpoints || sm.notebook_instances || sm.training_jobs {
+            reporter.event(&Event::Warning {
+                message:
+                    "aws.sagemaker is not inventoried by this version of rekey yet; only S3 is"
+                        .into(),
+            });
+        }
+    }
+    if campaign.spec.gcp.is_some() {
+        reporter.event(&Event::Warning {
+            message: "gcp is not inventoried by this version of rekey yet; only S3 is".into(),
+        });
+    }
+    let all_versions = s3_section.versions == Versions::All;
+    let concurrency = campaign.spec.limits.concurrency;
+    let cache = KeyCache {
+        kms,
+        known: Mutex::new(HashMap::new()),
+    };
+    let buckets: Vec<String> = s3
+        .list_buckets()
+        .await?
+        .into_iter()
+        .filter(|b| campaign.buckets.iter().any(|g| g.is_match(b)))
+        .collect();
+    reporter.event(&Event::BucketsSelected {
+        buckets: buckets.clone(),
+    });
+    let region = campaign
+        .spec
+        .aws
+        .as_ref()
+        .map(|a| a.region.clone())
+        .unwrap_or_default();
+    for (index, bucket) in buckets.iter().enumerate() {
+        reporter.event(&Event::BucketStarted {
+            bucket: bucket.clone(),
+            index,
+            total: buckets.len(),
+        });
+        let settings = s3.bucket_settings(bucket).await?;
+        if settings.region != region {
+            reporter.event(&Event::Warning {
+                message: format!(
+                    "s3://{bucket} is in {}, not the campaign's region {region}; its KMS keys must be in {}",
+                    settings.region, settings.region
+                ),
+            });
+        }
+        let mut default_encryption = settings.default_encryption.clone();
+        cache.resolve(&mut default_encryption).await?;
+        let tags = settings.tags.clone();
+        let bucket_record = Resource::S3Bucket(S3Bucket {
+            account: DEFAULT_ACCOUNT.into(),
+            region: settings.region.clone(),
+            bucket: bucket.clone(),
+            default_encryption,
+            versioning: settings.versioning.clone(),
+            object_lock: settings.object_lock,
+            tags: tags.clone(),
+        });
+        sink(classify(campaign, pinned, bucket_record, &tags))?;
+        stats.buckets += 1;
+
+        let pages = Arc::new(AtomicU64::new(0));
+        let listing = {
+            let pages = pages.clone();
+            stream::try_unfold(Some(None::<String>), move |state| {
+                let pages = pages.clone();
+                async move {
+                    let Some(token) = state else {
+                        return Ok::<_, ProviderError>(None);
+                    };
+                    let page = s3.list_page(bucket, all_versions, token).await?;
+                    pages.fetch_add(1, Ordering::Relaxed);
+                    let next = page.next.map(Some);
+                    Ok(Some((page.objects, next)))
+                }
+            })
+        };
+        let cache = &cache;
+        let settings = &settings;
+        let mut objects = std::pin::pin!(listing
+            .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+            .try_flatten()
+            .map_ok(|listed| async move {
+                let head = s3
+                    .head_object(bucket, &listed.key, listed.version_id.as_deref())
+                    .await?;
+                let mut encryption = head.encryption;
+                cache.resolve(&mut encryption).await?;
+                let known = !head.etag.is_empty();
+                Ok::<_, ProviderError>(S3Object {
+                    account: DEFAULT_ACCOUNT.into(),
+                    region: settings.region.clone(),
+                    bucket: bucket.clone(),
+                    key: listed.key,
+                    version_id: listed.version_id,
+                    is_latest: listed.is_latest,
+                    size: if known { head.size } else { listed.size },
+                    etag: if known { head.etag } else { listed.etag },
+                    storage_class: if known {
+                        head.storage_class
+                    } else {
+                        listed.storage_class
+                    },
+                    archive_status: head.archive_status,
+                    last_modified: listed.last_modified,
+                    encryption,
+                    lock: head.lock,
+                })
+            })
+            .try_buffered(concurrency));
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while let Some(obj) = objects.try_next().await? {
+            n += 1;
+            bytes += obj.size;
+            stats.head_requests += 1;
+            sink(classify(campaign, pinned, Resource::S3Object(obj), &tags))?;
+            if (stats.objects + n) % 500 == 0 {
+                reporter.event(&Event::Progress {
+                    objects: stats.objects + n,
+                    bytes: stats.bytes + bytes,
+                });
+            }
+        }
+        stats.objects += n;
+        stats.bytes += bytes;
+        let list_pages = pages.load(Ordering::Relaxed);
+        stats.list_pages += list_pages;
+        reporter.event(&Event::BucketDone {
+            bucket: bucket.clone(),
+            objects: n,
+            bytes,
+            list_pages,
+        });
+    }
+    Ok(stats)
+}

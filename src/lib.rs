@@ -1,0 +1,16 @@
+//! rekey: move an ML estate from service-managed encryption to customer-managed KMS keys,
+//! as plan and apply. See DESIGN.md for the shape; `cli` is the only part that prints.
+
+pub mod campaign;
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod exit_codes;
+pub mod inventory;
+pub mod matching;
+pub mod model;
+pub mod plan;
+pub mod pricing;
+pub mod providers;
+pub mod report;
+pub mod summary;

@@ -1,0 +1,312 @@
+//! The migration's vocabulary: providers, resource kinds, encryption classes and the
+//! resources an inventory yields.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Aws,
+    Gcp,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Provider::Aws => "aws",
+            Provider::Gcp => "gcp",
+        })
+    }
+}
+
+/// What a resource is. The names are the ones a campaign's `kind:` match uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    S3Bucket,
+    S3Object,
+    SagemakerEndpoint,
+    SagemakerEndpointConfig,
+    SagemakerModel,
+    SagemakerNotebookInstance,
+    SagemakerTrainingJob,
+    GcsBucket,
+    GcsObject,
+}
+
+impl ResourceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ResourceKind::S3Bucket => "s3-bucket",
+            ResourceKind::S3Object => "s3-object",
+            ResourceKind::SagemakerEndpoint => "sagemaker-endpoint",
+            ResourceKind::SagemakerEndpointConfig => "sagemaker-endpoint-config",
+            ResourceKind::SagemakerModel => "sagemaker-model",
+            ResourceKind::SagemakerNotebookInstance => "sagemaker-notebook-instance",
+            ResourceKind::SagemakerTrainingJob => "sagemaker-training-job",
+            ResourceKind::GcsBucket => "gcs-bucket",
+            ResourceKind::GcsObject => "gcs-object",
+        }
+    }
+
+    pub fn provider(&self) -> Provider {
+        match self {
+            ResourceKind::GcsBucket | ResourceKind::GcsObject => Provider::Gcp,
+            _ => Provider::Aws,
+        }
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The precise encryption class of a resource (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncryptionClass {
+    /// S3-managed keys (AES256).
+    SseS3,
+    /// The AWS-managed `aws/s3` KMS key.
+    AwsManagedKms,
+    /// A customer-managed key that is not the resource's team key.
+    ForeignCmk,
+    /// Already on the team key: nothing to do.
+    TargetCmk,
+    /// Customer-provided keys: reported, never touched.
+    SseC,
+    /// Dual-layer SSE-KMS: reported, never touched.
+    DsseKms,
+    GoogleManaged,
+    Cmek,
+    Unencrypted,
+}
+
+impl EncryptionClass {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EncryptionClass::SseS3 => "sse-s3",
+            EncryptionClass::AwsManagedKms => "aws-managed-kms",
+            EncryptionClass::ForeignCmk => "foreign-cmk",
+            EncryptionClass::TargetCmk => "target-cmk",
+            EncryptionClass::SseC => "sse-c",
+            EncryptionClass::DsseKms => "dsse-kms",
+            EncryptionClass::GoogleManaged => "google-managed",
+            EncryptionClass::Cmek => "cmek",
+            EncryptionClass::Unencrypted => "unencrypted",
+        }
+    }
+}
+
+impl fmt::Display for EncryptionClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Server-side encryption as S3 reports it, with any KMS key already resolved to its ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub struct S3Encryption {
+    /// `none`, `AES256`, `aws:kms`, `aws:kms:dsse`, or `sse-c`.
+    pub algorithm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    /// The KMS key manager (`AWS` or `CUSTOMER`), when the key is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_manager: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub bucket_key: bool,
+}
+
+impl S3Encryption {
+    pub const NONE: &'static str = "none";
+    pub const SSE_C: &'static str = "sse-c";
+
+    /// The class of this encryption for a resource whose team key is `target` (an ARN).
+    pub fn classify(&self, target: Option<&str>) -> EncryptionClass {
+        match self.algorithm.as_str() {
+            "AES256" => EncryptionClass::SseS3,
+            "aws:kms:dsse" => EncryptionClass::DsseKms,
+            Self::SSE_C => EncryptionClass::SseC,
+            "aws:kms" => {
+                if self.key_manager.as_deref() == Some("AWS") {
+                    EncryptionClass::AwsManagedKms
+                } else if target.is_some() && self.kms_key_arn.as_deref() == target {
+                    EncryptionClass::TargetCmk
+                } else {
+                    EncryptionClass::ForeignCmk
+                }
+            }
+            _ => EncryptionClass::Unencrypted,
+        }
+    }
+}
+
+/// Object Lock state of an object, as HEAD reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ObjectLock {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub legal_hold: bool,
+}
+
+impl ObjectLock {
+    pub fn is_locked(&self) -> bool {
+        self.mode.is_some() || self.legal_hold
+    }
+}
+
+/// An S3 bucket and what the inventory learned about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct S3Bucket {
+    pub account: String,
+    pub region: String,
+    pub bucket: String,
+    /// The bucket's default encryption rule; `algorithm: none` when it has none.
+    pub default_encryption: S3Encryption,
+    /// `Enabled`, `Suspended`, or `Unversioned`.
+    pub versioning: String,
+    pub object_lock: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One S3 object version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct S3Object {
+    pub account: String,
+    pub region: String,
+    pub bucket: String,
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    pub is_latest: bool,
+    pub size: u64,
+    pub etag: String,
+    pub storage_class: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_status: Option<String>,
+    pub last_modified: String,
+    pub encryption: S3Encryption,
+    #[serde(skip_serializing_if = "lock_is_default", default)]
+    pub lock: ObjectLock,
+}
+
+fn lock_is_default(l: &ObjectLock) -> bool {
+    *l == ObjectLock::default()
+}
+
+/// Anything the inventory yields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Resource {
+    S3Bucket(S3Bucket),
+    S3Object(S3Object),
+}
+
+impl Resource {
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Resource::S3Bucket(_) => ResourceKind::S3Bucket,
+            Resource::S3Object(_) => ResourceKind::S3Object,
+        }
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.kind().provider()
+    }
+
+    /// A name a human reads: `s3://bucket` or `s3://bucket/key`.
+    pub fn display_name(&self) -> String {
+        match self {
+            Resource::S3Bucket(b) => format!("s3://{}", b.bucket),
+            Resource::S3Object(o) => match &o.version_id {
+                Some(v) if !o.is_latest => format!("s3://{}/{} (version {v})", o.bucket, o.key),
+                _ => format!("s3://{}/{}", o.bucket, o.key),
+            },
+        }
+    }
+}
+
+/// A KMS key as KMS describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsKey {
+    pub arn: String,
+    pub key_id: String,
+    /// `AWS` or `CUSTOMER`.
+    pub manager: String,
+    /// `Enabled`, `Disabled`, `PendingDeletion`, ...
+    pub state: String,
+    pub spec: String,
+    pub usage: String,
+}
+
+impl KmsKey {
+    pub fn region(&self) -> Option<&str> {
+        self.arn.split(':').nth(3)
+    }
+
+    pub fn account(&self) -> Option<&str> {
+        self.arn.split(':').nth(4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kms(arn: &str, manager: &str) -> S3Encryption {
+        S3Encryption {
+            algorithm: "aws:kms".into(),
+            kms_key_arn: Some(arn.into()),
+            key_manager: Some(manager.into()),
+            bucket_key: false,
+        }
+    }
+
+    #[test]
+    fn classify_compares_arns_not_aliases() {
+        let target = "arn:aws:kms:us-east-1:111111111111:key/aaaa";
+        assert_eq!(
+            kms(target, "CUSTOMER").classify(Some(target)),
+            EncryptionClass::TargetCmk
+        );
+        assert_eq!(
+            kms("arn:aws:kms:us-east-1:111111111111:key/bbbb", "CUSTOMER").classify(Some(target)),
+            EncryptionClass::ForeignCmk
+        );
+        // The same key named by alias is not an ARN match: callers must resolve first.
+        assert_eq!(
+            kms("alias/ml-fraud", "CUSTOMER").classify(Some(target)),
+            EncryptionClass::ForeignCmk
+        );
+        assert_eq!(
+            kms(target, "AWS").classify(Some(target)),
+            EncryptionClass::AwsManagedKms
+        );
+        assert_eq!(
+            kms(target, "CUSTOMER").classify(None),
+            EncryptionClass::ForeignCmk
+        );
+    }
+
+    #[test]
+    fn classify_other_algorithms() {
+        let e = |a: &str| S3Encryption {
+            algorithm: a.into(),
+            ..Default::default()
+        };
+        assert_eq!(e("AES256").classify(None), EncryptionClass::SseS3);
+        assert_eq!(e("aws:kms:dsse").classify(None), EncryptionClass::DsseKms);
+        assert_eq!(e("sse-c").classify(None), EncryptionClass::SseC);
+        assert_eq!(e("none").classify(None), EncryptionClass::Unencrypted);
+    }
+}

@@ -1,0 +1,906 @@
+//! Planning: a pure function from inventory records to a staged, versioned plan file and its
+//! per-object manifest. No cloud calls happen here.
+//!
+//! Records arrive bucket by bucket (the bucket, then its objects). Manifest lines are
+//! streamed to one temporary file per stage and joined in stage order at the end, so memory
+//! holds one bucket's counters, never the estate.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::campaign::{LoadedCampaign, S3Engine, Versions};
+use crate::error::{FileError, RekeyError};
+use crate::inventory::{target_of, PinnedKeys, Record};
+use crate::model::{EncryptionClass, Resource, S3Bucket, S3Encryption, S3Object};
+use crate::pricing::{self, Assumptions};
+
+/// The plan file format versions this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub format_version: u32,
+    pub campaign: String,
+    pub created_at: String,
+    pub rekey_version: String,
+    /// sha256 of the campaign file the plan was made from.
+    pub campaign_sha256: String,
+    /// sha256 over the inventory records the plan was made from, in order.
+    pub inventory_fingerprint: String,
+    pub keys: PinnedKeys,
+    pub settings: Settings,
+    pub manifest: ManifestRef,
+    pub stages: Vec<Stage>,
+    pub unmatched: Vec<Unmatched>,
+    pub summary: Totals,
+    pub assumptions: Assumptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub region: String,
+    pub engine: S3Engine,
+    pub versions: Versions,
+    pub multipart_threshold: u64,
+    pub concurrency: usize,
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRef {
+    /// File name, beside the plan.
+    pub file: String,
+    pub sha256: String,
+    pub entries: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub name: String,
+    /// The checkpoint taken when the stage starts; `rollback --to` names it.
+    pub checkpoint: String,
+    pub buckets: Vec<BucketPlan>,
+    pub summary: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketPlan {
+    pub account: String,
+    pub region: String,
+    pub bucket: String,
+    /// The bucket's own team key; objects may map to others by prefix or tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub actions: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<Blocked>,
+    /// Objects already on their team key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_on_target: u64,
+    /// Lines of the manifest (1-based, inclusive) that hold this bucket's objects in this stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_lines: Option<[u64; 2]>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Set the bucket's default encryption to SSE-KMS with the team key and Bucket Key on.
+    /// Always a bucket's first action, so that new writes land on the CMK.
+    SetBucketDefault {
+        key: String,
+        from: S3Encryption,
+        to: S3Encryption,
+    },
+    /// Re-encrypt the objects listed in the manifest for this bucket, stage and key.
+    ReencryptObjects {
+        key: String,
+        kms_key_arn: String,
+        engine: S3Engine,
+        objects: u64,
+        bytes: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        multipart_objects: u64,
+        from: BTreeMap<EncryptionClass, u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blocked {
+    pub reason: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unmatched {
+    pub bucket: String,
+    /// Why: no mapping rule, or no stage, matches.
+    pub reason: String,
+    /// Whether the bucket itself (its default encryption) is unmatched.
+    pub bucket_itself: bool,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// Counts and estimates for a stage, a team key within a stage, or the whole plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    pub buckets: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub blocked_objects: u64,
+    pub skipped_objects: u64,
+    /// Bytes whose old copy stays as a noncurrent version (versioned buckets, `copy` engine).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub noncurrent_bytes_added: u64,
+    pub requests: BTreeMap<String, u64>,
+    pub estimated_cost_usd: f64,
+    pub estimated_seconds: f64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_key: BTreeMap<String, KeyTotals>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyTotals {
+    pub buckets: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub requests: BTreeMap<String, u64>,
+    pub estimated_cost_usd: f64,
+    pub estimated_seconds: f64,
+}
+
+/// One line of the manifest: an object to re-encrypt, or one that is blocked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub stage: String,
+    pub bucket: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    pub etag: String,
+    pub size: u64,
+    pub storage_class: String,
+    pub from: EncryptionClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_key_arn: Option<String>,
+    pub team_key: String,
+    pub to_key_arn: String,
+    /// `copy`, `multipart-copy`, `update-encryption`, or `blocked`.
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why an object cannot be planned, if it cannot.
+fn blocked_reason(o: &S3Object, class: EncryptionClass, engine: S3Engine) -> Option<String> {
+    match class {
+        EncryptionClass::SseC => {
+            return Some(
+                "sse-c: encrypted with a customer-provided key, which rekey never holds".into(),
+            )
+        }
+        EncryptionClass::DsseKms => {
+            return Some("dsse-kms: dual-layer SSE-KMS objects are reported, never touched".into())
+        }
+        _ => {}
+    }
+    if o.lock.is_locked() {
+        return Some(
+            "object lock: a retention or legal hold keeps the locked version on its old key".into(),
+        );
+    }
+    let archived = matches!(o.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
+        || matches!(
+            o.archive_status.as_deref(),
+            Some("ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS")
+        );
+    if archived && engine == S3Engine::Copy {
+        return Some(format!(
+            "archived ({}): a copy needs a restore first; use engine update-encryption or auto",
+            o.archive_status.as_deref().unwrap_or(&o.storage_class)
+        ));
+    }
+    if !o.is_latest && engine == S3Engine::Copy {
+        return Some(
+            "noncurrent version: an in-place copy would make it current; use engine update-encryption or auto".into(),
+        );
+    }
+    if class == EncryptionClass::Unencrypted && engine == S3Engine::UpdateEncryption {
+        return Some(
+            "unencrypted: UpdateObjectEncryption refuses unencrypted objects; use engine auto or copy".into(),
+        );
+    }
+    None
+}
+
+/// The step that re-encrypts an object that is not blocked.
+fn step_for(
+    o: &S3Object,
+    class: EncryptionClass,
+    engine: S3Engine,
+    threshold: u64,
+) -> &'static str {
+    let copy = if o.size > threshold {
+        "multipart-copy"
+    } else {
+        "copy"
+    };
+    match engine {
+        S3Engine::Copy => copy,
+        S3Engine::UpdateEncryption => "update-encryption",
+        S3Engine::Auto if class == EncryptionClass::Unencrypted => copy,
+        S3Engine::Auto => "update-encryption",
+    }
+}
+
+/// Requests one object's step makes, by kind.
+fn object_requests(
+    step: &str,
+    o: &S3Object,
+    class: EncryptionClass,
+    threshold: u64,
+) -> Vec<(&'static str, u64)> {
+    let mut r = Vec::new();
+    let source_kms = matches!(
+        class,
+        EncryptionClass::AwsManagedKms | EncryptionClass::ForeignCmk
+    );
+    match step {
+        "copy" => r.push(("s3:CopyObject", 1)),
+        "multipart-copy" => {
+            let part = threshold.max(o.size.div_ceil(10_000)).max(1);
+            r.push(("s3:HeadObject", 1));
+            r.push(("s3:GetObjectTagging", 1));
+            r.push(("s3:CreateMultipartUpload", 1));
+            r.push(("s3:UploadPartCopy", o.size.div_ceil(part)));
+            r.push(("s3:CompleteMultipartUpload", 1));
+        }
+        _ => r.push(("s3:UpdateObjectEncryption", 1)),
+    }
+    // An upper bound: with Bucket Key on, S3 asks KMS far less often.
+    r.push(("kms:GenerateDataKey", 1));
+    if source_kms {
+        r.push(("kms:Decrypt", 1));
+    }
+    r
+}
+
+#[derive(Default)]
+struct GroupAcc {
+    objects: u64,
+    bytes: u64,
+    multipart: u64,
+    from: BTreeMap<EncryptionClass, u64>,
+    requests: BTreeMap<String, u64>,
+    retrieval_usd: f64,
+    noncurrent_bytes: u64,
+}
+
+#[derive(Default)]
+struct StageBucketAcc {
+    groups: BTreeMap<(String, S3Engine), GroupAcc>,
+    blocked: BTreeMap<String, (u64, u64)>,
+    skipped: u64,
+    lines: Option<[u64; 2]>,
+}
+
+struct BucketAcc {
+    bucket: S3Bucket,
+    team_key: Option<String>,
+    class: EncryptionClass,
+    own_stage: Option<usize>,
+    stages: BTreeMap<usize, StageBucketAcc>,
+    unmatched: BTreeMap<&'static str, (u64, u64)>,
+}
+
+/// Builds a plan from inventory records.
+pub struct Planner<'c> {
+    campaign: &'c LoadedCampaign,
+    keys: PinnedKeys,
+    engine: S3Engine,
+    threshold: u64,
+    assumptions: Assumptions,
+    stage_files: Vec<(PathBuf, BufWriter<File>, u64)>,
+    current: Option<BucketAcc>,
+    stages: Vec<Vec<BucketPlan>>,
+    stage_groups: Vec<Vec<(String, GroupAcc, u64)>>,
+    unmatched: Vec<Unmatched>,
+    fingerprint: Sha256,
+    _dir: tempfile::TempDir,
+}
+
+const NO_MAPPING: &str = "no mapping rule matches";
+const NO_STAGE: &str = "no stage matches";
+
+impl<'c> Planner<'c> {
+    pub fn new(campaign: &'c LoadedCampaign, keys: PinnedKeys) -> Result<Self, RekeyError> {
+        let dir =
+            tempfile::tempdir().map_err(|e| RekeyError::io("creating a scratch directory", e))?;
+        let mut stage_files = Vec::new();
+        for i in 0..campaign.stages.len() {
+            let path = dir.path().join(format!("stage-{i}.jsonl"));
+            let f =
+                File::create(&path).map_err(|e| RekeyError::io("creating a scratch file", e))?;
+            stage_files.push((path, BufWriter::new(f), 0));
+        }
+        let s3 = campaign.s3();
+        Ok(Planner {
+            campaign,
+            keys,
+            engine: s3.map(|s| s.engine).unwrap_or_default(),
+            threshold: s3
+                .map(|s| s.multipart_threshold)
+                .unwrap_or(crate::campaign::DEFAULT_MULTIPART_THRESHOLD),
+            assumptions: Assumptions::default(),
+            stage_files,
+            current: None,
+            stages: vec![Vec::new(); campaign.stages.len()],
+            stage_groups: (0..campaign.stages.len()).map(|_| Vec::new()).collect(),
+            unmatched: Vec::new(),
+            fingerprint: Sha256::new(),
+            _dir: dir,
+        })
+    }
+
+    fn stage_of(&self, record: &Record, tags: &BTreeMap<String, String>) -> Option<usize> {
+        let target = target_of(&record.resource, tags, record.team_key.as_deref());
+        self.campaign
+            .stages
+            .iter()
+            .position(|(_, m)| m.as_ref().is_none_or(|m| m.matches(&target)))
+    }
+
+    /// Take the next inventory record.
+    pub fn add(&mut self, record: &Record) -> Result<(), RekeyError> {
+        let line =
+            serde_json::to_string(record).map_err(|e| RekeyError::Internal(e.to_string()))?;
+        self.fingerprint.update(line.as_bytes());
+        self.fingerprint.update(b"\n");
+        match &record.resource {
+            Resource::S3Bucket(b) => {
+                self.finish_bucket();
+                let own_stage = match record.team_key {
+                    Some(_) => self.stage_of(record, &b.tags),
+                    None => None,
+                };
+                self.current = Some(BucketAcc {
+                    bucket: b.clone(),
+                    team_key: record.team_key.clone(),
+                    class: record.class,
+                    own_stage,
+                    stages: BTreeMap::new(),
+                    unmatched: BTreeMap::new(),
+                });
+                Ok(())
+            }
+            Resource::S3Object(o) => self.add_object(record, o),
+        }
+    }
+
+    fn add_object(&mut self, record: &Record, o: &S3Object) -> Result<(), RekeyError> {
+        let Some(acc) = self.current.as_ref() else {
+            return Err(RekeyError::Internal(format!(
+                "object s3://{}/{} arrived before its bucket",
+                o.bucket, o.key
+            )));
+        };
+        if acc.bucket.bucket != o.bucket {
+            return Err(RekeyError::Internal(format!(
+                "object s3://{}/{} arrived inside bucket {}",
+                o.bucket, o.key, acc.bucket.bucket
+            )));
+        }
+        let versioned = acc.bucket.versioning == "Enabled";
+        let tags = acc.bucket.tags.clone();
+        let Some(team_key) = record.team_key.clone() else {
+            let u = self
+                .current
+                .as_mut()
+                .expect("bucket")
+                .unmatched
+                .entry(NO_MAPPING)
+                .or_default();
+            u.0 += 1;
+            u.1 += o.size;
+            return Ok(());
+        };
+        let Some(stage) = self.stage_of(record, &tags) else {
+            let u = self
+                .current
+                .as_mut()
+                .expect("bucket")
+                .unmatched
+                .entry(NO_STAGE)
+                .or_default();
+            u.0 += 1;
+            u.1 += o.size;
+            return Ok(());
+        };
+        let Some(pinned) = self.keys.get(&team_key) else {
+            return Err(RekeyError::usage(
+                format!(
+                    "team key {team_key:?} has no AWS key, but s3://{}/{} maps to it",
+                    o.bucket, o.key
+                ),
+                "give the key an `aws:` alias, or change the mapping",
+            ));
+        };
+        let to_key_arn = pinned.arn.clone();
+        let class = record.class;
+        let engine = self.engine;
+        let threshold = self.threshold;
+        let sa = self
+            .current
+            .as_mut()
+            .expect("bucket")
+            .stages
+            .entry(stage)
+            .or_default();
+        if class == EncryptionClass::TargetCmk {
+            sa.skipped += 1;
+            return Ok(());
+        }
+        let (step, reason) = match blocked_reason(o, class, engine) {
+            Some(r) => ("blocked", Some(r)),
+            None => (step_for(o, class, engine, threshold), None),
+        };
+        if let Some(r) = &reason {
+            let b = sa.blocked.entry(r.clone()).or_default();
+            b.0 += 1;
+            b.1 += o.size;
+        } else {
+            let g = sa.groups.entry((team_key.clone(), engine)).or_default();
+            g.objects += 1;
+            g.bytes += o.size;
+            if step == "multipart-copy" {
+                g.multipart += 1;
+            }
+            *g.from.entry(class).or_default() += 1;
+            for (kind, n) in object_requests(step, o, class, threshold) {
+                *g.requests.entry(kind.to_string()).or_default() += n;
+            }
+            if step != "update-encryption" {
+                g.retrieval_usd += o.size as f64
+                    * pricing::retrieval_per_byte(&self.assumptions, &o.storage_class);
+                if versioned {
+                    g.noncurrent_bytes += o.size;
+                }
+            }
+        }
+        let entry = ManifestEntry {
+            stage: self.campaign.stages[stage].0.clone(),
+            bucket: o.bucket.clone(),
+            key: o.key.clone(),
+            version_id: o.version_id.clone(),
+            etag: o.etag.clone(),
+            size: o.size,
+            storage_class: o.storage_class.clone(),
+            from: class,
+            from_key_arn: o.encryption.kms_key_arn.clone(),
+            team_key,
+            to_key_arn,
+            step: step.to_string(),
+            reason,
+        };
+        let (_, w, n) = &mut self.stage_files[stage];
+        let line =
+            serde_json::to_string(&entry).map_err(|e| RekeyError::Internal(e.to_string()))?;
+        writeln!(w, "{line}").map_err(|e| RekeyError::io("writing the manifest", e))?;
+        *n += 1;
+        let n = *n;
+        let lines = &mut sa.lines;
+        *lines = Some(match lines {
+            Some([first, _]) => [*first, n],
+            None => [n, n],
+        });
+        Ok(())
+    }
+
+    fn finish_bucket(&mut self) {
+        let Some(acc) = self.current.take() else {
+            return;
+        };
+        let b = &acc.bucket;
+        // The bucket action goes to the earliest stage that touches the bucket, so that new
+        // writes land on the CMK before any object is re-encrypted.
+        let first_object_stage = acc.stages.keys().next().copied();
+        let bucket_stage = match (acc.own_stage, first_object_stage) {
+            (Some(a), Some(o)) => Some(a.min(o)),
+            (a, o) => a.or(o),
+        };
+        let mut unmatched = acc.unmatched.clone();
+        let bucket_itself_unmatched = acc.team_key.is_none() || acc.own_stage.is_none();
+        if bucket_itself_unmatched {
+            let reason = if acc.team_key.is_none() {
+                NO_MAPPING
+            } else {
+                NO_STAGE
+            };
+            unmatched.entry(reason).or_default();
+        }
+        for (reason, (objects, bytes)) in &unmatched {
+            let itself = bucket_itself_unmatched
+                && ((acc.team_key.is_none() && *reason == NO_MAPPING)
+                    || (acc.team_key.is_some() && *reason == NO_STAGE));
+            self.unmatched.push(Unmatched {
+                bucket: b.bucket.clone(),
+                reason: reason.to_string(),
+                bucket_itself: itself,
+                objects: *objects,
+                bytes: *bytes,
+            });
+        }
+        let mut stages = acc.stages;
+        if let Some(s) = bucket_stage {
+            stages.entry(s).or_default();
+        }
+        for (stage, sa) in stages {
+            let mut actions = Vec::new();
+            let mut blocked = Vec::new();
+            if Some(stage) == bucket_stage && acc.own_stage.is_some() {
+                if let Some(team_key) = &acc.team_key {
+                    if let Some(pinned) = self.keys.get(team_key) {
+                        let on_target = acc.class == EncryptionClass::TargetCmk
+                            && b.default_encryption.bucket_key;
+                        if acc.class == EncryptionClass::DsseKms {
+                            blocked.push(Blocked {
+                                reason: "bucket default is dsse-kms: reported, never changed"
+                                    .into(),
+                                objects: 0,
+                                bytes: 0,
+                            });
+                        } else if !on_target {
+                            actions.push(Action::SetBucketDefault {
+                                key: team_key.clone(),
+                                from: b.default_encryption.clone(),
+                                to: S3Encryption {
+                                    algorithm: "aws:kms".into(),
+                                    kms_key_arn: Some(pinned.arn.clone()),
+                                    key_manager: None,
+                                    bucket_key: true,
+                                },
+                            });
+                            let mut g = GroupAcc::default();
+                            g.requests.insert("s3:GetBucketEncryption".into(), 1);
+                            g.requests.insert("s3:PutBucketEncryption".into(), 1);
+                            self.stage_groups[stage].push((team_key.clone(), g, 1));
+                        }
+                    }
+                }
+            }
+            for ((key, engine), g) in sa.groups {
+                let arn = self
+                    .keys
+                    .get(&key)
+                    .map(|p| p.arn.clone())
+                    .unwrap_or_default();
+                actions.push(Action::ReencryptObjects {
+                    key: key.clone(),
+                    kms_key_arn: arn,
+                    engine,
+                    objects: g.objects,
+                    bytes: g.bytes,
+                    multipart_objects: g.multipart,
+                    from: g.from.clone(),
+                });
+                self.stage_groups[stage].push((key, g, 0));
+            }
+            blocked.extend(
+                sa.blocked
+                    .into_iter()
+                    .map(|(reason, (objects, bytes))| Blocked {
+                        reason,
+                        objects,
+                        bytes,
+                    }),
+            );
+            self.stages[stage].push(BucketPlan {
+                account: b.account.clone(),
+                region: b.region.clone(),
+                bucket: b.bucket.clone(),
+                key: acc.team_key.clone(),
+                actions,
+                blocked,
+                skipped_on_target: sa.skipped,
+                manifest_lines: sa.lines,
+            });
+        }
+    }
+
+    /// Finish: write the manifest beside `plan_path` and return the plan.
+    pub fn finish(
+        mut self,
+        plan_path: &Path,
+        created_at: String,
+        campaign_sha256: String,
+    ) -> Result<PlanFile, RekeyError> {
+        self.finish_bucket();
+        let manifest_name = manifest_file_name(plan_path);
+        let manifest_path = plan_path.with_file_name(&manifest_name);
+        let out = File::create(&manifest_path)
+            .map_err(|e| RekeyError::io(format!("creating {}", manifest_path.display()), e))?;
+        let mut out = BufWriter::new(out);
+        let mut hash = Sha256::new();
+        let mut offsets = Vec::new();
+        let mut total = 0u64;
+        for (path, w, n) in std::mem::take(&mut self.stage_files) {
+            drop(
+                w.into_inner()
+                    .map_err(|e| RekeyError::io("flushing the manifest", e.into_error()))?,
+            );
+            offsets.push(total);
+            total += n;
+            let r = BufReader::new(
+                File::open(&path).map_err(|e| RekeyError::io("reading a scratch file", e))?,
+            );
+            for line in r.lines() {
+                let line = line.map_err(|e| RekeyError::io("reading a scratch file", e))?;
+                hash.update(line.as_bytes());
+                hash.update(b"\n");
+                writeln!(out, "{line}").map_err(|e| RekeyError::io("writing the manifest", e))?;
+            }
+        }
+        out.flush()
+            .map_err(|e| RekeyError::io("writing the manifest", e))?;
+
+        let s = self.campaign.spec.limits.clone();
+        let a = self.assumptions.clone();
+        let mut stages = Vec::new();
+        let mut grand = Totals::default();
+        for (i, (name, _)) in self.campaign.stages.iter().enumerate() {
+            let mut buckets = std::mem::take(&mut self.stages[i]);
+            for b in &mut buckets {
+                if let Some([first, last]) = b.manifest_lines {
+                    b.manifest_lines = Some([first + offsets[i], last + offsets[i]]);
+                }
+            }
+            let mut t = Totals::default();
+            for b in &buckets {
+                t.blocked_objects += b.blocked.iter().map(|x| x.objects).sum::<u64>();
+                t.skipped_objects += b.skipped_on_target;
+            }
+            for (key, g, bucket_actions) in &self.stage_groups[i] {
+                let kt = t.by_key.entry(key.clone()).or_default();
+                kt.buckets += bucket_actions;
+                kt.objects += g.objects;
+                kt.bytes += g.bytes;
+                for (r, n) in &g.requests {
+                    *kt.requests.entry(r.clone()).or_default() += n;
+                }
+                kt.estimated_cost_usd += g.retrieval_usd;
+                t.noncurrent_bytes_added += g.noncurrent_bytes;
+            }
+            for kt in t.by_key.values_mut() {
+                kt.estimated_cost_usd += kt
+                    .requests
+                    .iter()
+                    .map(|(r, n)| pricing::price_of(&a, r) * *n as f64)
+                    .sum::<f64>();
+                let reqs = kt
+                    .requests
+                    .iter()
+                    .filter(|(r, _)| r.starts_with("s3:"))
+                    .map(|(_, n)| n)
+                    .sum();
+                kt.estimated_seconds =
+                    pricing::duration_s(&a, reqs, kt.bytes, s.concurrency, s.requests_per_second);
+                t.buckets += kt.buckets;
+                t.objects += kt.objects;
+                t.bytes += kt.bytes;
+                for (r, n) in &kt.requests {
+                    *t.requests.entry(r.clone()).or_default() += n;
+                }
+                t.estimated_cost_usd += kt.estimated_cost_usd;
+            }
+            let reqs = t
+                .requests
+                .iter()
+                .filter(|(r, _)| r.starts_with("s3:"))
+                .map(|(_, n)| n)
+                .sum();
+            t.estimated_seconds =
+                pricing::duration_s(&a, reqs, t.bytes, s.concurrency, s.requests_per_second);
+            add_totals(&mut grand, &t);
+            stages.push(Stage {
+                name: name.clone(),
+                checkpoint: name.clone(),
+                buckets,
+                summary: round_totals(t),
+            });
+        }
+        grand.estimated_seconds = stages.iter().map(|s| s.summary.estimated_seconds).sum();
+        let s3 = self.campaign.s3();
+        Ok(PlanFile {
+            format_version: FORMAT_VERSION,
+            campaign: self.campaign.spec.campaign.clone(),
+            created_at,
+            rekey_version: env!("CARGO_PKG_VERSION").to_string(),
+            campaign_sha256,
+            inventory_fingerprint: format!("sha256:{}", hex::encode(self.fingerprint.finalize())),
+            keys: self.keys,
+            settings: Settings {
+                region: self
+                    .campaign
+                    .spec
+                    .aws
+                    .as_ref()
+                    .map(|a| a.region.clone())
+                    .unwrap_or_default(),
+                engine: self.engine,
+                versions: s3.map(|s| s.versions).unwrap_or_default(),
+                multipart_threshold: self.threshold,
+                concurrency: s.concurrency,
+                requests_per_second: s.requests_per_second,
+            },
+            manifest: ManifestRef {
+                file: manifest_name,
+                sha256: format!("sha256:{}", hex::encode(hash.finalize())),
+                entries: total,
+            },
+            stages,
+            unmatched: self.unmatched,
+            summary: round_totals(grand),
+            assumptions: a,
+        })
+    }
+}
+
+fn add_totals(into: &mut Totals, t: &Totals) {
+    into.buckets += t.buckets;
+    into.objects += t.objects;
+    into.bytes += t.bytes;
+    into.blocked_objects += t.blocked_objects;
+    into.skipped_objects += t.skipped_objects;
+    into.noncurrent_bytes_added += t.noncurrent_bytes_added;
+    for (r, n) in &t.requests {
+        *into.requests.entry(r.clone()).or_default() += n;
+    }
+    into.estimated_cost_usd += t.estimated_cost_usd;
+    for (k, kt) in &t.by_key {
+        let e = into.by_key.entry(k.clone()).or_default();
+        e.buckets += kt.buckets;
+        e.objects += kt.objects;
+        e.bytes += kt.bytes;
+        for (r, n) in &kt.requests {
+            *e.requests.entry(r.clone()).or_default() += n;
+        }
+        e.estimated_cost_usd += kt.estimated_cost_usd;
+        e.estimated_seconds += kt.estimated_seconds;
+    }
+}
+
+/// Round estimates so that plan files stay stable and readable.
+fn round_totals(mut t: Totals) -> Totals {
+    let r = |x: f64, p: f64| (x * p).round() / p;
+    t.estimated_cost_usd = r(t.estimated_cost_usd, 1e6);
+    t.estimated_seconds = r(t.estimated_seconds, 10.0);
+    for kt in t.by_key.values_mut() {
+        kt.estimated_cost_usd = r(kt.estimated_cost_usd, 1e6);
+        kt.estimated_seconds = r(kt.estimated_seconds, 10.0);
+    }
+    t
+}
+
+/// `plans/NAME.plan.yaml` → `NAME.manifest.jsonl`.
+pub fn manifest_file_name(plan_path: &Path) -> String {
+    let name = plan_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("plan");
+    let stem = name
+        .strip_suffix(".plan.yaml")
+        .or_else(|| name.strip_suffix(".yaml"))
+        .or_else(|| name.strip_suffix(".yml"))
+        .unwrap_or(name);
+    format!("{stem}.manifest.jsonl")
+}
+
+/// sha256 of a file's bytes, as `sha256:HEX`.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// Write a plan as YAML.
+pub fn write(path: &Path, plan: &PlanFile) -> Result<(), RekeyError> {
+    let text = serde_yaml::to_string(plan).map_err(|e| RekeyError::Internal(e.to_string()))?;
+    let header = "# rekey plan: review it, then `rekey apply` it. Generated; do not edit by hand\n# (the manifest hash and inventory fingerprint pin what was reviewed).\n";
+    std::fs::write(path, format!("{header}{text}"))
+        .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))
+}
+
+/// Read a plan file, refusing unknown format versions, and check its manifest hash.
+pub fn load(path: &Path) -> Result<PlanFile, RekeyError> {
+    let ferr = |line: Option<usize>, message: String, fix: &str| {
+        RekeyError::File(FileError {
+            path: path.to_path_buf(),
+            line,
+            message,
+            fix: fix.into(),
+        })
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ferr(
+            None,
+            format!("cannot read the plan: {e}"),
+            "pass the plan file that `rekey plan -o` wrote",
+        )
+    })?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+        ferr(
+            e.location().map(|l| l.line()),
+            format!("not a plan file: {e}"),
+            "pass the plan file that `rekey plan -o` wrote",
+        )
+    })?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == FORMAT_VERSION as u64 => {}
+        Some(v) => return Err(ferr(
+            crate::campaign::locate_key(&text, &["format_version"]),
+            format!(
+                "plan format_version {v} is not known to this rekey (it reads {FORMAT_VERSION})"
+            ),
+            "use the rekey release that wrote the plan, or plan again with this one",
+        )),
+        None => {
+            return Err(ferr(
+                None,
+                "the file has no format_version: it is not a rekey plan".into(),
+                "pass the plan file that `rekey plan -o` wrote",
+            ))
+        }
+    }
+    let plan: PlanFile = serde_yaml::from_str(&text).map_err(|e| {
+        ferr(
+            e.location().map(|l| l.line()),
+            format!("the plan does not parse: {e}"),
+            "plan again; plan files are not edited by hand",
+        )
+    })?;
+    let manifest = path.with_file_name(&plan.manifest.file);
+    let actual = file_sha256(&manifest).map_err(|e| {
+        ferr(
+            None,
+            format!(
+                "cannot read the plan's manifest {}: {e}",
+                manifest.display()
+            ),
+            "keep the manifest beside the plan, or plan again",
+        )
+    })?;
+    if actual != plan.manifest.sha256 {
+        return Err(ferr(
+            None,
+            format!(
+                "the manifest {} does not match the plan (expected {}, found {actual})",
+                manifest.display(),
+                plan.manifest.sha256
+            ),
+            "the manifest was changed after planning: restore it, or plan again",
+        ));
+    }
+    Ok(plan)
+}
