@@ -17,6 +17,9 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
    unencrypted and SSE-C objects (InvalidRequest); ETag, storage class and LastModified stay.
 5. SageMaker UpdateEndpoint: the endpoint goes Updating, then InService after
    REKEY_OVERLAY_UPDATE_SECONDS (default 1), reporting the new config.
+8. HEAD/GET of a DSSE-KMS object report its KMS key (moto reports it only for aws:kms).
+7. GetBucketVersioning answers with the documented `VersioningConfiguration` root element
+   (moto 5.2.5 answers `GetBucketVersioningResponse`, which the Rust SDK refuses to parse).
 6. SSE-C objects are remembered as SSE-C: HEAD/GET without the customer key answer
    400, with it they report the algorithm and key MD5 (moto drops SSE-C entirely).
 
@@ -188,6 +191,8 @@ class Overlay:
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         bucket, key = split_path(environ)
         backend = s3_backend_for(bucket) if bucket else None
+        if backend is not None and key is None and method == "GET" and "versioning" in query:
+            return self.fix_versioning_root(environ, start_response)
         if backend is None or key is None:
             return self.app(environ, start_response)
         account_id = backend.account_id
@@ -225,6 +230,8 @@ class Overlay:
                         "The correct parameters must be provided to retrieve the object.",
                     )(environ, start_response)
                 return self.app(environ, self.add_sse_c_headers(start_response, marked))
+            if obj is not None and obj.encryption == "aws:kms:dsse" and obj.kms_key_id:
+                return self.app(environ, self.add_dsse_key_header(start_response, obj.kms_key_id))
 
         if is_object_write and environ.get(SSE_C_ALGO):
             algo, md5 = environ.get(SSE_C_ALGO), environ.get(SSE_C_MD5, "")
@@ -244,6 +251,31 @@ class Overlay:
                     obj.kms_key_id = None
             return out
         return self.app(environ, start_response)
+
+    def fix_versioning_root(self, environ, start_response):
+        """GetBucketVersioning answers with AWS's `VersioningConfiguration` root element."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture))
+        body = body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
+
+    @staticmethod
+    def add_dsse_key_header(start_response, key_arn):
+        def wrapped(status, headers, exc_info=None):
+            name = "x-amz-server-side-encryption-aws-kms-key-id"
+            headers = [h for h in headers if h[0].lower() != name]
+            headers.append((name, key_arn))
+            return start_response(status, headers, exc_info)
+
+        return wrapped
 
     @staticmethod
     def add_sse_c_headers(start_response, marked):
@@ -383,13 +415,32 @@ class Overlay:
         )
 
 
+def watch_parent(pid):
+    """Exit once `pid` is gone, so that a test binary never leaves a server behind."""
+
+    def loop():
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--port-file", help="write the chosen port here once listening")
     parser.add_argument("--plain", action="store_true", help="run moto without the overlay")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     args = parser.parse_args(argv)
+    if args.parent_pid:
+        watch_parent(args.parent_pid)
 
     app = DomainDispatcherApplication(create_backend_app)
     if not args.plain:

@@ -62,9 +62,14 @@ where
         (None, _) => match &err {
             SdkError::DispatchFailure(_) => "could not reach the endpoint".to_string(),
             SdkError::TimeoutError(_) => "timed out".to_string(),
+            SdkError::ResponseError(_) => format!(
+                "unreadable response (HTTP {}): {}",
+                status.unwrap_or(0),
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ),
             _ => match status {
                 Some(s) => format!("HTTP {s}"),
-                None => format!("{err}"),
+                None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
             },
         },
     };
