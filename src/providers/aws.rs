@@ -36,13 +36,18 @@ impl AwsClients {
         let custom_endpoint = endpoint_url.is_some()
             || std::env::var_os("AWS_ENDPOINT_URL").is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(custom_endpoint)
+        Self::from_conf(&conf, custom_endpoint)
+    }
+
+    /// Build clients from a loaded SDK configuration.
+    pub fn from_conf(conf: &aws_config::SdkConfig, path_style: bool) -> AwsClients {
+        let s3_conf = aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(path_style)
             .build();
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
-            kms: aws_sdk_kms::Client::new(&conf),
-            region: region.to_string(),
+            kms: aws_sdk_kms::Client::new(conf),
+            region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
             list_page_size: 1000,
         }
     }

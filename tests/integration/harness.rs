@@ -1,0 +1,156 @@
+//! Starts the emulators the tests need, through the same scripts the README uses: one moto
+//! overlay (and one plain moto, for the overlay's own tests) per test binary, each on a free
+//! loopback port, each exiting when the test binary does.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("REKEY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"));
+    venv.join("bin/python")
+}
+
+/// Install the pinned emulator if it is not installed yet (idempotent, once per binary).
+pub fn ensure_venv() -> PathBuf {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap();
+    if !*done {
+        let status = Command::new(repo_root().join("scripts/setup-emulator.sh"))
+            .status()
+            .expect("run scripts/setup-emulator.sh");
+        assert!(status.success(), "scripts/setup-emulator.sh failed");
+        *done = true;
+    }
+    venv_python()
+}
+
+pub struct Moto {
+    pub endpoint: String,
+    _child: Mutex<Child>,
+    _dir: tempfile::TempDir,
+}
+
+fn http_post(endpoint: &str, path: &str) -> std::io::Result<u16> {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+impl Moto {
+    fn start(plain: bool) -> Moto {
+        let python = ensure_venv();
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut cmd = Command::new(python);
+        cmd.arg(repo_root().join("scripts/moto_overlay.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("log")).unwrap()));
+        if plain {
+            cmd.arg("--plain");
+        }
+        let child = cmd.spawn().expect("start the moto overlay");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                let endpoint = format!("http://127.0.0.1:{}", port.trim());
+                if http_post(&endpoint, "/moto-api/reset").ok() == Some(200) {
+                    return Moto { endpoint, _child: Mutex::new(child), _dir: dir };
+                }
+            }
+            assert!(Instant::now() < deadline, "moto did not start: {}", read_log(dir.path()));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+}
+
+/// The moto overlay shared by this test binary.
+pub fn overlay() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(|| Moto::start(false))
+}
+
+/// Plain moto, to show each overlay behaviour is missing without the overlay.
+pub fn plain() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(|| Moto::start(true))
+}
+
+/// A prefix no other test in this binary uses (bucket and alias names stay apart).
+pub fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("t{}{}-", N.fetch_add(1, Ordering::Relaxed), tag)
+}
+
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
+pub async fn clients(endpoint: &str) -> rekey::providers::aws::AwsClients {
+    rekey::providers::aws::AwsClients::from_conf(&sdk_config(endpoint).await, true)
+}
+
+/// The rekey binary, pointed at an emulator, with no ambient AWS settings.
+pub fn rekey(endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Seed the demo estate (scripts/seed_estate.py) under `prefix`; returns its JSON report.
+pub fn seed_estate(endpoint: &str, prefix: &str, shards: usize) -> serde_json::Value {
+    let out = Command::new(ensure_venv())
+        .arg(repo_root().join("scripts/seed_estate.py"))
+        .args(["--endpoint", endpoint, "--prefix", prefix, "--objects", &shards.to_string()])
+        .output()
+        .expect("run seed_estate.py");
+    assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("seed report is JSON")
+}
+
+/// The demo campaign with every bucket glob and alias moved under `prefix`.
+pub fn demo_campaign(prefix: &str) -> String {
+    std::fs::read_to_string(repo_root().join("plans/demo.campaign.yaml"))
+        .unwrap()
+        .replace("\"ml-", &format!("\"{prefix}ml-"))
+        .replace("alias/ml-", &format!("alias/{prefix}ml-"))
+}

@@ -1,0 +1,4 @@
+//! rekey's integration tests: one binary, emulators started by `harness`.
+
+mod harness;
+mod overlay;

@@ -1,0 +1,449 @@
+//! The moto overlay's own tests: each behaviour holds on the overlay and is missing on
+//! plain moto, so each test would fail without the overlay.
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ObjectEncryption, ServerSideEncryption, SsekmsEncryption,
+};
+
+use crate::harness::{self, overlay, plain, unique};
+
+struct Env {
+    s3: aws_sdk_s3::Client,
+    kms: aws_sdk_kms::Client,
+    bucket: String,
+    prefix: String,
+}
+
+async fn env(endpoint: &str, tag: &str) -> Env {
+    let conf = harness::sdk_config(endpoint).await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+    let kms = aws_sdk_kms::Client::new(&conf);
+    let prefix = unique(tag);
+    let bucket = format!("{prefix}bucket");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    Env { s3, kms, bucket, prefix }
+}
+
+impl Env {
+    async fn key(&self, alias: &str) -> (String, String) {
+        let k = self.kms.create_key().send().await.unwrap();
+        let m = k.key_metadata().unwrap();
+        self.kms
+            .create_alias()
+            .alias_name(format!("alias/{}{alias}", self.prefix))
+            .target_key_id(m.key_id())
+            .send()
+            .await
+            .unwrap();
+        (m.key_id().to_string(), m.arn().unwrap().to_string())
+    }
+
+    async fn put(&self, key: &str, body: &[u8]) -> String {
+        let out = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body.to_vec()))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .unwrap();
+        out.e_tag().unwrap().to_string()
+    }
+}
+
+/// Ok when CopyObject and UploadPartCopy refuse a stale `x-amz-copy-source-if-match`.
+async fn copy_if_match(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "ifmatch").await;
+    let etag = e.put("a", b"first").await;
+    let stale = "\"00000000000000000000000000000000\"";
+    let copy = e
+        .s3
+        .copy_object()
+        .bucket(&e.bucket)
+        .key("a")
+        .copy_source(format!("{}/a", e.bucket))
+        .copy_source_if_match(stale)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+        .send()
+        .await;
+    match copy {
+        Err(err) if err.code() == Some("PreconditionFailed") => {}
+        other => return Err(format!("CopyObject with a stale if-match: {other:?}")),
+    }
+    // The matching ETag still copies.
+    e.s3.copy_object()
+        .bucket(&e.bucket)
+        .key("a")
+        .copy_source(format!("{}/a", e.bucket))
+        .copy_source_if_match(&etag)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(|err| format!("copy with the right ETag failed: {err:?}"))?;
+    let up = e.s3.create_multipart_upload().bucket(&e.bucket).key("b").send().await.unwrap();
+    let part = e
+        .s3
+        .upload_part_copy()
+        .bucket(&e.bucket)
+        .key("b")
+        .upload_id(up.upload_id().unwrap())
+        .part_number(1)
+        .copy_source(format!("{}/a", e.bucket))
+        .copy_source_if_match(stale)
+        .send()
+        .await;
+    match part {
+        Err(err) if err.code() == Some("PreconditionFailed") => Ok(()),
+        other => Err(format!("UploadPartCopy with a stale if-match: {other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn copy_honours_copy_source_if_match() {
+    copy_if_match(&overlay().endpoint).await.unwrap();
+    assert!(copy_if_match(&plain().endpoint).await.is_err(), "plain moto ignores CopySourceIfMatch");
+}
+
+/// Ok when SSE-KMS writes with a missing, disabled or pending-deletion key are refused.
+async fn unusable_keys_refused(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "badkey").await;
+    let put = |key: &'static str, kms_key: String| {
+        e.s3.put_object()
+            .bucket(&e.bucket)
+            .key(key)
+            .body(ByteStream::from_static(b"x"))
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms_key)
+            .send()
+    };
+    let code = |r: Result<_, aws_sdk_s3::error::SdkError<_, _>>| match r {
+        Ok(_) => "accepted".to_string(),
+        Err(err) => ProvideErrorMetadata::code(&err).unwrap_or("?").to_string(),
+    };
+    let missing = code(put("m", "alias/does-not-exist".into()).await);
+    let (disabled_id, disabled_arn) = e.key("disabled").await;
+    e.kms.disable_key().key_id(&disabled_id).send().await.unwrap();
+    let disabled = code(put("d", disabled_arn.clone()).await);
+    let (doomed_id, _) = e.key("doomed").await;
+    e.kms.schedule_key_deletion().key_id(&doomed_id).pending_window_in_days(7).send().await.unwrap();
+    let doomed = code(put("p", doomed_id.clone()).await);
+    let multipart = match e
+        .s3
+        .create_multipart_upload()
+        .bucket(&e.bucket)
+        .key("mp")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/does-not-exist")
+        .send()
+        .await
+    {
+        Ok(_) => "accepted".to_string(),
+        Err(err) => err.code().unwrap_or("?").to_string(),
+    };
+    // A write that takes the bucket's default rule, which names the disabled key.
+    e.s3.put_bucket_encryption()
+        .bucket(&e.bucket)
+        .server_side_encryption_configuration(
+            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::AwsKms)
+                                .kms_master_key_id(&disabled_arn)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let by_default = match e.s3.put_object().bucket(&e.bucket).key("bd").body(ByteStream::from_static(b"x")).send().await {
+        Ok(_) => "accepted".to_string(),
+        Err(err) => err.code().unwrap_or("?").to_string(),
+    };
+    let got = [missing, disabled, doomed, multipart, by_default];
+    let want = [
+        "KMS.NotFoundException",
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "KMS.NotFoundException",
+        "KMS.DisabledException",
+    ];
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("got {got:?}"))
+    }
+}
+
+#[tokio::test]
+async fn sse_kms_writes_need_a_usable_key() {
+    unusable_keys_refused(&overlay().endpoint).await.unwrap();
+    assert!(unusable_keys_refused(&plain().endpoint).await.is_err(), "plain moto accepts unusable keys");
+}
+
+/// Ok when SSEKMSKeyId comes back as the key ARN for id, alias and alias-ARN writers, and
+/// `aws:kms` without a key lands on the AWS-managed aws/s3 key.
+async fn key_reported_as_arn(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "arn").await;
+    let (id, arn) = e.key("team").await;
+    let alias = format!("alias/{}team", e.prefix);
+    let alias_arn = format!("arn:aws:kms:us-east-1:123456789012:{alias}");
+    for (i, given) in [id, alias, alias_arn].into_iter().enumerate() {
+        let k = format!("o{i}");
+        e.s3.put_object()
+            .bucket(&e.bucket)
+            .key(&k)
+            .body(ByteStream::from_static(b"x"))
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&given)
+            .send()
+            .await
+            .map_err(|err| format!("put with {given}: {err:?}"))?;
+        let head = e.s3.head_object().bucket(&e.bucket).key(&k).send().await.unwrap();
+        if head.ssekms_key_id() != Some(arn.as_str()) {
+            return Err(format!("written with {given}, reported {:?}", head.ssekms_key_id()));
+        }
+    }
+    e.s3.put_object()
+        .bucket(&e.bucket)
+        .key("managed")
+        .body(ByteStream::from_static(b"x"))
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .send()
+        .await
+        .unwrap();
+    let head = e.s3.head_object().bucket(&e.bucket).key("managed").send().await.unwrap();
+    let reported = head.ssekms_key_id().ok_or("aws:kms without a key reports no key")?;
+    let described = e.kms.describe_key().key_id(reported).send().await.map_err(|err| format!("{err:?}"))?;
+    let m = described.key_metadata().unwrap();
+    if m.arn() != Some(reported) || m.key_manager().map(|k| k.as_str()) != Some("AWS") {
+        return Err(format!("aws:kms without a key reported {reported}, a {:?} key", m.key_manager()));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn kms_key_reported_as_arn() {
+    key_reported_as_arn(&overlay().endpoint).await.unwrap();
+    assert!(key_reported_as_arn(&plain().endpoint).await.is_err(), "plain moto echoes the key as sent");
+}
+
+/// Ok when UpdateObjectEncryption re-keys in place with AWS's rules.
+async fn update_object_encryption(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "uoe").await;
+    let (_, arn) = e.key("team").await;
+    e.s3.put_object()
+        .bucket(&e.bucket)
+        .key("ia")
+        .body(ByteStream::from_static(b"payload"))
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .storage_class(aws_sdk_s3::types::StorageClass::StandardIa)
+        .send()
+        .await
+        .unwrap();
+    let before = e.s3.head_object().bucket(&e.bucket).key("ia").send().await.unwrap();
+    let enc = |k: &str| {
+        ObjectEncryption::Ssekms(SsekmsEncryption::builder().kms_key_arn(k).bucket_key_enabled(true).build().unwrap())
+    };
+    e.s3.update_object_encryption()
+        .bucket(&e.bucket)
+        .key("ia")
+        .object_encryption(enc(&arn))
+        .send()
+        .await
+        .map_err(|err| format!("UpdateObjectEncryption: {err:?}"))?;
+    let after = e.s3.head_object().bucket(&e.bucket).key("ia").send().await.unwrap();
+    if after.ssekms_key_id() != Some(arn.as_str())
+        || after.e_tag() != before.e_tag()
+        || after.storage_class() != before.storage_class()
+        || after.last_modified() != before.last_modified()
+    {
+        return Err(format!("after update: {after:?}"));
+    }
+    // An alias is not a key ARN.
+    let alias = format!("alias/{}team", e.prefix);
+    let r = e.s3.update_object_encryption().bucket(&e.bucket).key("ia").object_encryption(enc(&alias)).send().await;
+    if !matches!(&r, Err(err) if err.code() == Some("InvalidRequest")) {
+        return Err(format!("alias accepted: {r:?}"));
+    }
+    // Unencrypted and SSE-C objects are refused.
+    e.s3.put_object().bucket(&e.bucket).key("plain").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let r = e.s3.update_object_encryption().bucket(&e.bucket).key("plain").object_encryption(enc(&arn)).send().await;
+    if !matches!(&r, Err(err) if err.code() == Some("InvalidRequest")) {
+        return Err(format!("unencrypted accepted: {r:?}"));
+    }
+    put_sse_c(&e.s3, &e.bucket, "ssec").await;
+    let r = e.s3.update_object_encryption().bucket(&e.bucket).key("ssec").object_encryption(enc(&arn)).send().await;
+    if !matches!(&r, Err(err) if err.code() == Some("InvalidRequest")) {
+        return Err(format!("SSE-C accepted: {r:?}"));
+    }
+    Ok(())
+}
+
+async fn put_sse_c(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    use base64_key::*;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from_static(b"secret"))
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(KEY_B64)
+        .sse_customer_key_md5(KEY_MD5_B64)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A fixed 32-byte customer key ("k" × 32), base64, and the base64 of its MD5.
+mod base64_key {
+    pub const KEY_B64: &str = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=";
+    pub const KEY_MD5_B64: &str = "mT2HRsMGJ5IX5C+0rreZ8Q==";
+}
+
+#[tokio::test]
+async fn update_object_encryption_rekeys_in_place() {
+    update_object_encryption(&overlay().endpoint).await.unwrap();
+    assert!(update_object_encryption(&plain().endpoint).await.is_err(), "plain moto lacks UpdateObjectEncryption");
+}
+
+/// Ok when an SSE-C object answers HEAD without its key with 400, and reports SSE-C with it.
+async fn sse_c_is_remembered(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "ssec").await;
+    put_sse_c(&e.s3, &e.bucket, "o").await;
+    let bare = e.s3.head_object().bucket(&e.bucket).key("o").send().await;
+    match &bare {
+        Err(err) if err.raw_response().map(|r| r.status().as_u16()) == Some(400) => {}
+        other => return Err(format!("HEAD without the key: {other:?}")),
+    }
+    let with_key = e
+        .s3
+        .head_object()
+        .bucket(&e.bucket)
+        .key("o")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(base64_key::KEY_B64)
+        .sse_customer_key_md5(base64_key::KEY_MD5_B64)
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    if with_key.sse_customer_algorithm() != Some("AES256") {
+        return Err(format!("HEAD with the key: {with_key:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sse_c_objects_stay_sse_c() {
+    sse_c_is_remembered(&overlay().endpoint).await.unwrap();
+    assert!(sse_c_is_remembered(&plain().endpoint).await.is_err(), "plain moto drops SSE-C");
+}
+
+/// Ok when GetBucketVersioning parses in the Rust SDK and DSSE objects report their key.
+async fn versioning_and_dsse(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "ver").await;
+    let (_, arn) = e.key("k").await;
+    e.s3.put_bucket_versioning()
+        .bucket(&e.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v = e.s3.get_bucket_versioning().bucket(&e.bucket).send().await.map_err(|err| format!("{err:?}"))?;
+    if v.status().map(|s| s.as_str()) != Some("Enabled") {
+        return Err(format!("versioning: {v:?}"));
+    }
+    e.s3.put_object()
+        .bucket(&e.bucket)
+        .key("d")
+        .body(ByteStream::from_static(b"x"))
+        .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+        .ssekms_key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    let h = e.s3.head_object().bucket(&e.bucket).key("d").send().await.unwrap();
+    if h.ssekms_key_id() != Some(arn.as_str()) {
+        return Err(format!("DSSE object reports key {:?}", h.ssekms_key_id()));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn versioning_parses_and_dsse_reports_its_key() {
+    versioning_and_dsse(&overlay().endpoint).await.unwrap();
+    assert!(versioning_and_dsse(&plain().endpoint).await.is_err());
+}
+
+/// Multipart uploads complete on the overlay (a smoke test of the pass-through path).
+#[tokio::test]
+async fn multipart_upload_passes_through() {
+    let e = env(&overlay().endpoint, "mpu").await;
+    let (_, arn) = e.key("k").await;
+    let up = e
+        .s3
+        .create_multipart_upload()
+        .bucket(&e.bucket)
+        .key("big")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(format!("alias/{}k", e.prefix))
+        .send()
+        .await
+        .unwrap();
+    let part = e
+        .s3
+        .upload_part()
+        .bucket(&e.bucket)
+        .key("big")
+        .upload_id(up.upload_id().unwrap())
+        .part_number(1)
+        .body(ByteStream::from(vec![7u8; 1024]))
+        .send()
+        .await
+        .unwrap();
+    e.s3.complete_multipart_upload()
+        .bucket(&e.bucket)
+        .key("big")
+        .upload_id(up.upload_id().unwrap())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let h = e.s3.head_object().bucket(&e.bucket).key("big").send().await.unwrap();
+    assert_eq!(h.ssekms_key_id(), Some(arn.as_str()));
+}
+
+/// SageMaker UpdateEndpoint, checked with boto3 (rekey does not link the SageMaker SDK yet):
+/// tests/overlay_sagemaker.py exits 0 when the behaviour holds.
+fn sagemaker_update_endpoint(endpoint: &str) -> bool {
+    std::process::Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/overlay_sagemaker.py"))
+        .arg(endpoint)
+        .status()
+        .expect("run tests/overlay_sagemaker.py")
+        .success()
+}
+
+#[test]
+fn sagemaker_update_endpoint_goes_updating_then_in_service() {
+    assert!(sagemaker_update_endpoint(&overlay().endpoint));
+    assert!(!sagemaker_update_endpoint(&plain().endpoint), "plain moto lacks UpdateEndpoint");
+}
