@@ -2,3 +2,4 @@
 
 mod harness;
 mod overlay;
+mod inventory;
