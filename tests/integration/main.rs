@@ -3,3 +3,4 @@
 mod harness;
 mod overlay;
 mod inventory;
+mod plan;
