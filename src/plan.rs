@@ -794,10 +794,10 @@ fn add_totals(into: &mut Totals, t: &Totals) {
 fn round_totals(mut t: Totals) -> Totals {
     let r = |x: f64, p: f64| (x * p).round() / p;
     t.estimated_cost_usd = r(t.estimated_cost_usd, 1e6);
-    t.estimated_seconds = r(t.estimated_seconds, 10.0);
+    t.estimated_seconds = r(t.estimated_seconds, 1000.0);
     for kt in t.by_key.values_mut() {
         kt.estimated_cost_usd = r(kt.estimated_cost_usd, 1e6);
-        kt.estimated_seconds = r(kt.estimated_seconds, 10.0);
+        kt.estimated_seconds = r(kt.estimated_seconds, 1000.0);
     }
     t
 }

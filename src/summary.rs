@@ -20,11 +20,17 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-/// Human-readable duration.
+/// Human-readable duration; work that rounds to zero shows as `<1s`.
 pub fn duration(secs: f64) -> String {
+    if secs <= 0.0 {
+        return "0s".into();
+    }
+    if secs < 1.0 {
+        return "<1s".into();
+    }
     let s = secs.ceil() as u64;
     match s {
-        0..=59 => format!("{s}s"),
+        1..=59 => format!("{s}s"),
         60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
         _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
     }

@@ -4,3 +4,4 @@ mod harness;
 mod overlay;
 mod inventory;
 mod plan;
+mod golden;

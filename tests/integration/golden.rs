@@ -1,0 +1,188 @@
+//! Golden files for user-facing text: campaign error messages and the plan summary.
+//! Set REKEY_BLESS=1 to rewrite the golden files after a deliberate change, then review the diff.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rekey::campaign;
+use rekey::inventory::{PinnedKey, PinnedKeys, Record};
+use rekey::model::{EncryptionClass, ObjectLock, Resource, S3Bucket, S3Encryption, S3Object};
+use rekey::plan::{self, Planner};
+
+use crate::harness::repo_root;
+
+fn check_golden(path: &Path, actual: &str) {
+    if std::env::var_os("REKEY_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| panic!("{} is missing: run with REKEY_BLESS=1 to create it", path.display()));
+    assert!(
+        want == actual,
+        "{} differs.\n--- golden\n{want}\n--- actual\n{actual}\n(REKEY_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+/// Every bad campaign fails with exit code 2 and its golden message, before any cloud call:
+/// the endpoint is a closed port, so a call would fail differently.
+#[test]
+fn bad_campaigns_fail_with_their_golden_messages() {
+    let root = repo_root();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root.join("tests/campaigns/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 15, "the corpus holds at least 15 bad campaigns");
+    cases.push(PathBuf::from("tests/campaigns/bad/99-no-such-file.yaml"));
+    for case in cases {
+        let rel = case.strip_prefix(&root).unwrap_or(&case).to_path_buf();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .current_dir(&root)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .args(["plan", "-c"])
+            .arg(&rel)
+            .args(["-o", "/nonexistent/never-written.plan.yaml"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", rel.display());
+        assert!(stderr.contains("fix: "), "{}: every message says what to do: {stderr}", rel.display());
+        assert!(!stderr.contains("127.0.0.1:9"), "{}: no cloud call is made", rel.display());
+        let name = rel.file_stem().unwrap().to_string_lossy().to_string();
+        check_golden(&root.join(format!("tests/golden/campaign-errors/{name}.txt")), &stderr);
+    }
+}
+
+/// The good campaign of the corpus parses: the bad ones differ from it in one thing each.
+#[test]
+fn the_corpus_base_campaign_is_valid() {
+    campaign::load(&repo_root().join("tests/campaigns/good.yaml")).unwrap();
+}
+
+const FRAUD: &str = "arn:aws:kms:us-east-1:111111111111:key/11111111-1111-1111-1111-111111111111";
+const VISION: &str = "arn:aws:kms:us-east-1:111111111111:key/22222222-2222-2222-2222-222222222222";
+const LEGACY: &str = "arn:aws:kms:us-east-1:111111111111:key/33333333-3333-3333-3333-333333333333";
+const AWS_S3: &str = "arn:aws:kms:us-east-1:111111111111:key/44444444-4444-4444-4444-444444444444";
+
+fn enc(algorithm: &str, key: Option<&str>, manager: Option<&str>) -> S3Encryption {
+    S3Encryption {
+        algorithm: algorithm.into(),
+        kms_key_arn: key.map(str::to_string),
+        key_manager: manager.map(str::to_string),
+        bucket_key: false,
+    }
+}
+
+fn bucket(name: &str, default: S3Encryption, versioning: &str, tags: &[(&str, &str)]) -> S3Bucket {
+    S3Bucket {
+        account: "default".into(),
+        region: "us-east-1".into(),
+        bucket: name.into(),
+        default_encryption: default,
+        versioning: versioning.into(),
+        object_lock: false,
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+fn object(b: &str, key: &str, size: u64, storage: &str, e: S3Encryption) -> S3Object {
+    S3Object {
+        account: "default".into(),
+        region: "us-east-1".into(),
+        bucket: b.into(),
+        key: key.into(),
+        version_id: None,
+        is_latest: true,
+        size,
+        etag: format!("\"{:032x}\"", size),
+        storage_class: storage.into(),
+        archive_status: None,
+        last_modified: "2026-01-01T00:00:00Z".into(),
+        encryption: e,
+        lock: ObjectLock::default(),
+    }
+}
+
+/// A synthetic estate with fixed key ARNs, classified as the inventory would.
+fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Record> {
+    let sse_s3 = enc("AES256", None, None);
+    let managed = enc("aws:kms", Some(AWS_S3), Some("AWS"));
+    let legacy = enc("aws:kms", Some(LEGACY), Some("CUSTOMER"));
+    let fraud = enc("aws:kms", Some(FRAUD), Some("CUSTOMER"));
+    let mut resources = vec![Resource::S3Bucket(bucket("ml-fraud-models", managed.clone(), "Enabled", &[]))];
+    for i in 0..4 {
+        resources.push(Resource::S3Object(object("ml-fraud-models", &format!("xgb/v{i}/model.tar.gz"), 300 << 20, "STANDARD", managed.clone())));
+    }
+    resources.push(Resource::S3Object(object("ml-fraud-models", "xgb/huge/model.tar.gz", 7 << 30, "STANDARD_IA", legacy.clone())));
+    resources.push(Resource::S3Bucket(bucket("ml-fraud-sandbox", sse_s3.clone(), "Unversioned", &[])));
+    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "a.parquet", 1000, "STANDARD", sse_s3.clone())));
+    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "b.parquet", 2000, "STANDARD", fraud.clone())));
+    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "c.parquet", 3000, "STANDARD", enc("sse-c", None, None))));
+    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "old.tar", 4000, "DEEP_ARCHIVE", sse_s3.clone())));
+    resources.push(Resource::S3Bucket(bucket("ml-scratch", enc("none", None, None), "Unversioned", &[])));
+    resources.push(Resource::S3Object(object("ml-scratch", "tmp", 10, "STANDARD", sse_s3.clone())));
+    resources.push(Resource::S3Bucket(bucket("ml-vision-data", enc("none", None, None), "Unversioned", &[("team", "vision")])));
+    for i in 0..3 {
+        resources.push(Resource::S3Object(object("ml-vision-data", &format!("shards/{i}.tfrecord"), 64 << 20, "STANDARD", sse_s3.clone())));
+    }
+    resources.push(Resource::S3Object(object("ml-vision-data", "legacy.csv", 50, "STANDARD", enc("none", None, None))));
+    resources
+        .into_iter()
+        .map(|r| {
+            let tags = match &r {
+                Resource::S3Bucket(b) => b.tags.clone(),
+                Resource::S3Object(o) if o.bucket == "ml-vision-data" => [("team".to_string(), "vision".to_string())].into(),
+                _ => BTreeMap::new(),
+            };
+            let team_key = rekey::inventory::map_key(c, &rekey::inventory::target_of(&r, &tags, None)).map(str::to_string);
+            let target = team_key.as_deref().and_then(|k| keys.get(k)).map(|p| p.arn.as_str());
+            let class = match &r {
+                Resource::S3Bucket(b) => b.default_encryption.classify(target),
+                Resource::S3Object(o) => o.encryption.classify(target),
+            };
+            Record { resource: r, team_key, class }
+        })
+        .collect()
+}
+
+fn pinned() -> PinnedKeys {
+    let key = |alias: &str, arn: &str| PinnedKey {
+        alias: alias.into(),
+        arn: arn.into(),
+        key_id: arn.rsplit('/').next().unwrap().into(),
+        region: "us-east-1".into(),
+        state: "Enabled".into(),
+    };
+    [("fraud".to_string(), key("alias/ml-fraud", FRAUD)), ("vision".to_string(), key("alias/ml-vision", VISION))].into()
+}
+
+#[test]
+fn plan_summary_and_plan_file_match_their_golden_files() {
+    let root = repo_root();
+    let c = campaign::load(&root.join("tests/campaigns/good.yaml")).unwrap();
+    let keys = pinned();
+    let records = synthetic_records(&c, &keys);
+    assert_eq!(records.iter().filter(|r| r.class == EncryptionClass::TargetCmk).count(), 1);
+    let mut planner = Planner::new(&c, keys).unwrap();
+    for r in &records {
+        planner.add(r).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("golden.plan.yaml");
+    let p = planner.finish(&plan_path, "2026-11-25T00:00:00Z".into(), "sha256:campaign".into()).unwrap();
+    plan::write(&plan_path, &p).unwrap();
+    check_golden(&root.join("tests/golden/plan-summary.txt"), &rekey::summary::render(&p));
+    check_golden(&root.join("tests/golden/golden.plan.yaml"), &std::fs::read_to_string(&plan_path).unwrap());
+    check_golden(
+        &root.join("tests/golden/golden.manifest.jsonl"),
+        &std::fs::read_to_string(dir.path().join("golden.manifest.jsonl")).unwrap(),
+    );
+    // The plan reads back as written, manifest hash included.
+    assert_eq!(plan::load(&plan_path).unwrap(), p);
+}
