@@ -499,28 +499,27 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                 "give it a `match`, or move it to the end of `stages`".into(),
             ));
         }
-        let m = match &st.matches {
-            None => None,
-            Some(spec_match) => {
-                if let Some(k) = &spec_match.key {
-                    if !spec.keys.contains_key(k) {
-                        return Err(err(
-                            line,
-                            format!(
+        let m =
+            match &st.matches {
+                None => None,
+                Some(spec_match) => {
+                    if let Some(k) = &spec_match.key {
+                        if !spec.keys.contains_key(k) {
+                            return Err(err(
+                                line,
+                                format!(
                                 "stage {:?} matches key {k:?}, which is not defined under `keys`",
                                 st.name
                             ),
-                            format!("use one of: {}", known_keys()),
-                        ));
+                                format!("use one of: {}", known_keys()),
+                            ));
+                        }
                     }
-                }
-                Some(
-                    Matcher::compile(spec_match).map_err(|e| {
+                    Some(Matcher::compile(spec_match).map_err(|e| {
                         err(line, format!("stage {:?}: {e}", st.name), GLOB_FIX.into())
-                    })?,
-                )
-            }
-        };
+                    })?)
+                }
+            };
         stages.push((st.name.clone(), m));
     }
     if stages.is_empty() {

@@ -858,13 +858,15 @@ pub fn load(path: &Path) -> Result<PlanFile, RekeyError> {
     })?;
     match value.get("format_version").and_then(|v| v.as_u64()) {
         Some(v) if v == FORMAT_VERSION as u64 => {}
-        Some(v) => return Err(ferr(
-            crate::campaign::locate_key(&text, &["format_version"]),
-            format!(
+        Some(v) => {
+            return Err(ferr(
+                crate::campaign::locate_key(&text, &["format_version"]),
+                format!(
                 "plan format_version {v} is not known to this rekey (it reads {FORMAT_VERSION})"
             ),
-            "use the rekey release that wrote the plan, or plan again with this one",
-        )),
+                "use the rekey release that wrote the plan, or plan again with this one",
+            ))
+        }
         None => {
             return Err(ferr(
                 None,

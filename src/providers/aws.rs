@@ -74,7 +74,10 @@ where
             ),
             _ => match status {
                 Some(s) => format!("HTTP {s}"),
-                None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+                None => format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
             },
         },
     };

@@ -17,8 +17,12 @@ fn check_golden(path: &Path, actual: &str) {
         std::fs::write(path, actual).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(path)
-        .unwrap_or_else(|_| panic!("{} is missing: run with REKEY_BLESS=1 to create it", path.display()));
+    let want = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run with REKEY_BLESS=1 to create it",
+            path.display()
+        )
+    });
     assert!(
         want == actual,
         "{} differs.\n--- golden\n{want}\n--- actual\n{actual}\n(REKEY_BLESS=1 rewrites it)",
@@ -36,7 +40,10 @@ fn bad_campaigns_fail_with_their_golden_messages() {
         .map(|e| e.unwrap().path())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 15, "the corpus holds at least 15 bad campaigns");
+    assert!(
+        cases.len() >= 15,
+        "the corpus holds at least 15 bad campaigns"
+    );
     cases.push(PathBuf::from("tests/campaigns/bad/99-no-such-file.yaml"));
     for case in cases {
         let rel = case.strip_prefix(&root).unwrap_or(&case).to_path_buf();
@@ -52,10 +59,21 @@ fn bad_campaigns_fail_with_their_golden_messages() {
             .unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(2), "{}: {stderr}", rel.display());
-        assert!(stderr.contains("fix: "), "{}: every message says what to do: {stderr}", rel.display());
-        assert!(!stderr.contains("127.0.0.1:9"), "{}: no cloud call is made", rel.display());
+        assert!(
+            stderr.contains("fix: "),
+            "{}: every message says what to do: {stderr}",
+            rel.display()
+        );
+        assert!(
+            !stderr.contains("127.0.0.1:9"),
+            "{}: no cloud call is made",
+            rel.display()
+        );
         let name = rel.file_stem().unwrap().to_string_lossy().to_string();
-        check_golden(&root.join(format!("tests/golden/campaign-errors/{name}.txt")), &stderr);
+        check_golden(
+            &root.join(format!("tests/golden/campaign-errors/{name}.txt")),
+            &stderr,
+        );
     }
 }
 
@@ -87,7 +105,10 @@ fn bucket(name: &str, default: S3Encryption, versioning: &str, tags: &[(&str, &s
         default_encryption: default,
         versioning: versioning.into(),
         object_lock: false,
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
@@ -115,38 +136,123 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
     let managed = enc("aws:kms", Some(AWS_S3), Some("AWS"));
     let legacy = enc("aws:kms", Some(LEGACY), Some("CUSTOMER"));
     let fraud = enc("aws:kms", Some(FRAUD), Some("CUSTOMER"));
-    let mut resources = vec![Resource::S3Bucket(bucket("ml-fraud-models", managed.clone(), "Enabled", &[]))];
+    let mut resources = vec![Resource::S3Bucket(bucket(
+        "ml-fraud-models",
+        managed.clone(),
+        "Enabled",
+        &[],
+    ))];
     for i in 0..4 {
-        resources.push(Resource::S3Object(object("ml-fraud-models", &format!("xgb/v{i}/model.tar.gz"), 300 << 20, "STANDARD", managed.clone())));
+        resources.push(Resource::S3Object(object(
+            "ml-fraud-models",
+            &format!("xgb/v{i}/model.tar.gz"),
+            300 << 20,
+            "STANDARD",
+            managed.clone(),
+        )));
     }
-    resources.push(Resource::S3Object(object("ml-fraud-models", "xgb/huge/model.tar.gz", 7 << 30, "STANDARD_IA", legacy.clone())));
-    resources.push(Resource::S3Bucket(bucket("ml-fraud-sandbox", sse_s3.clone(), "Unversioned", &[])));
-    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "a.parquet", 1000, "STANDARD", sse_s3.clone())));
-    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "b.parquet", 2000, "STANDARD", fraud.clone())));
-    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "c.parquet", 3000, "STANDARD", enc("sse-c", None, None))));
-    resources.push(Resource::S3Object(object("ml-fraud-sandbox", "old.tar", 4000, "DEEP_ARCHIVE", sse_s3.clone())));
-    resources.push(Resource::S3Bucket(bucket("ml-scratch", enc("none", None, None), "Unversioned", &[])));
-    resources.push(Resource::S3Object(object("ml-scratch", "tmp", 10, "STANDARD", sse_s3.clone())));
-    resources.push(Resource::S3Bucket(bucket("ml-vision-data", enc("none", None, None), "Unversioned", &[("team", "vision")])));
+    resources.push(Resource::S3Object(object(
+        "ml-fraud-models",
+        "xgb/huge/model.tar.gz",
+        7 << 30,
+        "STANDARD_IA",
+        legacy.clone(),
+    )));
+    resources.push(Resource::S3Bucket(bucket(
+        "ml-fraud-sandbox",
+        sse_s3.clone(),
+        "Unversioned",
+        &[],
+    )));
+    resources.push(Resource::S3Object(object(
+        "ml-fraud-sandbox",
+        "a.parquet",
+        1000,
+        "STANDARD",
+        sse_s3.clone(),
+    )));
+    resources.push(Resource::S3Object(object(
+        "ml-fraud-sandbox",
+        "b.parquet",
+        2000,
+        "STANDARD",
+        fraud.clone(),
+    )));
+    resources.push(Resource::S3Object(object(
+        "ml-fraud-sandbox",
+        "c.parquet",
+        3000,
+        "STANDARD",
+        enc("sse-c", None, None),
+    )));
+    resources.push(Resource::S3Object(object(
+        "ml-fraud-sandbox",
+        "old.tar",
+        4000,
+        "DEEP_ARCHIVE",
+        sse_s3.clone(),
+    )));
+    resources.push(Resource::S3Bucket(bucket(
+        "ml-scratch",
+        enc("none", None, None),
+        "Unversioned",
+        &[],
+    )));
+    resources.push(Resource::S3Object(object(
+        "ml-scratch",
+        "tmp",
+        10,
+        "STANDARD",
+        sse_s3.clone(),
+    )));
+    resources.push(Resource::S3Bucket(bucket(
+        "ml-vision-data",
+        enc("none", None, None),
+        "Unversioned",
+        &[("team", "vision")],
+    )));
     for i in 0..3 {
-        resources.push(Resource::S3Object(object("ml-vision-data", &format!("shards/{i}.tfrecord"), 64 << 20, "STANDARD", sse_s3.clone())));
+        resources.push(Resource::S3Object(object(
+            "ml-vision-data",
+            &format!("shards/{i}.tfrecord"),
+            64 << 20,
+            "STANDARD",
+            sse_s3.clone(),
+        )));
     }
-    resources.push(Resource::S3Object(object("ml-vision-data", "legacy.csv", 50, "STANDARD", enc("none", None, None))));
+    resources.push(Resource::S3Object(object(
+        "ml-vision-data",
+        "legacy.csv",
+        50,
+        "STANDARD",
+        enc("none", None, None),
+    )));
     resources
         .into_iter()
         .map(|r| {
             let tags = match &r {
                 Resource::S3Bucket(b) => b.tags.clone(),
-                Resource::S3Object(o) if o.bucket == "ml-vision-data" => [("team".to_string(), "vision".to_string())].into(),
+                Resource::S3Object(o) if o.bucket == "ml-vision-data" => {
+                    [("team".to_string(), "vision".to_string())].into()
+                }
                 _ => BTreeMap::new(),
             };
-            let team_key = rekey::inventory::map_key(c, &rekey::inventory::target_of(&r, &tags, None)).map(str::to_string);
-            let target = team_key.as_deref().and_then(|k| keys.get(k)).map(|p| p.arn.as_str());
+            let team_key =
+                rekey::inventory::map_key(c, &rekey::inventory::target_of(&r, &tags, None))
+                    .map(str::to_string);
+            let target = team_key
+                .as_deref()
+                .and_then(|k| keys.get(k))
+                .map(|p| p.arn.as_str());
             let class = match &r {
                 Resource::S3Bucket(b) => b.default_encryption.classify(target),
                 Resource::S3Object(o) => o.encryption.classify(target),
             };
-            Record { resource: r, team_key, class }
+            Record {
+                resource: r,
+                team_key,
+                class,
+            }
         })
         .collect()
 }
@@ -159,7 +265,11 @@ fn pinned() -> PinnedKeys {
         region: "us-east-1".into(),
         state: "Enabled".into(),
     };
-    [("fraud".to_string(), key("alias/ml-fraud", FRAUD)), ("vision".to_string(), key("alias/ml-vision", VISION))].into()
+    [
+        ("fraud".to_string(), key("alias/ml-fraud", FRAUD)),
+        ("vision".to_string(), key("alias/ml-vision", VISION)),
+    ]
+    .into()
 }
 
 #[test]
@@ -168,17 +278,35 @@ fn plan_summary_and_plan_file_match_their_golden_files() {
     let c = campaign::load(&root.join("tests/campaigns/good.yaml")).unwrap();
     let keys = pinned();
     let records = synthetic_records(&c, &keys);
-    assert_eq!(records.iter().filter(|r| r.class == EncryptionClass::TargetCmk).count(), 1);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.class == EncryptionClass::TargetCmk)
+            .count(),
+        1
+    );
     let mut planner = Planner::new(&c, keys).unwrap();
     for r in &records {
         planner.add(r).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let plan_path = dir.path().join("golden.plan.yaml");
-    let p = planner.finish(&plan_path, "2026-11-25T00:00:00Z".into(), "sha256:campaign".into()).unwrap();
+    let p = planner
+        .finish(
+            &plan_path,
+            "2026-11-25T00:00:00Z".into(),
+            "sha256:campaign".into(),
+        )
+        .unwrap();
     plan::write(&plan_path, &p).unwrap();
-    check_golden(&root.join("tests/golden/plan-summary.txt"), &rekey::summary::render(&p));
-    check_golden(&root.join("tests/golden/golden.plan.yaml"), &std::fs::read_to_string(&plan_path).unwrap());
+    check_golden(
+        &root.join("tests/golden/plan-summary.txt"),
+        &rekey::summary::render(&p),
+    );
+    check_golden(
+        &root.join("tests/golden/golden.plan.yaml"),
+        &std::fs::read_to_string(&plan_path).unwrap(),
+    );
     check_golden(
         &root.join("tests/golden/golden.manifest.jsonl"),
         &std::fs::read_to_string(dir.path().join("golden.manifest.jsonl")).unwrap(),

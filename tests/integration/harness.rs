@@ -47,13 +47,19 @@ fn http_post(endpoint: &str, path: &str) -> std::io::Result<u16> {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     Ok(buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
 }
 
 impl Moto {
+    // The server lives as long as the test binary (it is held in a static and exits by
+    // itself through --parent-pid), so it is deliberately never waited for.
+    #[allow(clippy::zombie_processes)]
     fn start(plain: bool) -> Moto {
         let python = ensure_venv();
         let dir = tempfile::tempdir().unwrap();
@@ -65,20 +71,32 @@ impl Moto {
             .args(["--parent-pid", &std::process::id().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("log")).unwrap()));
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("log")).unwrap(),
+            ));
         if plain {
             cmd.arg("--plain");
         }
-        let child = cmd.spawn().expect("start the moto overlay");
+        let mut child = cmd.spawn().expect("start the moto overlay");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(port) = std::fs::read_to_string(&port_file) {
                 let endpoint = format!("http://127.0.0.1:{}", port.trim());
                 if http_post(&endpoint, "/moto-api/reset").ok() == Some(200) {
-                    return Moto { endpoint, _child: Mutex::new(child), _dir: dir };
+                    // The server outlives this function; it exits with the test binary
+                    // (--parent-pid), as statics are never dropped.
+                    return Moto {
+                        endpoint,
+                        _child: Mutex::new(child),
+                        _dir: dir,
+                    };
                 }
             }
-            assert!(Instant::now() < deadline, "moto did not start: {}", read_log(dir.path()));
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto did not start: {}", read_log(dir.path()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -110,7 +128,9 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
         .load()
         .await
 }
@@ -140,10 +160,21 @@ pub fn rekey(endpoint: &str) -> Command {
 pub fn seed_estate(endpoint: &str, prefix: &str, shards: usize) -> serde_json::Value {
     let out = Command::new(ensure_venv())
         .arg(repo_root().join("scripts/seed_estate.py"))
-        .args(["--endpoint", endpoint, "--prefix", prefix, "--objects", &shards.to_string()])
+        .args([
+            "--endpoint",
+            endpoint,
+            "--prefix",
+            prefix,
+            "--objects",
+            &shards.to_string(),
+        ])
         .output()
         .expect("run seed_estate.py");
-    assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "seeding failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("seed report is JSON")
 }
 

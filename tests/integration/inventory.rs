@@ -14,10 +14,16 @@ use rekey::model::{EncryptionClass, Resource};
 
 use crate::harness::{self, overlay, unique};
 
-pub async fn inventory_of(endpoint: &str, campaign_yaml: &str) -> (Vec<Record>, inventory::InventoryStats) {
-    let c = campaign::parse(Path::new("test.campaign.yaml"), campaign_yaml).expect("campaign is valid");
+pub async fn inventory_of(
+    endpoint: &str,
+    campaign_yaml: &str,
+) -> (Vec<Record>, inventory::InventoryStats) {
+    let c =
+        campaign::parse(Path::new("test.campaign.yaml"), campaign_yaml).expect("campaign is valid");
     let aws = harness::clients(endpoint).await;
-    let pinned = inventory::resolve_keys(&c, &aws, &Silent).await.expect("keys resolve");
+    let pinned = inventory::resolve_keys(&c, &aws, &Silent)
+        .await
+        .expect("keys resolve");
     let mut records = Vec::new();
     let stats = inventory::run(&c, &aws, &aws, &pinned, &Silent, |r| {
         records.push(r);
@@ -51,23 +57,51 @@ async fn every_encryption_class_is_classified() {
         .collect();
     assert_eq!(object_classes(&records), expected);
     // Every class the design names for S3 occurs in this estate.
-    for class in ["sse-s3", "aws-managed-kms", "foreign-cmk", "target-cmk", "sse-c", "dsse-kms", "unencrypted"] {
-        assert!(expected.values().any(|c| c.as_str() == class), "estate lacks {class}");
+    for class in [
+        "sse-s3",
+        "aws-managed-kms",
+        "foreign-cmk",
+        "target-cmk",
+        "sse-c",
+        "dsse-kms",
+        "unencrypted",
+    ] {
+        assert!(
+            expected.values().any(|c| c.as_str() == class),
+            "estate lacks {class}"
+        );
     }
     assert_eq!(stats.objects as usize, expected.len());
 
     let buckets: BTreeMap<String, (EncryptionClass, Option<String>)> = records
         .iter()
         .filter_map(|r| match &r.resource {
-            Resource::S3Bucket(b) => Some((b.bucket.trim_start_matches(&prefix).to_string(), (r.class, r.team_key.clone()))),
+            Resource::S3Bucket(b) => Some((
+                b.bucket.trim_start_matches(&prefix).to_string(),
+                (r.class, r.team_key.clone()),
+            )),
             _ => None,
         })
         .collect();
     let want = |c: EncryptionClass, k: Option<&str>| (c, k.map(str::to_string));
-    assert_eq!(buckets["ml-fraud-sandbox"], want(EncryptionClass::SseS3, Some("fraud")));
-    assert_eq!(buckets["ml-fraud-models"], want(EncryptionClass::AwsManagedKms, Some("fraud")));
-    assert_eq!(buckets["ml-vision-data"], want(EncryptionClass::Unencrypted, Some("vision")), "mapped by tag");
-    assert_eq!(buckets["ml-scratch"], want(EncryptionClass::Unencrypted, None), "matched by no rule");
+    assert_eq!(
+        buckets["ml-fraud-sandbox"],
+        want(EncryptionClass::SseS3, Some("fraud"))
+    );
+    assert_eq!(
+        buckets["ml-fraud-models"],
+        want(EncryptionClass::AwsManagedKms, Some("fraud"))
+    );
+    assert_eq!(
+        buckets["ml-vision-data"],
+        want(EncryptionClass::Unencrypted, Some("vision")),
+        "mapped by tag"
+    );
+    assert_eq!(
+        buckets["ml-scratch"],
+        want(EncryptionClass::Unencrypted, None),
+        "matched by no rule"
+    );
 
     // KMS keys are reported as ARNs, whatever the writer named them by.
     for r in &records {
@@ -80,7 +114,11 @@ async fn every_encryption_class_is_classified() {
     let fraud_arn = seeded["keys"]["fraud"].as_str().unwrap();
     let on_target = records
         .iter()
-        .find(|r| r.resource.display_name().ends_with("features/on-target.parquet"))
+        .find(|r| {
+            r.resource
+                .display_name()
+                .ends_with("features/on-target.parquet")
+        })
         .unwrap();
     match &on_target.resource {
         Resource::S3Object(o) => assert_eq!(o.encryption.kms_key_arn.as_deref(), Some(fraud_arn)),
@@ -119,11 +157,19 @@ async fn bucket_default_named_by_alias_resolves_to_the_team_key() {
         .await
         .unwrap();
     let (records, _) = inventory_of(&m.endpoint, &harness::demo_campaign(&prefix)).await;
-    let b = records.iter().find(|r| r.resource.display_name() == format!("s3://{bucket}")).unwrap();
+    let b = records
+        .iter()
+        .find(|r| r.resource.display_name() == format!("s3://{bucket}"))
+        .unwrap();
     assert_eq!(b.class, EncryptionClass::TargetCmk);
     match &b.resource {
         Resource::S3Bucket(sb) => {
-            assert!(sb.default_encryption.kms_key_arn.as_deref().unwrap().contains(":key/"));
+            assert!(sb
+                .default_encryption
+                .kms_key_arn
+                .as_deref()
+                .unwrap()
+                .contains(":key/"));
             assert!(sb.default_encryption.bucket_key);
         }
         _ => unreachable!(),
@@ -136,7 +182,10 @@ async fn bucket_default_named_by_alias_resolves_to_the_team_key() {
         .await
         .unwrap();
     let (records, _) = inventory_of(&m.endpoint, &harness::demo_campaign(&prefix)).await;
-    let b = records.iter().find(|r| r.resource.display_name() == format!("s3://{bucket}")).unwrap();
+    let b = records
+        .iter()
+        .find(|r| r.resource.display_name() == format!("s3://{bucket}"))
+        .unwrap();
     assert_eq!(b.class, EncryptionClass::ForeignCmk);
 }
 
@@ -188,10 +237,19 @@ async fn two_thousand_objects_are_listed_across_pages() {
     .unwrap();
     assert_eq!(stats.objects, 2000);
     assert_eq!(keys.len(), 2000);
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "listing order is kept and no key repeats");
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "listing order is kept and no key repeats"
+    );
     assert_eq!(stats.list_pages, 2, "1,000 keys per page");
     assert_eq!(stats.head_requests, 2000);
-    let progress = events.0.lock().unwrap().iter().filter(|e| matches!(e, rekey::events::Event::Progress { .. })).count();
+    let progress = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, rekey::events::Event::Progress { .. }))
+        .count();
     assert_eq!(progress, 4, "a progress event every 500 objects");
 }
 

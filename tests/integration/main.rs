@@ -1,7 +1,7 @@
 //! rekey's integration tests: one binary, emulators started by `harness`.
 
-mod harness;
-mod overlay;
-mod inventory;
-mod plan;
 mod golden;
+mod harness;
+mod inventory;
+mod overlay;
+mod plan;

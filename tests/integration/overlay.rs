@@ -4,7 +4,8 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ObjectEncryption, ServerSideEncryption, SsekmsEncryption,
+    CompletedMultipartUpload, CompletedPart, ObjectEncryption, ServerSideEncryption,
+    SsekmsEncryption,
 };
 
 use crate::harness::{self, overlay, plain, unique};
@@ -18,12 +19,21 @@ struct Env {
 
 async fn env(endpoint: &str, tag: &str) -> Env {
     let conf = harness::sdk_config(endpoint).await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
     let kms = aws_sdk_kms::Client::new(&conf);
     let prefix = unique(tag);
     let bucket = format!("{prefix}bucket");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    Env { s3, kms, bucket, prefix }
+    Env {
+        s3,
+        kms,
+        bucket,
+        prefix,
+    }
 }
 
 impl Env {
@@ -60,17 +70,16 @@ async fn copy_if_match(endpoint: &str) -> Result<(), String> {
     let e = env(endpoint, "ifmatch").await;
     let etag = e.put("a", b"first").await;
     let stale = "\"00000000000000000000000000000000\"";
-    let copy = e
-        .s3
-        .copy_object()
-        .bucket(&e.bucket)
-        .key("a")
-        .copy_source(format!("{}/a", e.bucket))
-        .copy_source_if_match(stale)
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
-        .send()
-        .await;
+    let copy =
+        e.s3.copy_object()
+            .bucket(&e.bucket)
+            .key("a")
+            .copy_source(format!("{}/a", e.bucket))
+            .copy_source_if_match(stale)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+            .send()
+            .await;
     match copy {
         Err(err) if err.code() == Some("PreconditionFailed") => {}
         other => return Err(format!("CopyObject with a stale if-match: {other:?}")),
@@ -85,18 +94,23 @@ async fn copy_if_match(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .map_err(|err| format!("copy with the right ETag failed: {err:?}"))?;
-    let up = e.s3.create_multipart_upload().bucket(&e.bucket).key("b").send().await.unwrap();
-    let part = e
-        .s3
-        .upload_part_copy()
-        .bucket(&e.bucket)
-        .key("b")
-        .upload_id(up.upload_id().unwrap())
-        .part_number(1)
-        .copy_source(format!("{}/a", e.bucket))
-        .copy_source_if_match(stale)
-        .send()
-        .await;
+    let up =
+        e.s3.create_multipart_upload()
+            .bucket(&e.bucket)
+            .key("b")
+            .send()
+            .await
+            .unwrap();
+    let part =
+        e.s3.upload_part_copy()
+            .bucket(&e.bucket)
+            .key("b")
+            .upload_id(up.upload_id().unwrap())
+            .part_number(1)
+            .copy_source(format!("{}/a", e.bucket))
+            .copy_source_if_match(stale)
+            .send()
+            .await;
     match part {
         Err(err) if err.code() == Some("PreconditionFailed") => Ok(()),
         other => Err(format!("UploadPartCopy with a stale if-match: {other:?}")),
@@ -106,7 +120,10 @@ async fn copy_if_match(endpoint: &str) -> Result<(), String> {
 #[tokio::test]
 async fn copy_honours_copy_source_if_match() {
     copy_if_match(&overlay().endpoint).await.unwrap();
-    assert!(copy_if_match(&plain().endpoint).await.is_err(), "plain moto ignores CopySourceIfMatch");
+    assert!(
+        copy_if_match(&plain().endpoint).await.is_err(),
+        "plain moto ignores CopySourceIfMatch"
+    );
 }
 
 /// Ok when SSE-KMS writes with a missing, disabled or pending-deletion key are refused.
@@ -127,10 +144,21 @@ async fn unusable_keys_refused(endpoint: &str) -> Result<(), String> {
     };
     let missing = code(put("m", "alias/does-not-exist".into()).await);
     let (disabled_id, disabled_arn) = e.key("disabled").await;
-    e.kms.disable_key().key_id(&disabled_id).send().await.unwrap();
+    e.kms
+        .disable_key()
+        .key_id(&disabled_id)
+        .send()
+        .await
+        .unwrap();
     let disabled = code(put("d", disabled_arn.clone()).await);
     let (doomed_id, _) = e.key("doomed").await;
-    e.kms.schedule_key_deletion().key_id(&doomed_id).pending_window_in_days(7).send().await.unwrap();
+    e.kms
+        .schedule_key_deletion()
+        .key_id(&doomed_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
     let doomed = code(put("p", doomed_id.clone()).await);
     let multipart = match e
         .s3
@@ -167,7 +195,15 @@ async fn unusable_keys_refused(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .unwrap();
-    let by_default = match e.s3.put_object().bucket(&e.bucket).key("bd").body(ByteStream::from_static(b"x")).send().await {
+    let by_default = match e
+        .s3
+        .put_object()
+        .bucket(&e.bucket)
+        .key("bd")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+    {
         Ok(_) => "accepted".to_string(),
         Err(err) => err.code().unwrap_or("?").to_string(),
     };
@@ -189,7 +225,10 @@ async fn unusable_keys_refused(endpoint: &str) -> Result<(), String> {
 #[tokio::test]
 async fn sse_kms_writes_need_a_usable_key() {
     unusable_keys_refused(&overlay().endpoint).await.unwrap();
-    assert!(unusable_keys_refused(&plain().endpoint).await.is_err(), "plain moto accepts unusable keys");
+    assert!(
+        unusable_keys_refused(&plain().endpoint).await.is_err(),
+        "plain moto accepts unusable keys"
+    );
 }
 
 /// Ok when SSEKMSKeyId comes back as the key ARN for id, alias and alias-ARN writers, and
@@ -210,9 +249,18 @@ async fn key_reported_as_arn(endpoint: &str) -> Result<(), String> {
             .send()
             .await
             .map_err(|err| format!("put with {given}: {err:?}"))?;
-        let head = e.s3.head_object().bucket(&e.bucket).key(&k).send().await.unwrap();
+        let head =
+            e.s3.head_object()
+                .bucket(&e.bucket)
+                .key(&k)
+                .send()
+                .await
+                .unwrap();
         if head.ssekms_key_id() != Some(arn.as_str()) {
-            return Err(format!("written with {given}, reported {:?}", head.ssekms_key_id()));
+            return Err(format!(
+                "written with {given}, reported {:?}",
+                head.ssekms_key_id()
+            ));
         }
     }
     e.s3.put_object()
@@ -223,12 +271,29 @@ async fn key_reported_as_arn(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .unwrap();
-    let head = e.s3.head_object().bucket(&e.bucket).key("managed").send().await.unwrap();
-    let reported = head.ssekms_key_id().ok_or("aws:kms without a key reports no key")?;
-    let described = e.kms.describe_key().key_id(reported).send().await.map_err(|err| format!("{err:?}"))?;
+    let head =
+        e.s3.head_object()
+            .bucket(&e.bucket)
+            .key("managed")
+            .send()
+            .await
+            .unwrap();
+    let reported = head
+        .ssekms_key_id()
+        .ok_or("aws:kms without a key reports no key")?;
+    let described = e
+        .kms
+        .describe_key()
+        .key_id(reported)
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
     let m = described.key_metadata().unwrap();
     if m.arn() != Some(reported) || m.key_manager().map(|k| k.as_str()) != Some("AWS") {
-        return Err(format!("aws:kms without a key reported {reported}, a {:?} key", m.key_manager()));
+        return Err(format!(
+            "aws:kms without a key reported {reported}, a {:?} key",
+            m.key_manager()
+        ));
     }
     Ok(())
 }
@@ -236,7 +301,10 @@ async fn key_reported_as_arn(endpoint: &str) -> Result<(), String> {
 #[tokio::test]
 async fn kms_key_reported_as_arn() {
     key_reported_as_arn(&overlay().endpoint).await.unwrap();
-    assert!(key_reported_as_arn(&plain().endpoint).await.is_err(), "plain moto echoes the key as sent");
+    assert!(
+        key_reported_as_arn(&plain().endpoint).await.is_err(),
+        "plain moto echoes the key as sent"
+    );
 }
 
 /// Ok when UpdateObjectEncryption re-keys in place with AWS's rules.
@@ -252,9 +320,21 @@ async fn update_object_encryption(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .unwrap();
-    let before = e.s3.head_object().bucket(&e.bucket).key("ia").send().await.unwrap();
+    let before =
+        e.s3.head_object()
+            .bucket(&e.bucket)
+            .key("ia")
+            .send()
+            .await
+            .unwrap();
     let enc = |k: &str| {
-        ObjectEncryption::Ssekms(SsekmsEncryption::builder().kms_key_arn(k).bucket_key_enabled(true).build().unwrap())
+        ObjectEncryption::Ssekms(
+            SsekmsEncryption::builder()
+                .kms_key_arn(k)
+                .bucket_key_enabled(true)
+                .build()
+                .unwrap(),
+        )
     };
     e.s3.update_object_encryption()
         .bucket(&e.bucket)
@@ -263,7 +343,13 @@ async fn update_object_encryption(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .map_err(|err| format!("UpdateObjectEncryption: {err:?}"))?;
-    let after = e.s3.head_object().bucket(&e.bucket).key("ia").send().await.unwrap();
+    let after =
+        e.s3.head_object()
+            .bucket(&e.bucket)
+            .key("ia")
+            .send()
+            .await
+            .unwrap();
     if after.ssekms_key_id() != Some(arn.as_str())
         || after.e_tag() != before.e_tag()
         || after.storage_class() != before.storage_class()
@@ -273,18 +359,42 @@ async fn update_object_encryption(endpoint: &str) -> Result<(), String> {
     }
     // An alias is not a key ARN.
     let alias = format!("alias/{}team", e.prefix);
-    let r = e.s3.update_object_encryption().bucket(&e.bucket).key("ia").object_encryption(enc(&alias)).send().await;
+    let r =
+        e.s3.update_object_encryption()
+            .bucket(&e.bucket)
+            .key("ia")
+            .object_encryption(enc(&alias))
+            .send()
+            .await;
     if !matches!(&r, Err(err) if err.code() == Some("InvalidRequest")) {
         return Err(format!("alias accepted: {r:?}"));
     }
     // Unencrypted and SSE-C objects are refused.
-    e.s3.put_object().bucket(&e.bucket).key("plain").body(ByteStream::from_static(b"x")).send().await.unwrap();
-    let r = e.s3.update_object_encryption().bucket(&e.bucket).key("plain").object_encryption(enc(&arn)).send().await;
+    e.s3.put_object()
+        .bucket(&e.bucket)
+        .key("plain")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let r =
+        e.s3.update_object_encryption()
+            .bucket(&e.bucket)
+            .key("plain")
+            .object_encryption(enc(&arn))
+            .send()
+            .await;
     if !matches!(&r, Err(err) if err.code() == Some("InvalidRequest")) {
         return Err(format!("unencrypted accepted: {r:?}"));
     }
     put_sse_c(&e.s3, &e.bucket, "ssec").await;
-    let r = e.s3.update_object_encryption().bucket(&e.bucket).key("ssec").object_encryption(enc(&arn)).send().await;
+    let r =
+        e.s3.update_object_encryption()
+            .bucket(&e.bucket)
+            .key("ssec")
+            .object_encryption(enc(&arn))
+            .send()
+            .await;
     if !matches!(&r, Err(err) if err.code() == Some("InvalidRequest")) {
         return Err(format!("SSE-C accepted: {r:?}"));
     }
@@ -314,7 +424,10 @@ mod base64_key {
 #[tokio::test]
 async fn update_object_encryption_rekeys_in_place() {
     update_object_encryption(&overlay().endpoint).await.unwrap();
-    assert!(update_object_encryption(&plain().endpoint).await.is_err(), "plain moto lacks UpdateObjectEncryption");
+    assert!(
+        update_object_encryption(&plain().endpoint).await.is_err(),
+        "plain moto lacks UpdateObjectEncryption"
+    );
 }
 
 /// Ok when an SSE-C object answers HEAD without its key with 400, and reports SSE-C with it.
@@ -326,17 +439,16 @@ async fn sse_c_is_remembered(endpoint: &str) -> Result<(), String> {
         Err(err) if err.raw_response().map(|r| r.status().as_u16()) == Some(400) => {}
         other => return Err(format!("HEAD without the key: {other:?}")),
     }
-    let with_key = e
-        .s3
-        .head_object()
-        .bucket(&e.bucket)
-        .key("o")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(base64_key::KEY_B64)
-        .sse_customer_key_md5(base64_key::KEY_MD5_B64)
-        .send()
-        .await
-        .map_err(|err| format!("{err:?}"))?;
+    let with_key =
+        e.s3.head_object()
+            .bucket(&e.bucket)
+            .key("o")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(base64_key::KEY_B64)
+            .sse_customer_key_md5(base64_key::KEY_MD5_B64)
+            .send()
+            .await
+            .map_err(|err| format!("{err:?}"))?;
     if with_key.sse_customer_algorithm() != Some("AES256") {
         return Err(format!("HEAD with the key: {with_key:?}"));
     }
@@ -346,7 +458,10 @@ async fn sse_c_is_remembered(endpoint: &str) -> Result<(), String> {
 #[tokio::test]
 async fn sse_c_objects_stay_sse_c() {
     sse_c_is_remembered(&overlay().endpoint).await.unwrap();
-    assert!(sse_c_is_remembered(&plain().endpoint).await.is_err(), "plain moto drops SSE-C");
+    assert!(
+        sse_c_is_remembered(&plain().endpoint).await.is_err(),
+        "plain moto drops SSE-C"
+    );
 }
 
 /// Ok when GetBucketVersioning parses in the Rust SDK and DSSE objects report their key.
@@ -363,7 +478,12 @@ async fn versioning_and_dsse(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .unwrap();
-    let v = e.s3.get_bucket_versioning().bucket(&e.bucket).send().await.map_err(|err| format!("{err:?}"))?;
+    let v =
+        e.s3.get_bucket_versioning()
+            .bucket(&e.bucket)
+            .send()
+            .await
+            .map_err(|err| format!("{err:?}"))?;
     if v.status().map(|s| s.as_str()) != Some("Enabled") {
         return Err(format!("versioning: {v:?}"));
     }
@@ -376,7 +496,13 @@ async fn versioning_and_dsse(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .unwrap();
-    let h = e.s3.head_object().bucket(&e.bucket).key("d").send().await.unwrap();
+    let h =
+        e.s3.head_object()
+            .bucket(&e.bucket)
+            .key("d")
+            .send()
+            .await
+            .unwrap();
     if h.ssekms_key_id() != Some(arn.as_str()) {
         return Err(format!("DSSE object reports key {:?}", h.ssekms_key_id()));
     }
@@ -394,40 +520,49 @@ async fn versioning_parses_and_dsse_reports_its_key() {
 async fn multipart_upload_passes_through() {
     let e = env(&overlay().endpoint, "mpu").await;
     let (_, arn) = e.key("k").await;
-    let up = e
-        .s3
-        .create_multipart_upload()
-        .bucket(&e.bucket)
-        .key("big")
-        .server_side_encryption(ServerSideEncryption::AwsKms)
-        .ssekms_key_id(format!("alias/{}k", e.prefix))
-        .send()
-        .await
-        .unwrap();
-    let part = e
-        .s3
-        .upload_part()
-        .bucket(&e.bucket)
-        .key("big")
-        .upload_id(up.upload_id().unwrap())
-        .part_number(1)
-        .body(ByteStream::from(vec![7u8; 1024]))
-        .send()
-        .await
-        .unwrap();
+    let up =
+        e.s3.create_multipart_upload()
+            .bucket(&e.bucket)
+            .key("big")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(format!("alias/{}k", e.prefix))
+            .send()
+            .await
+            .unwrap();
+    let part =
+        e.s3.upload_part()
+            .bucket(&e.bucket)
+            .key("big")
+            .upload_id(up.upload_id().unwrap())
+            .part_number(1)
+            .body(ByteStream::from(vec![7u8; 1024]))
+            .send()
+            .await
+            .unwrap();
     e.s3.complete_multipart_upload()
         .bucket(&e.bucket)
         .key("big")
         .upload_id(up.upload_id().unwrap())
         .multipart_upload(
             CompletedMultipartUpload::builder()
-                .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
                 .build(),
         )
         .send()
         .await
         .unwrap();
-    let h = e.s3.head_object().bucket(&e.bucket).key("big").send().await.unwrap();
+    let h =
+        e.s3.head_object()
+            .bucket(&e.bucket)
+            .key("big")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(h.ssekms_key_id(), Some(arn.as_str()));
 }
 
@@ -445,5 +580,8 @@ fn sagemaker_update_endpoint(endpoint: &str) -> bool {
 #[test]
 fn sagemaker_update_endpoint_goes_updating_then_in_service() {
     assert!(sagemaker_update_endpoint(&overlay().endpoint));
-    assert!(!sagemaker_update_endpoint(&plain().endpoint), "plain moto lacks UpdateEndpoint");
+    assert!(
+        !sagemaker_update_endpoint(&plain().endpoint),
+        "plain moto lacks UpdateEndpoint"
+    );
 }

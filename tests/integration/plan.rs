@@ -37,8 +37,16 @@ fn seeded_plan(tag: &str) -> Planned {
     let dir = tempfile::tempdir().unwrap();
     let c = write_campaign(dir.path(), &harness::demo_campaign(&prefix));
     let out = run_plan(&m.endpoint, &c, &dir.path().join("plans/demo.plan.yaml"));
-    assert!(out.status.success(), "plan failed: {}", String::from_utf8_lossy(&out.stderr));
-    Planned { dir, prefix, seeded }
+    assert!(
+        out.status.success(),
+        "plan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Planned {
+        dir,
+        prefix,
+        seeded,
+    }
 }
 
 fn manifest(dir: &Path) -> Vec<ManifestEntry> {
@@ -56,7 +64,13 @@ fn plan_stages_orders_and_blocks_the_demo_estate() {
     let strip = |b: &str| b.trim_start_matches(&p.prefix).to_string();
     let names: Vec<_> = plan.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["canary", "fraud", "rest"]);
-    let buckets = |i: usize| plan.stages[i].buckets.iter().map(|b| strip(&b.bucket)).collect::<Vec<_>>();
+    let buckets = |i: usize| {
+        plan.stages[i]
+            .buckets
+            .iter()
+            .map(|b| strip(&b.bucket))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(buckets(0), ["ml-fraud-sandbox"]);
     assert_eq!(buckets(1), ["ml-fraud-models"]);
     assert_eq!(buckets(2), ["ml-vision-data", "ml-vision-locked"]);
@@ -64,18 +78,40 @@ fn plan_stages_orders_and_blocks_the_demo_estate() {
     // The bucket default comes first in every bucket that has one.
     for st in &plan.stages {
         for b in &st.buckets {
-            assert!(matches!(b.actions.first(), Some(Action::SetBucketDefault { .. })), "{}: {:?}", b.bucket, b.actions);
-            assert!(b.actions.iter().skip(1).all(|a| matches!(a, Action::ReencryptObjects { .. })));
+            assert!(
+                matches!(b.actions.first(), Some(Action::SetBucketDefault { .. })),
+                "{}: {:?}",
+                b.bucket,
+                b.actions
+            );
+            assert!(b
+                .actions
+                .iter()
+                .skip(1)
+                .all(|a| matches!(a, Action::ReencryptObjects { .. })));
         }
     }
     let sandbox = &plan.stages[0].buckets[0];
-    let reasons: Vec<_> = sandbox.blocked.iter().map(|b| b.reason.split(':').next().unwrap().to_string()).collect();
+    let reasons: Vec<_> = sandbox
+        .blocked
+        .iter()
+        .map(|b| b.reason.split(':').next().unwrap().to_string())
+        .collect();
     assert_eq!(reasons, ["archived (GLACIER)", "dsse-kms", "sse-c"]);
     assert_eq!(sandbox.skipped_on_target, 1);
     match &sandbox.actions[1] {
-        Action::ReencryptObjects { objects, from, kms_key_arn, .. } => {
+        Action::ReencryptObjects {
+            objects,
+            from,
+            kms_key_arn,
+            ..
+        } => {
             assert_eq!(*objects, 3);
-            assert_eq!(from.len(), 3, "sse-s3, aws-managed-kms and foreign-cmk: {from:?}");
+            assert_eq!(
+                from.len(),
+                3,
+                "sse-s3, aws-managed-kms and foreign-cmk: {from:?}"
+            );
             assert_eq!(kms_key_arn, p.seeded["keys"]["fraud"].as_str().unwrap());
         }
         other => panic!("{other:?}"),
@@ -93,11 +129,24 @@ fn plan_stages_orders_and_blocks_the_demo_estate() {
     let entries = manifest(p.dir.path());
     assert_eq!(entries.len() as u64, plan.manifest.entries);
     let vision = p.seeded["keys"]["vision"].as_str().unwrap();
-    let vdata: Vec<_> = entries.iter().filter(|e| strip(&e.bucket) == "ml-vision-data").collect();
+    let vdata: Vec<_> = entries
+        .iter()
+        .filter(|e| strip(&e.bucket) == "ml-vision-data")
+        .collect();
     assert_eq!(vdata.len(), 6);
-    assert!(vdata.iter().all(|e| e.to_key_arn == vision && e.team_key == "vision"));
-    assert!(entries.iter().all(|e| !e.key.ends_with("on-target.parquet")), "objects on target are skipped");
-    assert_eq!(plan.summary.objects, entries.iter().filter(|e| e.step != "blocked").count() as u64);
+    assert!(vdata
+        .iter()
+        .all(|e| e.to_key_arn == vision && e.team_key == "vision"));
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e.key.ends_with("on-target.parquet")),
+        "objects on target are skipped"
+    );
+    assert_eq!(
+        plan.summary.objects,
+        entries.iter().filter(|e| e.step != "blocked").count() as u64
+    );
     // manifest_lines point at each bucket's own lines.
     for st in &plan.stages {
         for b in &st.buckets {
@@ -130,13 +179,25 @@ fn planning_twice_is_byte_identical() {
 fn show_prints_the_summary_and_refuses_a_changed_manifest() {
     let p = seeded_plan("show");
     let plan_path = p.dir.path().join("plans/demo.plan.yaml");
-    let out = harness::rekey(&overlay().endpoint).arg("show").arg(&plan_path).output().unwrap();
+    let out = harness::rekey(&overlay().endpoint)
+        .arg("show")
+        .arg(&plan_path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("Stage 1/3 canary (checkpoint canary)"), "{text}");
+    assert!(
+        text.contains("Stage 1/3 canary (checkpoint canary)"),
+        "{text}"
+    );
     assert!(text.contains("Not planned (unmatched)"));
 
-    let json = harness::rekey(&overlay().endpoint).arg("show").arg(&plan_path).args(["--output", "json"]).output().unwrap();
+    let json = harness::rekey(&overlay().endpoint)
+        .arg("show")
+        .arg(&plan_path)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["format_version"], 1);
 
@@ -144,7 +205,11 @@ fn show_prints_the_summary_and_refuses_a_changed_manifest() {
     let mut m = std::fs::read_to_string(&mpath).unwrap();
     m = m.replacen("\"size\":", "\"size\":1", 1);
     std::fs::write(&mpath, m).unwrap();
-    let out = harness::rekey(&overlay().endpoint).arg("show").arg(&plan_path).output().unwrap();
+    let out = harness::rekey(&overlay().endpoint)
+        .arg("show")
+        .arg(&plan_path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the plan"));
 }
@@ -155,13 +220,22 @@ fn plan_refuses_an_alias_that_does_not_exist() {
     let prefix = unique("noalias");
     harness::seed_estate(&m.endpoint, &prefix, 1);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = harness::demo_campaign(&prefix).replace(&format!("alias/{prefix}ml-vision"), "alias/nobody-made-this");
+    let yaml = harness::demo_campaign(&prefix).replace(
+        &format!("alias/{prefix}ml-vision"),
+        "alias/nobody-made-this",
+    );
     let c = write_campaign(dir.path(), &yaml);
     let out = run_plan(&m.endpoint, &c, &dir.path().join("x.plan.yaml"));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("alias/nobody-made-this does not exist"), "{err}");
-    assert!(!dir.path().join("x.plan.yaml").exists(), "no plan is written");
+    assert!(
+        err.contains("alias/nobody-made-this does not exist"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("x.plan.yaml").exists(),
+        "no plan is written"
+    );
 }
 
 #[test]
@@ -172,15 +246,28 @@ fn inventory_cli_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let c = write_campaign(dir.path(), &harness::demo_campaign(&prefix));
     let out_file = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&m.endpoint).args(["inventory", "-c"]).arg(&c).arg("-o").arg(&out_file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = harness::rekey(&m.endpoint)
+        .args(["inventory", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.iter().filter(|l| l["kind"] == "s3-bucket").count(), 5);
-    assert_eq!(lines.iter().filter(|l| l["kind"] == "s3-object").count(), 15);
+    assert_eq!(
+        lines.iter().filter(|l| l["kind"] == "s3-object").count(),
+        15
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("5 buckets, 15 objects"), "{stdout}");
 }
