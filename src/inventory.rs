@@ -196,7 +196,8 @@ pub fn target_of<'a>(
     }
 }
 
-fn classify(
+/// Classify a resource against the team key the mapping chooses for it.
+pub fn classify(
     campaign: &LoadedCampaign,
     pinned: &PinnedKeys,
     resource: Resource,

@@ -237,22 +237,7 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                 }
                 _ => BTreeMap::new(),
             };
-            let team_key =
-                rekey::inventory::map_key(c, &rekey::inventory::target_of(&r, &tags, None))
-                    .map(str::to_string);
-            let target = team_key
-                .as_deref()
-                .and_then(|k| keys.get(k))
-                .map(|p| p.arn.as_str());
-            let class = match &r {
-                Resource::S3Bucket(b) => b.default_encryption.classify(target),
-                Resource::S3Object(o) => o.encryption.classify(target),
-            };
-            Record {
-                resource: r,
-                team_key,
-                class,
-            }
+            rekey::inventory::classify(c, keys, r, &tags)
         })
         .collect()
 }

@@ -133,29 +133,7 @@ async fn bucket_default_named_by_alias_resolves_to_the_team_key() {
     harness::seed_estate(&m.endpoint, &prefix, 1);
     let s3 = harness::clients(&m.endpoint).await.s3;
     let bucket = format!("{prefix}ml-fraud-sandbox");
-    let rule = |key: &str, bucket_key: bool| {
-        aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
-            .rules(
-                aws_sdk_s3::types::ServerSideEncryptionRule::builder()
-                    .apply_server_side_encryption_by_default(
-                        aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
-                            .sse_algorithm(ServerSideEncryption::AwsKms)
-                            .kms_master_key_id(key)
-                            .build()
-                            .unwrap(),
-                    )
-                    .bucket_key_enabled(bucket_key)
-                    .build(),
-            )
-            .build()
-            .unwrap()
-    };
-    s3.put_bucket_encryption()
-        .bucket(&bucket)
-        .server_side_encryption_configuration(rule(&format!("alias/{prefix}ml-fraud"), true))
-        .send()
-        .await
-        .unwrap();
+    harness::set_kms_default(&s3, &bucket, &format!("alias/{prefix}ml-fraud"), true).await;
     let (records, _) = inventory_of(&m.endpoint, &harness::demo_campaign(&prefix)).await;
     let b = records
         .iter()
@@ -175,12 +153,7 @@ async fn bucket_default_named_by_alias_resolves_to_the_team_key() {
         _ => unreachable!(),
     }
     // The same bucket pointed at the foreign key by alias is foreign.
-    s3.put_bucket_encryption()
-        .bucket(&bucket)
-        .server_side_encryption_configuration(rule(&format!("alias/{prefix}legacy"), false))
-        .send()
-        .await
-        .unwrap();
+    harness::set_kms_default(&s3, &bucket, &format!("alias/{prefix}legacy"), false).await;
     let (records, _) = inventory_of(&m.endpoint, &harness::demo_campaign(&prefix)).await;
     let b = records
         .iter()
@@ -260,16 +233,7 @@ async fn all_versions_include_noncurrent_versions() {
     let bucket = format!("{prefix}ml-versioned");
     let s3 = harness::clients(&m.endpoint).await.s3;
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    harness::enable_versioning(&s3, &bucket).await;
     for body in ["v1", "v2"] {
         s3.put_object()
             .bucket(&bucket)

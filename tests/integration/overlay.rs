@@ -174,27 +174,7 @@ async fn unusable_keys_refused(endpoint: &str) -> Result<(), String> {
         Err(err) => err.code().unwrap_or("?").to_string(),
     };
     // A write that takes the bucket's default rule, which names the disabled key.
-    e.s3.put_bucket_encryption()
-        .bucket(&e.bucket)
-        .server_side_encryption_configuration(
-            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    aws_sdk_s3::types::ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::AwsKms)
-                                .kms_master_key_id(&disabled_arn)
-                                .build()
-                                .unwrap(),
-                        )
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    harness::set_kms_default(&e.s3, &e.bucket, &disabled_arn, false).await;
     let by_default = match e
         .s3
         .put_object()
@@ -468,16 +448,7 @@ async fn sse_c_objects_stay_sse_c() {
 async fn versioning_and_dsse(endpoint: &str) -> Result<(), String> {
     let e = env(endpoint, "ver").await;
     let (_, arn) = e.key("k").await;
-    e.s3.put_bucket_versioning()
-        .bucket(&e.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    harness::enable_versioning(&e.s3, &e.bucket).await;
     let v =
         e.s3.get_bucket_versioning()
             .bucket(&e.bucket)
