@@ -14,3 +14,5 @@ pub mod pricing;
 pub mod providers;
 pub mod report;
 pub mod summary;
+pub mod retry;
+pub mod journal;

@@ -10,7 +10,9 @@ use aws_smithy_types::date_time::Format;
 
 use crate::error::ProviderError;
 use crate::model::{KmsKey, ObjectLock, S3Encryption};
-use crate::providers::{BucketSettings, KeyRead, ListPage, ListedObject, ObjectHead, S3Read};
+use crate::providers::{
+    BucketSettings, CopyInPlace, KeyRead, ListPage, ListedObject, ObjectHead, S3Read, Written,
+};
 
 /// The SDK clients for one account and region.
 #[derive(Clone, Debug)]
@@ -149,29 +151,7 @@ impl S3Read for AwsClients {
             .map(|c| c.as_str().to_string())
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| "us-east-1".to_string());
-        let default_encryption = match self.s3.get_bucket_encryption().bucket(bucket).send().await {
-            Ok(out) => {
-                let rule = out
-                    .server_side_encryption_configuration()
-                    .and_then(|c| c.rules().first());
-                let default = rule.and_then(|r| r.apply_server_side_encryption_by_default());
-                S3Encryption {
-                    algorithm: default
-                        .map(|d| d.sse_algorithm().as_str().to_string())
-                        .unwrap_or_else(|| S3Encryption::NONE.to_string()),
-                    kms_key_arn: default.and_then(|d| d.kms_master_key_id().map(str::to_string)),
-                    key_manager: None,
-                    bucket_key: rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false),
-                }
-            }
-            Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
-                S3Encryption {
-                    algorithm: S3Encryption::NONE.to_string(),
-                    ..Default::default()
-                }
-            }
-            Err(e) => return Err(map_sdk_error(what(), e)),
-        };
+        let default_encryption = self.bucket_settings_encryption(bucket).await?;
         let versioning = self
             .s3
             .get_bucket_versioning()
@@ -399,5 +379,305 @@ impl KeyRead for AwsClients {
                 other => Err(other),
             },
         }
+    }
+}
+
+/// Percent-encode a copy source (`bucket/key[?versionId=v]`) as S3 expects it.
+pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    let mut s = String::with_capacity(bucket.len() + key.len() + 8);
+    for part in [bucket, "/", key] {
+        for b in part.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => s.push(b as char),
+                _ => s.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    if let Some(v) = version_id {
+        s.push_str("?versionId=");
+        s.push_str(v);
+    }
+    s
+}
+
+fn sse_of(enc: &S3Encryption) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
+    match enc.algorithm.as_str() {
+        "AES256" => Some(aws_sdk_s3::types::ServerSideEncryption::Aes256),
+        "aws:kms" => Some(aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+        _ => None,
+    }
+}
+
+fn storage_of(class: &str) -> aws_sdk_s3::types::StorageClass {
+    aws_sdk_s3::types::StorageClass::from(class)
+}
+
+impl crate::providers::S3Write for AwsClients {
+    async fn bucket_default(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
+        Ok(self.bucket_settings_encryption(bucket).await?)
+    }
+
+    async fn set_bucket_default(&self, bucket: &str, rule: &S3Encryption) -> Result<(), ProviderError> {
+        use aws_sdk_s3::types::{
+            ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+        };
+        let what = || format!("default encryption of s3://{bucket}");
+        let Some(sse) = sse_of(rule).or_else(|| {
+            (rule.algorithm == "aws:kms:dsse").then_some(aws_sdk_s3::types::ServerSideEncryption::AwsKmsDsse)
+        }) else {
+            self.s3
+                .delete_bucket_encryption()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(what(), e))?;
+            return Ok(());
+        };
+        let default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(sse)
+            .set_kms_master_key_id(rule.kms_key_arn.clone())
+            .build()
+            .map_err(|e| ProviderError::Invalid { what: what(), detail: e.to_string() })?;
+        let conf = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(default)
+                    .bucket_key_enabled(rule.bucket_key)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| ProviderError::Invalid { what: what(), detail: e.to_string() })?;
+        self.s3
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(conf)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?;
+        Ok(())
+    }
+
+    async fn copy_in_place(&self, req: &CopyInPlace<'_>) -> Result<Written, ProviderError> {
+        let what = || format!("s3://{}/{}", req.bucket, req.key);
+        let mut call = self
+            .s3
+            .copy_object()
+            .bucket(req.bucket)
+            .key(req.key)
+            .copy_source(copy_source(req.bucket, req.key, req.version_id))
+            .copy_source_if_match(req.if_match)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+            .tagging_directive(aws_sdk_s3::types::TaggingDirective::Copy)
+            .storage_class(storage_of(req.storage_class))
+            .set_server_side_encryption(sse_of(req.target));
+        if req.target.algorithm == "aws:kms" {
+            call = call
+                .set_ssekms_key_id(req.target.kms_key_arn.clone())
+                .bucket_key_enabled(req.target.bucket_key);
+        }
+        let out = call.send().await.map_err(|e| map_sdk_error(what(), e))?;
+        Ok(Written {
+            etag: out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_string(),
+            version_id: out.version_id().map(str::to_string).filter(|v| v != "null"),
+        })
+    }
+
+    async fn multipart_copy_in_place(&self, req: &CopyInPlace<'_>, part_size: u64) -> Result<Written, ProviderError> {
+        let what = || format!("s3://{}/{}", req.bucket, req.key);
+        let head = self
+            .s3
+            .head_object()
+            .bucket(req.bucket)
+            .key(req.key)
+            .set_version_id(req.version_id.map(str::to_string))
+            .if_match(req.if_match)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?;
+        let tags = self
+            .s3
+            .get_object_tagging()
+            .bucket(req.bucket)
+            .key(req.key)
+            .set_version_id(req.version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?;
+        let tagging: Vec<String> = tags
+            .tag_set()
+            .iter()
+            .map(|t| format!("{}={}", url_encode(t.key()), url_encode(t.value())))
+            .collect();
+        let mut create = self
+            .s3
+            .create_multipart_upload()
+            .bucket(req.bucket)
+            .key(req.key)
+            .set_content_type(head.content_type().map(str::to_string))
+            .set_cache_control(head.cache_control().map(str::to_string))
+            .set_content_disposition(head.content_disposition().map(str::to_string))
+            .set_content_encoding(head.content_encoding().map(str::to_string))
+            .set_content_language(head.content_language().map(str::to_string))
+            .set_metadata(head.metadata().cloned())
+            .storage_class(storage_of(req.storage_class))
+            .set_server_side_encryption(sse_of(req.target));
+        if !tagging.is_empty() {
+            create = create.tagging(tagging.join("&"));
+        }
+        if req.target.algorithm == "aws:kms" {
+            create = create
+                .set_ssekms_key_id(req.target.kms_key_arn.clone())
+                .bucket_key_enabled(req.target.bucket_key);
+        }
+        let upload = create.send().await.map_err(|e| map_sdk_error(what(), e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+        let result = self.copy_parts(req, &upload_id, part_size).await;
+        match result {
+            Ok(parts) => {
+                let done = self
+                    .s3
+                    .complete_multipart_upload()
+                    .bucket(req.bucket)
+                    .key(req.key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match done {
+                    Ok(out) => Ok(Written {
+                        etag: out.e_tag().unwrap_or_default().to_string(),
+                        version_id: out.version_id().map(str::to_string).filter(|v| v != "null"),
+                    }),
+                    Err(e) => {
+                        self.abort(req, &upload_id).await;
+                        Err(map_sdk_error(what(), e))
+                    }
+                }
+            }
+            Err(e) => {
+                self.abort(req, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn update_encryption(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        key_arn: &str,
+        bucket_key: bool,
+    ) -> Result<(), ProviderError> {
+        use aws_sdk_s3::types::{ObjectEncryption, SsekmsEncryption};
+        let enc = SsekmsEncryption::builder()
+            .kms_key_arn(key_arn)
+            .bucket_key_enabled(bucket_key)
+            .build()
+            .map_err(|e| ProviderError::Invalid { what: key.into(), detail: e.to_string() })?;
+        self.s3
+            .update_object_encryption()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .object_encryption(ObjectEncryption::Ssekms(enc))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("s3://{bucket}/{key}"), e))?;
+        Ok(())
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl AwsClients {
+    async fn bucket_settings_encryption(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
+        match self.s3.get_bucket_encryption().bucket(bucket).send().await {
+            Ok(out) => {
+                let rule = out.server_side_encryption_configuration().and_then(|c| c.rules().first());
+                let default = rule.and_then(|r| r.apply_server_side_encryption_by_default());
+                Ok(S3Encryption {
+                    algorithm: default
+                        .map(|d| d.sse_algorithm().as_str().to_string())
+                        .unwrap_or_else(|| S3Encryption::NONE.to_string()),
+                    kms_key_arn: default.and_then(|d| d.kms_master_key_id().map(str::to_string)),
+                    key_manager: None,
+                    bucket_key: rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false),
+                })
+            }
+            Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => Ok(S3Encryption {
+                algorithm: S3Encryption::NONE.to_string(),
+                ..Default::default()
+            }),
+            Err(e) => Err(map_sdk_error(format!("s3://{bucket}"), e)),
+        }
+    }
+
+    async fn copy_parts(
+        &self,
+        req: &CopyInPlace<'_>,
+        upload_id: &str,
+        part_size: u64,
+    ) -> Result<Vec<aws_sdk_s3::types::CompletedPart>, ProviderError> {
+        let mut parts = Vec::new();
+        let part_size = part_size.max(1);
+        let mut start = 0u64;
+        let mut number = 1;
+        while start < req.size.max(1) {
+            let end = (start + part_size).min(req.size).saturating_sub(1);
+            let out = self
+                .s3
+                .upload_part_copy()
+                .bucket(req.bucket)
+                .key(req.key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .copy_source(copy_source(req.bucket, req.key, req.version_id))
+                .copy_source_if_match(req.if_match)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(format!("s3://{}/{} part {number}", req.bucket, req.key), e))?;
+            parts.push(
+                aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_string))
+                    .build(),
+            );
+            start = end + 1;
+            number += 1;
+            if req.size == 0 {
+                break;
+            }
+        }
+        Ok(parts)
+    }
+
+    async fn abort(&self, req: &CopyInPlace<'_>, upload_id: &str) {
+        let _ = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(req.bucket)
+            .key(req.key)
+            .upload_id(upload_id)
+            .send()
+            .await;
     }
 }

@@ -88,3 +88,58 @@ pub trait KeyRead: Send + Sync {
         key_ref: &str,
     ) -> impl Future<Output = Result<Option<KmsKey>, ProviderError>> + Send;
 }
+
+/// The result of a write that produced a new object version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Written {
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+/// An in-place re-encryption by copy: the object is copied onto itself with new encryption,
+/// only if its ETag is still `if_match`. Metadata, Content-Type, Cache-Control, tags and
+/// storage class are kept.
+#[derive(Debug, Clone)]
+pub struct CopyInPlace<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    /// The source version, when the planned version is known.
+    pub version_id: Option<&'a str>,
+    pub if_match: &'a str,
+    /// The encryption to write: `AES256`, `aws:kms` (with or without a key), or `none`
+    /// (take the bucket default).
+    pub target: &'a S3Encryption,
+    pub storage_class: &'a str,
+    pub size: u64,
+}
+
+/// S3 writes the apply engine makes. None of them deletes an object or a version.
+pub trait S3Write: S3Read {
+    /// The bucket's default encryption rule as configured (the key as written in the rule).
+    fn bucket_default(&self, bucket: &str) -> impl Future<Output = Result<S3Encryption, ProviderError>> + Send;
+    /// Set the bucket's default rule; `algorithm: none` removes it.
+    fn set_bucket_default(
+        &self,
+        bucket: &str,
+        rule: &S3Encryption,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// CopyObject onto itself, guarded by `if_match`.
+    fn copy_in_place(&self, req: &CopyInPlace<'_>) -> impl Future<Output = Result<Written, ProviderError>> + Send;
+    /// The same with UploadPartCopy in parts of `part_size`, every part guarded by
+    /// `if_match`; an unfinished upload is aborted (which deletes no object).
+    fn multipart_copy_in_place(
+        &self,
+        req: &CopyInPlace<'_>,
+        part_size: u64,
+    ) -> impl Future<Output = Result<Written, ProviderError>> + Send;
+    /// UpdateObjectEncryption to a KMS key ARN, in place, no copy.
+    fn update_encryption(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        key_arn: &str,
+        bucket_key: bool,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}
