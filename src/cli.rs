@@ -7,15 +7,19 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::apply::{self, ApplyOptions};
 use crate::campaign::{self, LoadedCampaign};
 use crate::error::RekeyError;
 use crate::exit_codes;
 use crate::inventory::{self, Record};
+use crate::journal::Journal;
 use crate::model::{EncryptionClass, Resource, ResourceKind};
 use crate::plan::{self, Planner};
 use crate::providers::aws::AwsClients;
 use crate::report::StderrReporter;
 use crate::summary;
+use crate::window::WindowSpec;
+use std::io::IsTerminal;
 
 const EXIT_CODES_HELP: &str = "Exit codes:
   0    ok
@@ -68,6 +72,62 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Apply a plan, stage by stage; run it again to resume.
+    Apply {
+        plan: PathBuf,
+        /// Apply only this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Steps in flight at once (default: the plan's).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Requests per second (default: the plan's).
+        #[arg(long)]
+        requests_per_second: Option<u32>,
+        /// Maintenance window: `sat,sun 02:00-06:00 UTC` or `until=2026-11-28T06:00:00Z`
+        /// (default: the campaign's, if it set one).
+        #[arg(long)]
+        window: Option<String>,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// The journal (default: beside the plan, NAME.journal.sqlite).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Progress of a plan, from its journal.
+    Status {
+        plan: PathBuf,
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Undo applied steps in reverse order, back to a checkpoint (default: the first).
+    Rollback {
+        plan: PathBuf,
+        /// The checkpoint (a stage name) to return to.
+        #[arg(long = "to")]
+        to: Option<String>,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Check, against the cloud, that everything is on its team key (exit 6 if not).
+    Verify {
+        /// A plan: checks its bucket defaults and planned objects.
+        plan: Option<PathBuf>,
+        /// A campaign: inventories it and checks every matched resource.
+        #[arg(short = 'c', long = "campaign", conflicts_with = "plan")]
+        campaign: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
 }
 
 /// Parse arguments, run, and return the exit code.
@@ -86,7 +146,7 @@ pub fn main() -> i32 {
             ..
         }
     );
-    let reporter = StderrReporter::new(json);
+    let reporter = StderrReporter::new(json, false);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,7 +198,256 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             }
             Ok(exit_codes::OK)
         }
+        Command::Apply {
+            plan,
+            stage,
+            concurrency,
+            requests_per_second,
+            window,
+            yes,
+            journal,
+            output: _,
+        } => {
+            let p = plan::load(&plan)?;
+            let window = match window {
+                Some(w) => {
+                    Some(WindowSpec::parse(&w).map_err(|m| RekeyError::usage(m, "fix --window"))?)
+                }
+                None => p
+                    .settings
+                    .window
+                    .as_ref()
+                    .and_then(WindowSpec::from_campaign),
+            };
+            let concurrency = concurrency.unwrap_or(p.settings.concurrency);
+            if concurrency == 0 {
+                return Err(RekeyError::usage(
+                    "--concurrency 0 would never start a step",
+                    "pass 1 or more",
+                ));
+            }
+            confirm(
+                yes,
+                &format!(
+                    "apply {} ({} objects, {} bucket defaults)",
+                    plan.display(),
+                    p.summary.objects,
+                    p.summary.buckets
+                ),
+            )?;
+            let aws = plan_clients(&p).await;
+            let opts = ApplyOptions {
+                journal: apply::journal_path(&plan, journal.as_deref()),
+                stage,
+                concurrency,
+                requests_per_second: requests_per_second.unwrap_or(p.settings.requests_per_second),
+                window,
+            };
+            let mut interrupts = interrupt_channel();
+            let code = apply::apply(&p, &plan, &aws, &opts, reporter, &mut interrupts).await?;
+            reporter.finish();
+            eprintln!(
+                "report: {}",
+                apply::report_path(&opts.journal, "md").display()
+            );
+            Ok(code)
+        }
+        Command::Status {
+            plan,
+            journal,
+            output,
+        } => {
+            let p = plan::load(&plan)?;
+            let path = apply::journal_path(&plan, journal.as_deref());
+            if !path.exists() {
+                return Err(RekeyError::usage(
+                    format!(
+                        "no journal at {}: the plan was never applied",
+                        path.display()
+                    ),
+                    "run `rekey apply` first, or pass --journal",
+                ));
+            }
+            let j = Journal::open(&path, &apply::plan_id(&plan)?)?;
+            let s = apply::status(&p, &j)?;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s)
+                        .map_err(|e| RekeyError::Internal(e.to_string()))?
+                ),
+                Output::Table => print!("{}", apply::render_status(&s)),
+            }
+            Ok(exit_codes::OK)
+        }
+        Command::Rollback {
+            plan,
+            to,
+            yes,
+            journal,
+            concurrency,
+        } => {
+            let p = plan::load(&plan)?;
+            let path = apply::journal_path(&plan, journal.as_deref());
+            if !path.exists() {
+                return Err(RekeyError::usage(
+                    format!("no journal at {}: nothing was applied", path.display()),
+                    "pass --journal if it lives elsewhere",
+                ));
+            }
+            confirm(
+                yes,
+                &format!(
+                    "roll back {} to checkpoint {}",
+                    plan.display(),
+                    to.as_deref().unwrap_or("(the first)")
+                ),
+            )?;
+            let aws = plan_clients(&p).await;
+            let (undone, conflicts, failed) = apply::rollback(
+                &p,
+                &plan,
+                &path,
+                to.as_deref(),
+                &aws,
+                concurrency.unwrap_or(p.settings.concurrency),
+                p.settings.requests_per_second,
+            )
+            .await?;
+            println!("rollback: {undone} steps undone, {conflicts} left alone (written since apply), {failed} failed");
+            Ok(if conflicts + failed > 0 {
+                exit_codes::STEPS_FAILED
+            } else {
+                exit_codes::OK
+            })
+        }
+        Command::Verify {
+            plan,
+            campaign,
+            output,
+        } => {
+            let v = match (plan, campaign) {
+                (Some(plan), None) => {
+                    let p = plan::load(&plan)?;
+                    let aws = plan_clients(&p).await;
+                    apply::verify_plan(&p, &plan, &aws, p.settings.concurrency).await?
+                }
+                (None, Some(c)) => {
+                    let c = campaign::load(&c)?;
+                    verify_campaign(&c, reporter).await?
+                }
+                _ => {
+                    return Err(RekeyError::usage(
+                        "verify needs a plan or -c CAMPAIGN",
+                        "pass one of them",
+                    ))
+                }
+            };
+            reporter.finish();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v)
+                        .map_err(|e| RekeyError::Internal(e.to_string()))?
+                ),
+                Output::Table => print!("{}", apply::render_verification(&v)),
+            }
+            Ok(if v.non_compliant.is_empty() {
+                exit_codes::OK
+            } else {
+                exit_codes::NON_COMPLIANT
+            })
+        }
     }
+}
+
+/// Ask before a cloud write, unless --yes; refuse without a terminal to ask on.
+fn confirm(yes: bool, what: &str) -> Result<(), RekeyError> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(RekeyError::usage(
+            format!("refusing to {what} without confirmation"),
+            "pass --yes (stdin is not a terminal to ask on)",
+        ));
+    }
+    eprint!("About to {what}. Type yes to go on: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| RekeyError::io("reading the answer", e))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(RekeyError::usage(
+            "not confirmed: nothing was changed",
+            "answer `yes`, or pass --yes",
+        ))
+    }
+}
+
+/// First interrupt (SIGINT or SIGTERM): stop dispatching; second: abandon in-flight work.
+fn interrupt_channel() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Clients for applying a plan: its region and endpoint, SDK retries off (rekey retries).
+async fn plan_clients(p: &plan::PlanFile) -> AwsClients {
+    AwsClients::with_retries(&p.settings.region, p.settings.endpoint_url.as_deref(), 1).await
+}
+
+async fn verify_campaign(
+    c: &LoadedCampaign,
+    reporter: &StderrReporter,
+) -> Result<apply::Verification, RekeyError> {
+    let aws = clients(c).await?;
+    let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
+    let mut v = apply::Verification {
+        checked: 0,
+        compliant: 0,
+        blocked: 0,
+        non_compliant: Vec::new(),
+    };
+    inventory::run(c, &aws, &aws, &pinned, reporter, |r| {
+        let Some(k) = &r.team_key else { return Ok(()) };
+        v.checked += 1;
+        if r.class == EncryptionClass::TargetCmk {
+            v.compliant += 1;
+        } else {
+            let found = match &r.resource {
+                Resource::S3Bucket(b) => &b.default_encryption,
+                Resource::S3Object(o) => &o.encryption,
+            };
+            v.non_compliant.push(apply::Finding {
+                target: r.resource.display_name(),
+                expected_key_arn: pinned.get(k).map(|p| p.arn.clone()).unwrap_or_default(),
+                found: format!("{} ({})", found.algorithm, r.class),
+            });
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(v)
 }
 
 async fn clients(c: &LoadedCampaign) -> Result<AwsClients, RekeyError> {

@@ -30,6 +30,34 @@ pub enum Event {
     Progress { objects: u64, bytes: u64 },
     /// Something an operator should read; the run goes on.
     Warning { message: String },
+    /// A stage of apply or rollback begins: `todo` of `steps` remain.
+    StageStarted {
+        stage: String,
+        steps: u64,
+        todo: u64,
+        bytes: u64,
+    },
+    /// One step ended.
+    StepDone {
+        stage: String,
+        step: String,
+        target: String,
+        state: String,
+        bytes: u64,
+        retries: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A stage ended (or stopped early).
+    StageDone {
+        stage: String,
+        succeeded: u64,
+        drifted: u64,
+        failed: u64,
+        retries: u64,
+    },
+    /// No new step will start: `reason` is `window`, `interrupt` or `abort`.
+    Stopping { reason: String },
 }
 
 /// Receives the core's events. Implementations must be cheap: they run on the core's tasks.

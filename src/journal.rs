@@ -96,6 +96,9 @@ pub struct StepRow {
     pub undo_reason: Option<String>,
 }
 
+/// (stage, state, undo state, steps, bytes).
+pub type StateCount = (String, String, Option<String>, u64, u64);
+
 /// The outcome of one step, to record.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -116,7 +119,9 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RekeyError + '_ {
 }
 
 fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 /// The journal path beside a plan: `plans/NAME.plan.yaml` → `plans/NAME.journal.sqlite`.
@@ -132,11 +137,18 @@ impl Journal {
     pub fn open(path: &Path, plan_id: &str) -> Result<Journal, RekeyError> {
         let e = db_err(path);
         let conn = Connection::open(path).map_err(&e)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(&e)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(&e)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(&e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&e)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(&e)?;
         let has_meta: bool = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'meta'", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map_err(&e)?
             > 0;
         if !has_meta {
@@ -162,11 +174,17 @@ impl Journal {
         let owner = get("plan_id")?.unwrap_or_default();
         if owner != plan_id {
             return Err(RekeyError::usage(
-                format!("journal {} belongs to another plan ({owner}), not this one ({plan_id})", path.display()),
+                format!(
+                    "journal {} belongs to another plan ({owner}), not this one ({plan_id})",
+                    path.display()
+                ),
                 "pass the plan that journal was made for, or --journal a new path for this plan",
             ));
         }
-        Ok(Journal { conn, path: path.to_path_buf() })
+        Ok(Journal {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -177,13 +195,20 @@ impl Journal {
     pub fn is_initialized(&self) -> Result<bool, RekeyError> {
         let n: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM meta WHERE key = 'initialized'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM meta WHERE key = 'initialized'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db_err(&self.path))?;
         Ok(n > 0)
     }
 
     /// Insert every step of the plan, in plan order, in one transaction.
-    pub fn initialize(&mut self, steps: impl IntoIterator<Item = NewStep>) -> Result<u64, RekeyError> {
+    pub fn initialize(
+        &mut self,
+        steps: impl IntoIterator<Item = NewStep>,
+    ) -> Result<u64, RekeyError> {
         let e = db_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         let mut n = 0;
@@ -196,12 +221,28 @@ impl Journal {
                 .map_err(&e)?;
             let t = now();
             for s in steps {
-                ins.execute(params![s.stage, s.kind, s.account, s.bucket, s.key, s.version_id, s.bytes as i64, s.state, s.spec, s.reason, t])
-                    .map_err(&e)?;
+                ins.execute(params![
+                    s.stage,
+                    s.kind,
+                    s.account,
+                    s.bucket,
+                    s.key,
+                    s.version_id,
+                    s.bytes as i64,
+                    s.state,
+                    s.spec,
+                    s.reason,
+                    t
+                ])
+                .map_err(&e)?;
                 n += 1;
             }
         }
-        tx.execute("INSERT INTO meta (key, value) VALUES ('initialized', ?1)", [now()]).map_err(&e)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('initialized', ?1)",
+            [now()],
+        )
+        .map_err(&e)?;
         tx.commit().map_err(&e)?;
         Ok(n)
     }
@@ -235,7 +276,10 @@ impl Journal {
         let e = db_err(&self.path);
         let mut q = self
             .conn
-            .prepare(&format!("SELECT {} FROM steps WHERE stage = ?1 ORDER BY id", Self::COLUMNS))
+            .prepare(&format!(
+                "SELECT {} FROM steps WHERE stage = ?1 ORDER BY id",
+                Self::COLUMNS
+            ))
             .map_err(&e)?;
         let rows = q.query_map([stage], Self::row).map_err(&e)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
@@ -246,7 +290,10 @@ impl Journal {
         let e = db_err(&self.path);
         let mut q = self
             .conn
-            .prepare(&format!("SELECT {} FROM steps WHERE id >= ?1 ORDER BY id", Self::COLUMNS))
+            .prepare(&format!(
+                "SELECT {} FROM steps WHERE id >= ?1 ORDER BY id",
+                Self::COLUMNS
+            ))
             .map_err(&e)?;
         let rows = q.query_map([first_id], Self::row).map_err(&e)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
@@ -266,7 +313,9 @@ impl Journal {
             let t = now();
             for (id, undo) in steps {
                 if up.execute(params![id, undo, t]).map_err(&e)? != 1 {
-                    return Err(RekeyError::Internal(format!("journal: step {id} cannot start from its current state")));
+                    return Err(RekeyError::Internal(format!(
+                        "journal: step {id} cannot start from its current state"
+                    )));
                 }
             }
         }
@@ -289,9 +338,19 @@ impl Journal {
                 .map_err(&e)?;
             let t = now();
             for o in outcomes {
-                debug_assert!(matches!(o.state, state::SUCCEEDED | state::FAILED | state::DRIFTED));
-                if up.execute(params![o.id, o.state, o.result, o.reason, o.retries, t]).map_err(&e)? != 1 {
-                    return Err(RekeyError::Internal(format!("journal: step {} was not started, cannot become {}", o.id, o.state)));
+                debug_assert!(matches!(
+                    o.state,
+                    state::SUCCEEDED | state::FAILED | state::DRIFTED
+                ));
+                if up
+                    .execute(params![o.id, o.state, o.result, o.reason, o.retries, t])
+                    .map_err(&e)?
+                    != 1
+                {
+                    return Err(RekeyError::Internal(format!(
+                        "journal: step {} was not started, cannot become {}",
+                        o.id, o.state
+                    )));
                 }
             }
         }
@@ -303,7 +362,9 @@ impl Journal {
         let e = db_err(&self.path);
         let first: Option<i64> = self
             .conn
-            .query_row("SELECT min(id) FROM steps WHERE stage = ?1", [stage], |r| r.get(0))
+            .query_row("SELECT min(id) FROM steps WHERE stage = ?1", [stage], |r| {
+                r.get(0)
+            })
             .map_err(&e)?;
         self.conn
             .execute(
@@ -317,8 +378,13 @@ impl Journal {
     /// Checkpoints taken, in step order: (name, first step id).
     pub fn checkpoints(&self) -> Result<Vec<(String, i64)>, RekeyError> {
         let e = db_err(&self.path);
-        let mut q = self.conn.prepare("SELECT name, first_step FROM checkpoints ORDER BY first_step").map_err(&e)?;
-        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(&e)?;
+        let mut q = self
+            .conn
+            .prepare("SELECT name, first_step FROM checkpoints ORDER BY first_step")
+            .map_err(&e)?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&e)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
@@ -334,13 +400,20 @@ impl Journal {
             )
             .map_err(&e)?;
         if n != 1 {
-            return Err(RekeyError::Internal(format!("journal: step {id} cannot be undone from its current state")));
+            return Err(RekeyError::Internal(format!(
+                "journal: step {id} cannot be undone from its current state"
+            )));
         }
         Ok(())
     }
 
     /// Record the outcome of an undo.
-    pub fn record_undo(&mut self, id: i64, undo_state: &'static str, reason: Option<&str>) -> Result<(), RekeyError> {
+    pub fn record_undo(
+        &mut self,
+        id: i64,
+        undo_state: &'static str,
+        reason: Option<&str>,
+    ) -> Result<(), RekeyError> {
         let e = db_err(&self.path);
         let n = self
             .conn
@@ -350,7 +423,9 @@ impl Journal {
             )
             .map_err(&e)?;
         if n != 1 {
-            return Err(RekeyError::Internal(format!("journal: step {id} was not being undone")));
+            return Err(RekeyError::Internal(format!(
+                "journal: step {id} was not being undone"
+            )));
         }
         Ok(())
     }
@@ -368,7 +443,7 @@ impl Journal {
     }
 
     /// Step counts by stage and state, in plan order of stages.
-    pub fn counts(&self) -> Result<Vec<(String, String, Option<String>, u64, u64)>, RekeyError> {
+    pub fn counts(&self) -> Result<Vec<StateCount>, RekeyError> {
         let e = db_err(&self.path);
         let mut q = self
             .conn
@@ -377,7 +452,15 @@ impl Journal {
             )
             .map_err(&e)?;
         let rows = q
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64, r.get::<_, i64>(4)? as u64)))
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, i64>(3)? as u64,
+                    r.get::<_, i64>(4)? as u64,
+                ))
+            })
             .map_err(&e)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
@@ -385,7 +468,11 @@ impl Journal {
     /// Steps in one of `states`, for reports.
     pub fn steps_in_states(&self, states: &[&str]) -> Result<Vec<StepRow>, RekeyError> {
         let e = db_err(&self.path);
-        let list = states.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        let list = states
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut q = self
             .conn
             .prepare(&format!("SELECT {} FROM steps WHERE state IN ({list}) OR undo_state IN ('conflict', 'failed') ORDER BY id", Self::COLUMNS))
@@ -420,9 +507,16 @@ mod tests {
         let path = dir.path().join("j.sqlite");
         let mut j = Journal::open(&path, "plan-a").unwrap();
         assert!(!j.is_initialized().unwrap());
-        j.initialize([step("s1", "a"), step("s1", "b"), step("s2", "c")]).unwrap();
+        j.initialize([step("s1", "a"), step("s1", "b"), step("s2", "c")])
+            .unwrap();
         assert!(j.is_initialized().unwrap());
-        let rec = |id, st| Recorded { id, state: st, result: None, reason: None, retries: 0 };
+        let rec = |id, st| Recorded {
+            id,
+            state: st,
+            result: None,
+            reason: None,
+            retries: 0,
+        };
         // Not started: cannot succeed.
         assert!(j.record(&[rec(1, state::SUCCEEDED)]).is_err());
         j.mark_started(&[(1, Some("{\"undo\":1}".into()))]).unwrap();
@@ -433,7 +527,10 @@ mod tests {
         j.mark_undo_started(1).unwrap();
         j.record_undo(1, undo_state::UNDONE, None).unwrap();
         assert!(j.mark_undo_started(1).is_err());
-        assert!(j.mark_undo_started(2).is_err(), "a pending step has nothing to undo");
+        assert!(
+            j.mark_undo_started(2).is_err(),
+            "a pending step has nothing to undo"
+        );
         let rows = j.stage_steps("s1").unwrap();
         assert_eq!(rows[0].undo.as_deref(), Some("{\"undo\":1}"));
         assert_eq!(rows[0].attempts, 1);
@@ -457,6 +554,9 @@ mod tests {
         j.checkpoint("s2").unwrap();
         j.checkpoint("s1").unwrap();
         j.checkpoint("s1").unwrap();
-        assert_eq!(j.checkpoints().unwrap(), vec![("s1".to_string(), 1), ("s2".to_string(), 2)]);
+        assert_eq!(
+            j.checkpoints().unwrap(),
+            vec![("s1".to_string(), 1), ("s2".to_string(), 2)]
+        );
     }
 }

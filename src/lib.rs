@@ -1,18 +1,22 @@
 //! rekey: move an ML estate from service-managed encryption to customer-managed KMS keys,
 //! as plan and apply. See DESIGN.md for the shape; `cli` is the only part that prints.
 
+pub mod apply;
 pub mod campaign;
 pub mod cli;
 pub mod error;
 pub mod events;
+pub mod executor;
 pub mod exit_codes;
 pub mod inventory;
+pub mod journal;
 pub mod matching;
 pub mod model;
 pub mod plan;
 pub mod pricing;
 pub mod providers;
 pub mod report;
-pub mod summary;
 pub mod retry;
-pub mod journal;
+pub mod steps;
+pub mod summary;
+pub mod window;

@@ -51,6 +51,12 @@ pub struct Settings {
     pub multipart_threshold: u64,
     pub concurrency: usize,
     pub requests_per_second: u32,
+    /// The campaign's endpoint override, if any (apply talks to the same place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// The campaign's maintenance window, if any; `apply --window` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::campaign::Window>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -752,6 +758,13 @@ impl<'c> Planner<'c> {
                 multipart_threshold: self.threshold,
                 concurrency: s.concurrency,
                 requests_per_second: s.requests_per_second,
+                endpoint_url: self
+                    .campaign
+                    .spec
+                    .aws
+                    .as_ref()
+                    .and_then(|a| a.endpoint_url.clone()),
+                window: self.campaign.spec.window.clone(),
             },
             manifest: ManifestRef {
                 file: manifest_name,

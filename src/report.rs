@@ -1,23 +1,41 @@
-//! Reporters: render core events on a terminal (indicatif), as plain lines, or as JSON lines.
+//! Reporters: render core events as indicatif progress bars on a terminal, plain lines
+//! otherwise, or JSON lines for automation.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Reporter};
+use crate::summary::bytes;
 
-/// Renders events on stderr, so that stdout carries only the command's output.
+#[derive(Default)]
+struct StageCounts {
+    done: u64,
+    bytes: u64,
+    drifted: u64,
+    failed: u64,
+    retries: u64,
+}
+
+/// Renders events: bars and lines on stderr; JSON lines on stdout or stderr.
 pub struct StderrReporter {
-    bar: Option<ProgressBar>,
+    multi: Option<MultiProgress>,
+    spinner: Option<ProgressBar>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    counts: Mutex<HashMap<String, StageCounts>>,
     json: bool,
-    out: Mutex<std::io::Stderr>,
+    json_to_stdout: bool,
 }
 
 impl StderrReporter {
-    pub fn new(json: bool) -> Self {
-        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new_spinner();
+    /// `json`: events as JSON lines (to stdout when `json_to_stdout`, else stderr).
+    pub fn new(json: bool, json_to_stdout: bool) -> Self {
+        let terminal = !json && std::io::stderr().is_terminal();
+        let multi = terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let spinner = multi.as_ref().map(|m| {
+            let b = m.add(ProgressBar::new_spinner());
             b.set_style(
                 ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -26,26 +44,43 @@ impl StderrReporter {
             b
         });
         StderrReporter {
-            bar,
+            multi,
+            spinner,
+            bars: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
             json,
-            out: Mutex::new(std::io::stderr()),
+            json_to_stdout,
         }
     }
 
     fn line(&self, text: &str) {
-        match &self.bar {
-            Some(b) => b.println(text),
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(text);
+            }
             None => {
-                let mut out = self.out.lock().expect("stderr lock");
+                let mut out = std::io::stderr().lock();
                 let _ = writeln!(out, "{text}");
             }
         }
     }
 
-    /// Clear the spinner before the command prints its result.
+    /// Clear bars and spinners before the command prints its result.
     pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
+        if let Some(s) = &self.spinner {
+            s.finish_and_clear();
+        }
+        for b in self.bars.lock().expect("bars lock").values() {
+            if !b.is_finished() {
+                b.abandon();
+            }
+        }
+    }
+
+    fn status(&self, text: String) {
+        match &self.spinner {
+            Some(s) => s.set_message(text),
+            None => self.line(&text),
         }
     }
 }
@@ -54,43 +89,78 @@ impl Reporter for StderrReporter {
     fn event(&self, event: &Event) {
         if self.json {
             if let Ok(s) = serde_json::to_string(event) {
-                self.line(&s);
+                if self.json_to_stdout {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{s}");
+                } else {
+                    self.line(&s);
+                }
             }
             return;
         }
         match event {
-            Event::KeyResolved { key, alias, arn } => {
-                self.line(&format!("key {key}: {alias} -> {arn}"))
-            }
-            Event::BucketsSelected { buckets } => {
-                self.line(&format!("{} buckets selected", buckets.len()))
-            }
-            Event::BucketStarted {
-                bucket,
-                index,
-                total,
-            } => match &self.bar {
-                Some(b) => b.set_message(format!("[{}/{}] s3://{bucket}", index + 1, total)),
-                None => self.line(&format!("[{}/{}] s3://{bucket}", index + 1, total)),
-            },
-            Event::BucketDone {
-                bucket,
-                objects,
-                bytes,
-                ..
-            } => self.line(&format!(
-                "  s3://{bucket}: {objects} objects, {}",
-                crate::summary::bytes(*bytes)
-            )),
-            Event::Progress { objects, bytes } => {
-                if let Some(b) = &self.bar {
-                    b.set_message(format!(
-                        "{objects} objects, {}",
-                        crate::summary::bytes(*bytes)
-                    ));
+            Event::KeyResolved { key, alias, arn } => self.line(&format!("key {key}: {alias} -> {arn}")),
+            Event::BucketsSelected { buckets } => self.line(&format!("{} buckets selected", buckets.len())),
+            Event::BucketStarted { bucket, index, total } => self.status(format!("[{}/{}] s3://{bucket}", index + 1, total)),
+            Event::BucketDone { bucket, objects, bytes: b, .. } => self.line(&format!("  s3://{bucket}: {objects} objects, {}", bytes(*b))),
+            Event::Progress { objects, bytes: b } => {
+                if let Some(s) = &self.spinner {
+                    s.set_message(format!("{objects} objects, {}", bytes(*b)));
                 }
             }
             Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::StageStarted { stage, steps, todo, bytes: b } => {
+                self.counts.lock().expect("counts lock").insert(stage.clone(), StageCounts::default());
+                match &self.multi {
+                    Some(m) => {
+                        let bar = m.add(ProgressBar::new(*todo));
+                        bar.set_style(
+                            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {per_sec} eta {eta}")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                .progress_chars("=> "),
+                        );
+                        bar.set_prefix(stage.clone());
+                        self.bars.lock().expect("bars lock").insert(stage.clone(), bar);
+                    }
+                    None => self.line(&format!("stage {stage}: {todo} of {steps} steps to do, {}", bytes(*b))),
+                }
+            }
+            Event::StepDone { stage, target, state, bytes: b, retries, reason, .. } => {
+                let mut counts = self.counts.lock().expect("counts lock");
+                let c = counts.entry(stage.clone()).or_default();
+                c.done += 1;
+                c.retries += *retries as u64;
+                match state.as_str() {
+                    "succeeded" => c.bytes += b,
+                    "drifted" => c.drifted += 1,
+                    _ => c.failed += 1,
+                }
+                let msg = format!("{}, {} drifted, {} failed, {} retries", bytes(c.bytes), c.drifted, c.failed, c.retries);
+                let done = c.done;
+                drop(counts);
+                if state != "succeeded" {
+                    self.line(&format!("{state} {target}: {}", reason.as_deref().unwrap_or("")));
+                }
+                match self.bars.lock().expect("bars lock").get(stage) {
+                    Some(bar) => {
+                        bar.inc(1);
+                        bar.set_message(msg);
+                    }
+                    None if done % 500 == 0 => self.line(&format!("stage {stage}: {done} steps done, {msg}")),
+                    None => {}
+                }
+            }
+            Event::StageDone { stage, succeeded, drifted, failed, retries } => {
+                if let Some(bar) = self.bars.lock().expect("bars lock").get(stage) {
+                    bar.finish();
+                }
+                self.line(&format!("stage {stage}: {succeeded} succeeded, {drifted} drifted, {failed} failed, {retries} retries"));
+            }
+            Event::Stopping { reason } => self.line(&match reason.as_str() {
+                "window" => "the maintenance window is closing: no new steps start; finishing those in flight".to_string(),
+                "interrupt" => "interrupted: no new steps start; finishing those in flight (interrupt again to abandon them)".to_string(),
+                _ => "abandoning steps in flight; they stay `started` in the journal and the next apply re-checks them".to_string(),
+            }),
         }
     }
 }

@@ -86,7 +86,9 @@ impl Pacer {
         let mut s = self.state.lock().expect("pacer lock");
         s.throttled += 1;
         let now = Instant::now();
-        if s.last_cut.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        if s.last_cut
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
             s.rate = (s.rate / 2.0).max(1.0);
             s.last_cut = Some(now);
             s.last_raise = now;
@@ -163,12 +165,19 @@ mod tests {
 
     #[tokio::test]
     async fn retries_retryable_errors_then_succeeds() {
-        let policy = RetryPolicy { base: Duration::from_millis(1), cap: Duration::from_millis(2), ..Default::default() };
+        let policy = RetryPolicy {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            ..Default::default()
+        };
         let pacer = Pacer::new(10_000);
         let calls = AtomicU32::new(0);
         let (r, a) = with_retries(&policy, &pacer, 1, || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 {
-                Err(ProviderError::Throttled { what: "x".into(), detail: "SlowDown".into() })
+                Err(ProviderError::Throttled {
+                    what: "x".into(),
+                    detail: "SlowDown".into(),
+                })
             } else {
                 Ok(7)
             }
@@ -182,12 +191,20 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_max_attempts_and_never_retries_permanent_errors() {
-        let policy = RetryPolicy { max_attempts: 3, base: Duration::from_millis(1), cap: Duration::from_millis(1), ..Default::default() };
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(1),
+            ..Default::default()
+        };
         let pacer = Pacer::new(10_000);
         let calls = AtomicU32::new(0);
         let (r, _) = with_retries(&policy, &pacer, 1, || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(ProviderError::Transient { what: "x".into(), detail: "500".into() })
+            Err::<(), _>(ProviderError::Transient {
+                what: "x".into(),
+                detail: "500".into(),
+            })
         })
         .await;
         assert!(r.is_err());

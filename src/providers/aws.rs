@@ -28,9 +28,21 @@ impl AwsClients {
     /// `endpoint_url` from the campaign overrides the endpoint. Path-style addressing is
     /// used whenever an endpoint is overridden, as emulators and S3-compatible stores expect.
     pub async fn new(region: &str, endpoint_url: Option<&str>) -> AwsClients {
+        Self::with_retries(region, endpoint_url, 5).await
+    }
+
+    /// The same with the SDK's own retries capped at `max_attempts` (1: none, for callers
+    /// that retry themselves, so that retries live in one place).
+    pub async fn with_retries(
+        region: &str,
+        endpoint_url: Option<&str>,
+        max_attempts: u32,
+    ) -> AwsClients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+            .retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts),
+            );
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -388,7 +400,9 @@ pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String 
     for part in [bucket, "/", key] {
         for b in part.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => s.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    s.push(b as char)
+                }
                 _ => s.push_str(&format!("%{b:02X}")),
             }
         }
@@ -414,16 +428,22 @@ fn storage_of(class: &str) -> aws_sdk_s3::types::StorageClass {
 
 impl crate::providers::S3Write for AwsClients {
     async fn bucket_default(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
-        Ok(self.bucket_settings_encryption(bucket).await?)
+        self.bucket_settings_encryption(bucket).await
     }
 
-    async fn set_bucket_default(&self, bucket: &str, rule: &S3Encryption) -> Result<(), ProviderError> {
+    async fn set_bucket_default(
+        &self,
+        bucket: &str,
+        rule: &S3Encryption,
+    ) -> Result<(), ProviderError> {
         use aws_sdk_s3::types::{
-            ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+            ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+            ServerSideEncryptionRule,
         };
         let what = || format!("default encryption of s3://{bucket}");
         let Some(sse) = sse_of(rule).or_else(|| {
-            (rule.algorithm == "aws:kms:dsse").then_some(aws_sdk_s3::types::ServerSideEncryption::AwsKmsDsse)
+            (rule.algorithm == "aws:kms:dsse")
+                .then_some(aws_sdk_s3::types::ServerSideEncryption::AwsKmsDsse)
         }) else {
             self.s3
                 .delete_bucket_encryption()
@@ -437,7 +457,10 @@ impl crate::providers::S3Write for AwsClients {
             .sse_algorithm(sse)
             .set_kms_master_key_id(rule.kms_key_arn.clone())
             .build()
-            .map_err(|e| ProviderError::Invalid { what: what(), detail: e.to_string() })?;
+            .map_err(|e| ProviderError::Invalid {
+                what: what(),
+                detail: e.to_string(),
+            })?;
         let conf = ServerSideEncryptionConfiguration::builder()
             .rules(
                 ServerSideEncryptionRule::builder()
@@ -446,7 +469,10 @@ impl crate::providers::S3Write for AwsClients {
                     .build(),
             )
             .build()
-            .map_err(|e| ProviderError::Invalid { what: what(), detail: e.to_string() })?;
+            .map_err(|e| ProviderError::Invalid {
+                what: what(),
+                detail: e.to_string(),
+            })?;
         self.s3
             .put_bucket_encryption()
             .bucket(bucket)
@@ -486,7 +512,11 @@ impl crate::providers::S3Write for AwsClients {
         })
     }
 
-    async fn multipart_copy_in_place(&self, req: &CopyInPlace<'_>, part_size: u64) -> Result<Written, ProviderError> {
+    async fn multipart_copy_in_place(
+        &self,
+        req: &CopyInPlace<'_>,
+        part_size: u64,
+    ) -> Result<Written, ProviderError> {
         let what = || format!("s3://{}/{}", req.bucket, req.key);
         let head = self
             .s3
@@ -582,7 +612,10 @@ impl crate::providers::S3Write for AwsClients {
             .kms_key_arn(key_arn)
             .bucket_key_enabled(bucket_key)
             .build()
-            .map_err(|e| ProviderError::Invalid { what: key.into(), detail: e.to_string() })?;
+            .map_err(|e| ProviderError::Invalid {
+                what: key.into(),
+                detail: e.to_string(),
+            })?;
         self.s3
             .update_object_encryption()
             .bucket(bucket)
@@ -600,7 +633,9 @@ fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -608,10 +643,15 @@ fn url_encode(s: &str) -> String {
 }
 
 impl AwsClients {
-    async fn bucket_settings_encryption(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
+    async fn bucket_settings_encryption(
+        &self,
+        bucket: &str,
+    ) -> Result<S3Encryption, ProviderError> {
         match self.s3.get_bucket_encryption().bucket(bucket).send().await {
             Ok(out) => {
-                let rule = out.server_side_encryption_configuration().and_then(|c| c.rules().first());
+                let rule = out
+                    .server_side_encryption_configuration()
+                    .and_then(|c| c.rules().first());
                 let default = rule.and_then(|r| r.apply_server_side_encryption_by_default());
                 Ok(S3Encryption {
                     algorithm: default
@@ -622,10 +662,12 @@ impl AwsClients {
                     bucket_key: rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false),
                 })
             }
-            Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => Ok(S3Encryption {
-                algorithm: S3Encryption::NONE.to_string(),
-                ..Default::default()
-            }),
+            Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
+                Ok(S3Encryption {
+                    algorithm: S3Encryption::NONE.to_string(),
+                    ..Default::default()
+                })
+            }
             Err(e) => Err(map_sdk_error(format!("s3://{bucket}"), e)),
         }
     }
@@ -654,11 +696,17 @@ impl AwsClients {
                 .copy_source_range(format!("bytes={start}-{end}"))
                 .send()
                 .await
-                .map_err(|e| map_sdk_error(format!("s3://{}/{} part {number}", req.bucket, req.key), e))?;
+                .map_err(|e| {
+                    map_sdk_error(format!("s3://{}/{} part {number}", req.bucket, req.key), e)
+                })?;
             parts.push(
                 aws_sdk_s3::types::CompletedPart::builder()
                     .part_number(number)
-                    .set_e_tag(out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_string))
+                    .set_e_tag(
+                        out.copy_part_result()
+                            .and_then(|r| r.e_tag())
+                            .map(str::to_string),
+                    )
                     .build(),
             );
             start = end + 1;

@@ -117,7 +117,10 @@ pub struct CopyInPlace<'a> {
 /// S3 writes the apply engine makes. None of them deletes an object or a version.
 pub trait S3Write: S3Read {
     /// The bucket's default encryption rule as configured (the key as written in the rule).
-    fn bucket_default(&self, bucket: &str) -> impl Future<Output = Result<S3Encryption, ProviderError>> + Send;
+    fn bucket_default(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<S3Encryption, ProviderError>> + Send;
     /// Set the bucket's default rule; `algorithm: none` removes it.
     fn set_bucket_default(
         &self,
@@ -125,7 +128,10 @@ pub trait S3Write: S3Read {
         rule: &S3Encryption,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
     /// CopyObject onto itself, guarded by `if_match`.
-    fn copy_in_place(&self, req: &CopyInPlace<'_>) -> impl Future<Output = Result<Written, ProviderError>> + Send;
+    fn copy_in_place(
+        &self,
+        req: &CopyInPlace<'_>,
+    ) -> impl Future<Output = Result<Written, ProviderError>> + Send;
     /// The same with UploadPartCopy in parts of `part_size`, every part guarded by
     /// `if_match`; an unfinished upload is aborted (which deletes no object).
     fn multipart_copy_in_place(

@@ -1,0 +1,436 @@
+//! Steps: what one unit of work does, how it is checked, and how it is undone. Every step is
+//! idempotent: running it again when it already took effect finds it done and changes nothing.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProviderError;
+use crate::model::{EncryptionClass, S3Encryption};
+use crate::providers::{CopyInPlace, ObjectHead, S3Write, Written};
+use crate::retry::{with_retries, Pacer, RetryPolicy};
+
+/// A step as planned, stored in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum StepSpec {
+    /// Set the bucket's default rule to `target`.
+    BucketDefault {
+        bucket: String,
+        target: S3Encryption,
+    },
+    /// Re-encrypt one object version onto its team key.
+    Object(ObjectStep),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectStep {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The ETag the plan saw: the copy happens only if the object still has it.
+    pub etag: String,
+    pub size: u64,
+    pub storage_class: String,
+    pub from: EncryptionClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_key_arn: Option<String>,
+    pub to_key_arn: String,
+    /// `copy`, `multipart-copy` or `update-encryption`.
+    pub engine: String,
+    pub part_size: u64,
+}
+
+impl ObjectStep {
+    fn target(&self) -> S3Encryption {
+        S3Encryption {
+            algorithm: "aws:kms".into(),
+            kms_key_arn: Some(self.to_key_arn.clone()),
+            key_manager: None,
+            bucket_key: true,
+        }
+    }
+
+    /// The encryption the object had before: what undo restores. An unencrypted object is
+    /// restored to SSE-S3, the least S3 writes today.
+    pub fn original(&self) -> S3Encryption {
+        match self.from {
+            EncryptionClass::AwsManagedKms | EncryptionClass::ForeignCmk => S3Encryption {
+                algorithm: "aws:kms".into(),
+                kms_key_arn: if self.from == EncryptionClass::ForeignCmk {
+                    self.from_key_arn.clone()
+                } else {
+                    None
+                },
+                key_manager: None,
+                bucket_key: false,
+            },
+            _ => S3Encryption {
+                algorithm: "AES256".into(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Undo data of a bucket step, journaled before the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketUndo {
+    pub previous: S3Encryption,
+}
+
+/// What an object step wrote, journaled after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectResult {
+    pub written: Written,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    Succeeded {
+        result: Option<String>,
+        note: Option<String>,
+    },
+    Drifted {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UndoOutcome {
+    Undone { note: Option<String> },
+    Conflict { reason: String },
+    Failed { reason: String },
+}
+
+/// Runs steps against a provider. The executor sees only this.
+pub trait StepRunner: Send + Sync {
+    /// Read what undo needs, before intent is journaled (`None`: the spec is enough).
+    fn prepare(
+        &self,
+        spec: &StepSpec,
+    ) -> impl Future<Output = Result<Option<String>, ProviderError>> + Send;
+    /// Do the step. `resumed`: it was started before and may have taken effect.
+    fn run(
+        &self,
+        spec: &StepSpec,
+        resumed: bool,
+    ) -> impl Future<Output = (StepOutcome, u32)> + Send;
+    /// Undo a succeeded step from its journaled undo data and result.
+    fn undo(
+        &self,
+        spec: &StepSpec,
+        undo: Option<&str>,
+        result: Option<&str>,
+    ) -> impl Future<Output = UndoOutcome> + Send;
+}
+
+/// Steps on S3, through any `S3Write` provider.
+pub struct S3Steps<'a, S> {
+    pub s3: &'a S,
+    pub policy: RetryPolicy,
+    pub pacer: &'a Pacer,
+}
+
+fn same_key(enc: &S3Encryption, want: &S3Encryption) -> bool {
+    enc.algorithm == want.algorithm
+        && (want.algorithm != "aws:kms"
+            || want.kms_key_arn.is_none()
+            || enc.kms_key_arn == want.kms_key_arn)
+}
+
+fn json<T: Serialize>(v: &T) -> Option<String> {
+    serde_json::to_string(v).ok()
+}
+
+impl<S: S3Write> S3Steps<'_, S> {
+    async fn head(
+        &self,
+        o: &ObjectStep,
+        version: Option<&str>,
+    ) -> Result<ObjectHead, ProviderError> {
+        let seed = fastrand::u64(..);
+        with_retries(&self.policy, self.pacer, seed, || {
+            self.s3.head_object(&o.bucket, &o.key, version)
+        })
+        .await
+        .0
+    }
+
+    /// After a refused copy: a newer write that is already on the team key is done; anything
+    /// else is drift, left as the writer left it.
+    async fn settle_drift(&self, o: &ObjectStep, why: &str) -> StepOutcome {
+        match self.head(o, None).await {
+            Ok(h) if same_key(&h.encryption, &o.target()) => StepOutcome::Succeeded {
+                result: json(&ObjectResult {
+                    written: Written {
+                        etag: h.etag.clone(),
+                        version_id: None,
+                    },
+                    note: Some(format!("{why}; the newer write is already on the team key")),
+                }),
+                note: Some("already on the team key".into()),
+            },
+            Ok(h) => StepOutcome::Drifted {
+                reason: format!(
+                    "{why}: ETag is now {} (planned {}), encryption {}; left as written",
+                    h.etag, o.etag, h.encryption.algorithm
+                ),
+            },
+            Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
+                reason: "the object no longer exists".into(),
+            },
+            Err(e) => StepOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    async fn run_object(&self, o: &ObjectStep, resumed: bool) -> (StepOutcome, u32) {
+        let target = o.target();
+        if resumed {
+            // The step may have taken effect before the crash: check before doing it again.
+            if let Ok(h) = self.head(o, o.version_id.as_deref()).await {
+                if same_key(&h.encryption, &target) {
+                    let result = json(&ObjectResult {
+                        written: Written {
+                            etag: h.etag,
+                            version_id: None,
+                        },
+                        note: Some("found done on resume".into()),
+                    });
+                    return (
+                        StepOutcome::Succeeded {
+                            result,
+                            note: Some("found done on resume".into()),
+                        },
+                        0,
+                    );
+                }
+            }
+        }
+        let seed = fastrand::u64(..);
+        let req = CopyInPlace {
+            bucket: &o.bucket,
+            key: &o.key,
+            version_id: o.version_id.as_deref(),
+            if_match: &o.etag,
+            target: &target,
+            storage_class: &o.storage_class,
+            size: o.size,
+        };
+        let (res, attempts) = match o.engine.as_str() {
+            "update-encryption" => {
+                let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.update_encryption(
+                        &o.bucket,
+                        &o.key,
+                        o.version_id.as_deref(),
+                        &o.to_key_arn,
+                        true,
+                    )
+                })
+                .await;
+                (
+                    r.map(|()| Written {
+                        etag: o.etag.clone(),
+                        version_id: o.version_id.clone(),
+                    }),
+                    a,
+                )
+            }
+            "multipart-copy" => {
+                with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.multipart_copy_in_place(&req, o.part_size)
+                })
+                .await
+            }
+            _ => {
+                with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.copy_in_place(&req)
+                })
+                .await
+            }
+        };
+        let outcome = match res {
+            Ok(written) => StepOutcome::Succeeded {
+                result: json(&ObjectResult {
+                    written,
+                    note: None,
+                }),
+                note: None,
+            },
+            Err(ProviderError::Precondition { .. }) => {
+                self.settle_drift(o, "changed since planned").await
+            }
+            Err(ProviderError::NotFound { .. }) => {
+                self.settle_drift(o, "changed since planned").await
+            }
+            Err(e) => StepOutcome::Failed {
+                reason: e.to_string(),
+            },
+        };
+        (outcome, attempts.retries)
+    }
+
+    async fn undo_object(&self, o: &ObjectStep, result: Option<&str>) -> UndoOutcome {
+        let original = o.original();
+        let ours: Option<ObjectResult> = result.and_then(|r| serde_json::from_str(r).ok());
+        let head = match self.head(o, None).await {
+            Ok(h) => h,
+            Err(ProviderError::NotFound { .. }) => {
+                return UndoOutcome::Conflict {
+                    reason: "the object no longer exists".into(),
+                }
+            }
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let already_original = head.encryption.algorithm == original.algorithm
+            && (original.algorithm != "aws:kms" || head.encryption.kms_key_arn == o.from_key_arn);
+        if already_original {
+            return UndoOutcome::Undone {
+                note: Some("already on its original encryption".into()),
+            };
+        }
+        let Some(ours) = ours else {
+            return UndoOutcome::Failed {
+                reason: "the journal holds no result for this step".into(),
+            };
+        };
+        if head.etag != ours.written.etag {
+            return UndoOutcome::Conflict {
+                reason: format!(
+                    "written since apply (ETag {} , apply wrote {}); left alone",
+                    head.etag, ours.written.etag
+                ),
+            };
+        }
+        let seed = fastrand::u64(..);
+        let res = if o.engine == "update-encryption"
+            && original.algorithm == "aws:kms"
+            && o.from_key_arn.is_some()
+        {
+            let arn = o.from_key_arn.clone().unwrap_or_default();
+            with_retries(&self.policy, self.pacer, seed, || {
+                self.s3
+                    .update_encryption(&o.bucket, &o.key, None, &arn, false)
+            })
+            .await
+            .0
+            .map(|_| ())
+        } else {
+            let req = CopyInPlace {
+                bucket: &o.bucket,
+                key: &o.key,
+                version_id: None,
+                if_match: &ours.written.etag,
+                target: &original,
+                storage_class: &head.storage_class,
+                size: head.size,
+            };
+            if head.size > o.part_size && o.engine == "multipart-copy" {
+                with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.multipart_copy_in_place(&req, o.part_size)
+                })
+                .await
+                .0
+                .map(|_| ())
+            } else {
+                with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.copy_in_place(&req)
+                })
+                .await
+                .0
+                .map(|_| ())
+            }
+        };
+        match res {
+            Ok(()) => UndoOutcome::Undone { note: None },
+            Err(ProviderError::Precondition { .. }) => UndoOutcome::Conflict {
+                reason: "written since apply; left alone".into(),
+            },
+            Err(e) => UndoOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl<S: S3Write> StepRunner for S3Steps<'_, S> {
+    async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
+        match spec {
+            StepSpec::BucketDefault { bucket, .. } => {
+                let seed = fastrand::u64(..);
+                let previous = with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.bucket_default(bucket)
+                })
+                .await
+                .0?;
+                Ok(json(&BucketUndo { previous }))
+            }
+            StepSpec::Object(o) => Ok(json(&serde_json::json!({
+                "original": o.original(),
+                "etag": o.etag,
+                "version_id": o.version_id,
+            }))),
+        }
+    }
+
+    async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
+        match spec {
+            StepSpec::BucketDefault { bucket, target } => {
+                let seed = fastrand::u64(..);
+                let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.set_bucket_default(bucket, target)
+                })
+                .await;
+                let outcome = match r {
+                    Ok(()) => StepOutcome::Succeeded {
+                        result: None,
+                        note: None,
+                    },
+                    Err(e) => StepOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                };
+                (outcome, a.retries)
+            }
+            StepSpec::Object(o) => self.run_object(o, resumed).await,
+        }
+    }
+
+    async fn undo(&self, spec: &StepSpec, undo: Option<&str>, result: Option<&str>) -> UndoOutcome {
+        match spec {
+            StepSpec::BucketDefault { bucket, .. } => {
+                let Some(u) = undo.and_then(|u| serde_json::from_str::<BucketUndo>(u).ok()) else {
+                    return UndoOutcome::Failed {
+                        reason: "the journal holds no previous rule for this bucket".into(),
+                    };
+                };
+                let seed = fastrand::u64(..);
+                match with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.set_bucket_default(bucket, &u.previous)
+                })
+                .await
+                .0
+                {
+                    Ok(()) => UndoOutcome::Undone { note: None },
+                    Err(e) => UndoOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            StepSpec::Object(o) => self.undo_object(o, result).await,
+        }
+    }
+}
