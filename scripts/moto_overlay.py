@@ -17,6 +17,7 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
    unencrypted and SSE-C objects (InvalidRequest); ETag, storage class and LastModified stay.
 5. SageMaker UpdateEndpoint: the endpoint goes Updating, then InService after
    REKEY_OVERLAY_UPDATE_SECONDS (default 1), reporting the new config.
+9. Fault injection for tests (see Faults): 503 SlowDown for a share of a bucket prefix's requests.
 8. HEAD/GET of a DSSE-KMS object report its KMS key (moto reports it only for aws:kms).
 7. GetBucketVersioning answers with the documented `VersioningConfiguration` root element
    (moto 5.2.5 answers `GetBucketVersioningResponse`, which the Rust SDK refuses to parse).
@@ -167,13 +168,60 @@ def lookup_object(backend, bucket, key, version_id=None):
         return None
 
 
+class Faults:
+    """Fault injection for tests: `POST /_rekey/faults` with
+    {"bucket_prefix": "t3-", "rate": 0.3, "seed": 7} makes that share of S3 requests to buckets
+    with that prefix answer 503 SlowDown, as S3 does under load; {"rate": 0} stops it.
+    Every injected fault is counted; `GET /_rekey/faults` returns the counts."""
+
+    def __init__(self):
+        import random
+
+        self.lock = threading.Lock()
+        self.rules = {}
+        self.injected = {}
+        self.random = random.Random(0)
+
+    def configure(self, body):
+        import random
+
+        with self.lock:
+            prefix = body.get("bucket_prefix", "")
+            if body.get("rate", 0) <= 0:
+                self.rules.pop(prefix, None)
+            else:
+                self.rules[prefix] = float(body["rate"])
+            if "seed" in body:
+                self.random = random.Random(body["seed"])
+
+    def should_fail(self, bucket):
+        with self.lock:
+            for prefix, rate in self.rules.items():
+                if bucket and bucket.startswith(prefix) and self.random.random() < rate:
+                    self.injected[prefix] = self.injected.get(prefix, 0) + 1
+                    return True
+        return False
+
+
 class Overlay:
     def __init__(self, app):
         self.app = app
         self.update_seconds = float(os.environ.get("REKEY_OVERLAY_UPDATE_SECONDS", "1"))
+        self.faults = Faults()
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/_rekey/faults":
+            if environ["REQUEST_METHOD"] == "POST":
+                self.faults.configure(json.loads(read_body(environ) or b"{}"))
+            with self.faults.lock:
+                counts = dict(self.faults.injected)
+            return Response(json.dumps(counts), content_type="application/json")(environ, start_response)
         service, region, _ = credential_scope(environ)
+        if service == "s3" and self.faults.rules:
+            bucket, _ = split_path(environ)
+            if self.faults.should_fail(bucket):
+                read_body(environ)
+                return s3_error(503, "SlowDown", "Please reduce your request rate.")(environ, start_response)
         try:
             if service == "s3":
                 return self.s3(environ, start_response, region or "us-east-1")

@@ -212,26 +212,7 @@ pub async fn apply<S: S3Write + KeyRead>(
         window: opts.window.clone(),
         ..Default::default()
     };
-    let mut stop = Stop::Completed;
-    for stage in stages {
-        journal.reset_undone(stage)?;
-        journal.checkpoint(stage)?;
-        let rows = journal.stage_steps(stage)?;
-        let (s, _) = executor::run_stage(
-            &mut journal,
-            &runner,
-            stage,
-            rows,
-            &cfg,
-            interrupts,
-            reporter,
-        )
-        .await?;
-        stop = s;
-        if stop != Stop::Completed {
-            break;
-        }
-    }
+    let stop = run_stages(&mut journal, &runner, &stages, &cfg, interrupts, reporter).await?;
     write_report(p, &journal, &opts.journal, pacer.throttled())?;
     let failed = journal
         .steps_in_states(&[state::FAILED, state::DRIFTED])?
@@ -243,6 +224,28 @@ pub async fn apply<S: S3Write + KeyRead>(
         Stop::Completed if failed => exit_codes::STEPS_FAILED,
         Stop::Completed => exit_codes::OK,
     })
+}
+
+/// Run stages in order with any step runner; stops at the first stage that does not complete.
+pub async fn run_stages<R: StepRunner>(
+    journal: &mut Journal,
+    runner: &R,
+    stages: &[&str],
+    cfg: &ExecConfig,
+    interrupts: &mut UnboundedReceiver<()>,
+    reporter: &dyn Reporter,
+) -> Result<Stop, RekeyError> {
+    for stage in stages {
+        journal.reset_undone(stage)?;
+        journal.checkpoint(stage)?;
+        let rows = journal.stage_steps(stage)?;
+        let (stop, _) =
+            executor::run_stage(journal, runner, stage, rows, cfg, interrupts, reporter).await?;
+        if stop != Stop::Completed {
+            return Ok(stop);
+        }
+    }
+    Ok(Stop::Completed)
 }
 
 /// Progress of a plan from its journal.
