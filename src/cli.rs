@@ -144,9 +144,17 @@ pub fn main() -> i32 {
         } | Command::Show {
             output: Output::Json,
             ..
+        } | Command::Apply {
+            output: Output::Json,
+            ..
+        } | Command::Verify {
+            output: Output::Json,
+            ..
         }
     );
-    let reporter = StderrReporter::new(json, false);
+    // Apply's JSON events are its output; other commands print their result on stdout.
+    let json_to_stdout = matches!(&cli.command, Command::Apply { .. });
+    let reporter = StderrReporter::new(json, json_to_stdout);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

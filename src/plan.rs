@@ -227,9 +227,11 @@ fn blocked_reason(o: &S3Object, class: EncryptionClass, engine: S3Engine) -> Opt
             o.archive_status.as_deref().unwrap_or(&o.storage_class)
         ));
     }
-    if !o.is_latest && engine == S3Engine::Copy {
+    // Copying a noncurrent version would make its old bytes current: never. Only
+    // UpdateObjectEncryption re-keys a noncurrent version in place (by version id).
+    if !o.is_latest && (engine == S3Engine::Copy || class == EncryptionClass::Unencrypted) {
         return Some(
-            "noncurrent version: an in-place copy would make it current; use engine update-encryption or auto".into(),
+            "noncurrent version: a copy would make it current; only engine update-encryption or auto re-keys it in place".into(),
         );
     }
     if class == EncryptionClass::Unencrypted && engine == S3Engine::UpdateEncryption {

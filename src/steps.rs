@@ -272,6 +272,23 @@ impl<S: S3Write> S3Steps<'_, S> {
             Err(ProviderError::NotFound { .. }) => {
                 self.settle_drift(o, "changed since planned").await
             }
+            // S3 refuses to copy an object onto itself when nothing changes: when a step
+            // runs again after it took effect, that refusal means it is done.
+            Err(e @ ProviderError::Invalid { .. }) => match self.head(o, None).await {
+                Ok(h) if same_key(&h.encryption, &target) => StepOutcome::Succeeded {
+                    result: json(&ObjectResult {
+                        written: Written {
+                            etag: h.etag,
+                            version_id: None,
+                        },
+                        note: Some("already on the team key".into()),
+                    }),
+                    note: Some("already on the team key".into()),
+                },
+                _ => StepOutcome::Failed {
+                    reason: e.to_string(),
+                },
+            },
             Err(e) => StepOutcome::Failed {
                 reason: e.to_string(),
             },
@@ -312,6 +329,19 @@ impl<S: S3Write> S3Steps<'_, S> {
                 reason: format!(
                     "written since apply (ETag {} , apply wrote {}); left alone",
                     head.etag, ours.written.etag
+                ),
+            };
+        }
+        let archived = matches!(head.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
+            || matches!(
+                head.archive_status.as_deref(),
+                Some("ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS")
+            );
+        if archived && original.algorithm != "aws:kms" {
+            return UndoOutcome::Failed {
+                reason: format!(
+                    "archived ({}): UpdateObjectEncryption cannot return it to SSE-S3 and a copy needs a restore; restore it, then roll back again",
+                    head.archive_status.as_deref().unwrap_or(&head.storage_class)
                 ),
             };
         }

@@ -6,3 +6,4 @@ mod harness;
 mod inventory;
 mod overlay;
 mod plan;
+mod steps;
