@@ -62,13 +62,6 @@ pub fn is_todo(row: &StepRow) -> bool {
     )
 }
 
-fn target_of(spec: &StepSpec) -> String {
-    match spec {
-        StepSpec::BucketDefault { bucket, .. } => format!("s3://{bucket}"),
-        StepSpec::Object(o) => format!("s3://{}/{}", o.bucket, o.key),
-    }
-}
-
 /// Run the todo steps of one stage: bucket defaults first (a barrier), then objects.
 pub async fn run_stage<R: StepRunner>(
     journal: &mut Journal,
@@ -251,7 +244,7 @@ async fn run_phase<R: StepRunner>(
                 reporter.event(&Event::StepDone {
                     stage: stage.to_string(),
                     step: row.kind.clone(),
-                    target: serde_json::from_str::<StepSpec>(&row.spec).map(|s| target_of(&s)).unwrap_or_default(),
+                    target: if row.key.is_empty() { format!("s3://{}", row.bucket) } else { format!("s3://{}/{}", row.bucket, row.key) },
                     state: st.to_string(),
                     bytes: row.bytes,
                     retries,

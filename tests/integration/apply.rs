@@ -646,3 +646,65 @@ pub fn journal_rows(plan: &Path) -> Vec<(String, String)> {
         .map(|r| (r.kind, r.state))
         .collect()
 }
+
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_cleanly_and_twice_abandons_then_resume_finishes() {
+    let (ctx, bucket, fraud) = planned_bucket(
+        "sigint",
+        200,
+        "limits: { concurrency: 4, requests_per_second: 40 }",
+    )
+    .await;
+    // Once: stop dispatching, finish what is in flight, exit 130 with nothing left `started`.
+    let child = harness::rekey(&ctx.endpoint)
+        .args(["apply", ctx.plan_str(), "--yes", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "stopping" && e["reason"] == "interrupt"),
+        "JSON events name the stop"
+    );
+    assert!(events.iter().any(|e| e["event"] == "step-done"));
+    let rows = journal_rows(&ctx.plan);
+    assert!(
+        rows.iter().all(|(_, s)| s != "started"),
+        "in-flight steps finished and were journaled"
+    );
+    assert!(rows.iter().any(|(_, s)| s == "pending"), "work was left");
+
+    // Twice: abandon in-flight work; it stays `started`, and the next apply re-checks it.
+    let child = harness::rekey(&ctx.endpoint)
+        .args(["apply", ctx.plan_str(), "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    interrupt(&child);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    all_on_key(&ctx, &bucket, 200, &fraud, |_| 0).await;
+}
