@@ -708,3 +708,87 @@ async fn ctrl_c_stops_cleanly_and_twice_abandons_then_resume_finishes() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     all_on_key(&ctx, &bucket, 200, &fraud, |_| 0).await;
 }
+
+#[tokio::test]
+async fn all_versions_rekey_noncurrent_versions_in_place_and_never_add_one() {
+    let extra = ", engine: auto";
+    let (ctx, seeded) = planned(
+        "versions",
+        1,
+        extra,
+        "limits: { concurrency: 4, requests_per_second: 200 }",
+        |s3, prefix| async move {
+            let bucket = format!("{prefix}ml-fraud-history");
+            s3.create_bucket().bucket(&bucket).send().await.unwrap();
+            harness::enable_versioning(&s3, &bucket).await;
+            for g in 0..3u8 {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key("model.bin")
+                    .body(ByteStream::from(body_of(0, g)))
+                    .server_side_encryption(ServerSideEncryption::Aes256)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        },
+    )
+    .await;
+    // Re-plan the same estate with every version.
+    let campaign = ctx
+        .plan
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("campaign.yaml");
+    let yaml = std::fs::read_to_string(&campaign)
+        .unwrap()
+        .replace("versions: current", "versions: all");
+    std::fs::write(&campaign, yaml).unwrap();
+    let out = harness::rekey(&ctx.endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&ctx.plan)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bucket = ctx.bucket("ml-fraud-history");
+    let versions = |s3: aws_sdk_s3::Client, bucket: String| async move {
+        let v = s3
+            .list_object_versions()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        v.versions()
+            .iter()
+            .map(|v| v.version_id().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = versions(ctx.s3.clone(), bucket.clone()).await;
+    assert_eq!(before.len(), 3);
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let after = versions(ctx.s3.clone(), bucket.clone()).await;
+    assert_eq!(
+        after, before,
+        "UpdateObjectEncryption re-keys in place: no version added, none removed"
+    );
+    let fraud = seeded["keys"]["fraud"].as_str().unwrap();
+    for v in &after {
+        let h = ctx
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key("model.bin")
+            .version_id(v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.ssekms_key_id(), Some(fraud), "version {v}");
+    }
+    // The current bytes are still the newest write.
+    assert_eq!(ctx.body(&bucket, "model.bin").await, body_of(0, 2));
+}
