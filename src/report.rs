@@ -22,7 +22,8 @@ struct StageCounts {
 /// Renders events: bars and lines on stderr; JSON lines on stdout or stderr.
 pub struct StderrReporter {
     multi: Option<MultiProgress>,
-    spinner: Option<ProgressBar>,
+    /// Created on the first inventory event, so that a prompt printed before it stays visible.
+    spinner: std::sync::OnceLock<ProgressBar>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     counts: Mutex<HashMap<String, StageCounts>>,
     json: bool,
@@ -34,18 +35,9 @@ impl StderrReporter {
     pub fn new(json: bool, json_to_stdout: bool) -> Self {
         let terminal = !json && std::io::stderr().is_terminal();
         let multi = terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        let spinner = multi.as_ref().map(|m| {
-            let b = m.add(ProgressBar::new_spinner());
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b.enable_steady_tick(std::time::Duration::from_millis(120));
-            b
-        });
         StderrReporter {
             multi,
-            spinner,
+            spinner: std::sync::OnceLock::new(),
             bars: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
             json,
@@ -67,7 +59,7 @@ impl StderrReporter {
 
     /// Clear bars and spinners before the command prints its result.
     pub fn finish(&self) {
-        if let Some(s) = &self.spinner {
+        if let Some(s) = self.spinner.get() {
             s.finish_and_clear();
         }
         for b in self.bars.lock().expect("bars lock").values() {
@@ -77,8 +69,21 @@ impl StderrReporter {
         }
     }
 
+    fn spinner(&self) -> Option<&ProgressBar> {
+        let m = self.multi.as_ref()?;
+        Some(self.spinner.get_or_init(|| {
+            let b = m.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        }))
+    }
+
     fn status(&self, text: String) {
-        match &self.spinner {
+        match self.spinner() {
             Some(s) => s.set_message(text),
             None => self.line(&text),
         }
@@ -104,7 +109,7 @@ impl Reporter for StderrReporter {
             Event::BucketStarted { bucket, index, total } => self.status(format!("[{}/{}] s3://{bucket}", index + 1, total)),
             Event::BucketDone { bucket, objects, bytes: b, .. } => self.line(&format!("  s3://{bucket}: {objects} objects, {}", bytes(*b))),
             Event::Progress { objects, bytes: b } => {
-                if let Some(s) = &self.spinner {
+                if let Some(s) = self.spinner() {
                     s.set_message(format!("{objects} objects, {}", bytes(*b)));
                 }
             }
@@ -115,7 +120,7 @@ impl Reporter for StderrReporter {
                     Some(m) => {
                         let bar = m.add(ProgressBar::new(*todo));
                         bar.set_style(
-                            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {per_sec} eta {eta}")
+                            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} eta {eta}")
                                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                                 .progress_chars("=> "),
                         );
@@ -144,7 +149,7 @@ impl Reporter for StderrReporter {
                 match self.bars.lock().expect("bars lock").get(stage) {
                     Some(bar) => {
                         bar.inc(1);
-                        bar.set_message(msg);
+                        bar.set_message(format!("{msg}, {:.0} steps/s", bar.per_sec()));
                     }
                     None if done % 500 == 0 => self.line(&format!("stage {stage}: {done} steps done, {msg}")),
                     None => {}
