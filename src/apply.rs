@@ -67,6 +67,9 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
         .map_err(|e| RekeyError::io(format!("reading {}", manifest.display()), e))?;
     let mut entries = std::io::BufReader::new(f).lines().peekable();
     let mut steps = Vec::new();
+    // A plan narrowed to some stages (verify --stage) skips the manifest lines of the others.
+    let wanted: std::collections::BTreeSet<&str> =
+        p.stages.iter().map(|s| s.name.as_str()).collect();
     for stage in &p.stages {
         for b in &stage.buckets {
             for a in &b.actions {
@@ -95,6 +98,10 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
             let e: ManifestEntry = serde_json::from_str(line).map_err(|err| {
                 RekeyError::Internal(format!("manifest {}: {err}", manifest.display()))
             })?;
+            if !wanted.contains(e.stage.as_str()) {
+                entries.next();
+                continue;
+            }
             if e.stage != stage.name {
                 break;
             }

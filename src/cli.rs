@@ -118,10 +118,20 @@ pub enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// Write an operator runbook for the maintenance window from a plan.
+    Runbook {
+        plan: PathBuf,
+        /// Where to write it (default: stdout), e.g. runbooks/NAME.md.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
     /// Check, against the cloud, that everything is on its team key (exit 6 if not).
     Verify {
         /// A plan: checks its bucket defaults and planned objects.
         plan: Option<PathBuf>,
+        /// With a plan: check only this stage.
+        #[arg(long, requires = "plan")]
+        stage: Option<String>,
         /// A campaign: inventories it and checks every matched resource.
         #[arg(short = 'c', long = "campaign", conflicts_with = "plan")]
         campaign: Option<PathBuf>,
@@ -331,14 +341,42 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 exit_codes::OK
             })
         }
+        Command::Runbook { plan, out } => {
+            let p = plan::load(&plan)?;
+            let text = crate::runbook::render(&p, &plan);
+            match out {
+                Some(path) => {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            RekeyError::io(format!("creating {}", dir.display()), e)
+                        })?;
+                    }
+                    std::fs::write(&path, text)
+                        .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(exit_codes::OK)
+        }
         Command::Verify {
             plan,
+            stage,
             campaign,
             output,
         } => {
             let v = match (plan, campaign) {
                 (Some(plan), None) => {
-                    let p = plan::load(&plan)?;
+                    let mut p = plan::load(&plan)?;
+                    if let Some(s) = &stage {
+                        if !p.stages.iter().any(|st| &st.name == s) {
+                            return Err(RekeyError::usage(
+                                format!("the plan has no stage {s:?}"),
+                                "name one of the plan's stages",
+                            ));
+                        }
+                        p.stages.retain(|st| &st.name == s);
+                    }
                     let aws = plan_clients(&p).await;
                     apply::verify_plan(&p, &plan, &aws, p.settings.concurrency).await?
                 }

@@ -17,6 +17,7 @@ pub mod pricing;
 pub mod providers;
 pub mod report;
 pub mod retry;
+pub mod runbook;
 pub mod steps;
 pub mod summary;
 pub mod window;

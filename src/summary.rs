@@ -63,7 +63,8 @@ fn requests_line(r: &BTreeMap<String, u64>) -> String {
     }
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
+/// `1 object`, `2 objects`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -225,6 +225,13 @@ async fn apply_then_verify_then_rollback_every_class() {
         "verify after apply: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let out = ctx.rekey(&["verify", ctx.plan_str(), "--stage", "canary"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(code(&out), 0, "verify of one stage: {text}");
+    assert!(
+        text.contains("verified 6 resources"),
+        "the canary stage alone: {text}"
+    );
 
     // Bodies byte-identical; every planned object on its team key.
     assert_eq!(snapshot(&ctx).await, before);

@@ -260,7 +260,7 @@ fn pinned() -> PinnedKeys {
 #[test]
 fn plan_summary_and_plan_file_match_their_golden_files() {
     let root = repo_root();
-    let c = campaign::load(&root.join("tests/campaigns/good.yaml")).unwrap();
+    let c = campaign::load(&root.join("plans/example.campaign.yaml")).unwrap();
     let keys = pinned();
     let records = synthetic_records(&c, &keys);
     assert_eq!(
@@ -275,7 +275,7 @@ fn plan_summary_and_plan_file_match_their_golden_files() {
         planner.add(r).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let plan_path = dir.path().join("golden.plan.yaml");
+    let plan_path = dir.path().join("example.plan.yaml");
     let p = planner
         .finish(
             &plan_path,
@@ -288,13 +288,18 @@ fn plan_summary_and_plan_file_match_their_golden_files() {
         &root.join("tests/golden/plan-summary.txt"),
         &rekey::summary::render(&p),
     );
+    // The committed example plan (plans/) and its runbook (runbooks/) are golden files too.
     check_golden(
-        &root.join("tests/golden/golden.plan.yaml"),
+        &root.join("plans/example.plan.yaml"),
         &std::fs::read_to_string(&plan_path).unwrap(),
     );
     check_golden(
-        &root.join("tests/golden/golden.manifest.jsonl"),
-        &std::fs::read_to_string(dir.path().join("golden.manifest.jsonl")).unwrap(),
+        &root.join("plans/example.manifest.jsonl"),
+        &std::fs::read_to_string(dir.path().join("example.manifest.jsonl")).unwrap(),
+    );
+    check_golden(
+        &root.join("runbooks/example.md"),
+        &rekey::runbook::render(&p, Path::new("plans/example.plan.yaml")),
     );
     // The plan reads back as written, manifest hash included.
     assert_eq!(plan::load(&plan_path).unwrap(), p);

@@ -1,0 +1,214 @@
+//! Renders an operator runbook for a maintenance window from a plan. Pure: plan in, Markdown out.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::plan::{Action, PlanFile};
+use crate::summary::{bytes, duration, plural, usd};
+
+fn class_list(from: &std::collections::BTreeMap<crate::model::EncryptionClass, u64>) -> String {
+    from.iter()
+        .map(|(c, n)| format!("{n} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The runbook for `plan` (whose file is `plan_path`, as operators will type it).
+pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
+    let p = plan_path.display();
+    let mut o = String::new();
+    let s = &plan.summary;
+    let _ = writeln!(o, "# Runbook: campaign `{}`\n", plan.campaign);
+    let _ = writeln!(
+        o,
+        "Plan `{p}` (format {}, made {} by rekey {}), manifest `{}` ({} entries, {}).\n",
+        plan.format_version,
+        plan.created_at,
+        plan.rekey_version,
+        plan.manifest.file,
+        plan.manifest.entries,
+        plan.manifest.sha256
+    );
+    let _ = writeln!(
+        o,
+        "In all: {} and {} ({}) move to customer-managed keys in {} stages; {} blocked and {} already on their key. Estimated {} and {} at {} requests/s.\n",
+        plural(s.buckets, "bucket default", "bucket defaults"),
+        plural(s.objects, "object", "objects"),
+        bytes(s.bytes),
+        plan.stages.len(),
+        plural(s.blocked_objects, "object is", "objects are"),
+        s.skipped_objects,
+        usd(s.estimated_cost_usd),
+        duration(s.estimated_seconds),
+        plan.settings.requests_per_second
+    );
+    let _ = writeln!(o, "## Before the window\n");
+    let _ = writeln!(
+        o,
+        "- [ ] On call for the window: ______ (platform), ______ (security), ______ (ML serving)."
+    );
+    match &plan.settings.window {
+        Some(w) => {
+            let days = w
+                .days
+                .iter()
+                .map(|d| {
+                    serde_yaml::to_string(d)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(o, "- [ ] Window: {days} {}–{} {}; `apply` stops dispatching when it closes (exit 5) and resumes next time.", w.start, w.end, w.timezone);
+        }
+        None => {
+            let _ = writeln!(o, "- [ ] Window: none in the campaign; pass `--window \"sat 02:00-06:00 UTC\"` to `apply` to bound it.");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "- [ ] The plan was reviewed and approved: `rekey show {p}`."
+    );
+    let _ = writeln!(o, "- [ ] The team keys exist, are enabled and are still what their aliases point at (`apply` checks this and refuses a stale plan with exit 4):\n");
+    let _ = writeln!(
+        o,
+        "  | team key | alias | pinned key ARN |\n  |---|---|---|"
+    );
+    for (name, k) in &plan.keys {
+        let _ = writeln!(o, "  | {name} | `{}` | `{}` |", k.alias, k.arn);
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "- [ ] Each key's policy (or a grant) lets every consumer of the data use it: the roles that read these buckets (SageMaker execution roles, training and batch jobs, analysts) need `kms:Decrypt`, and writers `kms:GenerateDataKey`. A consumer without them fails at its next read."
+    );
+    let _ = writeln!(o, "- [ ] No journal from another plan sits at the journal path; `rekey status {p}` shows what a resumed window has left.\n");
+    let n = plan.stages.len();
+    for (i, st) in plan.stages.iter().enumerate() {
+        let t = &st.summary;
+        let _ = writeln!(o, "## Stage {}/{n}: {}\n", i + 1, st.name);
+        let _ = writeln!(
+            o,
+            "Changes {} and {} ({}); expected to take about {} ({}).\n",
+            plural(t.buckets, "bucket default", "bucket defaults"),
+            plural(t.objects, "object", "objects"),
+            bytes(t.bytes),
+            duration(t.estimated_seconds),
+            usd(t.estimated_cost_usd)
+        );
+        if st.buckets.is_empty() {
+            let _ = writeln!(o, "Nothing to change in this stage.\n");
+        }
+        for b in &st.buckets {
+            let mut lines = Vec::new();
+            for a in &b.actions {
+                match a {
+                    Action::SetBucketDefault { key, from, .. } => lines.push(format!(
+                        "default encryption {} → SSE-KMS with `{key}`, Bucket Key on",
+                        from.algorithm
+                    )),
+                    Action::ReencryptObjects {
+                        key,
+                        engine,
+                        objects,
+                        bytes: b,
+                        from,
+                        ..
+                    } => lines.push(format!(
+                        "re-encrypt {} ({}) to `{key}` by {} (from {})",
+                        plural(*objects, "object", "objects"),
+                        bytes(*b),
+                        serde_yaml::to_string(engine).unwrap_or_default().trim(),
+                        class_list(from)
+                    )),
+                }
+            }
+            for bl in &b.blocked {
+                lines.push(format!(
+                    "blocked, left as is: {}: {}",
+                    plural(bl.objects, "object", "objects"),
+                    bl.reason
+                ));
+            }
+            if b.skipped_on_target > 0 {
+                lines.push(format!(
+                    "{} already on the team key",
+                    plural(b.skipped_on_target, "object", "objects")
+                ));
+            }
+            let _ = writeln!(
+                o,
+                "- `s3://{}` ({}, {}): {}",
+                b.bucket,
+                b.account,
+                b.region,
+                lines.join("; ")
+            );
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "1. Apply: `rekey apply {p} --stage {} --yes`", st.name);
+        let _ = writeln!(o, "   (exit 0 done; 3 some steps failed or drifted: read `{}`; 5 window closed; 130 interrupted: run it again to resume).", report_name(plan_path));
+        let _ = writeln!(o, "2. Watch: `rekey status {p}`.");
+        let _ = writeln!(o, "3. Go/no-go: `rekey verify {p} --stage {}` exits 0, and the stage's consumers (endpoints, jobs) still read their data.", st.name);
+        let _ = writeln!(o, "4. Roll back this stage if no-go: `rekey rollback {p} --to {} --yes` (undoes this stage and every later one, in reverse order).\n", st.checkpoint);
+    }
+    let blocked: u64 = plan
+        .stages
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .flat_map(|b| &b.blocked)
+        .map(|b| b.objects)
+        .sum();
+    if blocked > 0 || !plan.unmatched.is_empty() {
+        let _ = writeln!(o, "## Manual follow-up\n");
+        for st in &plan.stages {
+            for b in &st.buckets {
+                for bl in &b.blocked {
+                    let _ = writeln!(
+                        o,
+                        "- [ ] `s3://{}`: {} ({}): {}",
+                        b.bucket,
+                        plural(bl.objects, "object", "objects"),
+                        bytes(bl.bytes),
+                        bl.reason
+                    );
+                }
+            }
+        }
+        for u in &plan.unmatched {
+            let _ = writeln!(
+                o,
+                "- [ ] `s3://{}`: {}{} ({}): add a mapping rule or confirm they stay as they are.",
+                u.bucket,
+                plural(u.objects, "object", "objects"),
+                if u.bucket_itself {
+                    " and the bucket default"
+                } else {
+                    ""
+                },
+                u.reason
+            );
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "## After the window\n");
+    let _ = writeln!(
+        o,
+        "- [ ] `rekey verify {p}` exits 0 (every planned resource on its team key)."
+    );
+    let _ = writeln!(
+        o,
+        "- [ ] Archive `{}` and the journal with the change record.",
+        report_name(plan_path)
+    );
+    let _ = writeln!(o, "- [ ] Versioned buckets keep the old copies as noncurrent versions until lifecycle rules expire them.");
+    o
+}
+
+fn report_name(plan_path: &Path) -> String {
+    let journal = crate::journal::default_path(plan_path);
+    crate::apply::report_path(&journal, "md")
+        .display()
+        .to_string()
+}
