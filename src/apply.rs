@@ -15,6 +15,7 @@ use crate::inventory::check_target_key;
 use crate::journal::{self, state, undo_state, Journal, NewStep};
 use crate::model::S3Encryption;
 use crate::plan::{self, Action, ManifestEntry, PlanFile};
+use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{KeyRead, S3Read, S3Write};
 use crate::steps::{ObjectStep, S3Steps, StepRunner, StepSpec, UndoOutcome};
 use crate::window::{WindowSpec, WindowState};
@@ -144,6 +145,37 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                 reason: e.reason,
             });
         }
+        // Endpoints last in their stage: their artifacts are in this stage or an earlier one.
+        for sm in stage
+            .sagemaker
+            .iter()
+            .filter(|s| s.kind == crate::model::ResourceKind::SagemakerEndpoint)
+        {
+            let blocked = sm.action != "rekey-endpoint";
+            let spec = StepSpec::Endpoint {
+                name: sm.name.clone(),
+                from_config: sm.from_config.clone().unwrap_or_default(),
+                to_config: sm.new_config.clone().unwrap_or_default(),
+                key_arn: sm.kms_key_arn.clone(),
+            };
+            steps.push(NewStep {
+                stage: stage.name.clone(),
+                kind: "endpoint".into(),
+                account: sm.account.clone(),
+                bucket: "sagemaker".into(),
+                key: sm.name.clone(),
+                version_id: None,
+                bytes: 0,
+                state: if blocked {
+                    state::BLOCKED
+                } else {
+                    state::PENDING
+                },
+                spec: serde_json::to_string(&spec)
+                    .map_err(|e| RekeyError::Internal(e.to_string()))?,
+                reason: sm.reason.clone(),
+            });
+        }
     }
     Ok(steps)
 }
@@ -170,7 +202,7 @@ pub fn open_journal(
 }
 
 /// Apply a plan (or one stage of it); returns the exit code.
-pub async fn apply<S: S3Write + KeyRead>(
+pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
     aws: &S,
@@ -354,11 +386,7 @@ pub fn write_report(
         .map(|r| Item {
             stage: &r.stage,
             step: &r.kind,
-            target: if r.key.is_empty() {
-                format!("s3://{}", r.bucket)
-            } else {
-                format!("s3://{}/{}", r.bucket, r.key)
-            },
+            target: r.target(),
             state: &r.state,
             undo_state: r.undo_state.as_deref(),
             reason: r.undo_reason.as_deref().or(r.reason.as_deref()),
@@ -461,7 +489,7 @@ fn describe(enc: &S3Encryption) -> String {
 
 /// Verify a plan against the cloud: every bucket default and every planned object is on its
 /// team key now (re-read, not taken from the journal). Blocked objects are counted apart.
-pub async fn verify_plan<S: S3Read + S3Write + KeyRead>(
+pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
     aws: &S,
@@ -494,6 +522,34 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead>(
                         });
                     }
                 }
+            }
+        }
+    }
+    for st in &p.stages {
+        for sm in st.sagemaker.iter().filter(|s| s.action == "rekey-endpoint") {
+            v.checked += 1;
+            let (_, _, config) = aws.describe_endpoint(&sm.name).await?;
+            let c = aws.describe_endpoint_config(&config).await?;
+            let resolve = |k: Option<String>| async move {
+                match k {
+                    Some(k) => Ok::<_, RekeyError>(Some(
+                        aws.describe_key(&k).await?.map(|d| d.arn).unwrap_or(k),
+                    )),
+                    None => Ok(None),
+                }
+            };
+            let key = resolve(c.kms_key_id.clone()).await?;
+            let capture = resolve(c.data_capture_kms_key_id.clone()).await?;
+            let on_target = key.as_deref() == Some(sm.kms_key_arn.as_str())
+                && (!c.data_capture || capture.as_deref() == Some(sm.kms_key_arn.as_str()));
+            if on_target {
+                v.compliant += 1;
+            } else {
+                v.non_compliant.push(Finding {
+                    target: format!("sagemaker:endpoint/{} (config {config})", sm.name),
+                    expected_key_arn: sm.kms_key_arn.clone(),
+                    found: key.unwrap_or_else(|| "service-managed".into()),
+                });
             }
         }
     }
@@ -565,7 +621,7 @@ pub fn render_verification(v: &Verification) -> String {
 
 /// Roll back from a checkpoint (default: the first): undo succeeded steps in reverse order,
 /// objects before their bucket's default. Returns (undone, conflicts, failed).
-pub async fn rollback<S: S3Write>(
+pub async fn rollback<S: S3Write + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
     journal_path: &Path,
@@ -618,12 +674,14 @@ pub async fn rollback<S: S3Write>(
     // Runs of object steps go concurrently; a bucket step waits for everything after it.
     let mut i = 0;
     while i < rows.len() {
-        let j = if rows[i].kind == "bucket-default" {
+        // Bucket defaults and endpoints are barriers: each waits for everything after it.
+        let barrier = |r: &journal::StepRow| r.kind == "bucket-default" || r.kind == "endpoint";
+        let j = if barrier(&rows[i]) {
             i + 1
         } else {
             rows[i..]
                 .iter()
-                .position(|r| r.kind == "bucket-default")
+                .position(barrier)
                 .map(|k| i + k)
                 .unwrap_or(rows.len())
         };

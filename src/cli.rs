@@ -476,25 +476,34 @@ async fn verify_campaign(
         blocked: 0,
         non_compliant: Vec::new(),
     };
-    inventory::run(c, &aws, &aws, &pinned, reporter, |r| {
+    let mut sink = |r: Record| {
         let Some(k) = &r.team_key else { return Ok(()) };
         v.checked += 1;
         if r.class == EncryptionClass::TargetCmk {
             v.compliant += 1;
         } else {
             let found = match &r.resource {
-                Resource::S3Bucket(b) => &b.default_encryption,
-                Resource::S3Object(o) => &o.encryption,
+                Resource::S3Bucket(b) => b.default_encryption.algorithm.clone(),
+                Resource::S3Object(o) => o.encryption.algorithm.clone(),
+                Resource::SagemakerEndpoint(e) => e
+                    .kms_key_arn
+                    .clone()
+                    .unwrap_or_else(|| "service-managed".into()),
+                Resource::SagemakerNotebookInstance(o) | Resource::SagemakerTrainingJob(o) => o
+                    .kms_key_arn
+                    .clone()
+                    .unwrap_or_else(|| "service-managed".into()),
             };
             v.non_compliant.push(apply::Finding {
                 target: r.resource.display_name(),
                 expected_key_arn: pinned.get(k).map(|p| p.arn.clone()).unwrap_or_default(),
-                found: format!("{} ({})", found.algorithm, r.class),
+                found: format!("{found} ({})", r.class),
             });
         }
         Ok(())
-    })
-    .await?;
+    };
+    inventory::run_sagemaker(c, &aws, &pinned, &mut sink).await?;
+    inventory::run(c, &aws, &aws, &pinned, reporter, &mut sink).await?;
     Ok(v)
 }
 
@@ -524,7 +533,7 @@ impl ClassCounts {
     fn add(&mut self, r: &Record) {
         let size = match &r.resource {
             Resource::S3Object(o) => o.size,
-            Resource::S3Bucket(_) => 0,
+            _ => 0,
         };
         let e = self.rows.entry((r.resource.kind(), r.class)).or_default();
         e.0 += 1;
@@ -562,7 +571,7 @@ async fn run_inventory(
             "KIND", "CLASS", "TEAM-KEY", "SIZE"
         );
     }
-    let stats = inventory::run(c, &aws, &aws, &pinned, reporter, |r| {
+    let mut sink = |r: Record| {
         counts.add(&r);
         let line = || serde_json::to_string(&r).map_err(|e| RekeyError::Internal(e.to_string()));
         if let Some(f) = file.as_mut() {
@@ -570,11 +579,14 @@ async fn run_inventory(
         } else if table {
             let size = match &r.resource {
                 Resource::S3Object(o) => summary::bytes(o.size),
-                Resource::S3Bucket(_) => String::new(),
+                _ => String::new(),
             };
             let kind = match r.resource.kind() {
                 ResourceKind::S3Bucket => "bucket",
-                _ => "object",
+                ResourceKind::S3Object => "object",
+                ResourceKind::SagemakerEndpoint => "endpoint",
+                ResourceKind::SagemakerNotebookInstance => "notebook",
+                _ => "training",
             };
             writeln!(
                 stdout,
@@ -590,8 +602,9 @@ async fn run_inventory(
             writeln!(stdout, "{}", line()?).map_err(|e| RekeyError::io("writing to stdout", e))?;
         }
         Ok(())
-    })
-    .await?;
+    };
+    inventory::run_sagemaker(c, &aws, &pinned, &mut sink).await?;
+    let stats = inventory::run(c, &aws, &aws, &pinned, reporter, &mut sink).await?;
     if let Some(mut f) = file {
         f.flush()
             .map_err(|e| RekeyError::io("writing the inventory", e))?;
@@ -679,6 +692,7 @@ async fn run_plan(
     let aws = clients(c).await?;
     let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
     let mut planner = Planner::new(c, pinned.clone())?;
+    inventory::run_sagemaker(c, &aws, &pinned, |r| planner.add(&r)).await?;
     inventory::run(c, &aws, &aws, &pinned, reporter, |r| planner.add(&r)).await?;
     let p = planner.finish(out, created, campaign_sha256)?;
     plan::write(out, &p)?;

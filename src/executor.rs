@@ -79,12 +79,16 @@ pub async fn run_stage<R: StepRunner>(
         todo: todo.len() as u64,
         bytes: todo.iter().map(|r| r.bytes).sum(),
     });
-    let (buckets, objects): (Vec<_>, Vec<_>) =
+    // Bucket defaults first, so that new writes land on the CMK; endpoints last, once the
+    // artifacts they serve are on it.
+    let (buckets, rest): (Vec<_>, Vec<_>) =
         todo.into_iter().partition(|r| r.kind == "bucket-default");
+    let (endpoints, objects): (Vec<_>, Vec<_>) =
+        rest.into_iter().partition(|r| r.kind == "endpoint");
     let mut tally = Tally::default();
     let mut stop = Stop::Completed;
     let mut interrupted = false;
-    for phase in [buckets, objects] {
+    for phase in [buckets, objects, endpoints] {
         stop = run_phase(
             journal,
             runner,
@@ -244,7 +248,7 @@ async fn run_phase<R: StepRunner>(
                 reporter.event(&Event::StepDone {
                     stage: stage.to_string(),
                     step: row.kind.clone(),
-                    target: if row.key.is_empty() { format!("s3://{}", row.bucket) } else { format!("s3://{}/{}", row.bucket, row.key) },
+                    target: row.target(),
                     state: st.to_string(),
                     bytes: row.bytes,
                     retries,

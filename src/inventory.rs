@@ -193,6 +193,26 @@ pub fn target_of<'a>(
             tags,
             key,
         },
+        Resource::SagemakerEndpoint(e) => Target {
+            provider: Provider::Aws,
+            account: &e.account,
+            kind: ResourceKind::SagemakerEndpoint,
+            bucket: None,
+            object_key: None,
+            name: &e.name,
+            tags,
+            key,
+        },
+        Resource::SagemakerNotebookInstance(o) | Resource::SagemakerTrainingJob(o) => Target {
+            provider: Provider::Aws,
+            account: &o.account,
+            kind: resource.kind(),
+            bucket: None,
+            object_key: None,
+            name: &o.name,
+            tags,
+            key,
+        },
     }
 }
 
@@ -203,7 +223,19 @@ pub fn classify(
     resource: Resource,
     tags: &BTreeMap<String, String>,
 ) -> Record {
-    let team_key = map_key(campaign, &target_of(&resource, tags, None)).map(str::to_string);
+    let mut team_key = map_key(campaign, &target_of(&resource, tags, None)).map(str::to_string);
+    if let (None, Resource::SagemakerEndpoint(e)) = (&team_key, &resource) {
+        // An endpoint no rule names takes the team key of its artifacts, when they agree.
+        let keys: std::collections::BTreeSet<&str> = e
+            .models
+            .iter()
+            .flat_map(|m| &m.artifacts)
+            .filter_map(|a| a.team_key.as_deref())
+            .collect();
+        if keys.len() == 1 {
+            team_key = keys.into_iter().next().map(str::to_string);
+        }
+    }
     let target = team_key
         .as_deref()
         .and_then(|k| pinned.get(k))
@@ -211,6 +243,24 @@ pub fn classify(
     let class = match &resource {
         Resource::S3Bucket(b) => b.default_encryption.classify(target),
         Resource::S3Object(o) => o.encryption.classify(target),
+        Resource::SagemakerEndpoint(e) => {
+            let main = crate::model::classify_key(
+                e.kms_key_arn.as_deref(),
+                e.key_manager.as_deref(),
+                target,
+            );
+            if main == EncryptionClass::TargetCmk
+                && e.data_capture
+                && e.data_capture_kms_key_arn.as_deref() != target
+            {
+                EncryptionClass::ForeignCmk
+            } else {
+                main
+            }
+        }
+        Resource::SagemakerNotebookInstance(o) | Resource::SagemakerTrainingJob(o) => {
+            crate::model::classify_key(o.kms_key_arn.as_deref(), o.key_manager.as_deref(), target)
+        }
     };
     Record {
         resource,
@@ -247,20 +297,6 @@ where
     let Some(s3_section) = campaign.s3() else {
         return Ok(stats);
     };
-    if let Some(sm) = campaign
-        .spec
-        .aws
-        .as_ref()
-        .and_then(|a| a.sagemaker.as_ref())
-    {
-        if sm.endpoints || sm.notebook_instances || sm.training_jobs {
-            reporter.event(&Event::Warning {
-                message:
-                    "aws.sagemaker is not inventoried by this version of rekey yet; only S3 is"
-                        .into(),
-            });
-        }
-    }
     if campaign.spec.gcp.is_some() {
         reporter.event(&Event::Warning {
             message: "gcp is not inventoried by this version of rekey yet; only S3 is".into(),
@@ -391,4 +427,224 @@ where
         });
     }
     Ok(stats)
+}
+
+impl<K: KeyRead> KeyCache<'_, K> {
+    /// The ARN and key manager of a key named in any form; `None` ARN keeps the name as given.
+    async fn describe(
+        &self,
+        key_ref: &str,
+    ) -> Result<(Option<String>, Option<String>), ProviderError> {
+        let mut known = self.known.lock().await;
+        let key = match known.get(key_ref) {
+            Some(k) => k.clone(),
+            None => {
+                let k = self.kms.describe_key(key_ref).await?;
+                known.insert(key_ref.to_string(), k.clone());
+                k
+            }
+        };
+        Ok(match key {
+            Some(k) => (Some(k.arn), Some(k.manager)),
+            None => (Some(key_ref.to_string()), None),
+        })
+    }
+}
+
+/// Inventory SageMaker (endpoints with their configs and models, notebook instances,
+/// training jobs) as the campaign asks, before S3: each endpoint carries its artifact graph,
+/// with the team key of every artifact and whether the model's execution role may use it.
+pub async fn run_sagemaker<A>(
+    campaign: &LoadedCampaign,
+    aws: &A,
+    pinned: &PinnedKeys,
+    mut sink: impl FnMut(Record) -> Result<(), RekeyError>,
+) -> Result<u64, RekeyError>
+where
+    A: crate::providers::sagemaker::SageMakerApi + S3Read + KeyRead,
+{
+    use crate::model::{SmArtifact, SmEndpoint, SmModel, SmOther};
+    use crate::providers::sagemaker::{role_may_decrypt, statement_for};
+    let Some(sm) = campaign
+        .spec
+        .aws
+        .as_ref()
+        .and_then(|a| a.sagemaker.as_ref())
+    else {
+        return Ok(0);
+    };
+    let region = campaign
+        .spec
+        .aws
+        .as_ref()
+        .map(|a| a.region.clone())
+        .unwrap_or_default();
+    let cache = KeyCache {
+        kms: aws,
+        known: Mutex::new(HashMap::new()),
+    };
+    let mut bucket_tags: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    type Policy = (String, Vec<(String, Vec<String>)>);
+    let mut policies: HashMap<String, Policy> = HashMap::new();
+    let mut n = 0;
+    if sm.endpoints {
+        for name in aws.list_endpoints().await? {
+            let (arn, status, config_name) = aws.describe_endpoint(&name).await?;
+            let config = aws.describe_endpoint_config(&config_name).await?;
+            let (kms_key_arn, key_manager) = match &config.kms_key_id {
+                Some(k) => cache.describe(k).await?,
+                None => (None, None),
+            };
+            let data_capture_kms_key_arn = match &config.data_capture_kms_key_id {
+                Some(k) => cache.describe(k).await?.0,
+                None => None,
+            };
+            let mut models = Vec::new();
+            for model_name in &config.model_names {
+                let m = aws.describe_model(model_name).await?;
+                let mut artifacts = Vec::new();
+                for url in &m.artifacts {
+                    let Some((bucket, key)) =
+                        url.strip_prefix("s3://").and_then(|p| p.split_once('/'))
+                    else {
+                        artifacts.push(SmArtifact {
+                            url: url.clone(),
+                            team_key: None,
+                            key_access: None,
+                        });
+                        continue;
+                    };
+                    if !bucket_tags.contains_key(bucket) {
+                        let tags = match aws.bucket_settings(bucket).await {
+                            Ok(s) => s.tags,
+                            Err(ProviderError::NotFound { .. }) => BTreeMap::new(),
+                            Err(e) => return Err(e.into()),
+                        };
+                        bucket_tags.insert(bucket.to_string(), tags);
+                    }
+                    let tags = &bucket_tags[bucket];
+                    let target = Target {
+                        provider: Provider::Aws,
+                        account: DEFAULT_ACCOUNT,
+                        kind: ResourceKind::S3Object,
+                        bucket: Some(bucket),
+                        object_key: Some(key),
+                        name: key,
+                        tags,
+                        key: None,
+                    };
+                    let team_key = map_key(campaign, &target).map(str::to_string);
+                    let mut key_access = None;
+                    if let Some(p) = team_key.as_deref().and_then(|k| pinned.get(k)) {
+                        if !policies.contains_key(&p.arn) {
+                            let policy = aws.key_policy(&p.arn).await?;
+                            let grants = aws.key_grants(&p.arn).await?;
+                            policies.insert(p.arn.clone(), (policy, grants));
+                        }
+                        let (policy, grants) = &policies[&p.arn];
+                        if !role_may_decrypt(policy, grants, &m.execution_role_arn) {
+                            key_access = Some(format!(
+                                "role {} may not use {} ({}); add to its key policy: {}",
+                                m.execution_role_arn,
+                                p.alias,
+                                p.arn,
+                                statement_for(&m.execution_role_arn)
+                            ));
+                        }
+                    }
+                    artifacts.push(SmArtifact {
+                        url: url.clone(),
+                        team_key,
+                        key_access,
+                    });
+                }
+                models.push(SmModel {
+                    name: m.name,
+                    execution_role_arn: m.execution_role_arn,
+                    artifacts,
+                });
+            }
+            let tags = aws.tags(&arn).await?;
+            let e = SmEndpoint {
+                account: DEFAULT_ACCOUNT.into(),
+                region: region.clone(),
+                name,
+                arn,
+                status,
+                config: config_name,
+                kms_key_arn,
+                key_manager,
+                data_capture: config.data_capture,
+                data_capture_kms_key_arn,
+                models,
+                tags: tags.clone(),
+            };
+            sink(classify(
+                campaign,
+                pinned,
+                Resource::SagemakerEndpoint(e),
+                &tags,
+            ))?;
+            n += 1;
+        }
+    }
+    let others = [(sm.notebook_instances, true), (sm.training_jobs, false)];
+    for (wanted, notebook) in others {
+        if !wanted {
+            continue;
+        }
+        // A notebook is described like a training job with only its volume key.
+        let items: Vec<crate::providers::sagemaker::TrainingJobInfo> = if notebook {
+            aws.list_notebooks()
+                .await?
+                .into_iter()
+                .map(|nb| crate::providers::sagemaker::TrainingJobInfo {
+                    name: nb.name,
+                    arn: nb.arn,
+                    output_kms_key_id: nb.kms_key_id,
+                    volume_kms_key_id: None,
+                    output_path: None,
+                })
+                .collect()
+        } else {
+            aws.list_training_jobs().await?
+        };
+        for crate::providers::sagemaker::TrainingJobInfo {
+            name,
+            arn,
+            output_kms_key_id: key,
+            volume_kms_key_id: volume_key,
+            output_path,
+        } in items
+        {
+            let (kms_key_arn, key_manager) = match &key {
+                Some(k) => cache.describe(k).await?,
+                None => (None, None),
+            };
+            let volume_kms_key_arn = match &volume_key {
+                Some(k) => cache.describe(k).await?.0,
+                None => None,
+            };
+            let tags = aws.tags(&arn).await?;
+            let o = SmOther {
+                account: DEFAULT_ACCOUNT.into(),
+                region: region.clone(),
+                name,
+                arn,
+                kms_key_arn,
+                key_manager,
+                volume_kms_key_arn,
+                output_path,
+                tags: tags.clone(),
+            };
+            let r = if notebook {
+                Resource::SagemakerNotebookInstance(o)
+            } else {
+                Resource::SagemakerTrainingJob(o)
+            };
+            sink(classify(campaign, pinned, r, &tags))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

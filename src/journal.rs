@@ -99,6 +99,17 @@ pub struct StepRow {
 /// (stage, state, undo state, steps, bytes).
 pub type StateCount = (String, String, Option<String>, u64, u64);
 
+impl StepRow {
+    /// What the step changes, as an operator names it.
+    pub fn target(&self) -> String {
+        match (self.kind.as_str(), self.key.is_empty()) {
+            ("endpoint", _) => format!("sagemaker:endpoint/{}", self.key),
+            (_, true) => format!("s3://{}", self.bucket),
+            _ => format!("s3://{}/{}", self.bucket, self.key),
+        }
+    }
+}
+
 /// The outcome of one step, to record.
 #[derive(Debug, Clone)]
 pub struct Recorded {

@@ -204,12 +204,90 @@ fn lock_is_default(l: &ObjectLock) -> bool {
     *l == ObjectLock::default()
 }
 
+/// One model artifact URL of a SageMaker model, with the team key its S3 location maps to
+/// and whether the model's execution role may use that key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmArtifact {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_key: Option<String>,
+    /// Why the execution role cannot use the team key (with the statement to add); none: it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_access: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmModel {
+    pub name: String,
+    pub execution_role_arn: String,
+    pub artifacts: Vec<SmArtifact>,
+}
+
+/// A SageMaker endpoint, its current config's keys, and the models it serves: the artifact
+/// graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmEndpoint {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    pub config: String,
+    /// The config's KmsKeyId resolved to an ARN; none: service-managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_manager: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_capture: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_capture_kms_key_arn: Option<String>,
+    pub models: Vec<SmModel>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A notebook instance or training job: reported (they cannot be re-keyed in place).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmOther {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_manager: Option<String>,
+    /// Training jobs: the volume key and the S3 output path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_kms_key_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_path: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The class of a SageMaker resource's key: none or AWS-managed is service-managed.
+pub fn classify_key(
+    arn: Option<&str>,
+    manager: Option<&str>,
+    target: Option<&str>,
+) -> EncryptionClass {
+    match arn {
+        None => EncryptionClass::AwsManagedKms,
+        Some(_) if manager == Some("AWS") => EncryptionClass::AwsManagedKms,
+        Some(a) if Some(a) == target => EncryptionClass::TargetCmk,
+        Some(_) => EncryptionClass::ForeignCmk,
+    }
+}
+
 /// Anything the inventory yields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Resource {
     S3Bucket(S3Bucket),
     S3Object(S3Object),
+    SagemakerEndpoint(SmEndpoint),
+    SagemakerNotebookInstance(SmOther),
+    SagemakerTrainingJob(SmOther),
 }
 
 impl Resource {
@@ -217,6 +295,9 @@ impl Resource {
         match self {
             Resource::S3Bucket(_) => ResourceKind::S3Bucket,
             Resource::S3Object(_) => ResourceKind::S3Object,
+            Resource::SagemakerEndpoint(_) => ResourceKind::SagemakerEndpoint,
+            Resource::SagemakerNotebookInstance(_) => ResourceKind::SagemakerNotebookInstance,
+            Resource::SagemakerTrainingJob(_) => ResourceKind::SagemakerTrainingJob,
         }
     }
 
@@ -232,6 +313,11 @@ impl Resource {
                 Some(v) if !o.is_latest => format!("s3://{}/{} (version {v})", o.bucket, o.key),
                 _ => format!("s3://{}/{}", o.bucket, o.key),
             },
+            Resource::SagemakerEndpoint(e) => format!("sagemaker:endpoint/{}", e.name),
+            Resource::SagemakerNotebookInstance(n) => {
+                format!("sagemaker:notebook-instance/{}", n.name)
+            }
+            Resource::SagemakerTrainingJob(t) => format!("sagemaker:training-job/{}", t.name),
         }
     }
 }

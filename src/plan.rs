@@ -75,7 +75,45 @@ pub struct Stage {
     /// The checkpoint taken when the stage starts; `rollback --to` names it.
     pub checkpoint: String,
     pub buckets: Vec<BucketPlan>,
+    /// SageMaker resources of this stage: endpoints to re-key, notebooks (manual) and
+    /// training jobs (reported).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sagemaker: Vec<SmPlan>,
     pub summary: Totals,
+}
+
+/// What the plan does with one SageMaker resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmPlan {
+    pub kind: crate::model::ResourceKind,
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    pub key: String,
+    pub kms_key_arn: String,
+    /// `rekey-endpoint`, `blocked`, `manual` (notebook instances) or `report` (training jobs).
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_config: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_config: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Model artifacts (`s3://...`) the endpoint serves: planned in this stage or earlier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<String>,
+    /// Steps an operator takes by hand (notebook instances).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manual_steps: Vec<String>,
+}
+
+/// The deterministic name of an endpoint config cloned onto `key_arn`.
+pub fn rekeyed_config_name(old: &str, key_arn: &str) -> String {
+    let h = hex::encode(Sha256::digest(format!("{old}\n{key_arn}").as_bytes()));
+    let suffix = format!("-rekey-{}", &h[..8]);
+    let keep = 63usize.saturating_sub(suffix.len()).min(old.len());
+    format!("{}{suffix}", &old[..keep])
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +195,9 @@ pub struct Totals {
     /// Bytes whose old copy stays as a noncurrent version (versioned buckets, `copy` engine).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub noncurrent_bytes_added: u64,
+    /// SageMaker endpoints re-keyed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub endpoints: u64,
     pub requests: BTreeMap<String, u64>,
     pub estimated_cost_usd: f64,
     pub estimated_seconds: f64,
@@ -334,8 +375,21 @@ pub struct Planner<'c> {
     stages: Vec<Vec<BucketPlan>>,
     stage_groups: Vec<Vec<(String, GroupAcc, u64)>>,
     unmatched: Vec<Unmatched>,
+    endpoints: Vec<EndpointAcc>,
+    /// (bucket, key or prefix, endpoint index): which objects are whose model artifacts.
+    artifact_index: Vec<(String, String, usize)>,
+    sagemaker_other: Vec<(usize, SmPlan)>,
     fingerprint: Sha256,
     _dir: tempfile::TempDir,
+}
+
+struct EndpointAcc {
+    rec: crate::model::SmEndpoint,
+    team_key: Option<String>,
+    class: EncryptionClass,
+    own_stage: Option<usize>,
+    blocked: Option<String>,
+    artifact_stage: Option<usize>,
 }
 
 const NO_MAPPING: &str = "no mapping rule matches";
@@ -366,6 +420,9 @@ impl<'c> Planner<'c> {
             stages: vec![Vec::new(); campaign.stages.len()],
             stage_groups: (0..campaign.stages.len()).map(|_| Vec::new()).collect(),
             unmatched: Vec::new(),
+            endpoints: Vec::new(),
+            artifact_index: Vec::new(),
+            sagemaker_other: Vec::new(),
             fingerprint: Sha256::new(),
             _dir: dir,
         })
@@ -403,6 +460,104 @@ impl<'c> Planner<'c> {
                 Ok(())
             }
             Resource::S3Object(o) => self.add_object(record, o),
+            Resource::SagemakerEndpoint(e) => {
+                let own_stage = match record.team_key {
+                    Some(_) => self.stage_of(record, &e.tags),
+                    None => None,
+                };
+                let blocked = e.models.iter().find_map(|m| {
+                    m.artifacts.iter().find_map(|a| {
+                        a.key_access
+                            .as_ref()
+                            .map(|r| format!("model {} ({}): {r}", m.name, m.execution_role_arn))
+                    })
+                });
+                let idx = self.endpoints.len();
+                for m in &e.models {
+                    for a in &m.artifacts {
+                        if let Some((bucket, key)) =
+                            a.url.strip_prefix("s3://").and_then(|p| p.split_once('/'))
+                        {
+                            self.artifact_index
+                                .push((bucket.to_string(), key.to_string(), idx));
+                        }
+                    }
+                }
+                self.endpoints.push(EndpointAcc {
+                    rec: e.clone(),
+                    team_key: record.team_key.clone(),
+                    class: record.class,
+                    own_stage,
+                    blocked,
+                    artifact_stage: None,
+                });
+                Ok(())
+            }
+            Resource::SagemakerNotebookInstance(o) | Resource::SagemakerTrainingJob(o) => {
+                let name = record.resource.display_name();
+                let Some(key) = record.team_key.clone() else {
+                    self.unmatched.push(Unmatched {
+                        bucket: name,
+                        reason: NO_MAPPING.into(),
+                        bucket_itself: true,
+                        objects: 0,
+                        bytes: 0,
+                    });
+                    return Ok(());
+                };
+                let Some(stage) = self.stage_of(record, &o.tags) else {
+                    self.unmatched.push(Unmatched {
+                        bucket: name,
+                        reason: NO_STAGE.into(),
+                        bucket_itself: true,
+                        objects: 0,
+                        bytes: 0,
+                    });
+                    return Ok(());
+                };
+                if record.class == EncryptionClass::TargetCmk {
+                    return Ok(());
+                }
+                let arn = self
+                    .keys
+                    .get(&key)
+                    .map(|p| p.arn.clone())
+                    .unwrap_or_default();
+                let notebook = matches!(record.resource, Resource::SagemakerNotebookInstance(_));
+                let plan = SmPlan {
+                    kind: record.resource.kind(),
+                    name: o.name.clone(),
+                    account: o.account.clone(),
+                    region: o.region.clone(),
+                    key,
+                    kms_key_arn: arn.clone(),
+                    action: if notebook { "manual" } else { "report" }.into(),
+                    from_config: None,
+                    new_config: None,
+                    reason: Some(if notebook {
+                        "a notebook instance's storage volume key cannot change in place"
+                            .to_string()
+                    } else {
+                        format!(
+                            "training jobs are immutable: their outputs{} are re-encrypted as S3 objects; new jobs must set OutputDataConfig.KmsKeyId and ResourceConfig.VolumeKmsKeyId",
+                            o.output_path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                        )
+                    }),
+                    artifacts: Vec::new(),
+                    manual_steps: if notebook {
+                        vec![
+                            format!("stop it: aws sagemaker stop-notebook-instance --notebook-instance-name {}", o.name),
+                            "copy /home/ec2-user/SageMaker (the ML storage volume) to S3, into a bucket this campaign re-encrypts".into(),
+                            format!("create a new instance with --kms-key-id {arn} and the same role, instance type, subnet, security groups and lifecycle config"),
+                            "restore the volume data, reattach the lifecycle config, check the kernels, then delete the old instance".into(),
+                        ]
+                    } else {
+                        Vec::new()
+                    },
+                };
+                self.sagemaker_other.push((stage, plan));
+                Ok(())
+            }
         }
     }
 
@@ -456,6 +611,7 @@ impl<'c> Planner<'c> {
         };
         let to_key_arn = pinned.arn.clone();
         let class = record.class;
+        let artifact_block = self.note_artifact(o, stage);
         let engine = self.engine;
         let threshold = self.threshold;
         let sa = self
@@ -469,7 +625,7 @@ impl<'c> Planner<'c> {
             sa.skipped += 1;
             return Ok(());
         }
-        let (step, reason) = match blocked_reason(o, class, engine) {
+        let (step, reason) = match artifact_block.or_else(|| blocked_reason(o, class, engine)) {
             Some(r) => ("blocked", Some(r)),
             None => (step_for(o, class, engine, threshold), None),
         };
@@ -523,6 +679,94 @@ impl<'c> Planner<'c> {
             None => [n, n],
         });
         Ok(())
+    }
+
+    /// Record that `o` (planned in `stage`) is a model artifact of the endpoints it belongs to;
+    /// an endpoint whose role cannot use the team key blocks its artifacts.
+    fn note_artifact(&mut self, o: &S3Object, stage: usize) -> Option<String> {
+        let mut block = None;
+        let Planner {
+            artifact_index,
+            endpoints,
+            ..
+        } = self;
+        for (bucket, prefix, idx) in artifact_index.iter() {
+            let under = o.key == *prefix
+                || o.key
+                    .starts_with(&format!("{}/", prefix.trim_end_matches('/')));
+            if *bucket != o.bucket || !under {
+                continue;
+            }
+            let ep = &mut endpoints[*idx];
+            ep.artifact_stage = Some(ep.artifact_stage.map_or(stage, |s| s.max(stage)));
+            if let Some(r) = &ep.blocked {
+                block = Some(format!("model artifact of endpoint {}: {r}", ep.rec.name));
+            }
+        }
+        block
+    }
+
+    fn finish_endpoints(&mut self) {
+        for ep in std::mem::take(&mut self.endpoints) {
+            let e = &ep.rec;
+            let name = format!("sagemaker:endpoint/{}", e.name);
+            let Some(key) = ep.team_key.clone() else {
+                self.unmatched.push(Unmatched {
+                    bucket: name,
+                    reason: NO_MAPPING.into(),
+                    bucket_itself: true,
+                    objects: 0,
+                    bytes: 0,
+                });
+                continue;
+            };
+            // The endpoint goes no earlier than its artifacts, so that it is re-keyed once the
+            // data it serves is on the team key.
+            let stage = match (ep.own_stage, ep.artifact_stage) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(stage) = stage else {
+                self.unmatched.push(Unmatched {
+                    bucket: name,
+                    reason: NO_STAGE.into(),
+                    bucket_itself: true,
+                    objects: 0,
+                    bytes: 0,
+                });
+                continue;
+            };
+            if ep.class == EncryptionClass::TargetCmk && ep.blocked.is_none() {
+                continue;
+            }
+            let arn = self
+                .keys
+                .get(&key)
+                .map(|p| p.arn.clone())
+                .unwrap_or_default();
+            let blocked = ep.blocked.is_some();
+            self.sagemaker_other.push((
+                stage,
+                SmPlan {
+                    kind: crate::model::ResourceKind::SagemakerEndpoint,
+                    name: e.name.clone(),
+                    account: e.account.clone(),
+                    region: e.region.clone(),
+                    key,
+                    kms_key_arn: arn.clone(),
+                    action: if blocked { "blocked" } else { "rekey-endpoint" }.into(),
+                    from_config: Some(e.config.clone()),
+                    new_config: (!blocked).then(|| rekeyed_config_name(&e.config, &arn)),
+                    reason: ep.blocked.clone(),
+                    artifacts: e
+                        .models
+                        .iter()
+                        .flat_map(|m| m.artifacts.iter().map(|a| a.url.clone()))
+                        .collect(),
+                    manual_steps: Vec::new(),
+                },
+            ));
+        }
     }
 
     fn finish_bucket(&mut self) {
@@ -644,6 +888,7 @@ impl<'c> Planner<'c> {
         campaign_sha256: String,
     ) -> Result<PlanFile, RekeyError> {
         self.finish_bucket();
+        self.finish_endpoints();
         let manifest_name = manifest_file_name(plan_path);
         let manifest_path = plan_path.with_file_name(&manifest_name);
         let out = File::create(&manifest_path)
@@ -729,11 +974,35 @@ impl<'c> Planner<'c> {
                 .sum();
             t.estimated_seconds =
                 pricing::duration_s(&a, reqs, t.bytes, s.concurrency, s.requests_per_second);
+            let sagemaker: Vec<SmPlan> = self
+                .sagemaker_other
+                .iter()
+                .filter(|(st, _)| *st == i)
+                .map(|(_, p)| p.clone())
+                .collect();
+            let rekeyed = sagemaker
+                .iter()
+                .filter(|p| p.action == "rekey-endpoint")
+                .count() as u64;
+            if rekeyed > 0 {
+                t.endpoints = rekeyed;
+                for (r, n) in [
+                    ("sagemaker:CreateEndpointConfig", 1),
+                    ("sagemaker:UpdateEndpoint", 1),
+                    ("sagemaker:DescribeEndpoint", 60),
+                ] {
+                    *t.requests.entry(r.to_string()).or_default() += n * rekeyed;
+                }
+                // Endpoints update in parallel; one update takes minutes.
+                t.estimated_seconds += a.endpoint_update_s;
+            }
+            t.blocked_objects += sagemaker.iter().filter(|p| p.action == "blocked").count() as u64;
             add_totals(&mut grand, &t);
             stages.push(Stage {
                 name: name.clone(),
                 checkpoint: name.clone(),
                 buckets,
+                sagemaker,
                 summary: round_totals(t),
             });
         }
@@ -788,6 +1057,7 @@ fn add_totals(into: &mut Totals, t: &Totals) {
     into.blocked_objects += t.blocked_objects;
     into.skipped_objects += t.skipped_objects;
     into.noncurrent_bytes_added += t.noncurrent_bytes_added;
+    into.endpoints += t.endpoints;
     for (r, n) in &t.requests {
         *into.requests.entry(r.clone()).or_default() += n;
     }

@@ -25,6 +25,13 @@ pub struct Assumptions {
     pub request_latency_s: f64,
     /// Server-side copy throughput of one in-flight request, MiB/s.
     pub copy_mib_per_s: f64,
+    /// Seconds for a SageMaker endpoint to go from Updating back to InService.
+    #[serde(default = "default_endpoint_update_s")]
+    pub endpoint_update_s: f64,
+}
+
+fn default_endpoint_update_s() -> f64 {
+    600.0
 }
 
 impl Default for Assumptions {
@@ -39,6 +46,7 @@ impl Default for Assumptions {
             glacier_ir_retrieval_per_gb: 0.03,
             request_latency_s: 0.1,
             copy_mib_per_s: 50.0,
+            endpoint_update_s: default_endpoint_update_s(),
         }
     }
 }

@@ -146,6 +146,34 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                 lines.join("; ")
             );
         }
+        for sm in &st.sagemaker {
+            match sm.action.as_str() {
+                "rekey-endpoint" => {
+                    let _ = writeln!(
+                        o,
+                        "- SageMaker endpoint `{}`: config `{}` → `{}` with `{}` (its artifacts move first: {})",
+                        sm.name,
+                        sm.from_config.as_deref().unwrap_or("?"),
+                        sm.new_config.as_deref().unwrap_or("?"),
+                        sm.key,
+                        sm.artifacts.join(", ")
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        o,
+                        "- {} `{}` ({}): {}",
+                        sm.kind,
+                        sm.name,
+                        sm.action,
+                        sm.reason.as_deref().unwrap_or("")
+                    );
+                    for step in &sm.manual_steps {
+                        let _ = writeln!(o, "  - [ ] {step}");
+                    }
+                }
+            }
+        }
         let _ = writeln!(o);
         let _ = writeln!(o, "1. Apply: `rekey apply {p} --stage {} --yes`", st.name);
         let _ = writeln!(o, "   (exit 0 done; 3 some steps failed or drifted: read `{}`; 5 window closed; 130 interrupted: run it again to resume).", report_name(plan_path));
@@ -179,8 +207,12 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
         for u in &plan.unmatched {
             let _ = writeln!(
                 o,
-                "- [ ] `s3://{}`: {}{} ({}): add a mapping rule or confirm they stay as they are.",
-                u.bucket,
+                "- [ ] `{}`: {}{} ({}): add a mapping rule or confirm they stay as they are.",
+                if u.bucket.starts_with("sagemaker:") {
+                    u.bucket.clone()
+                } else {
+                    format!("s3://{}", u.bucket)
+                },
                 plural(u.objects, "object", "objects"),
                 if u.bucket_itself {
                     " and the bucket default"

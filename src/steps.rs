@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProviderError;
 use crate::model::{EncryptionClass, S3Encryption};
+use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{CopyInPlace, ObjectHead, S3Write, Written};
 use crate::retry::{with_retries, Pacer, RetryPolicy};
 
@@ -21,6 +22,13 @@ pub enum StepSpec {
     },
     /// Re-encrypt one object version onto its team key.
     Object(ObjectStep),
+    /// Move a SageMaker endpoint to a clone of its config with the team key.
+    Endpoint {
+        name: String,
+        from_config: String,
+        to_config: String,
+        key_arn: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,7 +157,111 @@ fn json<T: Serialize>(v: &T) -> Option<String> {
     serde_json::to_string(v).ok()
 }
 
-impl<S: S3Write> S3Steps<'_, S> {
+/// How long an endpoint may take to come back InService.
+const ENDPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
+    /// Wait until the endpoint is InService on `config`, polling with backoff.
+    async fn wait_in_service(&self, name: &str, config: &str) -> Result<(), String> {
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(250);
+        loop {
+            let seed = fastrand::u64(..);
+            let (_, status, current) = with_retries(&self.policy, self.pacer, seed, || {
+                self.s3.describe_endpoint(name)
+            })
+            .await
+            .0
+            .map_err(|e| e.to_string())?;
+            match status.as_str() {
+                "InService" if current == config => return Ok(()),
+                "Failed" | "OutOfService" => {
+                    return Err(format!("endpoint {name} is {status} (config {current})"))
+                }
+                _ => {}
+            }
+            if start.elapsed() > ENDPOINT_TIMEOUT {
+                return Err(format!(
+                    "endpoint {name} still {status} after {} minutes",
+                    ENDPOINT_TIMEOUT.as_secs() / 60
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(10));
+        }
+    }
+
+    /// Point an endpoint at `config` (already existing) and wait for it.
+    async fn move_endpoint(&self, name: &str, config: &str) -> Result<(), String> {
+        let seed = fastrand::u64(..);
+        let (_, status, current) = with_retries(&self.policy, self.pacer, seed, || {
+            self.s3.describe_endpoint(name)
+        })
+        .await
+        .0
+        .map_err(|e| e.to_string())?;
+        if current != config {
+            if status == "Updating" || status == "Creating" {
+                self.wait_in_service(name, &current).await?;
+            }
+            with_retries(&self.policy, self.pacer, seed, || {
+                self.s3.update_endpoint(name, config)
+            })
+            .await
+            .0
+            .map_err(|e| e.to_string())?;
+        }
+        self.wait_in_service(name, config).await
+    }
+
+    async fn run_endpoint(&self, name: &str, from: &str, to: &str, key_arn: &str) -> StepOutcome {
+        let seed = fastrand::u64(..);
+        let current = match with_retries(&self.policy, self.pacer, seed, || {
+            self.s3.describe_endpoint(name)
+        })
+        .await
+        .0
+        {
+            Ok((_, _, c)) => c,
+            Err(ProviderError::NotFound { .. }) => {
+                return StepOutcome::Drifted {
+                    reason: format!("endpoint {name} no longer exists"),
+                }
+            }
+            Err(e) => {
+                return StepOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if current != from && current != to {
+            return StepOutcome::Drifted {
+                reason: format!(
+                    "endpoint {name} now uses config {current}, not the planned {from}; left as is"
+                ),
+            };
+        }
+        if current != to {
+            if let Err(e) = with_retries(&self.policy, self.pacer, seed, || {
+                self.s3.clone_endpoint_config(from, to, key_arn)
+            })
+            .await
+            .0
+            {
+                return StepOutcome::Failed {
+                    reason: e.to_string(),
+                };
+            }
+        }
+        match self.move_endpoint(name, to).await {
+            Ok(()) => StepOutcome::Succeeded {
+                result: json(&serde_json::json!({ "config": to })),
+                note: None,
+            },
+            Err(reason) => StepOutcome::Failed { reason },
+        }
+    }
+
     async fn head(
         &self,
         o: &ObjectStep,
@@ -396,7 +508,7 @@ impl<S: S3Write> S3Steps<'_, S> {
     }
 }
 
-impl<S: S3Write> StepRunner for S3Steps<'_, S> {
+impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
     async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
         match spec {
             StepSpec::BucketDefault { bucket, .. } => {
@@ -413,6 +525,15 @@ impl<S: S3Write> StepRunner for S3Steps<'_, S> {
                 "etag": o.etag,
                 "version_id": o.version_id,
             }))),
+            StepSpec::Endpoint { name, .. } => {
+                let seed = fastrand::u64(..);
+                let (_, _, current) = with_retries(&self.policy, self.pacer, seed, || {
+                    self.s3.describe_endpoint(name)
+                })
+                .await
+                .0?;
+                Ok(json(&serde_json::json!({ "previous_config": current })))
+            }
         }
     }
 
@@ -436,6 +557,16 @@ impl<S: S3Write> StepRunner for S3Steps<'_, S> {
                 (outcome, a.retries)
             }
             StepSpec::Object(o) => self.run_object(o, resumed).await,
+            StepSpec::Endpoint {
+                name,
+                from_config,
+                to_config,
+                key_arn,
+            } => (
+                self.run_endpoint(name, from_config, to_config, key_arn)
+                    .await,
+                0,
+            ),
         }
     }
 
@@ -461,6 +592,12 @@ impl<S: S3Write> StepRunner for S3Steps<'_, S> {
                 }
             }
             StepSpec::Object(o) => self.undo_object(o, result).await,
+            StepSpec::Endpoint {
+                name, from_config, ..
+            } => match self.move_endpoint(name, from_config).await {
+                Ok(()) => UndoOutcome::Undone { note: None },
+                Err(reason) => UndoOutcome::Failed { reason },
+            },
         }
     }
 }

@@ -137,10 +137,30 @@ pub fn render(plan: &PlanFile) -> String {
             usd(t.estimated_cost_usd),
             duration(t.estimated_seconds)
         );
-        if t.by_key.is_empty() {
+        if t.by_key.is_empty() && st.sagemaker.is_empty() {
             let _ = writeln!(out, "  nothing to change");
-        } else {
+        } else if !t.by_key.is_empty() {
             totals_table(&mut out, t);
+        }
+        for sm in &st.sagemaker {
+            let line = match sm.action.as_str() {
+                "rekey-endpoint" => format!(
+                    "  endpoint {}: config {} -> {} with {} ({} artifacts in this or an earlier stage)",
+                    sm.name,
+                    sm.from_config.as_deref().unwrap_or("?"),
+                    sm.new_config.as_deref().unwrap_or("?"),
+                    sm.key,
+                    sm.artifacts.len()
+                ),
+                action => format!(
+                    "  {:<8} {} {}: {}",
+                    action,
+                    sm.kind,
+                    sm.name,
+                    sm.reason.as_deref().unwrap_or("")
+                ),
+            };
+            let _ = writeln!(out, "{line}");
         }
         for b in &st.buckets {
             for bl in &b.blocked {
@@ -180,8 +200,12 @@ pub fn render(plan: &PlanFile) -> String {
             };
             let _ = writeln!(
                 out,
-                "  s3://{}: {} ({}): {}",
-                u.bucket,
+                "  {}: {} ({}): {}",
+                if u.bucket.starts_with("sagemaker:") {
+                    u.bucket.clone()
+                } else {
+                    format!("s3://{}", u.bucket)
+                },
                 what,
                 bytes(u.bytes),
                 u.reason

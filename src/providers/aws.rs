@@ -19,6 +19,7 @@ use crate::providers::{
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub kms: aws_sdk_kms::Client,
+    pub sagemaker: aws_sdk_sagemaker::Client,
     pub region: String,
     pub list_page_size: i32,
 }
@@ -61,6 +62,7 @@ impl AwsClients {
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             kms: aws_sdk_kms::Client::new(conf),
+            sagemaker: aws_sdk_sagemaker::Client::new(conf),
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
             list_page_size: 1000,
         }

@@ -6,6 +6,7 @@
 //! missing resource.
 
 pub mod aws;
+pub mod sagemaker;
 
 use std::future::Future;
 

@@ -6,4 +6,5 @@ mod harness;
 mod inventory;
 mod overlay;
 mod plan;
+mod sagemaker;
 mod steps;

@@ -36,6 +36,7 @@ fn kind_of(spec: &StepSpec) -> &str {
     match spec {
         StepSpec::BucketDefault { .. } => "bucket-default",
         StepSpec::Object(o) => &o.engine,
+        StepSpec::Endpoint { .. } => "endpoint",
     }
 }
 
