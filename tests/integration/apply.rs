@@ -618,22 +618,25 @@ async fn a_moved_alias_makes_the_plan_stale() {
 
 #[test]
 fn apply_refuses_without_yes_when_not_interactive() {
-    let dir = tempfile::tempdir().unwrap();
-    let _ = dir;
     let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
         .current_dir(harness::repo_root())
-        .args(["apply", "tests/golden/golden.plan.yaml"])
+        .args(["apply", "plans/example.plan.yaml"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    // The golden plan's manifest sits beside it, so the refusal is about confirmation.
+    // The example plan is valid and its manifest sits beside it: the refusal is about
+    // confirmation, before any cloud call.
     assert_eq!(
         out.status.code(),
         Some(2),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every step in a plan's journal.
