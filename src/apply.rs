@@ -1,5 +1,6 @@
 //! Apply, status, verify and rollback of a saved plan: the orchestration around the executor.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -17,13 +18,15 @@ use crate::model::S3Encryption;
 use crate::plan::{self, Action, ManifestEntry, PlanFile};
 use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{KeyRead, S3Read, S3Write};
-use crate::steps::{ObjectStep, S3Steps, StepRunner, StepSpec, UndoOutcome};
+use crate::steps::{AccountRunners, ObjectStep, S3Steps, StepRunner, StepSpec, UndoOutcome};
 use crate::window::{WindowSpec, WindowState};
 
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
 /// and is still what its alias points at. A moved alias makes the plan stale.
-pub async fn preflight<K: KeyRead>(p: &PlanFile, kms: &K) -> Result<(), RekeyError> {
+pub async fn preflight<K: KeyRead>(p: &PlanFile, accounts: &Accounts<K>) -> Result<(), RekeyError> {
     for (name, pinned) in &p.keys {
+        let (_, account) = crate::inventory::split_pin(name);
+        let kms = client(accounts, account)?;
         let now = kms.describe_key(&pinned.alias).await?;
         let Some(now) = now else {
             return Err(RekeyError::StalePlan {
@@ -47,6 +50,44 @@ pub async fn preflight<K: KeyRead>(p: &PlanFile, kms: &K) -> Result<(), RekeyErr
         }
     }
     Ok(())
+}
+
+/// Clients by account name (`default` for the caller's own account).
+pub type Accounts<S> = BTreeMap<String, S>;
+
+/// The clients of the caller's own account alone.
+pub fn single<S>(clients: S) -> Accounts<S> {
+    [(crate::inventory::DEFAULT_ACCOUNT.to_string(), clients)].into()
+}
+
+fn client<'a, S>(accounts: &'a Accounts<S>, account: &str) -> Result<&'a S, RekeyError> {
+    accounts.get(account).ok_or_else(|| {
+        RekeyError::usage(
+            format!("the plan names account {account:?}, which has no credentials here"),
+            "keep the plan's aws.accounts as they were when it was made, or plan again",
+        )
+    })
+}
+
+fn runners<'a, S>(
+    accounts: &'a Accounts<S>,
+    pacer: &'a crate::retry::Pacer,
+) -> AccountRunners<S3Steps<'a, S>> {
+    AccountRunners {
+        runners: accounts
+            .iter()
+            .map(|(name, s3)| {
+                (
+                    name.clone(),
+                    S3Steps {
+                        s3,
+                        policy: crate::retry::RetryPolicy::default(),
+                        pacer,
+                    },
+                )
+            })
+            .collect(),
+    }
 }
 
 /// The plan's identity, which its journal records: the sha256 of the plan file.
@@ -76,6 +117,7 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
             for a in &b.actions {
                 if let Action::SetBucketDefault { to, .. } = a {
                     let spec = StepSpec::BucketDefault {
+                        account: b.account.clone(),
                         bucket: b.bucket.clone(),
                         target: to.clone(),
                     };
@@ -114,6 +156,7 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                 .map(|b| b.account.clone())
                 .unwrap_or_default();
             let spec = StepSpec::Object(ObjectStep {
+                account: account.clone(),
                 bucket: e.bucket.clone(),
                 key: e.key.clone(),
                 version_id: e.version_id.clone(),
@@ -153,6 +196,7 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
         {
             let blocked = sm.action != "rekey-endpoint";
             let spec = StepSpec::Endpoint {
+                account: sm.account.clone(),
                 name: sm.name.clone(),
                 from_config: sm.from_config.clone().unwrap_or_default(),
                 to_config: sm.new_config.clone().unwrap_or_default(),
@@ -205,7 +249,7 @@ pub fn open_journal(
 pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
-    aws: &S,
+    aws: &Accounts<S>,
     opts: &ApplyOptions,
     reporter: &dyn Reporter,
     interrupts: &mut UnboundedReceiver<()>,
@@ -241,11 +285,7 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     preflight(p, aws).await?;
     let mut journal = open_journal(p, plan_path, &opts.journal)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
-    let runner = S3Steps {
-        s3: aws,
-        policy: crate::retry::RetryPolicy::default(),
-        pacer: &pacer,
-    };
+    let runner = runners(aws, &pacer);
     let cfg = ExecConfig {
         concurrency: opts.concurrency,
         window: opts.window.clone(),
@@ -492,7 +532,7 @@ fn describe(enc: &S3Encryption) -> String {
 pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
-    aws: &S,
+    accounts: &Accounts<S>,
     concurrency: usize,
 ) -> Result<Verification, RekeyError> {
     let mut v = Verification {
@@ -506,6 +546,7 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
             for a in &b.actions {
                 if let Action::SetBucketDefault { to, .. } = a {
                     v.checked += 1;
+                    let aws = client(accounts, &b.account)?;
                     let mut now = aws.bucket_default(&b.bucket).await?;
                     if let Some(k) = &now.kms_key_arn {
                         if let Some(key) = aws.describe_key(k).await? {
@@ -528,6 +569,7 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
     for st in &p.stages {
         for sm in st.sagemaker.iter().filter(|s| s.action == "rekey-endpoint") {
             v.checked += 1;
+            let aws = client(accounts, &sm.account)?;
             let (_, _, config) = aws.describe_endpoint(&sm.name).await?;
             let c = aws.describe_endpoint_config(&config).await?;
             let resolve = |k: Option<String>| async move {
@@ -573,7 +615,13 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
         Result<crate::providers::ObjectHead, ProviderError>,
     )> = futures::stream::iter(objects)
         .map(|o| async move {
-            let h = aws.head_object(&o.bucket, &o.key, None).await;
+            let h = match accounts.get(&o.account) {
+                Some(aws) => aws.head_object(&o.bucket, &o.key, None).await,
+                None => Err(ProviderError::Other {
+                    what: o.account.clone(),
+                    detail: "no credentials for this account".into(),
+                }),
+            };
             (o, h)
         })
         .buffer_unordered(concurrency.max(1))
@@ -626,7 +674,7 @@ pub async fn rollback<S: S3Write + SageMakerApi>(
     plan_path: &Path,
     journal_path: &Path,
     to: Option<&str>,
-    aws: &S,
+    aws: &Accounts<S>,
     concurrency: usize,
     requests_per_second: u32,
 ) -> Result<(u64, u64, u64), RekeyError> {
@@ -665,11 +713,7 @@ pub async fn rollback<S: S3Write + SageMakerApi>(
         .collect();
     rows.reverse();
     let pacer = crate::retry::Pacer::new(requests_per_second);
-    let runner = S3Steps {
-        s3: aws,
-        policy: crate::retry::RetryPolicy::default(),
-        pacer: &pacer,
-    };
+    let runner = runners(aws, &pacer);
     let (mut undone, mut conflicts, mut failed) = (0, 0, 0);
     // Runs of object steps go concurrently; a bucket step waits for everything after it.
     let mut i = 0;

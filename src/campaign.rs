@@ -48,7 +48,7 @@ pub struct AwsSection {
     pub sagemaker: Option<SageMakerSection>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsAccount {
     pub name: String,

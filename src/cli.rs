@@ -459,9 +459,79 @@ fn interrupt_channel() -> tokio::sync::mpsc::UnboundedReceiver<()> {
     rx
 }
 
-/// Clients for applying a plan: its region and endpoint, SDK retries off (rekey retries).
-async fn plan_clients(p: &plan::PlanFile) -> AwsClients {
-    AwsClients::with_retries(&p.settings.region, p.settings.endpoint_url.as_deref(), 1).await
+/// Every account a campaign reaches, with its clients: (name, account id when named, clients).
+type CampaignAccounts = Vec<(String, Option<String>, AwsClients)>;
+
+/// The caller's own account, or each `aws.accounts` entry reached by AssumeRole.
+async fn account_clients(
+    region: &str,
+    endpoint: Option<&str>,
+    accounts: &[crate::campaign::AwsAccount],
+    max_attempts: u32,
+) -> CampaignAccounts {
+    if accounts.is_empty() {
+        let c = AwsClients::with_retries(region, endpoint, max_attempts).await;
+        return vec![(inventory::DEFAULT_ACCOUNT.to_string(), None, c)];
+    }
+    let mut out = Vec::new();
+    for a in accounts {
+        let id = a.role_arn.split(':').nth(4).map(str::to_string);
+        let c = AwsClients::assume(region, endpoint, max_attempts, &a.role_arn).await;
+        out.push((a.name.clone(), id, c));
+    }
+    out
+}
+
+/// Clients for applying a plan: its region, endpoint and accounts, SDK retries off (rekey
+/// retries in one place).
+async fn plan_clients(p: &plan::PlanFile) -> apply::Accounts<AwsClients> {
+    account_clients(
+        &p.settings.region,
+        p.settings.endpoint_url.as_deref(),
+        &p.settings.accounts,
+        1,
+    )
+    .await
+    .into_iter()
+    .map(|(name, _, c)| (name, c))
+    .collect()
+}
+
+/// Team keys resolved in every account.
+async fn resolve_all(
+    c: &LoadedCampaign,
+    accounts: &CampaignAccounts,
+    reporter: &StderrReporter,
+) -> Result<inventory::PinnedKeys, RekeyError> {
+    let mut pinned = inventory::PinnedKeys::new();
+    for (name, id, clients) in accounts {
+        pinned.extend(inventory::resolve_keys_in(c, clients, name, id.as_deref(), reporter).await?);
+    }
+    Ok(pinned)
+}
+
+/// Inventory every account: SageMaker first everywhere (so that the planner knows every
+/// endpoint's artifacts before it meets them), then S3.
+async fn inventory_all(
+    c: &LoadedCampaign,
+    accounts: &CampaignAccounts,
+    pinned: &inventory::PinnedKeys,
+    reporter: &StderrReporter,
+    sink: &mut impl FnMut(Record) -> Result<(), RekeyError>,
+) -> Result<inventory::InventoryStats, RekeyError> {
+    for (name, _, clients) in accounts {
+        inventory::run_sagemaker(c, name, clients, pinned, &mut *sink).await?;
+    }
+    let mut total = inventory::InventoryStats::default();
+    for (name, _, clients) in accounts {
+        let s = inventory::run(c, name, clients, clients, pinned, reporter, &mut *sink).await?;
+        total.buckets += s.buckets;
+        total.objects += s.objects;
+        total.bytes += s.bytes;
+        total.list_pages += s.list_pages;
+        total.head_requests += s.head_requests;
+    }
+    Ok(total)
 }
 
 async fn verify_campaign(
@@ -469,7 +539,7 @@ async fn verify_campaign(
     reporter: &StderrReporter,
 ) -> Result<apply::Verification, RekeyError> {
     let aws = clients(c).await?;
-    let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
+    let pinned = resolve_all(c, &aws, reporter).await?;
     let mut v = apply::Verification {
         checked: 0,
         compliant: 0,
@@ -502,25 +572,18 @@ async fn verify_campaign(
         }
         Ok(())
     };
-    inventory::run_sagemaker(c, &aws, &pinned, &mut sink).await?;
-    inventory::run(c, &aws, &aws, &pinned, reporter, &mut sink).await?;
+    inventory_all(c, &aws, &pinned, reporter, &mut sink).await?;
     Ok(v)
 }
 
-async fn clients(c: &LoadedCampaign) -> Result<AwsClients, RekeyError> {
+async fn clients(c: &LoadedCampaign) -> Result<CampaignAccounts, RekeyError> {
     let aws = c.spec.aws.as_ref().ok_or_else(|| {
         RekeyError::usage(
             "the campaign has no `aws` section, and only AWS is supported by this version",
             "add an `aws:` section with region and s3 buckets",
         )
     })?;
-    if !aws.accounts.is_empty() {
-        return Err(RekeyError::usage(
-            "aws.accounts (AssumeRole into other accounts) is not supported by this version yet",
-            "run one campaign per account with that account's credentials, and remove aws.accounts",
-        ));
-    }
-    Ok(AwsClients::new(&aws.region, aws.endpoint_url.as_deref()).await)
+    Ok(account_clients(&aws.region, aws.endpoint_url.as_deref(), &aws.accounts, 5).await)
 }
 
 #[derive(Default)]
@@ -551,7 +614,7 @@ async fn run_inventory(
     reporter: &StderrReporter,
 ) -> Result<i32, RekeyError> {
     let aws = clients(c).await?;
-    let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
+    let pinned = resolve_all(c, &aws, reporter).await?;
     let mut file = match out {
         Some(p) => {
             Some(BufWriter::new(std::fs::File::create(p).map_err(|e| {
@@ -603,8 +666,7 @@ async fn run_inventory(
         }
         Ok(())
     };
-    inventory::run_sagemaker(c, &aws, &pinned, &mut sink).await?;
-    let stats = inventory::run(c, &aws, &aws, &pinned, reporter, &mut sink).await?;
+    let stats = inventory_all(c, &aws, &pinned, reporter, &mut sink).await?;
     if let Some(mut f) = file {
         f.flush()
             .map_err(|e| RekeyError::io("writing the inventory", e))?;
@@ -690,10 +752,9 @@ async fn run_plan(
     let campaign_sha256 = plan::file_sha256(&c.path)
         .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
     let aws = clients(c).await?;
-    let pinned = inventory::resolve_keys(c, &aws, reporter).await?;
+    let pinned = resolve_all(c, &aws, reporter).await?;
     let mut planner = Planner::new(c, pinned.clone())?;
-    inventory::run_sagemaker(c, &aws, &pinned, |r| planner.add(&r)).await?;
-    inventory::run(c, &aws, &aws, &pinned, reporter, |r| planner.add(&r)).await?;
+    inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
     let p = planner.finish(out, created, campaign_sha256)?;
     plan::write(out, &p)?;
     reporter.finish();

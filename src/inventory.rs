@@ -52,6 +52,35 @@ pub async fn resolve_keys<K: KeyRead>(
     kms: &K,
     reporter: &dyn Reporter,
 ) -> Result<PinnedKeys, RekeyError> {
+    resolve_keys_in(campaign, kms, DEFAULT_ACCOUNT, None, reporter).await
+}
+
+/// The pinned-key id of a team key in an account: `fraud`, or `fraud@fraud-bu` for a named
+/// account of a multi-account campaign.
+pub fn pin_id(team: &str, account: &str) -> String {
+    if account == DEFAULT_ACCOUNT {
+        team.to_string()
+    } else {
+        format!("{team}@{account}")
+    }
+}
+
+/// (team key, account) of a pinned-key id.
+pub fn split_pin(id: &str) -> (&str, &str) {
+    id.split_once('@').unwrap_or((id, DEFAULT_ACCOUNT))
+}
+
+/// Resolve the team keys in one account. In a named account (`account_id` given) a team key
+/// whose alias does not resolve there is left out (a resource mapping to it is refused at
+/// plan time), and a key ARN of another account is refused: a resource is never planned under
+/// another account's key.
+pub async fn resolve_keys_in<K: KeyRead>(
+    campaign: &LoadedCampaign,
+    kms: &K,
+    account: &str,
+    account_id: Option<&str>,
+    reporter: &dyn Reporter,
+) -> Result<PinnedKeys, RekeyError> {
     let mut pinned = PinnedKeys::new();
     let region = campaign
         .spec
@@ -62,20 +91,34 @@ pub async fn resolve_keys<K: KeyRead>(
     let file = campaign.path.display();
     for (name, k) in &campaign.spec.keys {
         let Some(alias) = &k.aws else { continue };
-        let key = kms.describe_key(alias).await?.ok_or_else(|| {
-            RekeyError::usage(
+        if let (Some(id), Some(owner)) = (
+            account_id,
+            alias.strip_prefix("arn:").and_then(|a| a.split(':').nth(3)),
+        ) {
+            if owner != id {
+                return Err(RekeyError::usage(
+                    format!("team key {name:?} names {alias}, a key of account {owner}, but account {account} is {id}: a resource is never planned under another account's key"),
+                    format!("use an alias (`alias/NAME`) that each account defines, in keys.{name}.aws of {file}"),
+                ));
+            }
+        }
+        let Some(key) = kms.describe_key(alias).await? else {
+            if account_id.is_some() {
+                continue;
+            }
+            return Err(RekeyError::usage(
                 format!("team key {name:?}: {alias} does not exist in {region}"),
                 format!("create the key and its alias, or correct keys.{name}.aws in {file}"),
-            )
-        })?;
+            ));
+        };
         check_target_key(name, alias, &key).map_err(|(m, f)| RekeyError::usage(m, f))?;
         reporter.event(&Event::KeyResolved {
-            key: name.clone(),
+            key: pin_id(name, account),
             alias: alias.clone(),
             arn: key.arn.clone(),
         });
         pinned.insert(
-            name.clone(),
+            pin_id(name, account),
             PinnedKey {
                 alias: alias.clone(),
                 region: key.region().unwrap_or(region).to_string(),
@@ -238,7 +281,7 @@ pub fn classify(
     }
     let target = team_key
         .as_deref()
-        .and_then(|k| pinned.get(k))
+        .and_then(|k| pinned.get(&pin_id(k, resource.account())))
         .map(|p| p.arn.as_str());
     let class = match &resource {
         Resource::S3Bucket(b) => b.default_encryption.classify(target),
@@ -281,8 +324,10 @@ pub struct InventoryStats {
 
 /// Run the inventory, handing each record to `sink` in a deterministic order: buckets by
 /// name, each bucket record before its objects, objects in listing order.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S, K>(
     campaign: &LoadedCampaign,
+    account: &str,
     s3: &S,
     kms: &K,
     pinned: &PinnedKeys,
@@ -342,7 +387,7 @@ where
         cache.resolve(&mut default_encryption).await?;
         let tags = settings.tags.clone();
         let bucket_record = Resource::S3Bucket(S3Bucket {
-            account: DEFAULT_ACCOUNT.into(),
+            account: account.into(),
             region: settings.region.clone(),
             bucket: bucket.clone(),
             default_encryption,
@@ -382,7 +427,7 @@ where
                 cache.resolve(&mut encryption).await?;
                 let known = !head.etag.is_empty();
                 Ok::<_, ProviderError>(S3Object {
-                    account: DEFAULT_ACCOUNT.into(),
+                    account: account.into(),
                     region: settings.region.clone(),
                     bucket: bucket.clone(),
                     key: listed.key,
@@ -456,6 +501,7 @@ impl<K: KeyRead> KeyCache<'_, K> {
 /// with the team key of every artifact and whether the model's execution role may use it.
 pub async fn run_sagemaker<A>(
     campaign: &LoadedCampaign,
+    account: &str,
     aws: &A,
     pinned: &PinnedKeys,
     mut sink: impl FnMut(Record) -> Result<(), RekeyError>,
@@ -525,7 +571,7 @@ where
                     let tags = &bucket_tags[bucket];
                     let target = Target {
                         provider: Provider::Aws,
-                        account: DEFAULT_ACCOUNT,
+                        account,
                         kind: ResourceKind::S3Object,
                         bucket: Some(bucket),
                         object_key: Some(key),
@@ -535,7 +581,10 @@ where
                     };
                     let team_key = map_key(campaign, &target).map(str::to_string);
                     let mut key_access = None;
-                    if let Some(p) = team_key.as_deref().and_then(|k| pinned.get(k)) {
+                    if let Some(p) = team_key
+                        .as_deref()
+                        .and_then(|k| pinned.get(&pin_id(k, account)))
+                    {
                         if !policies.contains_key(&p.arn) {
                             let policy = aws.key_policy(&p.arn).await?;
                             let grants = aws.key_grants(&p.arn).await?;
@@ -566,7 +615,7 @@ where
             }
             let tags = aws.tags(&arn).await?;
             let e = SmEndpoint {
-                account: DEFAULT_ACCOUNT.into(),
+                account: account.into(),
                 region: region.clone(),
                 name,
                 arn,
@@ -627,7 +676,7 @@ where
             };
             let tags = aws.tags(&arn).await?;
             let o = SmOther {
-                account: DEFAULT_ACCOUNT.into(),
+                account: account.into(),
                 region: region.clone(),
                 name,
                 arn,

@@ -305,6 +305,18 @@ impl Resource {
         self.kind().provider()
     }
 
+    /// The account (as the campaign names it) the resource lives in.
+    pub fn account(&self) -> &str {
+        match self {
+            Resource::S3Bucket(b) => &b.account,
+            Resource::S3Object(o) => &o.account,
+            Resource::SagemakerEndpoint(e) => &e.account,
+            Resource::SagemakerNotebookInstance(o) | Resource::SagemakerTrainingJob(o) => {
+                &o.account
+            }
+        }
+    }
+
     /// A name a human reads: `s3://bucket` or `s3://bucket/key`.
     pub fn display_name(&self) -> String {
         match self {

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::campaign::{LoadedCampaign, S3Engine, Versions};
 use crate::error::{FileError, RekeyError};
-use crate::inventory::{target_of, PinnedKeys, Record};
+use crate::inventory::{pin_id, target_of, PinnedKeys, Record};
 use crate::model::{EncryptionClass, Resource, S3Bucket, S3Encryption, S3Object};
 use crate::pricing::{self, Assumptions};
 
@@ -54,6 +54,9 @@ pub struct Settings {
     /// The campaign's endpoint override, if any (apply talks to the same place).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// The accounts reached by AssumeRole (multi-account campaigns); apply reaches the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<crate::campaign::AwsAccount>,
     /// The campaign's maintenance window, if any; `apply --window` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::campaign::Window>,
@@ -444,7 +447,7 @@ impl<'c> Planner<'c> {
         self.fingerprint.update(b"\n");
         match &record.resource {
             Resource::S3Bucket(b) => {
-                self.finish_bucket();
+                self.finish_bucket()?;
                 let own_stage = match record.team_key {
                     Some(_) => self.stage_of(record, &b.tags),
                     None => None,
@@ -518,11 +521,7 @@ impl<'c> Planner<'c> {
                 if record.class == EncryptionClass::TargetCmk {
                     return Ok(());
                 }
-                let arn = self
-                    .keys
-                    .get(&key)
-                    .map(|p| p.arn.clone())
-                    .unwrap_or_default();
+                let arn = self.key_arn(&key, &o.account, &name)?;
                 let notebook = matches!(record.resource, Resource::SagemakerNotebookInstance(_));
                 let plan = SmPlan {
                     kind: record.resource.kind(),
@@ -600,16 +599,11 @@ impl<'c> Planner<'c> {
             u.1 += o.size;
             return Ok(());
         };
-        let Some(pinned) = self.keys.get(&team_key) else {
-            return Err(RekeyError::usage(
-                format!(
-                    "team key {team_key:?} has no AWS key, but s3://{}/{} maps to it",
-                    o.bucket, o.key
-                ),
-                "give the key an `aws:` alias, or change the mapping",
-            ));
-        };
-        let to_key_arn = pinned.arn.clone();
+        let to_key_arn = self.key_arn(
+            &team_key,
+            &o.account,
+            &format!("s3://{}/{}", o.bucket, o.key),
+        )?;
         let class = record.class;
         let artifact_block = self.note_artifact(o, stage);
         let engine = self.engine;
@@ -681,6 +675,31 @@ impl<'c> Planner<'c> {
         Ok(())
     }
 
+    /// The key ARN a resource of `account` mapped to `team` goes to; none is a mapping that
+    /// would cross accounts (the team key does not resolve in that account): refused.
+    fn key_arn(&self, team: &str, account: &str, what: &str) -> Result<String, RekeyError> {
+        if let Some(p) = self.keys.get(&pin_id(team, account)) {
+            return Ok(p.arn.clone());
+        }
+        let alias = self
+            .campaign
+            .spec
+            .keys
+            .get(team)
+            .and_then(|k| k.aws.clone())
+            .unwrap_or_else(|| "(no aws key)".into());
+        Err(RekeyError::usage(
+            if account == crate::inventory::DEFAULT_ACCOUNT {
+                format!("{what} maps to team key {team:?}, which has no AWS key")
+            } else {
+                format!(
+                    "{what} in account {account} maps to team key {team:?}, whose {alias} does not resolve in {account}: a resource is never planned under another account's key"
+                )
+            },
+            format!("map {account}'s resources to a key that account defines, or create {alias} in {account}"),
+        ))
+    }
+
     /// Record that `o` (planned in `stage`) is a model artifact of the endpoints it belongs to;
     /// an endpoint whose role cannot use the team key blocks its artifacts.
     fn note_artifact(&mut self, o: &S3Object, stage: usize) -> Option<String> {
@@ -706,7 +725,7 @@ impl<'c> Planner<'c> {
         block
     }
 
-    fn finish_endpoints(&mut self) {
+    fn finish_endpoints(&mut self) -> Result<(), RekeyError> {
         for ep in std::mem::take(&mut self.endpoints) {
             let e = &ep.rec;
             let name = format!("sagemaker:endpoint/{}", e.name);
@@ -739,11 +758,7 @@ impl<'c> Planner<'c> {
             if ep.class == EncryptionClass::TargetCmk && ep.blocked.is_none() {
                 continue;
             }
-            let arn = self
-                .keys
-                .get(&key)
-                .map(|p| p.arn.clone())
-                .unwrap_or_default();
+            let arn = self.key_arn(&key, &e.account, &name)?;
             let blocked = ep.blocked.is_some();
             self.sagemaker_other.push((
                 stage,
@@ -767,11 +782,12 @@ impl<'c> Planner<'c> {
                 },
             ));
         }
+        Ok(())
     }
 
-    fn finish_bucket(&mut self) {
+    fn finish_bucket(&mut self) -> Result<(), RekeyError> {
         let Some(acc) = self.current.take() else {
-            return;
+            return Ok(());
         };
         let b = &acc.bucket;
         // The bucket action goes to the earliest stage that touches the bucket, so that new
@@ -812,7 +828,8 @@ impl<'c> Planner<'c> {
             let mut blocked = Vec::new();
             if Some(stage) == bucket_stage && acc.own_stage.is_some() {
                 if let Some(team_key) = &acc.team_key {
-                    if let Some(pinned) = self.keys.get(team_key) {
+                    let arn = self.key_arn(team_key, &b.account, &format!("s3://{}", b.bucket))?;
+                    {
                         let on_target = acc.class == EncryptionClass::TargetCmk
                             && b.default_encryption.bucket_key;
                         if acc.class == EncryptionClass::DsseKms {
@@ -828,7 +845,7 @@ impl<'c> Planner<'c> {
                                 from: b.default_encryption.clone(),
                                 to: S3Encryption {
                                     algorithm: "aws:kms".into(),
-                                    kms_key_arn: Some(pinned.arn.clone()),
+                                    kms_key_arn: Some(arn.clone()),
                                     key_manager: None,
                                     bucket_key: true,
                                 },
@@ -842,11 +859,7 @@ impl<'c> Planner<'c> {
                 }
             }
             for ((key, engine), g) in sa.groups {
-                let arn = self
-                    .keys
-                    .get(&key)
-                    .map(|p| p.arn.clone())
-                    .unwrap_or_default();
+                let arn = self.key_arn(&key, &b.account, &format!("s3://{}", b.bucket))?;
                 actions.push(Action::ReencryptObjects {
                     key: key.clone(),
                     kms_key_arn: arn,
@@ -878,6 +891,7 @@ impl<'c> Planner<'c> {
                 manifest_lines: sa.lines,
             });
         }
+        Ok(())
     }
 
     /// Finish: write the manifest beside `plan_path` and return the plan.
@@ -887,8 +901,8 @@ impl<'c> Planner<'c> {
         created_at: String,
         campaign_sha256: String,
     ) -> Result<PlanFile, RekeyError> {
-        self.finish_bucket();
-        self.finish_endpoints();
+        self.finish_bucket()?;
+        self.finish_endpoints()?;
         let manifest_name = manifest_file_name(plan_path);
         let manifest_path = plan_path.with_file_name(&manifest_name);
         let out = File::create(&manifest_path)
@@ -1036,6 +1050,13 @@ impl<'c> Planner<'c> {
                     .as_ref()
                     .and_then(|a| a.endpoint_url.clone()),
                 window: self.campaign.spec.window.clone(),
+                accounts: self
+                    .campaign
+                    .spec
+                    .aws
+                    .as_ref()
+                    .map(|a| a.accounts.clone())
+                    .unwrap_or_default(),
             },
             manifest: ManifestRef {
                 file: manifest_name,

@@ -17,6 +17,11 @@ use crate::retry::{with_retries, Pacer, RetryPolicy};
 pub enum StepSpec {
     /// Set the bucket's default rule to `target`.
     BucketDefault {
+        #[serde(
+            default = "default_account",
+            skip_serializing_if = "is_default_account"
+        )]
+        account: String,
         bucket: String,
         target: S3Encryption,
     },
@@ -24,6 +29,11 @@ pub enum StepSpec {
     Object(ObjectStep),
     /// Move a SageMaker endpoint to a clone of its config with the team key.
     Endpoint {
+        #[serde(
+            default = "default_account",
+            skip_serializing_if = "is_default_account"
+        )]
+        account: String,
         name: String,
         from_config: String,
         to_config: String,
@@ -31,8 +41,31 @@ pub enum StepSpec {
     },
 }
 
+fn default_account() -> String {
+    crate::inventory::DEFAULT_ACCOUNT.to_string()
+}
+
+fn is_default_account(a: &String) -> bool {
+    a == crate::inventory::DEFAULT_ACCOUNT
+}
+
+impl StepSpec {
+    /// The account (as the campaign names it) whose clients run this step.
+    pub fn account(&self) -> &str {
+        match self {
+            StepSpec::BucketDefault { account, .. } | StepSpec::Endpoint { account, .. } => account,
+            StepSpec::Object(o) => &o.account,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectStep {
+    #[serde(
+        default = "default_account",
+        skip_serializing_if = "is_default_account"
+    )]
+    pub account: String,
     pub bucket: String,
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -539,7 +572,7 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
 
     async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
         match spec {
-            StepSpec::BucketDefault { bucket, target } => {
+            StepSpec::BucketDefault { bucket, target, .. } => {
                 let seed = fastrand::u64(..);
                 let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
                     self.s3.set_bucket_default(bucket, target)
@@ -562,6 +595,7 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 from_config,
                 to_config,
                 key_arn,
+                ..
             } => (
                 self.run_endpoint(name, from_config, to_config, key_arn)
                     .await,
@@ -598,6 +632,48 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 Ok(()) => UndoOutcome::Undone { note: None },
                 Err(reason) => UndoOutcome::Failed { reason },
             },
+        }
+    }
+}
+
+/// Runs each step with the runner of its account (multi-account campaigns).
+pub struct AccountRunners<R> {
+    pub runners: std::collections::BTreeMap<String, R>,
+}
+
+impl<R: StepRunner> AccountRunners<R> {
+    fn runner(&self, spec: &StepSpec) -> Result<&R, String> {
+        self.runners.get(spec.account()).ok_or_else(|| {
+            format!(
+                "no credentials for account {:?}: is it still in the plan's accounts?",
+                spec.account()
+            )
+        })
+    }
+}
+
+impl<R: StepRunner> StepRunner for AccountRunners<R> {
+    async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
+        match self.runner(spec) {
+            Ok(r) => r.prepare(spec).await,
+            Err(detail) => Err(ProviderError::Other {
+                what: "step".into(),
+                detail,
+            }),
+        }
+    }
+
+    async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
+        match self.runner(spec) {
+            Ok(r) => r.run(spec, resumed).await,
+            Err(reason) => (StepOutcome::Failed { reason }, 0),
+        }
+    }
+
+    async fn undo(&self, spec: &StepSpec, undo: Option<&str>, result: Option<&str>) -> UndoOutcome {
+        match self.runner(spec) {
+            Ok(r) => r.undo(spec, undo, result).await,
+            Err(reason) => UndoOutcome::Failed { reason },
         }
     }
 }

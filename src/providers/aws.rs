@@ -54,6 +54,37 @@ impl AwsClients {
         Self::from_conf(&conf, custom_endpoint)
     }
 
+    /// Clients for another account, reached by AssumeRole from the default credentials.
+    pub async fn assume(
+        region: &str,
+        endpoint_url: Option<&str>,
+        max_attempts: u32,
+        role_arn: &str,
+    ) -> AwsClients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts),
+            );
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let conf = loader.load().await;
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name("rekey")
+            .configure(&conf)
+            .build()
+            .await;
+        let conf = conf
+            .into_builder()
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider))
+            .build();
+        let custom_endpoint = endpoint_url.is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        Self::from_conf(&conf, custom_endpoint)
+    }
+
     /// Build clients from a loaded SDK configuration.
     pub fn from_conf(conf: &aws_config::SdkConfig, path_style: bool) -> AwsClients {
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)

@@ -25,7 +25,7 @@ pub async fn inventory_of(
         .await
         .expect("keys resolve");
     let mut records = Vec::new();
-    let stats = inventory::run(&c, &aws, &aws, &pinned, &Silent, |r| {
+    let stats = inventory::run(&c, "default", &aws, &aws, &pinned, &Silent, |r| {
         records.push(r);
         Ok(())
     })
@@ -199,13 +199,21 @@ async fn two_thousand_objects_are_listed_across_pages() {
     let aws = harness::clients(&m.endpoint).await;
     let events = Collect::default();
     let mut keys = Vec::new();
-    let stats = inventory::run(&c, &aws, &aws, &Default::default(), &events, |r| {
-        if let Resource::S3Object(o) = &r.resource {
-            assert_eq!(r.class, EncryptionClass::SseS3);
-            keys.push(o.key.clone());
-        }
-        Ok(())
-    })
+    let stats = inventory::run(
+        &c,
+        "default",
+        &aws,
+        &aws,
+        &Default::default(),
+        &events,
+        |r| {
+            if let Resource::S3Object(o) = &r.resource {
+                assert_eq!(r.class, EncryptionClass::SseS3);
+                keys.push(o.key.clone());
+            }
+            Ok(())
+        },
+    )
     .await
     .unwrap();
     assert_eq!(stats.objects, 2000);
@@ -253,12 +261,20 @@ async fn all_versions_include_noncurrent_versions() {
         let c = campaign::parse(Path::new("v.yaml"), &yaml(versions)).unwrap();
         let aws = harness::clients(&m.endpoint).await;
         let mut objects = Vec::new();
-        inventory::run(&c, &aws, &aws, &Default::default(), &Silent, |r| {
-            if let Resource::S3Object(o) = r.resource {
-                objects.push(o);
-            }
-            Ok(())
-        })
+        inventory::run(
+            &c,
+            "default",
+            &aws,
+            &aws,
+            &Default::default(),
+            &Silent,
+            |r| {
+                if let Resource::S3Object(o) = r.resource {
+                    objects.push(o);
+                }
+                Ok(())
+            },
+        )
         .await
         .unwrap();
         assert_eq!(objects.len(), want, "versions: {versions}");

@@ -1,5 +1,6 @@
 //! rekey's integration tests: one binary, emulators started by `harness`.
 
+mod accounts;
 mod apply;
 mod golden;
 mod harness;

@@ -179,7 +179,9 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         states(&ctx.plan)
     );
     let p = plan::load(&ctx.plan).unwrap();
-    let v = apply::verify_plan(&p, &ctx.plan, &aws, 4).await.unwrap();
+    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), 4)
+        .await
+        .unwrap();
     assert!(
         v.non_compliant.is_empty(),
         "{kind} {inject:?}: {:?}",
@@ -209,15 +211,24 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         }
     }
     drop(j);
-    let v = apply::verify_plan(&p, &ctx.plan, &aws, 4).await.unwrap();
+    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), 4)
+        .await
+        .unwrap();
     assert!(v.non_compliant.is_empty());
 
     // Unwind: the bucket rule and every object return to what they were before the fault.
     let journal_path = rekey::journal::default_path(&ctx.plan);
-    let (undone, conflicts, failed) =
-        apply::rollback(&p, &ctx.plan, &journal_path, None, &aws, 4, 500)
-            .await
-            .unwrap();
+    let (undone, conflicts, failed) = apply::rollback(
+        &p,
+        &ctx.plan,
+        &journal_path,
+        None,
+        &apply::single(aws.clone()),
+        4,
+        500,
+    )
+    .await
+    .unwrap();
     let reasons: Vec<_> = Journal::open(&journal_path, &apply::plan_id(&ctx.plan).unwrap())
         .unwrap()
         .steps_from(0)
@@ -263,9 +274,17 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         );
     }
     // A rollback run twice is a no-op the second time.
-    let again = apply::rollback(&p, &ctx.plan, &journal_path, None, &aws, 4, 500)
-        .await
-        .unwrap();
+    let again = apply::rollback(
+        &p,
+        &ctx.plan,
+        &journal_path,
+        None,
+        &apply::single(aws.clone()),
+        4,
+        500,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         again,
         (0, 0, archived_one_way),
