@@ -136,12 +136,53 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
     let managed = enc("aws:kms", Some(AWS_S3), Some("AWS"));
     let legacy = enc("aws:kms", Some(LEGACY), Some("CUSTOMER"));
     let fraud = enc("aws:kms", Some(FRAUD), Some("CUSTOMER"));
-    let mut resources = vec![Resource::S3Bucket(bucket(
+    // SageMaker first, as the inventory yields it: an endpoint serving a model whose artifact
+    // sits in ml-fraud-models, and a notebook instance tagged for the vision team.
+    let sm = |name: &str, key: Option<&str>, tags: &[(&str, &str)]| rekey::model::SmOther {
+        account: "default".into(),
+        region: "us-east-1".into(),
+        name: name.into(),
+        arn: format!("arn:aws:sagemaker:us-east-1:111111111111:notebook-instance/{name}"),
+        kms_key_arn: key.map(str::to_string),
+        key_manager: key.map(|_| "CUSTOMER".to_string()),
+        volume_kms_key_arn: None,
+        output_path: None,
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let mut resources = vec![
+        Resource::SagemakerEndpoint(rekey::model::SmEndpoint {
+            account: "default".into(),
+            region: "us-east-1".into(),
+            name: "fraud-scoring".into(),
+            arn: "arn:aws:sagemaker:us-east-1:111111111111:endpoint/fraud-scoring".into(),
+            status: "InService".into(),
+            config: "fraud-scoring-cfg".into(),
+            kms_key_arn: None,
+            key_manager: None,
+            data_capture: false,
+            data_capture_kms_key_arn: None,
+            models: vec![rekey::model::SmModel {
+                name: "fraud-xgb".into(),
+                execution_role_arn: "arn:aws:iam::111111111111:role/fraud-serving".into(),
+                artifacts: vec![rekey::model::SmArtifact {
+                    url: "s3://ml-fraud-models/xgb/v0/model.tar.gz".into(),
+                    team_key: Some("fraud".into()),
+                    key_access: None,
+                }],
+            }],
+            tags: BTreeMap::new(),
+        }),
+        Resource::SagemakerNotebookInstance(sm("vision-explore", None, &[("team", "vision")])),
+    ];
+    resources.push(Resource::S3Bucket(bucket(
         "ml-fraud-models",
         managed.clone(),
         "Enabled",
         &[],
-    ))];
+    )));
     for i in 0..4 {
         resources.push(Resource::S3Object(object(
             "ml-fraud-models",
@@ -235,6 +276,7 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                 Resource::S3Object(o) if o.bucket == "ml-vision-data" => {
                     [("team".to_string(), "vision".to_string())].into()
                 }
+                Resource::SagemakerNotebookInstance(n) => n.tags.clone(),
                 _ => BTreeMap::new(),
             };
             rekey::inventory::classify(c, keys, r, &tags)
