@@ -23,7 +23,31 @@ use crate::window::{WindowSpec, WindowState};
 
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
 /// and is still what its alias points at. A moved alias makes the plan stale.
-pub async fn preflight<K: KeyRead>(p: &PlanFile, accounts: &Accounts<K>) -> Result<(), RekeyError> {
+pub async fn preflight<K: KeyRead + SageMakerApi>(
+    p: &PlanFile,
+    accounts: &Accounts<K>,
+) -> Result<(), RekeyError> {
+    // The consumers of re-keyed model artifacts must still be able to use their key: a key
+    // policy changed since planning makes the plan stale rather than break an endpoint.
+    for st in &p.stages {
+        for sm in st.sagemaker.iter().filter(|s| s.action == "rekey-endpoint") {
+            let aws = client(accounts, &sm.account)?;
+            let policy = aws.key_policy(&sm.kms_key_arn).await?;
+            let grants = aws.key_grants(&sm.kms_key_arn).await?;
+            for role in &sm.roles {
+                if !crate::providers::sagemaker::role_may_decrypt(&policy, &grants, role) {
+                    return Err(RekeyError::StalePlan {
+                        reason: format!(
+                            "endpoint {}: role {role} may no longer use {} (its key policy changed since planning); add: {}",
+                            sm.name,
+                            sm.kms_key_arn,
+                            crate::providers::sagemaker::statement_for(role)
+                        ),
+                    });
+                }
+            }
+        }
+    }
     for (name, pinned) in &p.keys {
         let (_, account) = crate::inventory::split_pin(name);
         let kms = client(accounts, account)?;

@@ -109,6 +109,9 @@ pub struct SmPlan {
     /// Steps an operator takes by hand (notebook instances).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manual_steps: Vec<String>,
+    /// Execution roles of the endpoint's models: apply checks again that they may use the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// The deterministic name of an endpoint config cloned onto `key_arn`.
@@ -553,6 +556,7 @@ impl<'c> Planner<'c> {
                     } else {
                         Vec::new()
                     },
+                    roles: Vec::new(),
                 };
                 self.sagemaker_other.push((stage, plan));
                 Ok(())
@@ -779,6 +783,16 @@ impl<'c> Planner<'c> {
                         .flat_map(|m| m.artifacts.iter().map(|a| a.url.clone()))
                         .collect(),
                     manual_steps: Vec::new(),
+                    roles: {
+                        let mut r: Vec<String> = e
+                            .models
+                            .iter()
+                            .map(|m| m.execution_role_arn.clone())
+                            .collect();
+                        r.sort();
+                        r.dedup();
+                        r
+                    },
                 },
             ));
         }

@@ -176,6 +176,38 @@ async fn endpoints_are_rekeyed_after_their_artifacts_and_blocked_without_key_acc
         "{shard1}"
     );
 
+    // A key policy that changed since planning, so that a consumer may no longer use the key,
+    // makes the plan stale: nothing is applied.
+    let kms = harness::clients(&endpoint).await.kms;
+    let root_only = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}"#;
+    let other_only = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/someone-else"},"Action":"kms:*","Resource":"*"}]}"#;
+    kms.put_key_policy()
+        .key_id(&fraud)
+        .policy_name("default")
+        .policy(other_only)
+        .send()
+        .await
+        .unwrap();
+    let out = harness::rekey(&endpoint)
+        .args(["apply"])
+        .arg(&plan_path)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("role/{p}fraud-exec may no longer use")),
+        "{}",
+        stderr(&out)
+    );
+    kms.put_key_policy()
+        .key_id(&fraud)
+        .policy_name("default")
+        .policy(root_only)
+        .send()
+        .await
+        .unwrap();
+
     // Apply: endpoints move to a clone of their config with the team key.
     let ctx = Ctx {
         _dir: dir,
