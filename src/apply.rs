@@ -16,9 +16,12 @@ use crate::inventory::check_target_key;
 use crate::journal::{self, state, undo_state, Journal, NewStep};
 use crate::model::S3Encryption;
 use crate::plan::{self, Action, ManifestEntry, PlanFile};
+use crate::providers::gcs::GcsClient;
 use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{KeyRead, S3Read, S3Write};
-use crate::steps::{AccountRunners, ObjectStep, S3Steps, StepRunner, StepSpec, UndoOutcome};
+use crate::steps::{
+    AccountRunners, AnyRunner, GcsSteps, ObjectStep, S3Steps, StepRunner, StepSpec, UndoOutcome,
+};
 use crate::window::{WindowSpec, WindowState};
 
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
@@ -50,6 +53,10 @@ pub async fn preflight<K: KeyRead + SageMakerApi>(
     }
     for (name, pinned) in &p.keys {
         let (_, account) = crate::inventory::split_pin(name);
+        if account.starts_with("gcp:") {
+            // Cloud KMS keys are named in full; rekey has no Cloud KMS client yet to check them.
+            continue;
+        }
         let kms = client(accounts, account)?;
         let now = kms.describe_key(&pinned.alias).await?;
         let Some(now) = now else {
@@ -95,23 +102,34 @@ fn client<'a, S>(accounts: &'a Accounts<S>, account: &str) -> Result<&'a S, Reke
 
 fn runners<'a, S>(
     accounts: &'a Accounts<S>,
+    gcs: Option<&'a GcsClient>,
     pacer: &'a crate::retry::Pacer,
-) -> AccountRunners<S3Steps<'a, S>> {
-    AccountRunners {
-        runners: accounts
-            .iter()
-            .map(|(name, s3)| {
-                (
-                    name.clone(),
-                    S3Steps {
-                        s3,
-                        policy: crate::retry::RetryPolicy::default(),
-                        pacer,
-                    },
-                )
-            })
-            .collect(),
+) -> AccountRunners<AnyRunner<'a, S>> {
+    let policy = crate::retry::RetryPolicy::default;
+    let mut runners: BTreeMap<String, AnyRunner<'a, S>> = accounts
+        .iter()
+        .map(|(name, s3)| {
+            (
+                name.clone(),
+                AnyRunner::Aws(S3Steps {
+                    s3,
+                    policy: policy(),
+                    pacer,
+                }),
+            )
+        })
+        .collect();
+    if let Some(gcs) = gcs {
+        runners.insert(
+            crate::inventory::gcp_account(&gcs.project),
+            AnyRunner::Gcs(GcsSteps {
+                gcs,
+                policy: policy(),
+                pacer,
+            }),
+        );
     }
+    AccountRunners { runners }
 }
 
 /// The plan's identity, which its journal records: the sha256 of the plan file.
@@ -140,14 +158,28 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
         for b in &stage.buckets {
             for a in &b.actions {
                 if let Action::SetBucketDefault { to, .. } = a {
-                    let spec = StepSpec::BucketDefault {
-                        account: b.account.clone(),
-                        bucket: b.bucket.clone(),
-                        target: to.clone(),
+                    let gcs = b.provider == crate::model::Provider::Gcp;
+                    let spec = if gcs {
+                        StepSpec::GcsBucketDefault {
+                            account: b.account.clone(),
+                            bucket: b.bucket.clone(),
+                            key: to.kms_key_arn.clone().unwrap_or_default(),
+                        }
+                    } else {
+                        StepSpec::BucketDefault {
+                            account: b.account.clone(),
+                            bucket: b.bucket.clone(),
+                            target: to.clone(),
+                        }
                     };
                     steps.push(NewStep {
                         stage: stage.name.clone(),
-                        kind: "bucket-default".into(),
+                        kind: if gcs {
+                            "gcs-bucket-default"
+                        } else {
+                            "bucket-default"
+                        }
+                        .into(),
                         account: b.account.clone(),
                         bucket: b.bucket.clone(),
                         key: String::new(),
@@ -274,6 +306,7 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
     aws: &Accounts<S>,
+    gcs: Option<&GcsClient>,
     opts: &ApplyOptions,
     reporter: &dyn Reporter,
     interrupts: &mut UnboundedReceiver<()>,
@@ -309,7 +342,7 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     preflight(p, aws).await?;
     let mut journal = open_journal(p, plan_path, &opts.journal)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
-    let runner = runners(aws, &pacer);
+    let runner = runners(aws, gcs, &pacer);
     let cfg = ExecConfig {
         concurrency: opts.concurrency,
         window: opts.window.clone(),
@@ -557,6 +590,7 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
     accounts: &Accounts<S>,
+    gcs: Option<&GcsClient>,
     concurrency: usize,
 ) -> Result<Verification, RekeyError> {
     let mut v = Verification {
@@ -570,6 +604,27 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
             for a in &b.actions {
                 if let Action::SetBucketDefault { to, .. } = a {
                     v.checked += 1;
+                    if b.provider == crate::model::Provider::Gcp {
+                        let gcs = gcs.ok_or_else(|| {
+                            RekeyError::usage(
+                                "the plan has Cloud Storage buckets but no GCP project",
+                                "plan again",
+                            )
+                        })?;
+                        let now = gcs.get_bucket(&b.bucket).await?;
+                        if now.default_kms_key == to.kms_key_arn {
+                            v.compliant += 1;
+                        } else {
+                            v.non_compliant.push(Finding {
+                                target: format!("gs://{} (bucket default)", b.bucket),
+                                expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
+                                found: now
+                                    .default_kms_key
+                                    .unwrap_or_else(|| "google-managed".into()),
+                            });
+                        }
+                        continue;
+                    }
                     let aws = client(accounts, &b.account)?;
                     let mut now = aws.bucket_default(&b.bucket).await?;
                     if let Some(k) = &now.kms_key_arn {
@@ -634,17 +689,35 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
         })
         .collect();
     v.blocked = steps.iter().filter(|s| s.state == state::BLOCKED).count() as u64;
-    let results: Vec<(
-        ObjectStep,
-        Result<crate::providers::ObjectHead, ProviderError>,
-    )> = futures::stream::iter(objects)
+    // (object, (on its team key, what was found))
+    type Checked = (ObjectStep, Result<(bool, String), ProviderError>);
+    let results: Vec<Checked> = futures::stream::iter(objects)
         .map(|o| async move {
-            let h = match accounts.get(&o.account) {
-                Some(aws) => aws.head_object(&o.bucket, &o.key, None).await,
-                None => Err(ProviderError::Other {
-                    what: o.account.clone(),
-                    detail: "no credentials for this account".into(),
-                }),
+            let h = if o.engine == "gcs-rewrite" {
+                match gcs {
+                    Some(g) => g.get_object(&o.bucket, &o.key, None).await.map(|c| {
+                        (
+                            c.kms_key.as_deref() == Some(o.to_key_arn.as_str()),
+                            c.kms_key.unwrap_or_else(|| "google-managed".into()),
+                        )
+                    }),
+                    None => Err(ProviderError::Other {
+                        what: o.bucket.clone(),
+                        detail: "no GCP project in the plan".into(),
+                    }),
+                }
+            } else {
+                match accounts.get(&o.account) {
+                    Some(aws) => aws.head_object(&o.bucket, &o.key, None).await.map(|h| {
+                        let ok = h.encryption.algorithm == "aws:kms"
+                            && h.encryption.kms_key_arn.as_deref() == Some(o.to_key_arn.as_str());
+                        (ok, describe(&h.encryption))
+                    }),
+                    None => Err(ProviderError::Other {
+                        what: o.account.clone(),
+                        detail: "no credentials for this account".into(),
+                    }),
+                }
             };
             (o, h)
         })
@@ -655,17 +728,17 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
     results.sort_by(|a, b| (&a.0.bucket, &a.0.key).cmp(&(&b.0.bucket, &b.0.key)));
     for (o, h) in results {
         v.checked += 1;
+        let scheme = if o.engine == "gcs-rewrite" {
+            "gs"
+        } else {
+            "s3"
+        };
         match h {
-            Ok(h)
-                if h.encryption.algorithm == "aws:kms"
-                    && h.encryption.kms_key_arn.as_deref() == Some(&o.to_key_arn) =>
-            {
-                v.compliant += 1
-            }
-            Ok(h) => v.non_compliant.push(Finding {
-                target: format!("s3://{}/{}", o.bucket, o.key),
+            Ok((true, _)) => v.compliant += 1,
+            Ok((false, found)) => v.non_compliant.push(Finding {
+                target: format!("{scheme}://{}/{}", o.bucket, o.key),
                 expected_key_arn: o.to_key_arn,
-                found: describe(&h.encryption),
+                found,
             }),
             Err(ProviderError::NotFound { .. }) => v.compliant += 1, // deleted since: nothing left to protect
             Err(e) => return Err(e.into()),
@@ -693,12 +766,14 @@ pub fn render_verification(v: &Verification) -> String {
 
 /// Roll back from a checkpoint (default: the first): undo succeeded steps in reverse order,
 /// objects before their bucket's default. Returns (undone, conflicts, failed).
+#[allow(clippy::too_many_arguments)]
 pub async fn rollback<S: S3Write + SageMakerApi>(
     p: &PlanFile,
     plan_path: &Path,
     journal_path: &Path,
     to: Option<&str>,
     aws: &Accounts<S>,
+    gcs: Option<&GcsClient>,
     concurrency: usize,
     requests_per_second: u32,
 ) -> Result<(u64, u64, u64), RekeyError> {
@@ -736,14 +811,22 @@ pub async fn rollback<S: S3Write + SageMakerApi>(
         })
         .collect();
     rows.reverse();
+    // Cloud Storage cannot rewrite an object back to Google-managed encryption while its bucket
+    // has a default key: GCS bucket defaults are restored first, objects after.
+    rows.sort_by_key(|r| r.kind != "gcs-bucket-default");
     let pacer = crate::retry::Pacer::new(requests_per_second);
-    let runner = runners(aws, &pacer);
+    let runner = runners(aws, gcs, &pacer);
     let (mut undone, mut conflicts, mut failed) = (0, 0, 0);
     // Runs of object steps go concurrently; a bucket step waits for everything after it.
     let mut i = 0;
     while i < rows.len() {
         // Bucket defaults and endpoints are barriers: each waits for everything after it.
-        let barrier = |r: &journal::StepRow| r.kind == "bucket-default" || r.kind == "endpoint";
+        let barrier = |r: &journal::StepRow| {
+            matches!(
+                r.kind.as_str(),
+                "bucket-default" | "endpoint" | "gcs-bucket-default"
+            )
+        };
         let j = if barrier(&rows[i]) {
             i + 1
         } else {

@@ -122,6 +122,9 @@ pub struct GcpSection {
 #[serde(deny_unknown_fields)]
 pub struct GcsSection {
     pub buckets: Vec<String>,
+    /// `maxBytesRewrittenPerCall` for object rewrites (a multiple of 1 MiB; none: GCS decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_rewritten_per_call: Option<u64>,
 }
 
 /// A logical team key and the provider keys behind it.
@@ -567,6 +570,29 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                 "use UTC or a fixed offset such as +02:00 (named zones are not supported yet)"
                     .into(),
             ));
+        }
+    }
+    if let Some(gcs) = spec.gcp.as_ref().and_then(|g| g.gcs.as_ref()) {
+        let line = locate_key(src, &["gcp", "gcs"]);
+        if gcs.buckets.is_empty() {
+            return Err(err(
+                line,
+                "gcp.gcs.buckets is empty, so no bucket would be inventoried".into(),
+                "list bucket names or globs, e.g. `buckets: [\"ml-*\"]`".into(),
+            ));
+        }
+        for b in &gcs.buckets {
+            crate::matching::glob(b)
+                .map_err(|e| err(line, format!("gcp.gcs.buckets: {e}"), GLOB_FIX.into()))?;
+        }
+        if let Some(m) = gcs.max_bytes_rewritten_per_call {
+            if m == 0 || m % (1024 * 1024) != 0 {
+                return Err(err(
+                    line,
+                    format!("gcp.gcs.max_bytes_rewritten_per_call {m} is not a multiple of 1 MiB"),
+                    "GCS takes whole MiB: use 1048576 or a multiple".into(),
+                ));
+            }
         }
     }
     let mut buckets = Vec::new();

@@ -16,6 +16,7 @@ use crate::journal::Journal;
 use crate::model::{EncryptionClass, Resource, ResourceKind};
 use crate::plan::{self, Planner};
 use crate::providers::aws::AwsClients;
+use crate::providers::gcs::GcsClient;
 use crate::report::StderrReporter;
 use crate::summary;
 use crate::window::WindowSpec;
@@ -264,7 +265,17 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 window,
             };
             let mut interrupts = interrupt_channel();
-            let code = apply::apply(&p, &plan, &aws, &opts, reporter, &mut interrupts).await?;
+            let gcs = plan_gcs(&p);
+            let code = apply::apply(
+                &p,
+                &plan,
+                &aws,
+                gcs.as_ref(),
+                &opts,
+                reporter,
+                &mut interrupts,
+            )
+            .await?;
             reporter.finish();
             eprintln!(
                 "report: {}",
@@ -330,6 +341,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 &path,
                 to.as_deref(),
                 &aws,
+                plan_gcs(&p).as_ref(),
                 concurrency.unwrap_or(p.settings.concurrency),
                 p.settings.requests_per_second,
             )
@@ -378,7 +390,14 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                         p.stages.retain(|st| &st.name == s);
                     }
                     let aws = plan_clients(&p).await;
-                    apply::verify_plan(&p, &plan, &aws, p.settings.concurrency).await?
+                    apply::verify_plan(
+                        &p,
+                        &plan,
+                        &aws,
+                        plan_gcs(&p).as_ref(),
+                        p.settings.concurrency,
+                    )
+                    .await?
                 }
                 (None, Some(c)) => {
                     let c = campaign::load(&c)?;
@@ -497,13 +516,33 @@ async fn plan_clients(p: &plan::PlanFile) -> apply::Accounts<AwsClients> {
     .collect()
 }
 
+/// The Cloud Storage client of a plan with GCS buckets.
+fn plan_gcs(p: &plan::PlanFile) -> Option<GcsClient> {
+    let project = p.settings.gcp_project.as_deref()?;
+    let mut c = GcsClient::new(project, p.settings.gcp_endpoint.as_deref());
+    c.max_bytes_per_call = p.settings.gcs_max_bytes_per_call;
+    Some(c)
+}
+
+/// The Cloud Storage client of a campaign with a `gcp.gcs` section.
+fn campaign_gcs(c: &LoadedCampaign) -> Option<GcsClient> {
+    let gcp = c.spec.gcp.as_ref()?;
+    gcp.gcs.as_ref()?;
+    let mut client = GcsClient::new(&gcp.project, gcp.endpoint.as_deref());
+    client.max_bytes_per_call = gcp
+        .gcs
+        .as_ref()
+        .and_then(|g| g.max_bytes_rewritten_per_call);
+    Some(client)
+}
+
 /// Team keys resolved in every account.
 async fn resolve_all(
     c: &LoadedCampaign,
     accounts: &CampaignAccounts,
     reporter: &StderrReporter,
 ) -> Result<inventory::PinnedKeys, RekeyError> {
-    let mut pinned = inventory::PinnedKeys::new();
+    let mut pinned = inventory::pin_gcp_keys(c);
     for (name, id, clients) in accounts {
         pinned.extend(inventory::resolve_keys_in(c, clients, name, id.as_deref(), reporter).await?);
     }
@@ -530,6 +569,13 @@ async fn inventory_all(
         total.bytes += s.bytes;
         total.list_pages += s.list_pages;
         total.head_requests += s.head_requests;
+    }
+    if let Some(gcs) = campaign_gcs(c) {
+        let s = inventory::run_gcs(c, &gcs, pinned, reporter, &mut *sink).await?;
+        total.buckets += s.buckets;
+        total.objects += s.objects;
+        total.bytes += s.bytes;
+        total.list_pages += s.list_pages;
     }
     Ok(total)
 }
@@ -563,6 +609,13 @@ async fn verify_campaign(
                     .kms_key_arn
                     .clone()
                     .unwrap_or_else(|| "service-managed".into()),
+                Resource::GcsBucket(b) => b
+                    .default_kms_key
+                    .clone()
+                    .unwrap_or_else(|| "google-managed".into()),
+                Resource::GcsObject(o) => {
+                    o.kms_key.clone().unwrap_or_else(|| "google-managed".into())
+                }
             };
             v.non_compliant.push(apply::Finding {
                 target: r.resource.display_name(),
@@ -577,12 +630,10 @@ async fn verify_campaign(
 }
 
 async fn clients(c: &LoadedCampaign) -> Result<CampaignAccounts, RekeyError> {
-    let aws = c.spec.aws.as_ref().ok_or_else(|| {
-        RekeyError::usage(
-            "the campaign has no `aws` section, and only AWS is supported by this version",
-            "add an `aws:` section with region and s3 buckets",
-        )
-    })?;
+    // A GCP-only campaign reaches no AWS account.
+    let Some(aws) = c.spec.aws.as_ref() else {
+        return Ok(Vec::new());
+    };
     Ok(account_clients(&aws.region, aws.endpoint_url.as_deref(), &aws.accounts, 5).await)
 }
 

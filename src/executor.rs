@@ -81,8 +81,9 @@ pub async fn run_stage<R: StepRunner>(
     });
     // Bucket defaults first, so that new writes land on the CMK; endpoints last, once the
     // artifacts they serve are on it.
-    let (buckets, rest): (Vec<_>, Vec<_>) =
-        todo.into_iter().partition(|r| r.kind == "bucket-default");
+    let (buckets, rest): (Vec<_>, Vec<_>) = todo
+        .into_iter()
+        .partition(|r| r.kind == "bucket-default" || r.kind == "gcs-bucket-default");
     let (endpoints, objects): (Vec<_>, Vec<_>) =
         rest.into_iter().partition(|r| r.kind == "endpoint");
     let mut tally = Tally::default();

@@ -216,6 +216,26 @@ pub fn target_of<'a>(
     key: Option<&'a str>,
 ) -> Target<'a> {
     match resource {
+        Resource::GcsBucket(b) => Target {
+            provider: Provider::Gcp,
+            account: &b.account,
+            kind: ResourceKind::GcsBucket,
+            bucket: Some(&b.bucket),
+            object_key: None,
+            name: &b.bucket,
+            tags,
+            key,
+        },
+        Resource::GcsObject(o) => Target {
+            provider: Provider::Gcp,
+            account: &o.account,
+            kind: ResourceKind::GcsObject,
+            bucket: Some(&o.bucket),
+            object_key: Some(&o.name),
+            name: &o.name,
+            tags,
+            key,
+        },
         Resource::S3Bucket(b) => Target {
             provider: Provider::Aws,
             account: &b.account,
@@ -284,6 +304,12 @@ pub fn classify(
         .and_then(|k| pinned.get(&pin_id(k, resource.account())))
         .map(|p| p.arn.as_str());
     let class = match &resource {
+        Resource::GcsBucket(b) => {
+            crate::model::classify_gcs(b.default_kms_key.as_deref(), false, target)
+        }
+        Resource::GcsObject(o) => {
+            crate::model::classify_gcs(o.kms_key.as_deref(), o.customer_supplied, target)
+        }
         Resource::S3Bucket(b) => b.default_encryption.classify(target),
         Resource::S3Object(o) => o.encryption.classify(target),
         Resource::SagemakerEndpoint(e) => {
@@ -342,11 +368,6 @@ where
     let Some(s3_section) = campaign.s3() else {
         return Ok(stats);
     };
-    if campaign.spec.gcp.is_some() {
-        reporter.event(&Event::Warning {
-            message: "gcp is not inventoried by this version of rekey yet; only S3 is".into(),
-        });
-    }
     let all_versions = s3_section.versions == Versions::All;
     let concurrency = campaign.spec.limits.concurrency;
     let cache = KeyCache {
@@ -696,4 +717,124 @@ where
         }
     }
     Ok(n)
+}
+
+/// The account name of a GCP project's resources.
+pub fn gcp_account(project: &str) -> String {
+    format!("gcp:{project}")
+}
+
+/// Pin the campaign's GCP team keys: Cloud KMS keys are named in full (no aliases), so the
+/// name is the pin; the version suffix, if any, is stripped.
+pub fn pin_gcp_keys(campaign: &LoadedCampaign) -> PinnedKeys {
+    let mut pinned = PinnedKeys::new();
+    let Some(gcp) = &campaign.spec.gcp else {
+        return pinned;
+    };
+    for (team, k) in &campaign.spec.keys {
+        if let Some(name) = &k.gcp {
+            let name = crate::providers::gcs::key_name(name);
+            let parts: Vec<&str> = name.split('/').collect();
+            pinned.insert(
+                pin_id(team, &gcp_account(&gcp.project)),
+                PinnedKey {
+                    alias: name.clone(),
+                    arn: name.clone(),
+                    key_id: parts.last().copied().unwrap_or_default().to_string(),
+                    region: parts.get(3).copied().unwrap_or_default().to_string(),
+                    state: "unchecked".into(),
+                },
+            );
+        }
+    }
+    pinned
+}
+
+/// Inventory the campaign's GCS buckets and their live objects (bucket record first).
+pub async fn run_gcs(
+    campaign: &LoadedCampaign,
+    gcs: &crate::providers::gcs::GcsClient,
+    pinned: &PinnedKeys,
+    reporter: &dyn Reporter,
+    mut sink: impl FnMut(Record) -> Result<(), RekeyError>,
+) -> Result<InventoryStats, RekeyError> {
+    use crate::model::{GcsBucket, GcsObject};
+    let mut stats = InventoryStats::default();
+    let Some(gcp) = &campaign.spec.gcp else {
+        return Ok(stats);
+    };
+    let Some(section) = &gcp.gcs else {
+        return Ok(stats);
+    };
+    let globs: Vec<globset::GlobMatcher> = section
+        .buckets
+        .iter()
+        .filter_map(|b| crate::matching::glob(b).ok())
+        .collect();
+    let account = gcp_account(&gcp.project);
+    let buckets: Vec<String> = gcs
+        .list_buckets()
+        .await?
+        .into_iter()
+        .filter(|b| globs.iter().any(|g| g.is_match(b)))
+        .collect();
+    reporter.event(&Event::BucketsSelected {
+        buckets: buckets.iter().map(|b| format!("gs://{b}")).collect(),
+    });
+    for (index, bucket) in buckets.iter().enumerate() {
+        reporter.event(&Event::BucketStarted {
+            bucket: format!("gs://{bucket}"),
+            index,
+            total: buckets.len(),
+        });
+        let info = gcs.get_bucket(bucket).await?;
+        let labels = info.labels.clone();
+        let record = Resource::GcsBucket(GcsBucket {
+            account: account.clone(),
+            project: gcp.project.clone(),
+            bucket: bucket.clone(),
+            location: info.location.clone(),
+            default_kms_key: info.default_kms_key.clone(),
+            versioning: info.versioning,
+            labels: labels.clone(),
+        });
+        sink(classify(campaign, pinned, record, &labels))?;
+        stats.buckets += 1;
+        let mut token = None;
+        let (mut n, mut bytes, mut pages) = (0u64, 0u64, 0u64);
+        loop {
+            let (items, next) = gcs.list_objects(bucket, false, 1000, token).await?;
+            pages += 1;
+            for o in items {
+                n += 1;
+                bytes += o.size;
+                let r = Resource::GcsObject(GcsObject {
+                    account: account.clone(),
+                    bucket: bucket.clone(),
+                    name: o.name,
+                    generation: o.generation,
+                    size: o.size,
+                    storage_class: o.storage_class,
+                    content_type: o.content_type,
+                    kms_key: o.kms_key,
+                    customer_supplied: o.customer_supplied,
+                });
+                sink(classify(campaign, pinned, r, &labels))?;
+            }
+            token = next;
+            if token.is_none() {
+                break;
+            }
+        }
+        stats.objects += n;
+        stats.bytes += bytes;
+        stats.list_pages += pages;
+        reporter.event(&Event::BucketDone {
+            bucket: format!("gs://{bucket}"),
+            objects: n,
+            bytes,
+            list_pages: pages,
+        });
+    }
+    Ok(stats)
 }

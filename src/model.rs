@@ -279,6 +279,52 @@ pub fn classify_key(
     }
 }
 
+/// A Cloud Storage bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcsBucket {
+    /// `gcp:PROJECT`.
+    pub account: String,
+    pub project: String,
+    pub bucket: String,
+    pub location: String,
+    /// The default Cloud KMS key (version suffix stripped); none: Google-managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_kms_key: Option<String>,
+    pub versioning: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A Cloud Storage object (its live generation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcsObject {
+    pub account: String,
+    pub bucket: String,
+    pub name: String,
+    pub generation: i64,
+    pub size: u64,
+    pub storage_class: String,
+    pub content_type: String,
+    /// The object's Cloud KMS key (version suffix stripped); none: Google-managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub customer_supplied: bool,
+}
+
+/// The class of a GCS key: none is Google-managed; keys compare as key names.
+pub fn classify_gcs(
+    key: Option<&str>,
+    customer_supplied: bool,
+    target: Option<&str>,
+) -> EncryptionClass {
+    match key {
+        _ if customer_supplied => EncryptionClass::SseC,
+        None => EncryptionClass::GoogleManaged,
+        Some(k) if Some(k) == target => EncryptionClass::TargetCmk,
+        Some(_) => EncryptionClass::Cmek,
+    }
+}
+
 /// Anything the inventory yields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -288,6 +334,8 @@ pub enum Resource {
     SagemakerEndpoint(SmEndpoint),
     SagemakerNotebookInstance(SmOther),
     SagemakerTrainingJob(SmOther),
+    GcsBucket(GcsBucket),
+    GcsObject(GcsObject),
 }
 
 impl Resource {
@@ -298,6 +346,8 @@ impl Resource {
             Resource::SagemakerEndpoint(_) => ResourceKind::SagemakerEndpoint,
             Resource::SagemakerNotebookInstance(_) => ResourceKind::SagemakerNotebookInstance,
             Resource::SagemakerTrainingJob(_) => ResourceKind::SagemakerTrainingJob,
+            Resource::GcsBucket(_) => ResourceKind::GcsBucket,
+            Resource::GcsObject(_) => ResourceKind::GcsObject,
         }
     }
 
@@ -314,6 +364,8 @@ impl Resource {
             Resource::SagemakerNotebookInstance(o) | Resource::SagemakerTrainingJob(o) => {
                 &o.account
             }
+            Resource::GcsBucket(b) => &b.account,
+            Resource::GcsObject(o) => &o.account,
         }
     }
 
@@ -330,6 +382,8 @@ impl Resource {
                 format!("sagemaker:notebook-instance/{}", n.name)
             }
             Resource::SagemakerTrainingJob(t) => format!("sagemaker:training-job/{}", t.name),
+            Resource::GcsBucket(b) => format!("gs://{}", b.bucket),
+            Resource::GcsObject(o) => format!("gs://{}/{}", o.bucket, o.name),
         }
     }
 }

@@ -54,6 +54,14 @@ pub struct Settings {
     /// The campaign's endpoint override, if any (apply talks to the same place).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// The GCP project of the plan's Cloud Storage buckets, its endpoint override, and the
+    /// rewrite step size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp_project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs_max_bytes_per_call: Option<u64>,
     /// The accounts reached by AssumeRole (multi-account campaigns); apply reaches the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<crate::campaign::AwsAccount>,
@@ -125,6 +133,9 @@ pub fn rekeyed_config_name(old: &str, key_arn: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketPlan {
+    /// `aws` (S3) or `gcp` (Cloud Storage).
+    #[serde(default = "aws_provider", skip_serializing_if = "is_aws")]
+    pub provider: crate::model::Provider,
     pub account: String,
     pub region: String,
     pub bucket: String,
@@ -132,6 +143,9 @@ pub struct BucketPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub actions: Vec<Action>,
+    /// Planned objects with a cost a reviewer should see (cold GCS storage classes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flagged: Vec<Blocked>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<Blocked>,
     /// Objects already on their team key.
@@ -140,6 +154,24 @@ pub struct BucketPlan {
     /// Lines of the manifest (1-based, inclusive) that hold this bucket's objects in this stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_lines: Option<[u64; 2]>,
+}
+
+fn aws_provider() -> crate::model::Provider {
+    crate::model::Provider::Aws
+}
+
+fn is_aws(p: &crate::model::Provider) -> bool {
+    *p == crate::model::Provider::Aws
+}
+
+impl BucketPlan {
+    /// `s3://bucket` or `gs://bucket`.
+    pub fn url(&self) -> String {
+        match self.provider {
+            crate::model::Provider::Aws => format!("s3://{}", self.bucket),
+            crate::model::Provider::Gcp => format!("gs://{}", self.bucket),
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -352,15 +384,61 @@ struct GroupAcc {
     noncurrent_bytes: u64,
 }
 
+/// How a GCS key reads in the plan's S3-shaped encryption.
+fn gcs_encryption(key: Option<&str>, customer_supplied: bool) -> S3Encryption {
+    S3Encryption {
+        algorithm: if customer_supplied {
+            "customer-supplied"
+        } else if key.is_some() {
+            "cmek"
+        } else {
+            "google-managed"
+        }
+        .into(),
+        kms_key_arn: key.map(str::to_string),
+        key_manager: None,
+        bucket_key: false,
+    }
+}
+
+/// Cold GCS storage classes: a rewrite reads the data (retrieval fee) and replaces the object
+/// (early-deletion fee under the class's minimum duration).
+fn gcs_cold_flag(class: &str) -> Option<String> {
+    let (fee, days) = match class {
+        "NEARLINE" => ("$0.01/GB", 30),
+        "COLDLINE" => ("$0.02/GB", 90),
+        "ARCHIVE" => ("$0.05/GB", 365),
+        _ => return None,
+    };
+    Some(format!(
+        "{class}: a rewrite pays retrieval ({fee}) and early deletion for objects younger than {days} days"
+    ))
+}
+
+/// Requests a GCS rewrite makes: one call per GiB rewritten (the service's step), KMS to
+/// encrypt (and decrypt a CMEK source).
+fn gcs_requests(o: &S3Object, class: EncryptionClass) -> Vec<(&'static str, u64)> {
+    let mut r = vec![
+        ("gcs:RewriteObject", 1 + o.size / (1 << 30)),
+        ("kms:Encrypt", 1),
+    ];
+    if class == EncryptionClass::Cmek {
+        r.push(("kms:Decrypt", 1));
+    }
+    r
+}
+
 #[derive(Default)]
 struct StageBucketAcc {
     groups: BTreeMap<(String, S3Engine), GroupAcc>,
     blocked: BTreeMap<String, (u64, u64)>,
+    flagged: BTreeMap<String, (u64, u64)>,
     skipped: u64,
     lines: Option<[u64; 2]>,
 }
 
 struct BucketAcc {
+    provider: crate::model::Provider,
     bucket: S3Bucket,
     team_key: Option<String>,
     class: EncryptionClass,
@@ -456,6 +534,7 @@ impl<'c> Planner<'c> {
                     None => None,
                 };
                 self.current = Some(BucketAcc {
+                    provider: crate::model::Provider::Aws,
                     bucket: b.clone(),
                     team_key: record.team_key.clone(),
                     class: record.class,
@@ -466,6 +545,56 @@ impl<'c> Planner<'c> {
                 Ok(())
             }
             Resource::S3Object(o) => self.add_object(record, o),
+            // GCS buckets and objects go through the same planning as S3's, in S3's shape:
+            // the generation is the precondition (ETag and version id), the key the "ARN".
+            Resource::GcsBucket(g) => {
+                self.finish_bucket()?;
+                let own_stage = match record.team_key {
+                    Some(_) => self.stage_of(record, &g.labels),
+                    None => None,
+                };
+                self.current = Some(BucketAcc {
+                    provider: crate::model::Provider::Gcp,
+                    bucket: S3Bucket {
+                        account: g.account.clone(),
+                        region: g.location.clone(),
+                        bucket: g.bucket.clone(),
+                        default_encryption: gcs_encryption(g.default_kms_key.as_deref(), false),
+                        versioning: if g.versioning {
+                            "Enabled"
+                        } else {
+                            "Unversioned"
+                        }
+                        .into(),
+                        object_lock: false,
+                        tags: g.labels.clone(),
+                    },
+                    team_key: record.team_key.clone(),
+                    class: record.class,
+                    own_stage,
+                    stages: BTreeMap::new(),
+                    unmatched: BTreeMap::new(),
+                });
+                Ok(())
+            }
+            Resource::GcsObject(g) => {
+                let o = S3Object {
+                    account: g.account.clone(),
+                    region: String::new(),
+                    bucket: g.bucket.clone(),
+                    key: g.name.clone(),
+                    version_id: Some(g.generation.to_string()),
+                    is_latest: true,
+                    size: g.size,
+                    etag: g.generation.to_string(),
+                    storage_class: g.storage_class.clone(),
+                    archive_status: None,
+                    last_modified: String::new(),
+                    encryption: gcs_encryption(g.kms_key.as_deref(), g.customer_supplied),
+                    lock: Default::default(),
+                };
+                self.add_object(record, &o)
+            }
             Resource::SagemakerEndpoint(e) => {
                 let own_stage = match record.team_key {
                     Some(_) => self.stage_of(record, &e.tags),
@@ -578,6 +707,7 @@ impl<'c> Planner<'c> {
             )));
         }
         let versioned = acc.bucket.versioning == "Enabled";
+        let gcs = acc.provider == crate::model::Provider::Gcp;
         let tags = acc.bucket.tags.clone();
         let Some(team_key) = record.team_key.clone() else {
             let u = self
@@ -623,10 +753,26 @@ impl<'c> Planner<'c> {
             sa.skipped += 1;
             return Ok(());
         }
-        let (step, reason) = match artifact_block.or_else(|| blocked_reason(o, class, engine)) {
+        let reason = if gcs {
+            (class == EncryptionClass::SseC).then(|| {
+                "customer-supplied key: rekey never holds it, so it cannot rewrite the object"
+                    .to_string()
+            })
+        } else {
+            artifact_block.or_else(|| blocked_reason(o, class, engine))
+        };
+        let (step, reason) = match reason {
             Some(r) => ("blocked", Some(r)),
+            None if gcs => ("gcs-rewrite", None),
             None => (step_for(o, class, engine, threshold), None),
         };
+        if let Some(flag) = gcs.then(|| gcs_cold_flag(&o.storage_class)).flatten() {
+            if reason.is_none() {
+                let f = sa.flagged.entry(flag).or_default();
+                f.0 += 1;
+                f.1 += o.size;
+            }
+        }
         if let Some(r) = &reason {
             let b = sa.blocked.entry(r.clone()).or_default();
             b.0 += 1;
@@ -639,7 +785,12 @@ impl<'c> Planner<'c> {
                 g.multipart += 1;
             }
             *g.from.entry(class).or_default() += 1;
-            for (kind, n) in object_requests(step, o, class, threshold) {
+            let requests = if gcs {
+                gcs_requests(o, class)
+            } else {
+                object_requests(step, o, class, threshold)
+            };
+            for (kind, n) in requests {
                 *g.requests.entry(kind.to_string()).or_default() += n;
             }
             if step != "update-encryption" {
@@ -844,8 +995,9 @@ impl<'c> Planner<'c> {
                 if let Some(team_key) = &acc.team_key {
                     let arn = self.key_arn(team_key, &b.account, &format!("s3://{}", b.bucket))?;
                     {
+                        let gcs = acc.provider == crate::model::Provider::Gcp;
                         let on_target = acc.class == EncryptionClass::TargetCmk
-                            && b.default_encryption.bucket_key;
+                            && (gcs || b.default_encryption.bucket_key);
                         if acc.class == EncryptionClass::DsseKms {
                             blocked.push(Blocked {
                                 reason: "bucket default is dsse-kms: reported, never changed"
@@ -858,15 +1010,20 @@ impl<'c> Planner<'c> {
                                 key: team_key.clone(),
                                 from: b.default_encryption.clone(),
                                 to: S3Encryption {
-                                    algorithm: "aws:kms".into(),
+                                    algorithm: if gcs { "cmek" } else { "aws:kms" }.into(),
                                     kms_key_arn: Some(arn.clone()),
                                     key_manager: None,
-                                    bucket_key: true,
+                                    bucket_key: !gcs,
                                 },
                             });
                             let mut g = GroupAcc::default();
-                            g.requests.insert("s3:GetBucketEncryption".into(), 1);
-                            g.requests.insert("s3:PutBucketEncryption".into(), 1);
+                            let (get, put) = if gcs {
+                                ("gcs:GetBucket", "gcs:PatchBucket")
+                            } else {
+                                ("s3:GetBucketEncryption", "s3:PutBucketEncryption")
+                            };
+                            g.requests.insert(get.into(), 1);
+                            g.requests.insert(put.into(), 1);
                             self.stage_groups[stage].push((team_key.clone(), g, 1));
                         }
                     }
@@ -894,7 +1051,18 @@ impl<'c> Planner<'c> {
                         bytes,
                     }),
             );
+            let flagged = sa
+                .flagged
+                .into_iter()
+                .map(|(reason, (objects, bytes))| Blocked {
+                    reason,
+                    objects,
+                    bytes,
+                })
+                .collect();
             self.stages[stage].push(BucketPlan {
+                flagged,
+                provider: acc.provider,
                 account: b.account.clone(),
                 region: b.region.clone(),
                 bucket: b.bucket.clone(),
@@ -1071,6 +1239,20 @@ impl<'c> Planner<'c> {
                     .as_ref()
                     .map(|a| a.accounts.clone())
                     .unwrap_or_default(),
+                gcp_project: self.campaign.spec.gcp.as_ref().map(|g| g.project.clone()),
+                gcp_endpoint: self
+                    .campaign
+                    .spec
+                    .gcp
+                    .as_ref()
+                    .and_then(|g| g.endpoint.clone()),
+                gcs_max_bytes_per_call: self
+                    .campaign
+                    .spec
+                    .gcp
+                    .as_ref()
+                    .and_then(|g| g.gcs.as_ref())
+                    .and_then(|s| s.max_bytes_rewritten_per_call),
             },
             manifest: ManifestRef {
                 file: manifest_name,

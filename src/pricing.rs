@@ -53,6 +53,10 @@ impl Default for Assumptions {
 
 /// The price class of a request kind such as `s3:CopyObject`.
 pub fn price_of(a: &Assumptions, request: &str) -> f64 {
+    if request.starts_with("gcs:") {
+        // Class A operations (rewrite, bucket patch): USD 0.005 per 1,000, like S3 PUTs.
+        return a.s3_put_per_1000 / 1000.0;
+    }
     if request.starts_with("kms:") {
         return a.kms_per_10000 / 10_000.0;
     }
@@ -70,6 +74,10 @@ pub fn retrieval_per_byte(a: &Assumptions, storage_class: &str) -> f64 {
     match storage_class {
         "STANDARD_IA" | "ONEZONE_IA" => a.ia_retrieval_per_gb / gb,
         "GLACIER_IR" => a.glacier_ir_retrieval_per_gb / gb,
+        // Cloud Storage classes (list prices per GB retrieved).
+        "NEARLINE" => 0.01 / gb,
+        "COLDLINE" => 0.02 / gb,
+        "ARCHIVE" => 0.05 / gb,
         _ => 0.0,
     }
 }

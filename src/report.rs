@@ -106,8 +106,8 @@ impl Reporter for StderrReporter {
         match event {
             Event::KeyResolved { key, alias, arn } => self.line(&format!("key {key}: {alias} -> {arn}")),
             Event::BucketsSelected { buckets } => self.line(&format!("{} buckets selected", buckets.len())),
-            Event::BucketStarted { bucket, index, total } => self.status(format!("[{}/{}] s3://{bucket}", index + 1, total)),
-            Event::BucketDone { bucket, objects, bytes: b, .. } => self.line(&format!("  s3://{bucket}: {objects} objects, {}", bytes(*b))),
+            Event::BucketStarted { bucket, index, total } => self.status(format!("[{}/{}] {}", index + 1, total, url(bucket))),
+            Event::BucketDone { bucket, objects, bytes: b, .. } => self.line(&format!("  {}: {objects} objects, {}", url(bucket), bytes(*b))),
             Event::Progress { objects, bytes: b } => {
                 if let Some(s) = self.spinner() {
                     s.set_message(format!("{objects} objects, {}", bytes(*b)));
@@ -167,5 +167,14 @@ impl Reporter for StderrReporter {
                 _ => "abandoning steps in flight; they stay `started` in the journal and the next apply re-checks them".to_string(),
             }),
         }
+    }
+}
+
+/// S3 bucket events carry a bare name; GCS ones their `gs://` URL.
+fn url(bucket: &str) -> String {
+    if bucket.contains("://") {
+        bucket.to_string()
+    } else {
+        format!("s3://{bucket}")
     }
 }

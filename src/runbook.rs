@@ -131,6 +131,13 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                     bl.reason
                 ));
             }
+            for f in &b.flagged {
+                lines.push(format!(
+                    "{} with a cost: {}",
+                    plural(f.objects, "object", "objects"),
+                    f.reason
+                ));
+            }
             if b.skipped_on_target > 0 {
                 lines.push(format!(
                     "{} already on the team key",
@@ -139,8 +146,8 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
             }
             let _ = writeln!(
                 o,
-                "- `s3://{}` ({}, {}): {}",
-                b.bucket,
+                "- `{}` ({}, {}): {}",
+                b.url(),
                 b.account,
                 b.region,
                 lines.join("; ")
@@ -195,8 +202,8 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                 for bl in &b.blocked {
                     let _ = writeln!(
                         o,
-                        "- [ ] `s3://{}`: {} ({}): {}",
-                        b.bucket,
+                        "- [ ] `{}`: {} ({}): {}",
+                        b.url(),
                         plural(bl.objects, "object", "objects"),
                         bytes(bl.bytes),
                         bl.reason

@@ -27,6 +27,12 @@ pub enum StepSpec {
     },
     /// Re-encrypt one object version onto its team key.
     Object(ObjectStep),
+    /// Set a Cloud Storage bucket's default key (a patch of that field alone).
+    GcsBucketDefault {
+        account: String,
+        bucket: String,
+        key: String,
+    },
     /// Move a SageMaker endpoint to a clone of its config with the team key.
     Endpoint {
         #[serde(
@@ -53,7 +59,9 @@ impl StepSpec {
     /// The account (as the campaign names it) whose clients run this step.
     pub fn account(&self) -> &str {
         match self {
-            StepSpec::BucketDefault { account, .. } | StepSpec::Endpoint { account, .. } => account,
+            StepSpec::BucketDefault { account, .. }
+            | StepSpec::Endpoint { account, .. }
+            | StepSpec::GcsBucketDefault { account, .. } => account,
             StepSpec::Object(o) => &o.account,
         }
     }
@@ -567,6 +575,10 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 .0?;
                 Ok(json(&serde_json::json!({ "previous_config": current })))
             }
+            StepSpec::GcsBucketDefault { .. } => Err(ProviderError::Other {
+                what: "step".into(),
+                detail: "a Cloud Storage step reached the AWS runner".into(),
+            }),
         }
     }
 
@@ -601,6 +613,12 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
                     .await,
                 0,
             ),
+            StepSpec::GcsBucketDefault { .. } => (
+                StepOutcome::Failed {
+                    reason: "a Cloud Storage step reached the AWS runner".into(),
+                },
+                0,
+            ),
         }
     }
 
@@ -631,6 +649,9 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
             } => match self.move_endpoint(name, from_config).await {
                 Ok(()) => UndoOutcome::Undone { note: None },
                 Err(reason) => UndoOutcome::Failed { reason },
+            },
+            StepSpec::GcsBucketDefault { .. } => UndoOutcome::Failed {
+                reason: "a Cloud Storage step reached the AWS runner".into(),
             },
         }
     }
@@ -674,6 +695,237 @@ impl<R: StepRunner> StepRunner for AccountRunners<R> {
         match self.runner(spec) {
             Ok(r) => r.undo(spec, undo, result).await,
             Err(reason) => UndoOutcome::Failed { reason },
+        }
+    }
+}
+
+/// Steps on Cloud Storage. Objects use `ObjectStep` with engine `gcs-rewrite`: the planned
+/// generation is in `etag` (and `version_id`), the key names in the `*_key_arn` fields.
+pub struct GcsSteps<'a> {
+    pub gcs: &'a crate::providers::gcs::GcsClient,
+    pub policy: RetryPolicy,
+    pub pacer: &'a Pacer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct GcsBucketUndo {
+    previous: Option<String>,
+}
+
+impl GcsSteps<'_> {
+    async fn current(
+        &self,
+        o: &ObjectStep,
+    ) -> Result<crate::providers::gcs::GcsObjectInfo, ProviderError> {
+        let seed = fastrand::u64(..);
+        with_retries(&self.policy, self.pacer, seed, || {
+            self.gcs.get_object(&o.bucket, &o.key, None)
+        })
+        .await
+        .0
+    }
+
+    fn done(generation: i64, note: Option<String>) -> StepOutcome {
+        StepOutcome::Succeeded {
+            result: json(&ObjectResult {
+                written: Written {
+                    etag: generation.to_string(),
+                    version_id: Some(generation.to_string()),
+                },
+                note: note.clone(),
+            }),
+            note,
+        }
+    }
+
+    async fn run_object(&self, o: &ObjectStep, resumed: bool) -> (StepOutcome, u32) {
+        let planned: i64 = o.etag.parse().unwrap_or(0);
+        if resumed {
+            if let Ok(c) = self.current(o).await {
+                if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) {
+                    return (
+                        Self::done(c.generation, Some("found done on resume".into())),
+                        0,
+                    );
+                }
+            }
+        }
+        let seed = fastrand::u64(..);
+        let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+            self.gcs
+                .rewrite_in_place(&o.bucket, &o.key, planned, Some(&o.to_key_arn))
+        })
+        .await;
+        let outcome = match r {
+            Ok((obj, calls)) => Self::done(obj.generation, (calls > 1).then(|| format!("rewritten in {calls} calls"))),
+            Err(ProviderError::Precondition { .. }) | Err(ProviderError::NotFound { .. }) => match self.current(o).await {
+                Ok(c) if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) => {
+                    Self::done(c.generation, Some("already on the team key".into()))
+                }
+                Ok(c) => StepOutcome::Drifted {
+                    reason: format!("changed since planned: generation is now {} (planned {}); left as written", c.generation, o.etag),
+                },
+                Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted { reason: "the object no longer exists".into() },
+                Err(e) => StepOutcome::Failed { reason: e.to_string() },
+            },
+            Err(e) => StepOutcome::Failed { reason: e.to_string() },
+        };
+        (outcome, a.retries)
+    }
+
+    async fn undo_object(&self, o: &ObjectStep, result: Option<&str>) -> UndoOutcome {
+        let original = o.from_key_arn.clone();
+        let c = match self.current(o).await {
+            Ok(c) => c,
+            Err(ProviderError::NotFound { .. }) => {
+                return UndoOutcome::Conflict {
+                    reason: "the object no longer exists".into(),
+                }
+            }
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if c.kms_key == original {
+            return UndoOutcome::Undone {
+                note: Some("already on its original key".into()),
+            };
+        }
+        let ours: Option<ObjectResult> = result.and_then(|r| serde_json::from_str(r).ok());
+        if ours.as_ref().map(|r| r.written.etag.as_str()) != Some(c.generation.to_string().as_str())
+        {
+            return UndoOutcome::Conflict {
+                reason: format!(
+                    "written since apply (generation {}); left alone",
+                    c.generation
+                ),
+            };
+        }
+        let seed = fastrand::u64(..);
+        match with_retries(&self.policy, self.pacer, seed, || self.gcs.rewrite_in_place(&o.bucket, &o.key, c.generation, original.as_deref())).await.0 {
+            Ok((obj, _)) if obj.kms_key == original => UndoOutcome::Undone { note: None },
+            Ok((obj, _)) => UndoOutcome::Failed {
+                reason: format!(
+                    "rewritten, but it took {} (the bucket default) instead of Google-managed encryption: restore the bucket default first",
+                    obj.kms_key.unwrap_or_default()
+                ),
+            },
+            Err(ProviderError::Precondition { .. }) => UndoOutcome::Conflict { reason: "written since apply; left alone".into() },
+            Err(e) => UndoOutcome::Failed { reason: e.to_string() },
+        }
+    }
+}
+
+impl StepRunner for GcsSteps<'_> {
+    async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
+        match spec {
+            StepSpec::GcsBucketDefault { bucket, .. } => {
+                let seed = fastrand::u64(..);
+                let b = with_retries(&self.policy, self.pacer, seed, || {
+                    self.gcs.get_bucket(bucket)
+                })
+                .await
+                .0?;
+                Ok(json(&GcsBucketUndo {
+                    previous: b.default_kms_key,
+                }))
+            }
+            StepSpec::Object(o) => Ok(json(
+                &serde_json::json!({ "original_key": o.from_key_arn, "generation": o.etag }),
+            )),
+            _ => Err(ProviderError::Other {
+                what: "step".into(),
+                detail: "not a Cloud Storage step".into(),
+            }),
+        }
+    }
+
+    async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
+        match spec {
+            StepSpec::GcsBucketDefault { bucket, key, .. } => {
+                let seed = fastrand::u64(..);
+                let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+                    self.gcs.set_default_key(bucket, Some(key))
+                })
+                .await;
+                let o = match r {
+                    Ok(()) => StepOutcome::Succeeded {
+                        result: None,
+                        note: None,
+                    },
+                    Err(e) => StepOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                };
+                (o, a.retries)
+            }
+            StepSpec::Object(o) => self.run_object(o, resumed).await,
+            _ => (
+                StepOutcome::Failed {
+                    reason: "not a Cloud Storage step".into(),
+                },
+                0,
+            ),
+        }
+    }
+
+    async fn undo(&self, spec: &StepSpec, undo: Option<&str>, result: Option<&str>) -> UndoOutcome {
+        match spec {
+            StepSpec::GcsBucketDefault { bucket, .. } => {
+                let Some(u) = undo.and_then(|u| serde_json::from_str::<GcsBucketUndo>(u).ok())
+                else {
+                    return UndoOutcome::Failed {
+                        reason: "the journal holds no previous default key for this bucket".into(),
+                    };
+                };
+                let seed = fastrand::u64(..);
+                match with_retries(&self.policy, self.pacer, seed, || {
+                    self.gcs.set_default_key(bucket, u.previous.as_deref())
+                })
+                .await
+                .0
+                {
+                    Ok(()) => UndoOutcome::Undone { note: None },
+                    Err(e) => UndoOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            StepSpec::Object(o) => self.undo_object(o, result).await,
+            _ => UndoOutcome::Failed {
+                reason: "not a Cloud Storage step".into(),
+            },
+        }
+    }
+}
+
+/// An AWS or a Cloud Storage runner, so that one plan can hold both providers.
+pub enum AnyRunner<'a, S> {
+    Aws(S3Steps<'a, S>),
+    Gcs(GcsSteps<'a>),
+}
+
+impl<S: S3Write + SageMakerApi> StepRunner for AnyRunner<'_, S> {
+    async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
+        match self {
+            AnyRunner::Aws(r) => r.prepare(spec).await,
+            AnyRunner::Gcs(r) => r.prepare(spec).await,
+        }
+    }
+
+    async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
+        match self {
+            AnyRunner::Aws(r) => r.run(spec, resumed).await,
+            AnyRunner::Gcs(r) => r.run(spec, resumed).await,
+        }
+    }
+
+    async fn undo(&self, spec: &StepSpec, undo: Option<&str>, result: Option<&str>) -> UndoOutcome {
+        match self {
+            AnyRunner::Aws(r) => r.undo(spec, undo, result).await,
+            AnyRunner::Gcs(r) => r.undo(spec, undo, result).await,
         }
     }
 }

@@ -163,11 +163,21 @@ pub fn render(plan: &PlanFile) -> String {
             let _ = writeln!(out, "{line}");
         }
         for b in &st.buckets {
+            for f in &b.flagged {
+                let _ = writeln!(
+                    out,
+                    "  flagged  {}: {}, {}: {}",
+                    b.url(),
+                    plural(f.objects, "object", "objects"),
+                    bytes(f.bytes),
+                    f.reason
+                );
+            }
             for bl in &b.blocked {
                 let _ = writeln!(
                     out,
-                    "  blocked  s3://{}: {}, {}: {}",
-                    b.bucket,
+                    "  blocked  {}: {}, {}: {}",
+                    b.url(),
                     plural(bl.objects, "object", "objects"),
                     bytes(bl.bytes),
                     bl.reason

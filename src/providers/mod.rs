@@ -6,6 +6,7 @@
 //! missing resource.
 
 pub mod aws;
+pub mod gcs;
 pub mod sagemaker;
 
 use std::future::Future;

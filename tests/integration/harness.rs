@@ -59,13 +59,18 @@ fn http_post(endpoint: &str, path: &str) -> std::io::Result<u16> {
 impl Moto {
     // The server lives as long as the test binary (it is held in a static and exits by
     // itself through --parent-pid), so it is deliberately never waited for.
-    #[allow(clippy::zombie_processes)]
     fn start(plain: bool) -> Moto {
+        let extra: &[&str] = if plain { &["--plain"] } else { &[] };
+        Moto::start_script("scripts/moto_overlay.py", "/moto-api/reset", extra)
+    }
+
+    #[allow(clippy::zombie_processes)]
+    fn start_script(script: &str, ready_path: &str, extra: &[&str]) -> Moto {
         let python = ensure_venv();
         let dir = tempfile::tempdir().unwrap();
         let port_file = dir.path().join("port");
         let mut cmd = Command::new(python);
-        cmd.arg(repo_root().join("scripts/moto_overlay.py"))
+        cmd.arg(repo_root().join(script))
             .args(["--port", "0", "--port-file"])
             .arg(&port_file)
             .args(["--parent-pid", &std::process::id().to_string()])
@@ -74,15 +79,13 @@ impl Moto {
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("log")).unwrap(),
             ));
-        if plain {
-            cmd.arg("--plain");
-        }
+        cmd.args(extra);
         let mut child = cmd.spawn().expect("start the moto overlay");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(port) = std::fs::read_to_string(&port_file) {
                 let endpoint = format!("http://127.0.0.1:{}", port.trim());
-                if http_post(&endpoint, "/moto-api/reset").ok() == Some(200) {
+                if http_post(&endpoint, ready_path).ok() == Some(200) {
                     // The server outlives this function; it exits with the test binary
                     // (--parent-pid), as statics are never dropped.
                     return Moto {
@@ -227,4 +230,10 @@ pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
         .send()
         .await
         .unwrap();
+}
+
+/// The project's GCS JSON-API test server (scripts/gcs_test_server.py), one per binary.
+pub fn gcs_server() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(|| Moto::start_script("scripts/gcs_test_server.py", "/_rekey/reset", &[]))
 }

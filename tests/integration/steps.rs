@@ -37,6 +37,7 @@ fn kind_of(spec: &StepSpec) -> &str {
         StepSpec::BucketDefault { .. } => "bucket-default",
         StepSpec::Object(o) => &o.engine,
         StepSpec::Endpoint { .. } => "endpoint",
+        StepSpec::GcsBucketDefault { .. } => "gcs-bucket-default",
     }
 }
 
@@ -179,7 +180,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         states(&ctx.plan)
     );
     let p = plan::load(&ctx.plan).unwrap();
-    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), 4)
+    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), None, 4)
         .await
         .unwrap();
     assert!(
@@ -211,7 +212,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         }
     }
     drop(j);
-    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), 4)
+    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), None, 4)
         .await
         .unwrap();
     assert!(v.non_compliant.is_empty());
@@ -224,6 +225,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         &journal_path,
         None,
         &apply::single(aws.clone()),
+        None,
         4,
         500,
     )
@@ -280,6 +282,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         &journal_path,
         None,
         &apply::single(aws.clone()),
+        None,
         4,
         500,
     )

@@ -1,0 +1,475 @@
+//! Google Cloud Storage over the JSON API (reqwest). The official `google-cloud-storage`
+//! crate sends bucket and object metadata calls over gRPC, which no emulator serves; the JSON
+//! API is what rekey needs and what a test server can model (docs/gcs.md).
+//!
+//! Endpoint: `STORAGE_EMULATOR_HOST` (or the campaign's `gcp.endpoint`) for a test server;
+//! otherwise `https://storage.googleapis.com` with a bearer token from
+//! `GOOGLE_OAUTH_ACCESS_TOKEN` (e.g. `gcloud auth print-access-token`). Tokens are never logged.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ProviderError;
+
+/// A bucket as rekey reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcsBucketInfo {
+    pub name: String,
+    pub location: String,
+    pub default_kms_key: Option<String>,
+    pub versioning: bool,
+    pub labels: BTreeMap<String, String>,
+    pub metageneration: i64,
+}
+
+/// An object generation as rekey reads it; `kms_key` without its `/cryptoKeyVersions/N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcsObjectInfo {
+    pub bucket: String,
+    pub name: String,
+    pub generation: i64,
+    pub size: u64,
+    pub storage_class: String,
+    pub content_type: String,
+    pub kms_key: Option<String>,
+    pub customer_supplied: bool,
+    pub is_latest: bool,
+    pub updated: String,
+}
+
+/// Strip a Cloud KMS key version suffix: keys are compared as key names.
+pub fn key_name(k: &str) -> String {
+    match k.find("/cryptoKeyVersions/") {
+        Some(i) => k[..i].to_string(),
+        None => k.to_string(),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GcsClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    pub project: String,
+    /// `maxBytesRewrittenPerCall` for rewrites (none: the service's choice).
+    pub max_bytes_per_call: Option<u64>,
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct RewriteResponse {
+    done: bool,
+    #[serde(rename = "rewriteToken")]
+    rewrite_token: Option<String>,
+    resource: Option<Value>,
+}
+
+impl GcsClient {
+    pub fn new(project: &str, endpoint: Option<&str>) -> GcsClient {
+        let emulator = endpoint
+            .map(str::to_string)
+            .or_else(|| std::env::var("STORAGE_EMULATOR_HOST").ok())
+            .map(|e| {
+                if e.starts_with("http") {
+                    e
+                } else {
+                    format!("http://{e}")
+                }
+            });
+        let token = if emulator.is_some() {
+            None
+        } else {
+            std::env::var("GOOGLE_OAUTH_ACCESS_TOKEN").ok()
+        };
+        GcsClient {
+            http: reqwest::Client::new(),
+            base: emulator
+                .unwrap_or_else(|| "https://storage.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            token,
+            project: project.to_string(),
+            max_bytes_per_call: None,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Value, ProviderError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| ProviderError::Transient {
+            what: what.into(),
+            detail: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                "could not reach the endpoint".into()
+            },
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let what = what.to_string();
+        Err(match status {
+            404 => ProviderError::NotFound { what },
+            412 => ProviderError::Precondition { what },
+            401 | 403 => ProviderError::PermissionDenied { what, detail },
+            429 | 503 => ProviderError::Throttled { what, detail },
+            s if s >= 500 => ProviderError::Transient { what, detail },
+            _ => ProviderError::Invalid { what, detail },
+        })
+    }
+
+    fn bucket_of(v: &Value) -> GcsBucketInfo {
+        GcsBucketInfo {
+            name: v["name"].as_str().unwrap_or_default().to_string(),
+            location: v["location"].as_str().unwrap_or_default().to_lowercase(),
+            default_kms_key: v["encryption"]["defaultKmsKeyName"].as_str().map(key_name),
+            versioning: v["versioning"]["enabled"].as_bool().unwrap_or(false),
+            labels: v["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            metageneration: v["metageneration"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    fn object_of(v: &Value) -> GcsObjectInfo {
+        GcsObjectInfo {
+            bucket: v["bucket"].as_str().unwrap_or_default().to_string(),
+            name: v["name"].as_str().unwrap_or_default().to_string(),
+            generation: v["generation"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            size: v["size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0),
+            storage_class: v["storageClass"].as_str().unwrap_or("STANDARD").to_string(),
+            content_type: v["contentType"].as_str().unwrap_or_default().to_string(),
+            kms_key: v["kmsKeyName"].as_str().map(key_name),
+            customer_supplied: v.get("customerEncryption").is_some_and(|c| !c.is_null()),
+            is_latest: v.get("timeDeleted").is_none_or(|t| t.is_null()),
+            updated: v["updated"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Bucket names of the project, sorted.
+    pub async fn list_buckets(&self) -> Result<Vec<String>, ProviderError> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q = vec![
+                ("project", self.project.clone()),
+                ("fields", "items(name),nextPageToken".to_string()),
+            ];
+            if let Some(t) = &token {
+                q.push(("pageToken", t.clone()));
+            }
+            let v = self
+                .call(
+                    reqwest::Method::GET,
+                    "/storage/v1/b",
+                    &q,
+                    None,
+                    "bucket list",
+                )
+                .await?;
+            names.extend(
+                v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b["name"].as_str().map(str::to_string)),
+            );
+            token = v["nextPageToken"].as_str().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    pub async fn get_bucket(&self, bucket: &str) -> Result<GcsBucketInfo, ProviderError> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/storage/v1/b/{}", enc(bucket)),
+                &[],
+                None,
+                &format!("gs://{bucket}"),
+            )
+            .await?;
+        Ok(Self::bucket_of(&v))
+    }
+
+    /// Set (or, with `None`, remove) the bucket's default key with a patch of that field
+    /// alone, so that labels, versioning and lifecycle stay as they are.
+    pub async fn set_default_key(
+        &self,
+        bucket: &str,
+        key: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let body = match key {
+            Some(k) => json!({ "encryption": { "defaultKmsKeyName": k } }),
+            None => json!({ "encryption": null }),
+        };
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("/storage/v1/b/{}", enc(bucket)),
+            &[],
+            Some(body),
+            &format!("default key of gs://{bucket}"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One page of objects (every generation with `versions`).
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        versions: bool,
+        page_size: u32,
+        token: Option<String>,
+    ) -> Result<(Vec<GcsObjectInfo>, Option<String>), ProviderError> {
+        let mut q = vec![
+            ("maxResults", page_size.to_string()),
+            ("versions", versions.to_string()),
+        ];
+        if let Some(t) = token {
+            q.push(("pageToken", t));
+        }
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/storage/v1/b/{}/o", enc(bucket)),
+                &q,
+                None,
+                &format!("listing of gs://{bucket}"),
+            )
+            .await?;
+        let items = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(Self::object_of)
+            .collect();
+        Ok((items, v["nextPageToken"].as_str().map(str::to_string)))
+    }
+
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<i64>,
+    ) -> Result<GcsObjectInfo, ProviderError> {
+        let mut q = Vec::new();
+        if let Some(g) = generation {
+            q.push(("generation", g.to_string()));
+        }
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/storage/v1/b/{}/o/{}", enc(bucket), enc(name)),
+                &q,
+                None,
+                &format!("gs://{bucket}/{name}"),
+            )
+            .await?;
+        Ok(Self::object_of(&v))
+    }
+
+    /// Rewrite an object onto itself under `key` (none: the bucket default, or Google-managed
+    /// when the bucket has none), only if its live generation is still `generation`; loops on
+    /// the rewrite token. Returns the new object and the number of calls it took.
+    pub async fn rewrite_in_place(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        key: Option<&str>,
+    ) -> Result<(GcsObjectInfo, u32), ProviderError> {
+        let path = format!(
+            "/storage/v1/b/{b}/o/{n}/rewriteTo/b/{b}/o/{n}",
+            b = enc(bucket),
+            n = enc(name)
+        );
+        let what = format!("gs://{bucket}/{name}");
+        let mut token: Option<String> = None;
+        let mut calls = 0;
+        loop {
+            let mut q = vec![
+                ("sourceGeneration", generation.to_string()),
+                ("ifSourceGenerationMatch", generation.to_string()),
+                ("ifGenerationMatch", generation.to_string()),
+            ];
+            if let Some(k) = key {
+                q.push(("destinationKmsKeyName", k.to_string()));
+            }
+            if let Some(m) = self.max_bytes_per_call {
+                q.push(("maxBytesRewrittenPerCall", m.to_string()));
+            }
+            if let Some(t) = &token {
+                q.push(("rewriteToken", t.clone()));
+            }
+            let v = self
+                .call(reqwest::Method::POST, &path, &q, None, &what)
+                .await?;
+            calls += 1;
+            let r: RewriteResponse =
+                serde_json::from_value(v).map_err(|e| ProviderError::Other {
+                    what: what.clone(),
+                    detail: e.to_string(),
+                })?;
+            if r.done {
+                let res = r.resource.unwrap_or(Value::Null);
+                return Ok((Self::object_of(&res), calls));
+            }
+            token = r.rewrite_token;
+            if token.is_none() {
+                return Err(ProviderError::Other {
+                    what,
+                    detail: "rewrite not done and no rewrite token".into(),
+                });
+            }
+        }
+    }
+
+    /// Upload an object (tests and the sandbox seed estates with it).
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        name: &str,
+        data: Vec<u8>,
+        kms_key: Option<&str>,
+    ) -> Result<GcsObjectInfo, ProviderError> {
+        let mut q = vec![
+            ("uploadType", "media".to_string()),
+            ("name", name.to_string()),
+        ];
+        if let Some(k) = kms_key {
+            q.push(("kmsKeyName", k.to_string()));
+        }
+        let mut req = self
+            .http
+            .post(format!(
+                "{}/upload/storage/v1/b/{}/o",
+                self.base,
+                enc(bucket)
+            ))
+            .query(&q)
+            .body(data);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| ProviderError::Transient {
+            what: name.into(),
+            detail: e.to_string(),
+        })?;
+        let v: Value = resp.json().await.map_err(|e| ProviderError::Other {
+            what: name.into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Self::object_of(&v))
+    }
+
+    /// Download an object's bytes.
+    pub async fn download(&self, bucket: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
+        let mut req = self
+            .http
+            .get(format!(
+                "{}/storage/v1/b/{}/o/{}",
+                self.base,
+                enc(bucket),
+                enc(name)
+            ))
+            .query(&[("alt", "media")]);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| ProviderError::Transient {
+            what: name.into(),
+            detail: e.to_string(),
+        })?;
+        if !resp.status().is_success() {
+            return Err(ProviderError::Invalid {
+                what: name.into(),
+                detail: format!("HTTP {}", resp.status()),
+            });
+        }
+        Ok(resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Transient {
+                what: name.into(),
+                detail: e.to_string(),
+            })?
+            .to_vec())
+    }
+
+    /// Create a bucket (tests and the sandbox).
+    pub async fn create_bucket(&self, spec: Value) -> Result<GcsBucketInfo, ProviderError> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/storage/v1/b",
+                &[("project", self.project.clone())],
+                Some(spec),
+                "bucket",
+            )
+            .await?;
+        Ok(Self::bucket_of(&v))
+    }
+
+    /// The raw bucket resource (tests check that a patch left other fields alone).
+    pub async fn raw_bucket(&self, bucket: &str) -> Result<Value, ProviderError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/storage/v1/b/{}", enc(bucket)),
+            &[],
+            None,
+            bucket,
+        )
+        .await
+    }
+}
