@@ -102,12 +102,20 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
         }
         for b in &st.buckets {
             let mut lines = Vec::new();
+            let gcs = b.provider == crate::model::Provider::Gcp;
             for a in &b.actions {
                 match a {
-                    Action::SetBucketDefault { key, from, .. } => lines.push(format!(
-                        "default encryption {} → SSE-KMS with `{key}`, Bucket Key on",
-                        from.algorithm
-                    )),
+                    Action::SetBucketDefault { key, from, .. } => lines.push(if gcs {
+                        format!(
+                            "default key {} → `{key}` (a patch of that field alone)",
+                            from.algorithm
+                        )
+                    } else {
+                        format!(
+                            "default encryption {} → SSE-KMS with `{key}`, Bucket Key on",
+                            from.algorithm
+                        )
+                    }),
                     Action::ReencryptObjects {
                         key,
                         engine,
@@ -119,7 +127,14 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                         "re-encrypt {} ({}) to `{key}` by {} (from {})",
                         plural(*objects, "object", "objects"),
                         bytes(*b),
-                        serde_yaml::to_string(engine).unwrap_or_default().trim(),
+                        if gcs {
+                            "rewrite, guarded by generation".to_string()
+                        } else {
+                            serde_yaml::to_string(engine)
+                                .unwrap_or_default()
+                                .trim()
+                                .to_string()
+                        },
                         class_list(from)
                     )),
                 }

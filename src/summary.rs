@@ -118,7 +118,12 @@ pub fn render(plan: &PlanFile) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "Team keys (pinned)");
     for (name, k) in &plan.keys {
-        let _ = writeln!(out, "  {:<12} {:<24} {}", name, k.alias, k.arn);
+        if k.alias == k.arn {
+            // Cloud KMS keys are named in full: the name is the pin.
+            let _ = writeln!(out, "  {:<12} {}", name, k.arn);
+        } else {
+            let _ = writeln!(out, "  {:<12} {:<24} {}", name, k.alias, k.arn);
+        }
     }
     let n = plan.stages.len();
     for (i, st) in plan.stages.iter().enumerate() {

@@ -2,9 +2,10 @@
 //! crate sends bucket and object metadata calls over gRPC, which no emulator serves; the JSON
 //! API is what rekey needs and what a test server can model (docs/gcs.md).
 //!
-//! Endpoint: `STORAGE_EMULATOR_HOST` (or the campaign's `gcp.endpoint`) for a test server;
-//! otherwise `https://storage.googleapis.com` with a bearer token from
-//! `GOOGLE_OAUTH_ACCESS_TOKEN` (e.g. `gcloud auth print-access-token`). Tokens are never logged.
+//! Endpoint: `STORAGE_EMULATOR_HOST` (or the campaign's `gcp.endpoint`) for a test server,
+//! unauthenticated; otherwise `https://storage.googleapis.com` with Application Default
+//! Credentials through `google-cloud-auth` (which mints, caches and refreshes tokens), or a
+//! bearer token from `GOOGLE_OAUTH_ACCESS_TOKEN` when set. Tokens are never logged.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,8 @@ pub struct GcsClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Application Default Credentials, for the real service without a token given.
+    adc: Option<google_cloud_auth::credentials::Credentials>,
     pub project: String,
     /// `maxBytesRewrittenPerCall` for rewrites (none: the service's choice).
     pub max_bytes_per_call: Option<u64>,
@@ -95,7 +98,16 @@ impl GcsClient {
         } else {
             std::env::var("GOOGLE_OAUTH_ACCESS_TOKEN").ok()
         };
+        // A missing ADC file fails at the first call, with its reason, not here.
+        let adc = (emulator.is_none() && token.is_none())
+            .then(|| {
+                google_cloud_auth::credentials::Builder::default()
+                    .build()
+                    .ok()
+            })
+            .flatten();
         GcsClient {
+            adc,
             http: reqwest::Client::new(),
             base: emulator
                 .unwrap_or_else(|| "https://storage.googleapis.com".into())
@@ -105,6 +117,31 @@ impl GcsClient {
             project: project.to_string(),
             max_bytes_per_call: None,
         }
+    }
+
+    /// Add credentials to a request: the given token, or Application Default Credentials.
+    async fn auth(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        if let Some(t) = &self.token {
+            return Ok(req.bearer_auth(t));
+        }
+        if let Some(c) = &self.adc {
+            let headers = c.headers(http::Extensions::new()).await.map_err(|e| {
+                ProviderError::PermissionDenied {
+                    what: what.into(),
+                    detail: format!("no Google credentials: {e}"),
+                }
+            })?;
+            if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
+                for (k, v) in data.iter() {
+                    req = req.header(k.as_str(), v.as_bytes());
+                }
+            }
+        }
+        Ok(req)
     }
 
     async fn call(
@@ -119,9 +156,7 @@ impl GcsClient {
             .http
             .request(method, format!("{}{path}", self.base))
             .query(query);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        req = self.auth(req, "Cloud Storage").await?;
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -399,9 +434,7 @@ impl GcsClient {
             ))
             .query(&q)
             .body(data);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        req = self.auth(req, "Cloud Storage").await?;
         let resp = req.send().await.map_err(|e| ProviderError::Transient {
             what: name.into(),
             detail: e.to_string(),
@@ -424,9 +457,7 @@ impl GcsClient {
                 enc(name)
             ))
             .query(&[("alt", "media")]);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        req = self.auth(req, "Cloud Storage").await?;
         let resp = req.send().await.map_err(|e| ProviderError::Transient {
             what: name.into(),
             detail: e.to_string(),

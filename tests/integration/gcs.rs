@@ -456,3 +456,80 @@ async fn gcs_sigkill_then_resume_loses_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_campaign_holds_aws_and_gcp_one_plan_one_journal() {
+    let aws_endpoint = crate::harness::overlay().endpoint.clone();
+    let p = unique("both");
+    let seeded = harness::seed_estate(&aws_endpoint, &p, 2);
+    let gcs = seed(&p, 4).await;
+    let gcp = format!(
+        "gcp:\n  project: {PROJECT}\n  endpoint: {}\n  gcs: {{ buckets: [\"{p}ml-train\"] }}\n",
+        gcs_server().endpoint
+    );
+    let yaml = harness::demo_campaign(&p)
+        .replace("keys:\n", &format!("{gcp}keys:\n"))
+        .replace(
+            &format!("vision: {{ aws: alias/{p}ml-vision }}"),
+            &format!(
+                "vision: {{ aws: alias/{p}ml-vision, gcp: {} }}",
+                key(&format!("{p}vision"))
+            ),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("both.yaml");
+    std::fs::write(&c, &yaml).unwrap();
+    let plan = dir.path().join("both.plan.yaml");
+    let out = harness::rekey(&aws_endpoint)
+        .args(["plan", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}\n{yaml}", stderr(&out));
+    let pf = rekey::plan::load(&plan).unwrap();
+    let providers: std::collections::BTreeSet<_> = pf
+        .stages
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .map(|b| b.provider)
+        .collect();
+    assert_eq!(providers.len(), 2, "S3 and GCS buckets in one plan");
+    let out = harness::rekey(&aws_endpoint)
+        .args(["apply"])
+        .arg(&plan)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = harness::rekey(&aws_endpoint)
+        .args(["verify"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let o = gcs
+        .get_object(&format!("{p}ml-train"), "shards/0000", None)
+        .await
+        .unwrap();
+    assert_eq!(o.kms_key, Some(key(&format!("{p}vision"))));
+    let s3 = harness::clients(&aws_endpoint).await.s3;
+    let h = s3
+        .head_object()
+        .bucket(format!("{p}ml-vision-data"))
+        .key("shards/00000.tfrecord")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.ssekms_key_id(), seeded["keys"]["vision"].as_str());
+    let kinds: std::collections::BTreeSet<String> = crate::apply::journal_steps(&plan)
+        .into_iter()
+        .map(|s| s.kind)
+        .collect();
+    assert!(
+        kinds.contains("gcs-rewrite") && kinds.contains("copy"),
+        "one journal: {kinds:?}"
+    );
+    assert!(plan.with_file_name("both.report.md").exists(), "one report");
+}

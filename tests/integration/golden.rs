@@ -268,6 +268,33 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
         "STANDARD",
         enc("none", None, None),
     )));
+    // Cloud Storage: a labelled bucket on Google-managed keys, with a NEARLINE object (planned,
+    // flagged with its cost) and one under a customer-supplied key (blocked).
+    let gcs_object = |name: &str, class: &str, customer_supplied: bool| {
+        Resource::GcsObject(rekey::model::GcsObject {
+            account: "gcp:demo-project".into(),
+            bucket: "ml-vision-gcs".into(),
+            name: name.into(),
+            generation: 1700000000000000 + name.len() as i64,
+            size: 2 << 20,
+            storage_class: class.into(),
+            content_type: "application/octet-stream".into(),
+            kms_key: None,
+            customer_supplied,
+        })
+    };
+    resources.push(Resource::GcsBucket(rekey::model::GcsBucket {
+        account: "gcp:demo-project".into(),
+        project: "demo-project".into(),
+        bucket: "ml-vision-gcs".into(),
+        location: "us".into(),
+        default_kms_key: None,
+        versioning: false,
+        labels: [("team".to_string(), "vision".to_string())].into(),
+    }));
+    resources.push(gcs_object("embeddings/a.npy", "STANDARD", false));
+    resources.push(gcs_object("embeddings/cold.npy", "NEARLINE", false));
+    resources.push(gcs_object("embeddings/secret.npy", "STANDARD", true));
     resources
         .into_iter()
         .map(|r| {
@@ -277,6 +304,9 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                     [("team".to_string(), "vision".to_string())].into()
                 }
                 Resource::SagemakerNotebookInstance(n) => n.tags.clone(),
+                Resource::GcsBucket(_) | Resource::GcsObject(_) => {
+                    [("team".to_string(), "vision".to_string())].into()
+                }
                 _ => BTreeMap::new(),
             };
             rekey::inventory::classify(c, keys, r, &tags)
@@ -303,7 +333,8 @@ fn pinned() -> PinnedKeys {
 fn plan_summary_and_plan_file_match_their_golden_files() {
     let root = repo_root();
     let c = campaign::load(&root.join("plans/example.campaign.yaml")).unwrap();
-    let keys = pinned();
+    let mut keys = pinned();
+    keys.extend(rekey::inventory::pin_gcp_keys(&c));
     let records = synthetic_records(&c, &keys);
     assert_eq!(
         records
