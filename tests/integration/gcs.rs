@@ -214,6 +214,16 @@ async fn seed(p: &str, shards: usize) -> GcsClient {
     .unwrap();
     reqwest::Client::new()
         .post(format!(
+            "{}/upload/storage/v1/b/{models}/o?uploadType=media&name=resnet/card.json",
+            gcs_server().endpoint
+        ))
+        .header("content-type", "application/json")
+        .body("{\"model\": \"resnet\"}")
+        .send()
+        .await
+        .unwrap();
+    reqwest::Client::new()
+        .post(format!(
             "{}/upload/storage/v1/b/{models}/o?uploadType=media&name=resnet/secret.pt",
             gcs_server().endpoint
         ))
@@ -311,6 +321,19 @@ async fn gcs_apply_verify_drift_and_rollback() {
             .unwrap()
             .customer_supplied,
         "customer-supplied left alone"
+    );
+    let card = gcs
+        .get_object(&models, "resnet/card.json", None)
+        .await
+        .unwrap();
+    assert_eq!(card.kms_key.as_deref(), Some(vision.as_str()));
+    assert_eq!(
+        card.content_type, "application/json",
+        "metadata survives the rewrite"
+    );
+    assert_eq!(
+        gcs.download(&models, "resnet/card.json").await.unwrap(),
+        b"{\"model\": \"resnet\"}"
     );
     let raw = gcs.raw_bucket(&train).await.unwrap();
     assert_eq!(raw["labels"]["team"], "vision");
