@@ -116,6 +116,19 @@ impl Pacer {
     }
 }
 
+/// `with_retries` with a fresh jitter seed: what step code calls.
+pub async fn retried<T, F, Fut>(
+    policy: &RetryPolicy,
+    pacer: &Pacer,
+    call: F,
+) -> (Result<T, ProviderError>, Attempts)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    with_retries(policy, pacer, fastrand::u64(..), call).await
+}
+
 /// What happened across the attempts of one call.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Attempts {

@@ -9,7 +9,7 @@ use crate::error::ProviderError;
 use crate::model::{EncryptionClass, S3Encryption};
 use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{CopyInPlace, ObjectHead, S3Write, Written};
-use crate::retry::{with_retries, Pacer, RetryPolicy};
+use crate::retry::{retried, Pacer, RetryPolicy};
 
 /// A step as planned, stored in the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +194,19 @@ fn same_key(enc: &S3Encryption, want: &S3Encryption) -> bool {
             || enc.kms_key_arn == want.kms_key_arn)
 }
 
+/// A step with nothing to record: done, or failed with the provider's reason.
+fn done_or_failed(r: Result<(), ProviderError>) -> StepOutcome {
+    match r {
+        Ok(()) => StepOutcome::Succeeded {
+            result: None,
+            note: None,
+        },
+        Err(e) => StepOutcome::Failed {
+            reason: e.to_string(),
+        },
+    }
+}
+
 fn json<T: Serialize>(v: &T) -> Option<String> {
     serde_json::to_string(v).ok()
 }
@@ -207,13 +220,11 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
         let start = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(250);
         loop {
-            let seed = fastrand::u64(..);
-            let (_, status, current) = with_retries(&self.policy, self.pacer, seed, || {
-                self.s3.describe_endpoint(name)
-            })
-            .await
-            .0
-            .map_err(|e| e.to_string())?;
+            let (_, status, current) =
+                retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
+                    .await
+                    .0
+                    .map_err(|e| e.to_string())?;
             match status.as_str() {
                 "InService" if current == config => return Ok(()),
                 "Failed" | "OutOfService" => {
@@ -234,18 +245,16 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
 
     /// Point an endpoint at `config` (already existing) and wait for it.
     async fn move_endpoint(&self, name: &str, config: &str) -> Result<(), String> {
-        let seed = fastrand::u64(..);
-        let (_, status, current) = with_retries(&self.policy, self.pacer, seed, || {
-            self.s3.describe_endpoint(name)
-        })
-        .await
-        .0
-        .map_err(|e| e.to_string())?;
+        let (_, status, current) =
+            retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
+                .await
+                .0
+                .map_err(|e| e.to_string())?;
         if current != config {
             if status == "Updating" || status == "Creating" {
                 self.wait_in_service(name, &current).await?;
             }
-            with_retries(&self.policy, self.pacer, seed, || {
+            retried(&self.policy, self.pacer, || {
                 self.s3.update_endpoint(name, config)
             })
             .await
@@ -256,12 +265,9 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
     }
 
     async fn run_endpoint(&self, name: &str, from: &str, to: &str, key_arn: &str) -> StepOutcome {
-        let seed = fastrand::u64(..);
-        let current = match with_retries(&self.policy, self.pacer, seed, || {
-            self.s3.describe_endpoint(name)
-        })
-        .await
-        .0
+        let current = match retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
+            .await
+            .0
         {
             Ok((_, _, c)) => c,
             Err(ProviderError::NotFound { .. }) => {
@@ -283,7 +289,7 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
             };
         }
         if current != to {
-            if let Err(e) = with_retries(&self.policy, self.pacer, seed, || {
+            if let Err(e) = retried(&self.policy, self.pacer, || {
                 self.s3.clone_endpoint_config(from, to, key_arn)
             })
             .await
@@ -308,8 +314,7 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
         o: &ObjectStep,
         version: Option<&str>,
     ) -> Result<ObjectHead, ProviderError> {
-        let seed = fastrand::u64(..);
-        with_retries(&self.policy, self.pacer, seed, || {
+        retried(&self.policy, self.pacer, || {
             self.s3.head_object(&o.bucket, &o.key, version)
         })
         .await
@@ -368,7 +373,6 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
                 }
             }
         }
-        let seed = fastrand::u64(..);
         let req = CopyInPlace {
             bucket: &o.bucket,
             key: &o.key,
@@ -380,7 +384,7 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
         };
         let (res, attempts) = match o.engine.as_str() {
             "update-encryption" => {
-                let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+                let (r, a) = retried(&self.policy, self.pacer, || {
                     self.s3.update_encryption(
                         &o.bucket,
                         &o.key,
@@ -399,17 +403,12 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
                 )
             }
             "multipart-copy" => {
-                with_retries(&self.policy, self.pacer, seed, || {
+                retried(&self.policy, self.pacer, || {
                     self.s3.multipart_copy_in_place(&req, o.part_size)
                 })
                 .await
             }
-            _ => {
-                with_retries(&self.policy, self.pacer, seed, || {
-                    self.s3.copy_in_place(&req)
-                })
-                .await
-            }
+            _ => retried(&self.policy, self.pacer, || self.s3.copy_in_place(&req)).await,
         };
         let outcome = match res {
             Ok(written) => StepOutcome::Succeeded {
@@ -498,13 +497,12 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
                 ),
             };
         }
-        let seed = fastrand::u64(..);
         let res = if o.engine == "update-encryption"
             && original.algorithm == "aws:kms"
             && o.from_key_arn.is_some()
         {
             let arn = o.from_key_arn.clone().unwrap_or_default();
-            with_retries(&self.policy, self.pacer, seed, || {
+            retried(&self.policy, self.pacer, || {
                 self.s3
                     .update_encryption(&o.bucket, &o.key, None, &arn, false)
             })
@@ -522,19 +520,17 @@ impl<S: S3Write + SageMakerApi> S3Steps<'_, S> {
                 size: head.size,
             };
             if head.size > o.part_size && o.engine == "multipart-copy" {
-                with_retries(&self.policy, self.pacer, seed, || {
+                retried(&self.policy, self.pacer, || {
                     self.s3.multipart_copy_in_place(&req, o.part_size)
                 })
                 .await
                 .0
                 .map(|_| ())
             } else {
-                with_retries(&self.policy, self.pacer, seed, || {
-                    self.s3.copy_in_place(&req)
-                })
-                .await
-                .0
-                .map(|_| ())
+                retried(&self.policy, self.pacer, || self.s3.copy_in_place(&req))
+                    .await
+                    .0
+                    .map(|_| ())
             }
         };
         match res {
@@ -553,12 +549,9 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
     async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
         match spec {
             StepSpec::BucketDefault { bucket, .. } => {
-                let seed = fastrand::u64(..);
-                let previous = with_retries(&self.policy, self.pacer, seed, || {
-                    self.s3.bucket_default(bucket)
-                })
-                .await
-                .0?;
+                let previous = retried(&self.policy, self.pacer, || self.s3.bucket_default(bucket))
+                    .await
+                    .0?;
                 Ok(json(&BucketUndo { previous }))
             }
             StepSpec::Object(o) => Ok(json(&serde_json::json!({
@@ -567,12 +560,10 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 "version_id": o.version_id,
             }))),
             StepSpec::Endpoint { name, .. } => {
-                let seed = fastrand::u64(..);
-                let (_, _, current) = with_retries(&self.policy, self.pacer, seed, || {
-                    self.s3.describe_endpoint(name)
-                })
-                .await
-                .0?;
+                let (_, _, current) =
+                    retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
+                        .await
+                        .0?;
                 Ok(json(&serde_json::json!({ "previous_config": current })))
             }
             StepSpec::GcsBucketDefault { .. } => Err(ProviderError::Other {
@@ -585,21 +576,11 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
     async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
         match spec {
             StepSpec::BucketDefault { bucket, target, .. } => {
-                let seed = fastrand::u64(..);
-                let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+                let (r, a) = retried(&self.policy, self.pacer, || {
                     self.s3.set_bucket_default(bucket, target)
                 })
                 .await;
-                let outcome = match r {
-                    Ok(()) => StepOutcome::Succeeded {
-                        result: None,
-                        note: None,
-                    },
-                    Err(e) => StepOutcome::Failed {
-                        reason: e.to_string(),
-                    },
-                };
-                (outcome, a.retries)
+                (done_or_failed(r), a.retries)
             }
             StepSpec::Object(o) => self.run_object(o, resumed).await,
             StepSpec::Endpoint {
@@ -630,8 +611,7 @@ impl<S: S3Write + SageMakerApi> StepRunner for S3Steps<'_, S> {
                         reason: "the journal holds no previous rule for this bucket".into(),
                     };
                 };
-                let seed = fastrand::u64(..);
-                match with_retries(&self.policy, self.pacer, seed, || {
+                match retried(&self.policy, self.pacer, || {
                     self.s3.set_bucket_default(bucket, &u.previous)
                 })
                 .await
@@ -717,8 +697,7 @@ impl GcsSteps<'_> {
         &self,
         o: &ObjectStep,
     ) -> Result<crate::providers::gcs::GcsObjectInfo, ProviderError> {
-        let seed = fastrand::u64(..);
-        with_retries(&self.policy, self.pacer, seed, || {
+        retried(&self.policy, self.pacer, || {
             self.gcs.get_object(&o.bucket, &o.key, None)
         })
         .await
@@ -750,8 +729,7 @@ impl GcsSteps<'_> {
                 }
             }
         }
-        let seed = fastrand::u64(..);
-        let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+        let (r, a) = retried(&self.policy, self.pacer, || {
             self.gcs
                 .rewrite_in_place(&o.bucket, &o.key, planned, Some(&o.to_key_arn))
         })
@@ -803,8 +781,7 @@ impl GcsSteps<'_> {
                 ),
             };
         }
-        let seed = fastrand::u64(..);
-        match with_retries(&self.policy, self.pacer, seed, || self.gcs.rewrite_in_place(&o.bucket, &o.key, c.generation, original.as_deref())).await.0 {
+        match retried(&self.policy, self.pacer, || self.gcs.rewrite_in_place(&o.bucket, &o.key, c.generation, original.as_deref())).await.0 {
             Ok((obj, _)) if obj.kms_key == original => UndoOutcome::Undone { note: None },
             Ok((obj, _)) => UndoOutcome::Failed {
                 reason: format!(
@@ -822,12 +799,9 @@ impl StepRunner for GcsSteps<'_> {
     async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
         match spec {
             StepSpec::GcsBucketDefault { bucket, .. } => {
-                let seed = fastrand::u64(..);
-                let b = with_retries(&self.policy, self.pacer, seed, || {
-                    self.gcs.get_bucket(bucket)
-                })
-                .await
-                .0?;
+                let b = retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket))
+                    .await
+                    .0?;
                 Ok(json(&GcsBucketUndo {
                     previous: b.default_kms_key,
                 }))
@@ -845,21 +819,11 @@ impl StepRunner for GcsSteps<'_> {
     async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
         match spec {
             StepSpec::GcsBucketDefault { bucket, key, .. } => {
-                let seed = fastrand::u64(..);
-                let (r, a) = with_retries(&self.policy, self.pacer, seed, || {
+                let (r, a) = retried(&self.policy, self.pacer, || {
                     self.gcs.set_default_key(bucket, Some(key))
                 })
                 .await;
-                let o = match r {
-                    Ok(()) => StepOutcome::Succeeded {
-                        result: None,
-                        note: None,
-                    },
-                    Err(e) => StepOutcome::Failed {
-                        reason: e.to_string(),
-                    },
-                };
-                (o, a.retries)
+                (done_or_failed(r), a.retries)
             }
             StepSpec::Object(o) => self.run_object(o, resumed).await,
             _ => (
@@ -880,8 +844,7 @@ impl StepRunner for GcsSteps<'_> {
                         reason: "the journal holds no previous default key for this bucket".into(),
                     };
                 };
-                let seed = fastrand::u64(..);
-                match with_retries(&self.policy, self.pacer, seed, || {
+                match retried(&self.policy, self.pacer, || {
                     self.gcs.set_default_key(bucket, u.previous.as_deref())
                 })
                 .await
