@@ -181,11 +181,29 @@ pub fn seed_estate(endpoint: &str, prefix: &str, shards: usize) -> serde_json::V
     serde_json::from_slice(&out.stdout).expect("seed report is JSON")
 }
 
-/// The demo campaign with every bucket glob and alias moved under `prefix`.
+/// The AWS half of the demo campaign (its `gcp` section and GCP keys left out, the GCS tests
+/// write their own), with every bucket glob and alias moved under `prefix`.
 pub fn demo_campaign(prefix: &str) -> String {
-    std::fs::read_to_string(repo_root().join("plans/demo.campaign.yaml"))
-        .unwrap()
-        .replace("\"ml-", &format!("\"{prefix}ml-"))
+    let text = std::fs::read_to_string(repo_root().join("plans/demo.campaign.yaml")).unwrap();
+    let mut out = String::new();
+    let mut in_gcp = false;
+    for line in text.lines() {
+        if line.starts_with("gcp:") {
+            in_gcp = true;
+            continue;
+        }
+        if in_gcp && line.starts_with(' ') {
+            continue;
+        }
+        in_gcp = false;
+        let line = match line.find(", gcp: ") {
+            Some(i) => format!("{} }}", &line[..i]),
+            None => line.to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.replace("\"ml-", &format!("\"{prefix}ml-"))
         .replace("alias/ml-", &format!("alias/{prefix}ml-"))
 }
 
