@@ -282,32 +282,30 @@ impl Journal {
 
     const COLUMNS: &'static str = "id, stage, kind, account, bucket, key, version_id, bytes, state, spec, undo, result, reason, attempts, retries, undo_state, undo_reason";
 
+    /// Steps matching `condition` (with one parameter), in plan order.
+    fn select(
+        &self,
+        condition: &str,
+        param: impl rusqlite::ToSql,
+    ) -> Result<Vec<StepRow>, RekeyError> {
+        let e = db_err(&self.path);
+        let sql = format!(
+            "SELECT {} FROM steps WHERE {condition} ORDER BY id",
+            Self::COLUMNS
+        );
+        let mut q = self.conn.prepare(&sql).map_err(&e)?;
+        let rows = q.query_map([param], Self::row).map_err(&e)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+    }
+
     /// Every step of a stage, in plan order.
     pub fn stage_steps(&self, stage: &str) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT {} FROM steps WHERE stage = ?1 ORDER BY id",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q.query_map([stage], Self::row).map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        self.select("stage = ?1", stage)
     }
 
     /// Every step from `first_id` on, in plan order.
     pub fn steps_from(&self, first_id: i64) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT {} FROM steps WHERE id >= ?1 ORDER BY id",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q.query_map([first_id], Self::row).map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        self.select("id >= ?1", first_id)
     }
 
     /// Record intent: the steps are about to call the provider. Undo data goes with it.

@@ -100,9 +100,7 @@ pub trait SageMakerApi: Send + Sync {
 
 impl SageMakerApi for AwsClients {
     async fn list_endpoints(&self) -> Result<Vec<String>, ProviderError> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
+        all_names(|token| async move {
             let out = self
                 .sagemaker
                 .list_endpoints()
@@ -110,18 +108,14 @@ impl SageMakerApi for AwsClients {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error("SageMaker endpoints", e))?;
-            names.extend(
-                out.endpoints()
-                    .iter()
-                    .map(|e| e.endpoint_name().unwrap_or_default().to_string()),
-            );
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        names.sort();
-        Ok(names)
+            let names = out
+                .endpoints()
+                .iter()
+                .map(|e| e.endpoint_name().unwrap_or_default().to_string())
+                .collect();
+            Ok((names, out.next_token().map(str::to_string)))
+        })
+        .await
     }
 
     async fn describe_endpoint(
@@ -235,9 +229,7 @@ impl SageMakerApi for AwsClients {
     }
 
     async fn list_notebooks(&self) -> Result<Vec<NotebookInfo>, ProviderError> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
+        let names = all_names(|token| async move {
             let out = self
                 .sagemaker
                 .list_notebook_instances()
@@ -245,17 +237,14 @@ impl SageMakerApi for AwsClients {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error("notebook instances", e))?;
-            names.extend(
-                out.notebook_instances()
-                    .iter()
-                    .map(|n| n.notebook_instance_name().unwrap_or_default().to_string()),
-            );
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        names.sort();
+            let names = out
+                .notebook_instances()
+                .iter()
+                .map(|n| n.notebook_instance_name().unwrap_or_default().to_string())
+                .collect();
+            Ok((names, out.next_token().map(str::to_string)))
+        })
+        .await?;
         let mut out = Vec::new();
         for name in names {
             let d = self
@@ -275,9 +264,7 @@ impl SageMakerApi for AwsClients {
     }
 
     async fn list_training_jobs(&self) -> Result<Vec<TrainingJobInfo>, ProviderError> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
+        let names = all_names(|token| async move {
             let out = self
                 .sagemaker
                 .list_training_jobs()
@@ -285,17 +272,14 @@ impl SageMakerApi for AwsClients {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error("training jobs", e))?;
-            names.extend(
-                out.training_job_summaries()
-                    .iter()
-                    .map(|t| t.training_job_name().unwrap_or_default().to_string()),
-            );
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        names.sort();
+            let names = out
+                .training_job_summaries()
+                .iter()
+                .map(|t| t.training_job_name().unwrap_or_default().to_string())
+                .collect();
+            Ok((names, out.next_token().map(str::to_string)))
+        })
+        .await?;
         let mut out = Vec::new();
         for name in names {
             let d = self
@@ -410,6 +394,27 @@ impl SageMakerApi for AwsClients {
             })
             .collect())
     }
+}
+
+/// Every name of a paginated SageMaker listing, sorted. `page(token)` returns one page's
+/// names and the next token.
+async fn all_names<F, Fut>(mut page: F) -> Result<Vec<String>, ProviderError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<String>, Option<String>), ProviderError>>,
+{
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let (mut page_names, next) = page(token).await?;
+        names.append(&mut page_names);
+        token = next;
+        if token.is_none() {
+            break;
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Whether `role_arn` may decrypt with a key, from its key policy and grants: an Allow
