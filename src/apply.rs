@@ -348,6 +348,31 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
         window: opts.window.clone(),
         ..Default::default()
     };
+    if let Some(only) = &opts.stage {
+        // Applying a later stage before an earlier one is finished is allowed, but said.
+        let earlier: Vec<&str> = p
+            .stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .take_while(|s| s != only)
+            .collect();
+        let unfinished: std::collections::BTreeSet<String> = journal
+            .counts()?
+            .into_iter()
+            .filter(|(stage, st, _, _, _)| {
+                earlier.contains(&stage.as_str()) && executor::is_todo_state(st)
+            })
+            .map(|(stage, ..)| stage)
+            .collect();
+        if !unfinished.is_empty() {
+            reporter.event(&crate::events::Event::Warning {
+                message: format!(
+                    "stage {only} runs before earlier stages are finished ({}); their checkpoints still come first in a rollback",
+                    unfinished.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+    }
     let stop = run_stages(&mut journal, &runner, &stages, &cfg, interrupts, reporter).await?;
     write_report(p, &journal, &opts.journal, pacer.throttled())?;
     let failed = journal

@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(long)]
         requests_per_second: Option<u32>,
         /// Maintenance window: `sat,sun 02:00-06:00 UTC` or `until=2026-11-28T06:00:00Z`
-        /// (default: the campaign's, if it set one).
+        /// (default: the campaign's, if it set one; `none` lifts it).
         #[arg(long)]
         window: Option<String>,
         /// Do not ask for confirmation (required when stdin is not a terminal).
@@ -231,6 +231,8 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
         } => {
             let p = plan::load(&plan)?;
             let window = match window {
+                // An operator may lift the campaign's window deliberately.
+                Some(w) if w == "none" => None,
                 Some(w) => {
                     Some(WindowSpec::parse(&w).map_err(|m| RekeyError::usage(m, "fix --window"))?)
                 }

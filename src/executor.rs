@@ -56,10 +56,12 @@ pub struct Tally {
 
 /// Whether a step still has work: never run, started (resume), or failed (retry).
 pub fn is_todo(row: &StepRow) -> bool {
-    matches!(
-        row.state.as_str(),
-        state::PENDING | state::STARTED | state::FAILED
-    )
+    is_todo_state(&row.state)
+}
+
+/// Whether a step in this state still has work.
+pub fn is_todo_state(s: &str) -> bool {
+    matches!(s, state::PENDING | state::STARTED | state::FAILED)
 }
 
 /// Run the todo steps of one stage: bucket defaults first (a barrier), then objects.

@@ -581,6 +581,14 @@ async fn a_closing_window_stops_with_exit_5_and_the_next_apply_finishes() {
         bulk["by_state"]["pending"].as_u64().unwrap_or(0) > 0,
         "work was left for the next window: {bulk}"
     );
+    // A later stage may run first, with a warning; `--window none` lifts a window.
+    let out = ctx.apply(&["--stage", "rest", "--window", "none"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("runs before earlier stages are finished (fraud)"),
+        "{}",
+        stderr(&out)
+    );
     // A window that is already closed starts nothing.
     let out = ctx.apply(&["--window", "until=2001-01-01T00:00:00Z"]);
     assert_eq!(code(&out), 5);
