@@ -16,8 +16,11 @@ Covered (each pinned by tests/integration/gcs.rs):
 - rewriteTo with destinationKmsKeyName, sourceGeneration, ifGenerationMatch,
   ifSourceGenerationMatch (412 conditionNotMet), and rewriteToken continuation under
   maxBytesRewrittenPerCall. Without destinationKmsKeyName the destination takes the bucket
-  default key, or Google-managed encryption when the bucket has none.
-- test endpoints: POST /_rekey/reset.
+  default key, or Google-managed encryption when the bucket has none. Metadata in the request
+  body overrides the source's; without a `storageClass` there, the new generation takes the
+  destination bucket's default storage class.
+- test endpoints: POST /_rekey/reset; the interleaving hooks of scripts/fault_hook.py, scoped
+  by bucket-name prefix.
 """
 
 import argparse
@@ -31,6 +34,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlparse
+
+from fault_hook import Hooks
+
+HOOKS = Hooks()
 
 LOCK = threading.RLock()
 STATE = {"buckets": {}, "generation": int(time.time() * 1_000_000)}
@@ -168,6 +175,10 @@ def put_object(bucket, name, data, content_type, kms_key, csek, metadata, storag
     return obj
 
 
+def error_doc(code, message, reason):
+    return {"error": {"code": code, "message": message, "errors": [{"reason": reason, "message": message}]}}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -183,20 +194,37 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        # Read once per request (a hook may ask for it after the route did).
+        if self._body is None:
+            n = int(self.headers.get("Content-Length") or 0)
+            self._body = self.rfile.read(n) if n else b""
+        return self._body
 
     def dispatch(self, method):
+        self._body = None
         url = urlparse(self.path)
         q = parse_qs(url.query)
         path = url.path
-        try:
-            with LOCK:
-                code, doc, raw, ctype = self.route(method, path, q)
-            self.reply(code, doc, raw, ctype or "application/json")
-        except HttpError as e:
-            self.reply(e.code, {"error": {"code": e.code, "message": e.message,
-                                          "errors": [{"reason": e.reason, "message": e.message}]}})
+        if path.startswith("/_rekey/hook"):
+            code, text = HOOKS.handle(method, path, q, self.body())
+            return self.reply(code, raw=text.encode())
+        m = re.match(r"(?:/upload)?/storage/v1/b/([^/]+)", path)
+        scope = HOOKS.scope_of_name(unquote(m.group(1))) if m and HOOKS.armed() else None
+
+        def serve():
+            try:
+                with LOCK:
+                    code, doc, raw, ctype = self.route(method, path, q)
+                return code, doc, raw, ctype or "application/json"
+            except HttpError as e:
+                return e.code, error_doc(e.code, e.message, e.reason), None, "application/json"
+
+        def fail(status, code):
+            self.body()
+            return status, error_doc(status, f"injected by a test hook ({code})", code), None, "application/json"
+
+        code, doc, raw, ctype = HOOKS.serve(scope, f"{method} {self.path}", serve, fail)
+        self.reply(code, doc, raw, ctype)
 
     def do_GET(self):
         self.dispatch("GET")
@@ -355,9 +383,12 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"kind": "storage#rewriteResponse", "totalBytesRewritten": str(done_bytes),
                          "objectSize": str(size), "done": False, "rewriteToken": tok}, None, None
         meta = json.loads(self.body() or b"{}")
+        # Metadata in the body overrides the source's; a storage class the request does not
+        # name is the destination bucket's default class (not the source's).
         obj = put_object(db, dname, src["data"], meta.get("contentType", src["contentType"]),
                          q.get("destinationKmsKeyName", [None])[0], None,
-                         meta.get("metadata", src.get("metadata")), src["storageClass"])
+                         meta.get("metadata", src.get("metadata")),
+                         meta.get("storageClass") or db.get("storageClass", "STANDARD"))
         return 200, {"kind": "storage#rewriteResponse", "totalBytesRewritten": str(size),
                      "objectSize": str(size), "done": True, "resource": object_resource(dbucket, obj)}, None, None
 

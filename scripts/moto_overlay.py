@@ -23,6 +23,17 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
    (moto 5.2.5 answers `GetBucketVersioningResponse`, which the Rust SDK refuses to parse).
 6. SSE-C objects are remembered as SSE-C: HEAD/GET without the customer key answer
    400, with it they report the algorithm and key MD5 (moto drops SSE-C entirely).
+10. Destination conditions: CopyObject honours `If-Match` / `If-None-Match` on the destination
+   object, CompleteMultipartUpload honours `If-Match` (412 PreconditionFailed; 404 NoSuchKey
+   when If-Match names an object that does not exist), as S3's conditional writes do.
+11. The bucket rule's `BlockedEncryptionTypes` is kept and reported by GetBucketEncryption, and
+   an SSE-C write into a bucket that blocks SSE-C is refused with 403 AccessDenied.
+13. A bucket created without `x-amz-object-ownership` gets Object Ownership
+   BucketOwnerEnforced (ACLs off), as S3 has done for new buckets since April 2023; moto leaves
+   it unset, which reads as a legacy bucket with ACLs.
+12. Interleaving hooks for tests (scripts/fault_hook.py): at the N-th request signed with a
+   given access key, pause (the test writes or kills rekey meanwhile) or fail with a 5xx or a
+   409 ConditionalRequestConflict, before or after the request is served.
 
 Only path-style S3 requests are inspected (the SDK uses path style against an endpoint).
 """
@@ -41,6 +52,7 @@ from xml.sax.saxutils import escape
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Response
 
+from fault_hook import Hooks
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -208,8 +220,56 @@ class Overlay:
         self.app = app
         self.update_seconds = float(os.environ.get("REKEY_OVERLAY_UPDATE_SECONDS", "1"))
         self.faults = Faults()
+        self.hooks = Hooks()
 
     def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_rekey/hook"):
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            body = read_body(environ) if environ["REQUEST_METHOD"] == "POST" else b""
+            status, text = self.hooks.handle(environ["REQUEST_METHOD"], path, query, body)
+            return Response(text, status=status, content_type="application/json")(
+                environ, start_response
+            )
+        service, _, access_key = credential_scope(environ)
+        if self.hooks.armed() and access_key:
+            return self.through_hook(environ, start_response, service, access_key)
+        return self.dispatch(environ, start_response)
+
+    def through_hook(self, environ, start_response, service, access_key):
+        """Serve a request through the test hook of its access key (scripts/fault_hook.py)."""
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        desc = f"{service} {environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}"
+        if environ.get("QUERY_STRING"):
+            desc += "?" + environ["QUERY_STRING"]
+        if target:
+            desc += " " + target
+
+        def serve():
+            captured = {"extra": []}
+
+            def capture(status, headers, exc_info=None):
+                captured["status"], captured["headers"] = status, headers
+                return captured["extra"].append
+
+            chunks = list(self.dispatch(environ, capture))
+            return captured["status"], captured["headers"], b"".join(captured["extra"] + chunks)
+
+        def fail(status, code):
+            read_body(environ)
+            if service == "s3":
+                resp = s3_error(status, code, f"injected by a test hook ({code})")
+            else:
+                resp = json_error(status, code, f"injected by a test hook ({code})")
+            return f"{status} {resp.status.split(' ', 1)[1]}", list(resp.headers.items()), resp.get_data()
+
+        status, headers, body = self.hooks.serve(access_key, desc, serve, fail)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    def dispatch(self, environ, start_response):
         if environ.get("PATH_INFO") == "/_rekey/faults":
             if environ["REQUEST_METHOD"] == "POST":
                 self.faults.configure(json.loads(read_body(environ) or b"{}"))
@@ -241,6 +301,12 @@ class Overlay:
         backend = s3_backend_for(bucket) if bucket else None
         if backend is not None and key is None and method == "GET" and "versioning" in query:
             return self.fix_versioning_root(environ, start_response)
+        if backend is not None and key is None and method == "GET" and "encryption" in query:
+            resp = self.bucket_encryption_with_blocked_types(backend, bucket)
+            if resp is not None:
+                return resp(environ, start_response)
+        if key is None and bucket and method == "PUT" and not query:
+            return self.create_bucket(environ, start_response, bucket)
         if backend is None or key is None:
             return self.app(environ, start_response)
         account_id = backend.account_id
@@ -254,6 +320,12 @@ class Overlay:
         copy_source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
         if method == "PUT" and copy_source:
             failed = self.copy_precondition(environ, copy_source)
+            if failed is None and "partNumber" not in query:
+                failed = self.destination_precondition(environ, backend, bucket, key, True)
+            if failed is not None:
+                return failed(environ, start_response)
+        if method == "POST" and "uploadId" in query:
+            failed = self.destination_precondition(environ, backend, bucket, key, False)
             if failed is not None:
                 return failed(environ, start_response)
 
@@ -281,6 +353,11 @@ class Overlay:
             if obj is not None and obj.encryption == "aws:kms:dsse" and obj.kms_key_id:
                 return self.app(environ, self.add_dsse_key_header(start_response, obj.kms_key_id))
 
+        if is_object_write and environ.get(SSE_C_ALGO) and self.blocks_sse_c(backend, bucket):
+            read_body(environ)
+            return s3_error(
+                403, "AccessDenied", "SSE-C is blocked for this bucket (BlockedEncryptionTypes)."
+            )(environ, start_response)
         if is_object_write and environ.get(SSE_C_ALGO):
             algo, md5 = environ.get(SSE_C_ALGO), environ.get(SSE_C_MD5, "")
             status = {}
@@ -299,6 +376,22 @@ class Overlay:
                     obj.kms_key_id = None
             return out
         return self.app(environ, start_response)
+
+    def create_bucket(self, environ, start_response, bucket):
+        """CreateBucket, then BucketOwnerEnforced unless the request chose an ownership."""
+        chosen = environ.get("HTTP_X_AMZ_OBJECT_OWNERSHIP")
+        status = {}
+
+        def capture(st, headers, exc_info=None):
+            status["code"] = int(st.split()[0])
+            return start_response(st, headers, exc_info)
+
+        out = list(self.app(environ, capture))
+        if status.get("code") == 200 and not chosen:
+            backend = s3_backend_for(bucket)
+            if backend is not None:
+                backend.put_bucket_ownership_controls(bucket, "BucketOwnerEnforced")
+        return out
 
     def fix_versioning_root(self, environ, start_response):
         """GetBucketVersioning answers with AWS's `VersioningConfiguration` root element."""
@@ -337,6 +430,66 @@ class Overlay:
             return start_response(status, headers, exc_info)
 
         return wrapped
+
+    @staticmethod
+    def destination_precondition(environ, backend, bucket, key, if_none_match):
+        """If-Match (and for CopyObject If-None-Match) on the destination object."""
+        wanted = environ.get("HTTP_IF_MATCH")
+        absent = environ.get("HTTP_IF_NONE_MATCH") if if_none_match else None
+        if not wanted and not absent:
+            return None
+        current = lookup_object(backend, bucket, key)
+        if wanted:
+            if current is None:
+                return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            if wanted.strip().strip('"') not in ("*", current.etag.strip('"')):
+                return s3_error(
+                    412,
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                    "<Condition>If-Match</Condition>",
+                )
+        if absent and current is not None and absent.strip().strip('"') in ("*", current.etag.strip('"')):
+            return s3_error(
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                "<Condition>If-None-Match</Condition>",
+            )
+        return None
+
+    @staticmethod
+    def blocked_types(backend, bucket):
+        enc = backend.get_bucket(bucket).encryption or {}
+        blocked = (enc.get("Rule") or {}).get("BlockedEncryptionTypes") or {}
+        types = blocked.get("EncryptionType") or []
+        return [types] if isinstance(types, str) else list(types)
+
+    def blocks_sse_c(self, backend, bucket):
+        return "SSE-C" in self.blocked_types(backend, bucket)
+
+    def bucket_encryption_with_blocked_types(self, backend, bucket):
+        """GetBucketEncryption with the rule's BlockedEncryptionTypes (moto drops them)."""
+        enc = backend.get_bucket(bucket).encryption
+        types = self.blocked_types(backend, bucket) if enc else []
+        if not types:
+            return None
+        rule = enc["Rule"]
+        default = rule.get("ApplyServerSideEncryptionByDefault", {})
+        key = default.get("KMSMasterKeyID")
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            "<Rule><ApplyServerSideEncryptionByDefault>"
+            f"<SSEAlgorithm>{escape(default.get('SSEAlgorithm', ''))}</SSEAlgorithm>"
+            + (f"<KMSMasterKeyID>{escape(key)}</KMSMasterKeyID>" if key else "")
+            + "</ApplyServerSideEncryptionByDefault>"
+            f"<BucketKeyEnabled>{str(rule.get('BucketKeyEnabled', 'false')).lower()}</BucketKeyEnabled>"
+            "<BlockedEncryptionTypes>"
+            + "".join(f"<EncryptionType>{escape(t)}</EncryptionType>" for t in types)
+            + "</BlockedEncryptionTypes></Rule></ServerSideEncryptionConfiguration>"
+        )
+        return Response(body, status=200, content_type="application/xml")
 
     def copy_precondition(self, environ, copy_source):
         wanted = environ.get("HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")

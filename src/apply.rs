@@ -1,28 +1,28 @@
-//! Apply, status, verify and rollback of a saved plan: the orchestration around the executor.
+//! Apply and status of a saved plan, and its run report: the orchestration around the
+//! executor (`verify` and `rollback` live in their own modules).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::error::{ProviderError, RekeyError};
+use crate::error::RekeyError;
 use crate::events::Reporter;
 use crate::executor::{self, ExecConfig, Stop};
 use crate::exit_codes;
 use crate::inventory::check_target_key;
-use crate::journal::{self, state, undo_state, Journal, NewStep};
-use crate::model::S3Encryption;
+use crate::journal::{self, state, Journal, NewStep};
 use crate::plan::{self, Action, ManifestEntry, PlanFile};
 use crate::providers::gcs::GcsClient;
 use crate::providers::sagemaker::SageMakerApi;
-use crate::providers::{KeyRead, S3Read, S3Write};
-use crate::steps::{
-    AccountRunners, AnyRunner, GcsSteps, ObjectStep, S3Steps, StepRunner, StepSpec, UndoOutcome,
-};
+use crate::providers::{KeyRead, S3Write};
+use crate::steps::{AccountRunners, AnyRunner, GcsSteps, ObjectStep, S3Steps, StepKind, StepSpec};
 use crate::window::{WindowSpec, WindowState};
+
+pub use crate::rollback::{rollback, RollbackOptions};
+pub use crate::verify::{render_verification, verify_plan, Finding, Verification, VerifyOptions};
 
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
 /// and is still what its alias points at. A moved alias makes the plan stale.
@@ -91,7 +91,10 @@ pub fn single<S>(clients: S) -> Accounts<S> {
     [(crate::inventory::DEFAULT_ACCOUNT.to_string(), clients)].into()
 }
 
-fn client<'a, S>(accounts: &'a Accounts<S>, account: &str) -> Result<&'a S, RekeyError> {
+pub(crate) fn client<'a, S>(
+    accounts: &'a Accounts<S>,
+    account: &str,
+) -> Result<&'a S, RekeyError> {
     accounts.get(account).ok_or_else(|| {
         RekeyError::usage(
             format!("the plan names account {account:?}, which has no credentials here"),
@@ -100,22 +103,20 @@ fn client<'a, S>(accounts: &'a Accounts<S>, account: &str) -> Result<&'a S, Reke
     })
 }
 
-fn runners<'a, S>(
+/// The step runners of every account (and Cloud Storage), sharing one pacer and one bound on
+/// part copies in flight.
+pub fn runners<'a, S>(
     accounts: &'a Accounts<S>,
     gcs: Option<&'a GcsClient>,
     pacer: &'a crate::retry::Pacer,
+    part_slots: &'a tokio::sync::Semaphore,
 ) -> AccountRunners<AnyRunner<'a, S>> {
-    let policy = crate::retry::RetryPolicy::default;
     let mut runners: BTreeMap<String, AnyRunner<'a, S>> = accounts
         .iter()
         .map(|(name, s3)| {
             (
                 name.clone(),
-                AnyRunner::Aws(S3Steps {
-                    s3,
-                    policy: policy(),
-                    pacer,
-                }),
+                AnyRunner::Aws(S3Steps::new(s3, pacer, part_slots)),
             )
         })
         .collect();
@@ -124,12 +125,73 @@ fn runners<'a, S>(
             crate::inventory::gcp_account(&gcs.project),
             AnyRunner::Gcs(GcsSteps {
                 gcs,
-                policy: policy(),
+                policy: crate::retry::RetryPolicy::default(),
                 pacer,
             }),
         );
     }
     AccountRunners { runners }
+}
+
+/// Before `plan -o PATH` writes over a plan: a journal beside it that holds applied work not
+/// rolled back would lose its plan (and with it any rollback), so that is refused. A journal
+/// with nothing to undo is set aside (renamed, never deleted) so the new plan starts a new
+/// one; returns where it went.
+pub fn guard_replan(plan_path: &Path) -> Result<Option<PathBuf>, RekeyError> {
+    let journal = journal::default_path(plan_path);
+    if !journal.exists() {
+        return Ok(None);
+    }
+    // An apply or rollback holding the journal is work in progress.
+    if let Ok(lock) = std::fs::File::open(journal::lock_path(&journal)) {
+        if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+            return Err(RekeyError::usage(
+                format!(
+                    "{} is being applied or rolled back right now (its journal is locked)",
+                    plan_path.display()
+                ),
+                "wait for it to finish; plan again under another name meanwhile (-o plans/NAME-2.plan.yaml)",
+            ));
+        }
+    }
+    let (owner, applied, undone) = Journal::inspect(&journal)?;
+    let current = if plan_path.exists() {
+        plan_id(plan_path)?
+    } else {
+        String::new()
+    };
+    if applied > undone {
+        let whose = if owner == current {
+            format!("{}'s journal", plan_path.display())
+        } else {
+            format!(
+                "{} (the journal of an earlier plan, {})",
+                journal.display(),
+                &owner[..owner.len().min(12)]
+            )
+        };
+        return Err(RekeyError::usage(
+            format!(
+                "{whose} holds {} applied steps that are not rolled back: writing a new plan over it would cut that work off from its rollback",
+                applied - undone
+            ),
+            format!(
+                "write the new plan under another name (-o {}), or roll this one back first (rekey rollback {} --yes)",
+                plan_path
+                    .to_string_lossy()
+                    .replace(".plan.yaml", "-2.plan.yaml"),
+                plan_path.display()
+            ),
+        ));
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let aside = journal.with_file_name(format!(
+        "{}.superseded-{stamp}",
+        journal.file_name().and_then(|n| n.to_str()).unwrap_or("journal")
+    ));
+    std::fs::rename(&journal, &aside)
+        .map_err(|e| RekeyError::io(format!("setting {} aside", journal.display()), e))?;
+    Ok(Some(aside))
 }
 
 /// The plan's identity, which its journal records: the sha256 of the plan file.
@@ -155,6 +217,12 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
     let wanted: std::collections::BTreeSet<&str> =
         p.stages.iter().map(|s| s.name.as_str()).collect();
     for stage in &p.stages {
+        // Each object's bucket, by name: its account and whether it keeps object ACLs.
+        let buckets: std::collections::HashMap<&str, &plan::BucketPlan> = stage
+            .buckets
+            .iter()
+            .map(|b| (b.bucket.as_str(), b))
+            .collect();
         for b in &stage.buckets {
             for a in &b.actions {
                 if let Action::SetBucketDefault { to, .. } = a {
@@ -175,10 +243,11 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                     steps.push(NewStep {
                         stage: stage.name.clone(),
                         kind: if gcs {
-                            "gcs-bucket-default"
+                            StepKind::GcsBucketDefault
                         } else {
-                            "bucket-default"
+                            StepKind::BucketDefault
                         }
+                        .as_str()
                         .into(),
                         account: b.account.clone(),
                         bucket: b.bucket.clone(),
@@ -205,25 +274,25 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                 break;
             }
             entries.next();
-            let account = stage
-                .buckets
-                .iter()
-                .find(|b| b.bucket == e.bucket)
-                .map(|b| b.account.clone())
-                .unwrap_or_default();
+            let bucket = buckets.get(e.bucket.as_str());
+            let account = bucket.map(|b| b.account.clone()).unwrap_or_default();
             let spec = StepSpec::Object(ObjectStep {
                 account: account.clone(),
                 bucket: e.bucket.clone(),
                 key: e.key.clone(),
                 version_id: e.version_id.clone(),
+                latest: e.latest,
                 etag: e.etag.clone(),
                 size: e.size,
                 storage_class: e.storage_class.clone(),
                 from: e.from,
                 from_key_arn: e.from_key_arn.clone(),
+                from_bucket_key: e.from_bucket_key,
                 to_key_arn: e.to_key_arn.clone(),
                 engine: e.step.clone(),
                 part_size: part_size(p.settings.multipart_threshold, e.size),
+                website_redirect: e.website_redirect.clone(),
+                acls: bucket.is_some_and(|b| b.acls),
             });
             let blocked = e.step == "blocked";
             steps.push(NewStep {
@@ -260,7 +329,7 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
             };
             steps.push(NewStep {
                 stage: stage.name.clone(),
-                kind: "endpoint".into(),
+                kind: StepKind::Endpoint.as_str().into(),
                 account: sm.account.clone(),
                 bucket: "sagemaker".into(),
                 key: sm.name.clone(),
@@ -286,15 +355,17 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     pub requests_per_second: u32,
     pub window: Option<WindowSpec>,
+    /// Go on to later stages when a stage ends with failed or drifted steps.
+    pub continue_on_failure: bool,
 }
 
-/// Open the plan's journal, creating its steps the first time.
+/// Open the plan's journal as its one writer, creating its steps the first time.
 pub fn open_journal(
     p: &PlanFile,
     plan_path: &Path,
     journal_path: &Path,
 ) -> Result<Journal, RekeyError> {
-    let mut j = Journal::open(journal_path, &plan_id(plan_path)?)?;
+    let mut j = Journal::open_writer(journal_path, &plan_id(plan_path)?)?;
     if !j.is_initialized()? {
         j.initialize(plan_steps(p, plan_path)?)?;
     }
@@ -342,10 +413,12 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     preflight(p, aws).await?;
     let mut journal = open_journal(p, plan_path, &opts.journal)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
-    let runner = runners(aws, gcs, &pacer);
+    let part_slots = tokio::sync::Semaphore::new(opts.concurrency.max(1));
+    let runner = runners(aws, gcs, &pacer, &part_slots);
     let cfg = ExecConfig {
         concurrency: opts.concurrency,
         window: opts.window.clone(),
+        continue_on_failure: opts.continue_on_failure,
         ..Default::default()
     };
     if let Some(only) = &opts.stage {
@@ -382,13 +455,16 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
     Ok(match stop {
         Stop::Interrupted => exit_codes::INTERRUPTED,
         Stop::WindowClosed => exit_codes::WINDOW_CLOSED,
+        Stop::Gated => exit_codes::STEPS_FAILED,
         Stop::Completed if failed => exit_codes::STEPS_FAILED,
         Stop::Completed => exit_codes::OK,
     })
 }
 
-/// Run stages in order with any step runner; stops at the first stage that does not complete.
-pub async fn run_stages<R: StepRunner>(
+/// Run stages in order with any step runner; stops at the first stage that does not
+/// complete, and (unless `continue_on_failure`) after a stage that ends with failed or
+/// drifted steps: a canary that went wrong stops the campaign.
+pub async fn run_stages<R: crate::steps::StepRunner>(
     journal: &mut Journal,
     runner: &R,
     stages: &[&str],
@@ -396,7 +472,7 @@ pub async fn run_stages<R: StepRunner>(
     interrupts: &mut UnboundedReceiver<()>,
     reporter: &dyn Reporter,
 ) -> Result<Stop, RekeyError> {
-    for stage in stages {
+    for (i, stage) in stages.iter().enumerate() {
         journal.reset_undone(stage)?;
         journal.checkpoint(stage)?;
         let rows = journal.stage_steps(stage)?;
@@ -404,6 +480,19 @@ pub async fn run_stages<R: StepRunner>(
             executor::run_stage(journal, runner, stage, rows, cfg, interrupts, reporter).await?;
         if stop != Stop::Completed {
             return Ok(stop);
+        }
+        let unfinished = journal
+            .stage_steps(stage)?
+            .into_iter()
+            .filter(|r| matches!(r.state.as_str(), state::FAILED | state::DRIFTED | state::STARTED | state::PENDING))
+            .count();
+        if unfinished > 0 && !cfg.continue_on_failure && i + 1 < stages.len() {
+            reporter.event(&crate::events::Event::Warning {
+                message: format!(
+                    "stage {stage} ended with {unfinished} steps failed, drifted or not started: later stages were not started; read the run report, fix, and apply again (or pass --continue-on-failure)"
+                ),
+            });
+            return Ok(Stop::Gated);
         }
     }
     Ok(Stop::Completed)
@@ -515,10 +604,7 @@ pub fn write_report(
         })
         .collect();
     let json = serde_json::json!({ "campaign": p.campaign, "status": s, "throttled_responses": throttled, "steps": items });
-    let write = |path: PathBuf, text: String| {
-        std::fs::write(&path, text)
-            .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))
-    };
+    let write = |path: PathBuf, text: String| write_private(&path, text.as_bytes());
     write(
         report_path(journal_path, "json"),
         serde_json::to_string_pretty(&json).unwrap_or_default(),
@@ -573,6 +659,26 @@ pub fn write_report(
     write(report_path(journal_path, "md"), md)
 }
 
+/// Write a file only its owner can read (reports name every object and why it failed).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), RekeyError> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o
+        .open(path)
+        .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))?;
+    #[cfg(unix)]
+    {
+        // A report written by an older rekey may already exist world-readable.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    f.write_all(data)
+        .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))
+}
+
 /// The run report beside the journal: `plans/NAME.journal.sqlite` → `plans/NAME.report.EXT`.
 pub fn report_path(journal_path: &Path, ext: &str) -> PathBuf {
     let name = journal_path
@@ -584,333 +690,6 @@ pub fn report_path(journal_path: &Path, ext: &str) -> PathBuf {
         .or_else(|| name.split('.').next())
         .unwrap_or(name);
     journal_path.with_file_name(format!("{stem}.report.{ext}"))
-}
-
-/// One resource that is not on its team key.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub target: String,
-    pub expected_key_arn: String,
-    pub found: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Verification {
-    pub checked: u64,
-    pub compliant: u64,
-    pub blocked: u64,
-    pub non_compliant: Vec<Finding>,
-}
-
-fn describe(enc: &S3Encryption) -> String {
-    match &enc.kms_key_arn {
-        Some(k) => format!("{} {k}", enc.algorithm),
-        None => enc.algorithm.clone(),
-    }
-}
-
-/// Verify a plan against the cloud: every bucket default and every planned object is on its
-/// team key now (re-read, not taken from the journal). Blocked objects are counted apart.
-pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
-    p: &PlanFile,
-    plan_path: &Path,
-    accounts: &Accounts<S>,
-    gcs: Option<&GcsClient>,
-    concurrency: usize,
-) -> Result<Verification, RekeyError> {
-    let mut v = Verification {
-        checked: 0,
-        compliant: 0,
-        blocked: 0,
-        non_compliant: Vec::new(),
-    };
-    for st in &p.stages {
-        for b in &st.buckets {
-            for a in &b.actions {
-                if let Action::SetBucketDefault { to, .. } = a {
-                    v.checked += 1;
-                    if b.provider == crate::model::Provider::Gcp {
-                        let gcs = gcs.ok_or_else(|| {
-                            RekeyError::usage(
-                                "the plan has Cloud Storage buckets but no GCP project",
-                                "plan again",
-                            )
-                        })?;
-                        let now = gcs.get_bucket(&b.bucket).await?;
-                        if now.default_kms_key == to.kms_key_arn {
-                            v.compliant += 1;
-                        } else {
-                            v.non_compliant.push(Finding {
-                                target: format!("gs://{} (bucket default)", b.bucket),
-                                expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
-                                found: now
-                                    .default_kms_key
-                                    .unwrap_or_else(|| "google-managed".into()),
-                            });
-                        }
-                        continue;
-                    }
-                    let aws = client(accounts, &b.account)?;
-                    let mut now = aws.bucket_default(&b.bucket).await?;
-                    if let Some(k) = &now.kms_key_arn {
-                        if let Some(key) = aws.describe_key(k).await? {
-                            now.kms_key_arn = Some(key.arn);
-                        }
-                    }
-                    if now.algorithm == "aws:kms" && now.kms_key_arn == to.kms_key_arn {
-                        v.compliant += 1;
-                    } else {
-                        v.non_compliant.push(Finding {
-                            target: format!("s3://{} (bucket default)", b.bucket),
-                            expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
-                            found: describe(&now),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for st in &p.stages {
-        for sm in st.sagemaker.iter().filter(|s| s.action == "rekey-endpoint") {
-            v.checked += 1;
-            let aws = client(accounts, &sm.account)?;
-            let (_, _, config) = aws.describe_endpoint(&sm.name).await?;
-            let c = aws.describe_endpoint_config(&config).await?;
-            let resolve = |k: Option<String>| async move {
-                match k {
-                    Some(k) => Ok::<_, RekeyError>(Some(
-                        aws.describe_key(&k).await?.map(|d| d.arn).unwrap_or(k),
-                    )),
-                    None => Ok(None),
-                }
-            };
-            let key = resolve(c.kms_key_id.clone()).await?;
-            let capture = resolve(c.data_capture_kms_key_id.clone()).await?;
-            let on_target = key.as_deref() == Some(sm.kms_key_arn.as_str())
-                && (!c.data_capture || capture.as_deref() == Some(sm.kms_key_arn.as_str()));
-            if on_target {
-                v.compliant += 1;
-            } else {
-                v.non_compliant.push(Finding {
-                    target: format!("sagemaker:endpoint/{} (config {config})", sm.name),
-                    expected_key_arn: sm.kms_key_arn.clone(),
-                    found: key.unwrap_or_else(|| "service-managed".into()),
-                });
-            }
-        }
-    }
-    let steps = plan_steps(p, plan_path)?;
-    let objects: Vec<ObjectStep> = steps
-        .iter()
-        .filter(|s| s.kind != "bucket-default")
-        .filter_map(|s| {
-            if s.state == state::BLOCKED {
-                return None;
-            }
-            match serde_json::from_str::<StepSpec>(&s.spec) {
-                Ok(StepSpec::Object(o)) => Some(o),
-                _ => None,
-            }
-        })
-        .collect();
-    v.blocked = steps.iter().filter(|s| s.state == state::BLOCKED).count() as u64;
-    // (object, (on its team key, what was found))
-    type Checked = (ObjectStep, Result<(bool, String), ProviderError>);
-    let results: Vec<Checked> = futures::stream::iter(objects)
-        .map(|o| async move {
-            let h = if o.engine == "gcs-rewrite" {
-                match gcs {
-                    Some(g) => g.get_object(&o.bucket, &o.key, None).await.map(|c| {
-                        (
-                            c.kms_key.as_deref() == Some(o.to_key_arn.as_str()),
-                            c.kms_key.unwrap_or_else(|| "google-managed".into()),
-                        )
-                    }),
-                    None => Err(ProviderError::Other {
-                        what: o.bucket.clone(),
-                        detail: "no GCP project in the plan".into(),
-                    }),
-                }
-            } else {
-                match accounts.get(&o.account) {
-                    Some(aws) => aws.head_object(&o.bucket, &o.key, None).await.map(|h| {
-                        let ok = h.encryption.algorithm == "aws:kms"
-                            && h.encryption.kms_key_arn.as_deref() == Some(o.to_key_arn.as_str());
-                        (ok, describe(&h.encryption))
-                    }),
-                    None => Err(ProviderError::Other {
-                        what: o.account.clone(),
-                        detail: "no credentials for this account".into(),
-                    }),
-                }
-            };
-            (o, h)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut results = results;
-    results.sort_by(|a, b| (&a.0.bucket, &a.0.key).cmp(&(&b.0.bucket, &b.0.key)));
-    for (o, h) in results {
-        v.checked += 1;
-        let scheme = if o.engine == "gcs-rewrite" {
-            "gs"
-        } else {
-            "s3"
-        };
-        match h {
-            Ok((true, _)) => v.compliant += 1,
-            Ok((false, found)) => v.non_compliant.push(Finding {
-                target: format!("{scheme}://{}/{}", o.bucket, o.key),
-                expected_key_arn: o.to_key_arn,
-                found,
-            }),
-            Err(ProviderError::NotFound { .. }) => v.compliant += 1, // deleted since: nothing left to protect
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(v)
-}
-
-pub fn render_verification(v: &Verification) -> String {
-    let mut out = format!(
-        "verified {} resources: {} on their team key, {} not; {} blocked objects not checked\n",
-        v.checked,
-        v.compliant,
-        v.non_compliant.len(),
-        v.blocked
-    );
-    for f in &v.non_compliant {
-        out.push_str(&format!(
-            "  NOT ON TEAM KEY {}: found {}, expected {}\n",
-            f.target, f.found, f.expected_key_arn
-        ));
-    }
-    out
-}
-
-/// Roll back from a checkpoint (default: the first): undo succeeded steps in reverse order,
-/// objects before their bucket's default. Returns (undone, conflicts, failed).
-#[allow(clippy::too_many_arguments)]
-pub async fn rollback<S: S3Write + SageMakerApi>(
-    p: &PlanFile,
-    plan_path: &Path,
-    journal_path: &Path,
-    to: Option<&str>,
-    aws: &Accounts<S>,
-    gcs: Option<&GcsClient>,
-    concurrency: usize,
-    requests_per_second: u32,
-) -> Result<(u64, u64, u64), RekeyError> {
-    let mut journal = Journal::open(journal_path, &plan_id(plan_path)?)?;
-    let checkpoints = journal.checkpoints()?;
-    let first = match to {
-        Some(name) => checkpoints
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, id)| *id)
-            .ok_or_else(|| {
-                RekeyError::usage(
-                    format!("no checkpoint {name:?} in {}", journal_path.display()),
-                    format!(
-                        "use one of: {}",
-                        if checkpoints.is_empty() {
-                            "(none: nothing was applied)".into()
-                        } else {
-                            checkpoints
-                                .iter()
-                                .map(|(n, _)| n.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        }
-                    ),
-                )
-            })?,
-        None => checkpoints.first().map(|(_, id)| *id).unwrap_or(i64::MAX),
-    };
-    let mut rows: Vec<_> = journal
-        .steps_from(first)?
-        .into_iter()
-        .filter(|r| {
-            r.state == state::SUCCEEDED && r.undo_state.as_deref() != Some(undo_state::UNDONE)
-        })
-        .collect();
-    rows.reverse();
-    // Cloud Storage cannot rewrite an object back to Google-managed encryption while its bucket
-    // has a default key: GCS bucket defaults are restored first, objects after.
-    rows.sort_by_key(|r| r.kind != "gcs-bucket-default");
-    let pacer = crate::retry::Pacer::new(requests_per_second);
-    let runner = runners(aws, gcs, &pacer);
-    let (mut undone, mut conflicts, mut failed) = (0, 0, 0);
-    // Runs of object steps go concurrently; a bucket step waits for everything after it.
-    let mut i = 0;
-    while i < rows.len() {
-        // Bucket defaults and endpoints are barriers: each waits for everything after it.
-        let barrier = |r: &journal::StepRow| {
-            matches!(
-                r.kind.as_str(),
-                "bucket-default" | "endpoint" | "gcs-bucket-default"
-            )
-        };
-        let j = if barrier(&rows[i]) {
-            i + 1
-        } else {
-            rows[i..]
-                .iter()
-                .position(barrier)
-                .map(|k| i + k)
-                .unwrap_or(rows.len())
-        };
-        let chunk = &rows[i..j];
-        for r in chunk {
-            journal.mark_undo_started(r.id)?;
-        }
-        let outcomes: Vec<(i64, UndoOutcome)> = futures::stream::iter(chunk.iter())
-            .map(|r| {
-                let runner = &runner;
-                async move {
-                    let spec: StepSpec = match serde_json::from_str(&r.spec) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            return (
-                                r.id,
-                                UndoOutcome::Failed {
-                                    reason: e.to_string(),
-                                },
-                            )
-                        }
-                    };
-                    (
-                        r.id,
-                        runner
-                            .undo(&spec, r.undo.as_deref(), r.result.as_deref())
-                            .await,
-                    )
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        for (id, o) in outcomes {
-            match o {
-                UndoOutcome::Undone { note } => {
-                    undone += 1;
-                    journal.record_undo(id, undo_state::UNDONE, note.as_deref())?;
-                }
-                UndoOutcome::Conflict { reason } => {
-                    conflicts += 1;
-                    journal.record_undo(id, undo_state::CONFLICT, Some(&reason))?;
-                }
-                UndoOutcome::Failed { reason } => {
-                    failed += 1;
-                    journal.record_undo(id, undo_state::FAILED, Some(&reason))?;
-                }
-            }
-        }
-        i = j;
-    }
-    write_report(p, &journal, journal_path, pacer.throttled())?;
-    Ok((undone, conflicts, failed))
 }
 
 /// The journal path for a plan: `--journal` or beside the plan.

@@ -92,6 +92,9 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
+        /// Start later stages even when a stage ends with failed or drifted steps.
+        #[arg(long)]
+        continue_on_failure: bool,
         /// The journal (default: beside the plan, NAME.journal.sqlite).
         #[arg(long)]
         journal: Option<PathBuf>,
@@ -118,6 +121,9 @@ pub enum Command {
         journal: Option<PathBuf>,
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Requests per second (default: the plan's).
+        #[arg(long)]
+        requests_per_second: Option<u32>,
     },
     /// Write an operator runbook for the maintenance window from a plan.
     Runbook {
@@ -136,6 +142,10 @@ pub enum Command {
         /// A campaign: inventories it and checks every matched resource.
         #[arg(short = 'c', long = "campaign", conflicts_with = "plan")]
         campaign: Option<PathBuf>,
+        /// Leave blocked and manual resources out (the planned-only view); by default they
+        /// count as not compliant: the campaign is not done while they stay where they are.
+        #[arg(long)]
+        ignore_blocked: bool,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -226,6 +236,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             requests_per_second,
             window,
             yes,
+            continue_on_failure,
             journal,
             output: _,
         } => {
@@ -265,6 +276,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 concurrency,
                 requests_per_second: requests_per_second.unwrap_or(p.settings.requests_per_second),
                 window,
+                continue_on_failure,
             };
             let mut interrupts = interrupt_channel();
             let gcs = plan_gcs(&p);
@@ -319,6 +331,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             yes,
             journal,
             concurrency,
+            requests_per_second,
         } => {
             let p = plan::load(&plan)?;
             let path = apply::journal_path(&plan, journal.as_deref());
@@ -337,22 +350,34 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 ),
             )?;
             let aws = plan_clients(&p).await;
-            let (undone, conflicts, failed) = apply::rollback(
+            let mut interrupts = interrupt_channel();
+            let outcome = apply::rollback(
                 &p,
                 &plan,
                 &path,
-                to.as_deref(),
+                &apply::RollbackOptions {
+                    to,
+                    concurrency: concurrency.unwrap_or(p.settings.concurrency).max(1),
+                    requests_per_second: requests_per_second
+                        .unwrap_or(p.settings.requests_per_second),
+                },
                 &aws,
                 plan_gcs(&p).as_ref(),
-                concurrency.unwrap_or(p.settings.concurrency),
-                p.settings.requests_per_second,
+                reporter,
+                &mut interrupts,
             )
             .await?;
-            println!("rollback: {undone} steps undone, {conflicts} left alone (written since apply), {failed} failed");
-            Ok(if conflicts + failed > 0 {
-                exit_codes::STEPS_FAILED
-            } else {
-                exit_codes::OK
+            reporter.finish();
+            let t = outcome.tally;
+            println!(
+                "rollback: {} steps undone, {} left alone (changed since rekey changed them), {} failed",
+                t.undone, t.conflicts, t.failed
+            );
+            eprintln!("report: {}", apply::report_path(&path, "md").display());
+            Ok(match outcome.stop {
+                crate::executor::Stop::Interrupted => exit_codes::INTERRUPTED,
+                _ if t.conflicts + t.failed > 0 => exit_codes::STEPS_FAILED,
+                _ => exit_codes::OK,
             })
         }
         Command::Runbook { plan, out } => {
@@ -377,6 +402,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             plan,
             stage,
             campaign,
+            ignore_blocked,
             output,
         } => {
             let v = match (plan, campaign) {
@@ -397,7 +423,11 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                         &plan,
                         &aws,
                         plan_gcs(&p).as_ref(),
-                        p.settings.concurrency,
+                        &apply::VerifyOptions {
+                            concurrency: p.settings.concurrency,
+                            requests_per_second: p.settings.requests_per_second,
+                            ignore_blocked,
+                        },
                     )
                     .await?
                 }
@@ -588,12 +618,7 @@ async fn verify_campaign(
 ) -> Result<apply::Verification, RekeyError> {
     let aws = clients(c).await?;
     let pinned = resolve_all(c, &aws, reporter).await?;
-    let mut v = apply::Verification {
-        checked: 0,
-        compliant: 0,
-        blocked: 0,
-        non_compliant: Vec::new(),
-    };
+    let mut v = apply::Verification::default();
     let mut sink = |r: Record| {
         let Some(k) = &r.team_key else { return Ok(()) };
         v.checked += 1;
@@ -623,6 +648,7 @@ async fn verify_campaign(
                 target: r.resource.display_name(),
                 expected_key_arn: pinned.get(k).map(|p| p.arn.clone()).unwrap_or_default(),
                 found: format!("{found} ({})", r.class),
+                reason: None,
             });
         }
         Ok(())
@@ -802,6 +828,13 @@ async fn run_plan(
             .map_err(|e| RekeyError::io(format!("creating {}", dir.display()), e))?;
     }
     let created = created_at()?;
+    // Refused before any cloud call when it would orphan applied work.
+    if let Some(aside) = apply::guard_replan(out)? {
+        eprintln!(
+            "the old journal had nothing to roll back: set aside as {}",
+            aside.display()
+        );
+    }
     let campaign_sha256 = plan::file_sha256(&c.path)
         .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
     let aws = clients(c).await?;

@@ -12,6 +12,11 @@ pub enum ProviderError {
     NotFound { what: String },
     #[error("precondition failed on {what}: it changed since it was read")]
     Precondition { what: String },
+    /// S3's 409 ConditionalRequestConflict: a conditional write raced another write. A guarded
+    /// CopyObject may be sent again (its condition still holds or fails); a
+    /// CompleteMultipartUpload must not be: the upload starts over (AWS's guidance).
+    #[error("conditional write on {what} raced another write")]
+    Conflict { what: String },
     #[error("permission denied on {what}: {detail}")]
     PermissionDenied { what: String, detail: String },
     #[error("throttled by the provider on {what}: {detail}")]
@@ -55,6 +60,9 @@ pub enum RekeyError {
     Usage { message: String, fix: String },
     #[error("stale plan: {reason}\n  fix: run `rekey plan` again and review the new plan")]
     StalePlan { reason: String },
+    /// A key rollback would return objects to cannot be used (exit 4, like a stale plan).
+    #[error("{message}\n  fix: {fix}")]
+    KeysUnusable { message: String, fix: String },
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error("{context}: {source}")]
@@ -86,7 +94,9 @@ impl RekeyError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RekeyError::File(_) | RekeyError::Usage { .. } => exit_codes::BAD_INPUT,
-            RekeyError::StalePlan { .. } => exit_codes::STALE_PLAN,
+            RekeyError::StalePlan { .. } | RekeyError::KeysUnusable { .. } => {
+                exit_codes::STALE_PLAN
+            }
             RekeyError::Provider(_) | RekeyError::Io { .. } | RekeyError::Internal(_) => {
                 exit_codes::INTERNAL
             }

@@ -1,19 +1,23 @@
-//! The executor: runs a stage's steps with bounded concurrency, journaling intent before each
-//! provider call and outcomes after, in one `select!` loop over step results, a flush tick and
-//! interrupts. It stops dispatching when the maintenance window closes or cannot fit the work
-//! in flight, on the first interrupt; it abandons in-flight work on the second (the steps stay
-//! `started` in the journal, and the next run re-checks them).
+//! The executor: runs steps (apply) or their undo (rollback) with bounded concurrency,
+//! journaling intent before each provider call and outcomes after, in one `select!` loop
+//! over results, progress a running step asks to journal, a flush tick and interrupts. It
+//! stops dispatching when the maintenance window closes or cannot fit the work in flight, and
+//! on the first interrupt; it abandons in-flight work on the second (the steps stay `started`
+//! in the journal, and the next run re-checks them).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::error::RekeyError;
 use crate::events::{Event, Reporter};
-use crate::journal::{state, Journal, Recorded, StepRow};
-use crate::steps::{StepOutcome, StepRunner, StepSpec};
+use crate::journal::{state, undo_state, Journal, Recorded, StepRow};
+use crate::steps::{
+    ProgressHandle, ProgressMsg, RunCtx, StepKind, StepOutcome, StepRunner, StepSpec, UndoCtx,
+    UndoOutcome,
+};
 use crate::window::{WindowSpec, WindowState};
 
 #[derive(Debug, Clone)]
@@ -24,6 +28,8 @@ pub struct ExecConfig {
     pub flush_every: Duration,
     /// ... or once this many are waiting.
     pub flush_batch: usize,
+    /// Go on to the next stage even when a stage ends with failed or drifted steps.
+    pub continue_on_failure: bool,
 }
 
 impl Default for ExecConfig {
@@ -33,6 +39,7 @@ impl Default for ExecConfig {
             window: None,
             flush_every: Duration::from_millis(100),
             flush_batch: 256,
+            continue_on_failure: false,
         }
     }
 }
@@ -43,6 +50,8 @@ pub enum Stop {
     Completed,
     WindowClosed,
     Interrupted,
+    /// A stage ended with failed or drifted steps: later stages were not started.
+    Gated,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +73,12 @@ pub fn is_todo_state(s: &str) -> bool {
     matches!(s, state::PENDING | state::STARTED | state::FAILED)
 }
 
-/// Run the todo steps of one stage: bucket defaults first (a barrier), then objects.
+fn kind_of(row: &StepRow) -> Option<StepKind> {
+    StepKind::parse(&row.kind)
+}
+
+/// Run the todo steps of one stage: bucket defaults first (a barrier), then objects of the
+/// buckets whose default is set, then endpoints.
 pub async fn run_stage<R: StepRunner>(
     journal: &mut Journal,
     runner: &R,
@@ -85,28 +99,52 @@ pub async fn run_stage<R: StepRunner>(
     // artifacts they serve are on it.
     let (buckets, rest): (Vec<_>, Vec<_>) = todo
         .into_iter()
-        .partition(|r| r.kind == "bucket-default" || r.kind == "gcs-bucket-default");
-    let (endpoints, objects): (Vec<_>, Vec<_>) =
-        rest.into_iter().partition(|r| r.kind == "endpoint");
+        .partition(|r| kind_of(r).is_some_and(|k| k.is_bucket_default()));
+    let (endpoints, objects): (Vec<_>, Vec<_>) = rest
+        .into_iter()
+        .partition(|r| kind_of(r) == Some(StepKind::Endpoint));
+    let mut run = Loop {
+        journal,
+        cfg,
+        interrupts,
+        reporter,
+        stage,
+        interrupted: false,
+    };
     let mut tally = Tally::default();
-    let mut stop = Stop::Completed;
-    let mut interrupted = false;
-    for phase in [buckets, objects, endpoints] {
-        stop = run_phase(
-            journal,
-            runner,
-            stage,
-            phase,
-            cfg,
-            interrupts,
-            reporter,
-            &mut tally,
-            &mut interrupted,
-        )
-        .await?;
-        if stop != Stop::Completed {
-            break;
+    let mut stop = run.phase(runner, buckets, Mode::Apply, &mut tally).await?;
+    if stop == Stop::Completed {
+        // A bucket whose default could not be set gets no object steps: its new writes would
+        // not land on the team key, so moving its objects would leave it half done.
+        let unset: BTreeSet<(String, String)> = run
+            .journal
+            .stage_steps(stage)?
+            .into_iter()
+            .filter(|r| kind_of(r).is_some_and(|k| k.is_bucket_default()))
+            .filter(|r| r.state != state::SUCCEEDED)
+            .map(|r| (r.account, r.bucket))
+            .collect();
+        let (held, objects): (Vec<_>, Vec<_>) = objects
+            .into_iter()
+            .partition(|r| unset.contains(&(r.account.clone(), r.bucket.clone())));
+        for (account, bucket) in &unset {
+            let n = held
+                .iter()
+                .filter(|r| &r.account == account && &r.bucket == bucket)
+                .count();
+            if n > 0 {
+                reporter.event(&Event::Warning {
+                    message: format!(
+                        "{n} object steps of {} not started: its default rule could not be set (see the run report); apply again once it can",
+                        crate::journal::url_of(bucket)
+                    ),
+                });
+            }
         }
+        stop = run.phase(runner, objects, Mode::Apply, &mut tally).await?;
+    }
+    if stop == Stop::Completed {
+        stop = run.phase(runner, endpoints, Mode::Apply, &mut tally).await?;
     }
     reporter.event(&Event::StageDone {
         stage: stage.to_string(),
@@ -118,155 +156,296 @@ pub async fn run_stage<R: StepRunner>(
     Ok((stop, tally))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_phase<R: StepRunner>(
+/// What an undo run counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UndoTally {
+    pub undone: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+}
+
+/// Undo `segments` in order; the steps of one segment go concurrently (a bucket default or an
+/// endpoint is a segment of its own, so it waits for everything undone before it).
+pub async fn undo_segments<R: StepRunner>(
     journal: &mut Journal,
     runner: &R,
-    stage: &str,
-    steps: Vec<StepRow>,
+    segments: Vec<Vec<StepRow>>,
     cfg: &ExecConfig,
     interrupts: &mut UnboundedReceiver<()>,
     reporter: &dyn Reporter,
-    tally: &mut Tally,
-    interrupted: &mut bool,
-) -> Result<Stop, RekeyError> {
-    let mut queue: VecDeque<StepRow> = steps.into();
-    let mut in_flight = FuturesUnordered::new();
-    let mut done: Vec<Recorded> = Vec::new();
-    let mut stopping: Option<Stop> = if *interrupted {
-        Some(Stop::Interrupted)
-    } else {
-        None
+) -> Result<(Stop, UndoTally), RekeyError> {
+    let mut run = Loop {
+        journal,
+        cfg,
+        interrupts,
+        reporter,
+        stage: "rollback",
+        interrupted: false,
     };
-    let mut tick = tokio::time::interval(cfg.flush_every);
-    // A running mean of step latency: a step is not started if it cannot end in the window.
-    let mut mean_step = Duration::from_millis(200);
+    let mut tally = Tally::default();
+    let mut stop = Stop::Completed;
+    for segment in segments {
+        stop = run.phase(runner, segment, Mode::Undo, &mut tally).await?;
+        if stop != Stop::Completed {
+            break;
+        }
+    }
+    Ok((
+        stop,
+        UndoTally {
+            undone: tally.succeeded,
+            conflicts: tally.drifted,
+            failed: tally.failed,
+        },
+    ))
+}
 
-    let flush = |journal: &mut Journal, done: &mut Vec<Recorded>| -> Result<(), RekeyError> {
-        journal.record(done)?;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    Undo,
+}
+
+enum Outcome {
+    Step(StepOutcome, u32),
+    Undo(UndoOutcome),
+}
+
+struct Loop<'a> {
+    journal: &'a mut Journal,
+    cfg: &'a ExecConfig,
+    interrupts: &'a mut UnboundedReceiver<()>,
+    reporter: &'a dyn Reporter,
+    stage: &'a str,
+    interrupted: bool,
+}
+
+/// An outcome waiting to be committed.
+enum Done {
+    Step(Recorded),
+    Undo(i64, &'static str, Option<String>),
+}
+
+impl Loop<'_> {
+    fn flush(&mut self, done: &mut Vec<Done>) -> Result<(), RekeyError> {
+        let steps: Vec<Recorded> = done
+            .iter()
+            .filter_map(|d| match d {
+                Done::Step(r) => Some(r.clone()),
+                Done::Undo(..) => None,
+            })
+            .collect();
+        let undos: Vec<(i64, &'static str, Option<String>)> = done
+            .iter()
+            .filter_map(|d| match d {
+                Done::Undo(id, st, reason) => Some((*id, *st, reason.clone())),
+                Done::Step(_) => None,
+            })
+            .collect();
+        self.journal.record(&steps)?;
+        self.journal.record_undos(&undos)?;
         done.clear();
         Ok(())
-    };
+    }
 
-    loop {
-        if stopping.is_none() {
-            if let Some(w) = &cfg.window {
-                let now = chrono::Utc::now();
-                let closing = match w.state_at(now) {
-                    WindowState::Open { closes } => {
-                        let margin = chrono::Duration::from_std(mean_step * 2).unwrap_or_default();
-                        now + margin >= closes
+    async fn phase<R: StepRunner>(
+        &mut self,
+        runner: &R,
+        steps: Vec<StepRow>,
+        mode: Mode,
+        tally: &mut Tally,
+    ) -> Result<Stop, RekeyError> {
+        let mut queue: VecDeque<StepRow> = steps.into();
+        let mut in_flight = FuturesUnordered::new();
+        let mut done: Vec<Done> = Vec::new();
+        let mut stopping: Option<Stop> = self.interrupted.then_some(Stop::Interrupted);
+        let mut tick = tokio::time::interval(self.cfg.flush_every);
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<ProgressMsg>();
+        // A running mean of step latency: a step is not started if it cannot end in the window.
+        let mut mean_step = Duration::from_millis(200);
+        let stage = self.stage.to_string();
+
+        loop {
+            if stopping.is_none() && mode == Mode::Apply {
+                if let Some(w) = &self.cfg.window {
+                    let now = chrono::Utc::now();
+                    let closing = match w.state_at(now) {
+                        WindowState::Open { closes } => {
+                            let margin =
+                                chrono::Duration::from_std(mean_step * 2).unwrap_or_default();
+                            now + margin >= closes
+                        }
+                        WindowState::Closed { .. } => true,
+                    };
+                    if closing {
+                        stopping = Some(Stop::WindowClosed);
+                        self.reporter.event(&Event::Stopping {
+                            reason: "window".into(),
+                        });
                     }
-                    WindowState::Closed { .. } => true,
-                };
-                if closing {
-                    stopping = Some(Stop::WindowClosed);
-                    reporter.event(&Event::Stopping {
-                        reason: "window".into(),
+                }
+            }
+            if stopping.is_none() && !queue.is_empty() && in_flight.len() < self.cfg.concurrency {
+                let free = self.cfg.concurrency - in_flight.len();
+                let mut batch = Vec::new();
+                let mut intents = Vec::new();
+                while batch.len() < free {
+                    let Some(row) = queue.pop_front() else { break };
+                    let spec: StepSpec = serde_json::from_str(&row.spec).map_err(|e| {
+                        RekeyError::Internal(format!(
+                            "journal step {} has an unreadable spec: {e}",
+                            row.id
+                        ))
+                    })?;
+                    if mode == Mode::Undo {
+                        batch.push((row, spec));
+                        continue;
+                    }
+                    // A step that was started before keeps the undo data it journaled then.
+                    let undo = if row.undo.is_some() {
+                        Ok(None)
+                    } else {
+                        runner.prepare(&spec).await
+                    };
+                    match undo {
+                        Ok(u) => {
+                            intents.push((row.id, u));
+                            batch.push((row, spec));
+                        }
+                        Err(e) => {
+                            self.journal.mark_started(&[(row.id, None)])?;
+                            done.push(Done::Step(Recorded {
+                                id: row.id,
+                                state: state::FAILED,
+                                result: None,
+                                reason: Some(e.to_string()),
+                                retries: 0,
+                            }));
+                            tally.failed += 1;
+                        }
+                    }
+                }
+                match mode {
+                    Mode::Apply => self.journal.mark_started(&intents)?,
+                    Mode::Undo => self
+                        .journal
+                        .mark_undo_started(&batch.iter().map(|(r, _)| r.id).collect::<Vec<_>>())?,
+                }
+                for (row, spec) in batch {
+                    let saver = ProgressHandle::new(row.id, progress_tx.clone());
+                    in_flight.push(async move {
+                        let t = Instant::now();
+                        let outcome = match mode {
+                            Mode::Apply => {
+                                let ctx = RunCtx {
+                                    resumed: row.state != state::PENDING,
+                                    progress: row.progress.as_deref(),
+                                    saver: &saver,
+                                };
+                                let (o, retries) = runner.run(&spec, ctx).await;
+                                Outcome::Step(o, retries)
+                            }
+                            Mode::Undo => {
+                                let ctx = UndoCtx {
+                                    undo: row.undo.as_deref(),
+                                    result: row.result.as_deref(),
+                                    succeeded: row.state == state::SUCCEEDED,
+                                    progress: row.progress.as_deref(),
+                                    saver: &saver,
+                                };
+                                Outcome::Undo(runner.undo(&spec, ctx).await)
+                            }
+                        };
+                        (row, outcome, t.elapsed())
                     });
                 }
             }
-        }
-        if stopping.is_none() && !queue.is_empty() && in_flight.len() < cfg.concurrency {
-            let free = cfg.concurrency - in_flight.len();
-            let mut batch = Vec::new();
-            let mut intents = Vec::new();
-            while batch.len() < free {
-                let Some(row) = queue.pop_front() else { break };
-                let spec: StepSpec = serde_json::from_str(&row.spec).map_err(|e| {
-                    RekeyError::Internal(format!(
-                        "journal step {} has an unreadable spec: {e}",
-                        row.id
-                    ))
-                })?;
-                // A step that was started before keeps the undo data it journaled then.
-                let undo = if row.undo.is_some() {
-                    Ok(None)
-                } else {
-                    runner.prepare(&spec).await
-                };
-                match undo {
-                    Ok(u) => {
-                        intents.push((row.id, u));
-                        batch.push((row, spec));
+            if in_flight.is_empty() && (stopping.is_some() || queue.is_empty()) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some(()) = self.interrupts.recv() => {
+                    if stopping == Some(Stop::Interrupted) {
+                        // Second interrupt: abandon what is in flight; it stays `started`.
+                        self.reporter.event(&Event::Stopping { reason: "abort".into() });
+                        drop(in_flight);
+                        self.flush(&mut done)?;
+                        return Ok(Stop::Interrupted);
                     }
-                    Err(e) => {
-                        journal.mark_started(&[(row.id, None)])?;
-                        done.push(Recorded {
-                            id: row.id,
-                            state: state::FAILED,
-                            result: None,
-                            reason: Some(e.to_string()),
-                            retries: 0,
-                        });
-                        tally.failed += 1;
+                    self.interrupted = true;
+                    stopping = Some(Stop::Interrupted);
+                    self.reporter.event(&Event::Stopping { reason: "interrupt".into() });
+                }
+                Some((id, data, ack)) = progress_rx.recv() => {
+                    // Durable before the step goes on: the outcomes it depends on go first.
+                    self.flush(&mut done)?;
+                    let r = self.journal.save_progress(id, &data).map_err(|e| e.to_string());
+                    let _ = ack.send(r);
+                }
+                Some((row, outcome, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                    mean_step = (mean_step * 7 + took) / 8;
+                    let (st, reason, retries, record) = match outcome {
+                        Outcome::Step(o, retries) => {
+                            tally.retries += retries as u64;
+                            let (st, result, reason) = match o {
+                                StepOutcome::Succeeded { result, note } => {
+                                    tally.succeeded += 1;
+                                    tally.bytes += row.bytes;
+                                    (state::SUCCEEDED, result, note)
+                                }
+                                StepOutcome::Drifted { reason } => {
+                                    tally.drifted += 1;
+                                    (state::DRIFTED, None, Some(reason))
+                                }
+                                StepOutcome::Failed { reason } => {
+                                    tally.failed += 1;
+                                    (state::FAILED, None, Some(reason))
+                                }
+                            };
+                            let record = Done::Step(Recorded { id: row.id, state: st, result, reason: reason.clone(), retries });
+                            (st, reason, retries, record)
+                        }
+                        Outcome::Undo(o) => {
+                            let (st, label, reason) = match o {
+                                UndoOutcome::Undone { note } => {
+                                    tally.succeeded += 1;
+                                    tally.bytes += row.bytes;
+                                    (undo_state::UNDONE, "undone", note)
+                                }
+                                UndoOutcome::Conflict { reason } => {
+                                    tally.drifted += 1;
+                                    (undo_state::CONFLICT, "conflict", Some(reason))
+                                }
+                                UndoOutcome::Failed { reason } => {
+                                    tally.failed += 1;
+                                    (undo_state::FAILED, "undo-failed", Some(reason))
+                                }
+                            };
+                            (label, reason.clone(), 0, Done::Undo(row.id, st, reason))
+                        }
+                    };
+                    let ok = matches!(st, "succeeded" | "undone");
+                    self.reporter.event(&Event::StepDone {
+                        stage: if mode == Mode::Undo { stage.clone() } else { row.stage.clone() },
+                        step: row.kind.clone(),
+                        target: row.target(),
+                        state: st.to_string(),
+                        bytes: row.bytes,
+                        retries,
+                        reason: if ok { None } else { reason },
+                    });
+                    done.push(record);
+                    if done.len() >= self.cfg.flush_batch {
+                        self.flush(&mut done)?;
                     }
                 }
-            }
-            journal.mark_started(&intents)?;
-            for (row, spec) in batch {
-                let resumed = row.state != state::PENDING;
-                in_flight.push(async move {
-                    let t = Instant::now();
-                    let (outcome, retries) = runner.run(&spec, resumed).await;
-                    (row, outcome, retries, t.elapsed())
-                });
-            }
-        }
-        if in_flight.is_empty() && (stopping.is_some() || queue.is_empty()) {
-            break;
-        }
-        tokio::select! {
-            biased;
-            Some(()) = interrupts.recv() => {
-                if stopping == Some(Stop::Interrupted) {
-                    // Second interrupt: abandon what is in flight; it stays `started`.
-                    reporter.event(&Event::Stopping { reason: "abort".into() });
-                    drop(in_flight);
-                    flush(journal, &mut done)?;
-                    return Ok(Stop::Interrupted);
-                }
-                *interrupted = true;
-                stopping = Some(Stop::Interrupted);
-                reporter.event(&Event::Stopping { reason: "interrupt".into() });
-            }
-            Some((row, outcome, retries, took)) = in_flight.next(), if !in_flight.is_empty() => {
-                mean_step = (mean_step * 7 + took) / 8;
-                tally.retries += retries as u64;
-                let (st, result, reason) = match outcome {
-                    StepOutcome::Succeeded { result, note } => {
-                        tally.succeeded += 1;
-                        tally.bytes += row.bytes;
-                        (state::SUCCEEDED, result, note)
-                    }
-                    StepOutcome::Drifted { reason } => {
-                        tally.drifted += 1;
-                        (state::DRIFTED, None, Some(reason))
-                    }
-                    StepOutcome::Failed { reason } => {
-                        tally.failed += 1;
-                        (state::FAILED, None, Some(reason))
-                    }
-                };
-                reporter.event(&Event::StepDone {
-                    stage: stage.to_string(),
-                    step: row.kind.clone(),
-                    target: row.target(),
-                    state: st.to_string(),
-                    bytes: row.bytes,
-                    retries,
-                    reason: if st == state::SUCCEEDED { None } else { reason.clone() },
-                });
-                done.push(Recorded { id: row.id, state: st, result, reason, retries });
-                if done.len() >= cfg.flush_batch {
-                    flush(journal, &mut done)?;
+                _ = tick.tick() => {
+                    self.flush(&mut done)?;
                 }
             }
-            _ = tick.tick() => {
-                flush(journal, &mut done)?;
-            }
         }
+        self.flush(&mut done)?;
+        Ok(stopping.unwrap_or(Stop::Completed))
     }
-    flush(journal, &mut done)?;
-    Ok(stopping.unwrap_or(Stop::Completed))
 }

@@ -346,6 +346,8 @@ pub struct InventoryStats {
     pub bytes: u64,
     pub list_pages: u64,
     pub head_requests: u64,
+    /// Objects listed, then deleted before their HEAD: skipped.
+    pub vanished: u64,
 }
 
 /// Run the inventory, handing each record to `sink` in a deterministic order: buckets by
@@ -415,6 +417,7 @@ where
             versioning: settings.versioning.clone(),
             object_lock: settings.object_lock,
             tags: tags.clone(),
+            acls: settings.acls,
         });
         sink(classify(campaign, pinned, bucket_record, &tags))?;
         stats.buckets += 1;
@@ -441,18 +444,26 @@ where
             .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
             .try_flatten()
             .map_ok(|listed| async move {
-                let head = s3
+                let head = match s3
                     .head_object(bucket, &listed.key, listed.version_id.as_deref())
-                    .await?;
+                    .await
+                {
+                    Ok(h) => h,
+                    // Deleted between the listing and the HEAD: nothing to plan.
+                    Err(ProviderError::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
                 let mut encryption = head.encryption;
                 cache.resolve(&mut encryption).await?;
                 let known = !head.etag.is_empty();
-                Ok::<_, ProviderError>(S3Object {
+                Ok::<_, ProviderError>(Some(S3Object {
                     account: account.into(),
                     region: settings.region.clone(),
                     bucket: bucket.clone(),
                     key: listed.key,
-                    version_id: listed.version_id,
+                    // In a versioned bucket, the version the HEAD saw (UpdateObjectEncryption
+                    // is pinned to it).
+                    version_id: listed.version_id.or(head.version_id),
                     is_latest: listed.is_latest,
                     size: if known { head.size } else { listed.size },
                     etag: if known { head.etag } else { listed.etag },
@@ -465,11 +476,16 @@ where
                     last_modified: listed.last_modified,
                     encryption,
                     lock: head.lock,
-                })
+                    website_redirect: head.website_redirect,
+                }))
             })
             .try_buffered(concurrency));
         let (mut n, mut bytes) = (0u64, 0u64);
         while let Some(obj) = objects.try_next().await? {
+            let Some(obj) = obj else {
+                stats.vanished += 1;
+                continue;
+            };
             n += 1;
             bytes += obj.size;
             stats.head_requests += 1;

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::error::RekeyError;
 
-/// The journal schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The journal schema this build reads and writes (1 lacked `progress`; it is added on open).
+pub const SCHEMA_VERSION: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +33,8 @@ CREATE TABLE steps (
   retries INTEGER NOT NULL DEFAULT 0,
   undo_state TEXT,
   undo_reason TEXT,
-  updated_at TEXT NOT NULL
+  updated_at TEXT NOT NULL,
+  progress TEXT
 );
 CREATE INDEX steps_stage ON steps(stage, state);
 CREATE TABLE checkpoints (name TEXT PRIMARY KEY, first_step INTEGER NOT NULL, created_at TEXT NOT NULL);
@@ -50,8 +51,9 @@ pub mod state {
     pub const BLOCKED: &str = "blocked";
 }
 
-/// Undo states of a succeeded step. `started → undone | conflict | failed`; `conflict` and
-/// `failed` may start again.
+/// Undo states of a step that succeeded, or was started or failed (it may have taken effect:
+/// its undo re-checks the cloud). `started → undone | conflict | failed`; `started`,
+/// `conflict` and `failed` may start again.
 pub mod undo_state {
     pub const STARTED: &str = "started";
     pub const UNDONE: &str = "undone";
@@ -94,6 +96,8 @@ pub struct StepRow {
     pub retries: i64,
     pub undo_state: Option<String>,
     pub undo_reason: Option<String>,
+    /// What a step journaled while it ran (a multipart copy's upload id).
+    pub progress: Option<String>,
 }
 
 /// (stage, state, undo state, steps, bytes).
@@ -102,11 +106,25 @@ pub type StateCount = (String, String, Option<String>, u64, u64);
 impl StepRow {
     /// What the step changes, as an operator names it.
     pub fn target(&self) -> String {
+        let scheme = if self.kind.starts_with("gcs-") || self.account.starts_with("gcp:") {
+            "gs"
+        } else {
+            "s3"
+        };
         match (self.kind.as_str(), self.key.is_empty()) {
             ("endpoint", _) => format!("sagemaker:endpoint/{}", self.key),
-            (_, true) => format!("s3://{}", self.bucket),
-            _ => format!("s3://{}/{}", self.bucket, self.key),
+            (_, true) => format!("{scheme}://{}", self.bucket),
+            _ => format!("{scheme}://{}/{}", self.bucket, self.key),
         }
+    }
+}
+
+/// `s3://bucket` (bucket names of Cloud Storage steps arrive as they are).
+pub fn url_of(bucket: &str) -> String {
+    if bucket.contains("://") {
+        bucket.to_string()
+    } else {
+        format!("s3://{bucket}")
     }
 }
 
@@ -123,6 +141,8 @@ pub struct Recorded {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// The writer's lock (apply, rollback): held while the journal is open.
+    _lock: Option<std::fs::File>,
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RekeyError + '_ {
@@ -133,6 +153,13 @@ fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
+}
+
+/// The writer's lock file beside a journal.
+pub fn lock_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// The journal path beside a plan: `plans/NAME.plan.yaml` → `plans/NAME.journal.sqlite`.
@@ -147,10 +174,25 @@ impl Journal {
     /// that belongs to another plan or has an unknown schema.
     pub fn open(path: &Path, plan_id: &str) -> Result<Journal, RekeyError> {
         let e = db_err(path);
+        // The journal names every object and why it failed: readable by its owner alone.
+        // (SQLite gives the -wal and -shm files the database file's permissions.)
+        if !path.exists() {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            if let Err(err) = o.open(path) {
+                if err.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(RekeyError::io(format!("creating {}", path.display()), err));
+                }
+            }
+        }
         let conn = Connection::open(path).map_err(&e)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        // FULL: an intent is on disk before the provider call it announces, power loss
+        // included (NORMAL may lose the last transactions of a WAL on power loss).
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(&e)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(&e)?;
@@ -175,7 +217,15 @@ impl Journal {
                 .optional()
                 .map_err(&e)
         };
-        let version = get("schema_version")?.unwrap_or_default();
+        let mut version = get("schema_version")?.unwrap_or_default();
+        if version == "1" {
+            conn.execute_batch(
+                "BEGIN; ALTER TABLE steps ADD COLUMN progress TEXT;
+                 UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;",
+            )
+            .map_err(&e)?;
+            version = "2".into();
+        }
         if version != SCHEMA_VERSION.to_string() {
             return Err(RekeyError::usage(
                 format!("journal {} has schema version {version}, which this rekey does not know (it knows {SCHEMA_VERSION})", path.display()),
@@ -195,11 +245,83 @@ impl Journal {
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
+            _lock: None,
         })
+    }
+
+    /// Open the journal to change the cloud (apply, rollback): one writer at a time. A
+    /// second writer fails at once, naming the process that holds the journal.
+    pub fn open_writer(path: &Path, plan_id: &str) -> Result<Journal, RekeyError> {
+        let lock_path = lock_path(path);
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut lock = o
+            .open(&lock_path)
+            .map_err(|err| RekeyError::io(format!("opening {}", lock_path.display()), err))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = std::io::Read::read_to_string(&mut lock, &mut holder);
+                let holder = holder.trim();
+                return Err(RekeyError::usage(
+                    format!(
+                        "journal {} is in use by another rekey (pid {}): one apply or rollback at a time",
+                        path.display(),
+                        if holder.is_empty() { "unknown" } else { holder }
+                    ),
+                    "wait for it to finish (or stop it with Ctrl-C), then run this again",
+                ));
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(RekeyError::io(format!("locking {}", lock_path.display()), err))
+            }
+        }
+        use std::io::{Seek, Write};
+        let _ = lock.set_len(0);
+        let _ = lock.seek(std::io::SeekFrom::Start(0));
+        let _ = write!(lock, "{}", std::process::id());
+        let _ = lock.flush();
+        let mut j = Journal::open(path, plan_id)?;
+        j._lock = Some(lock);
+        Ok(j)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What a journal holds, whatever plan it belongs to: (plan id, steps that may have
+    /// changed the cloud, those of them rolled back). Closing it checkpoints its WAL.
+    pub fn inspect(path: &Path) -> Result<(String, u64, u64), RekeyError> {
+        let e = db_err(path);
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(&e)?;
+        let plan_id: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'plan_id'", [], |r| r.get(0))
+            .optional()
+            .map_err(&e)?
+            .unwrap_or_default();
+        let has_steps: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'steps'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        if has_steps == 0 {
+            return Ok((plan_id, 0, 0));
+        }
+        let (applied, undone): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(undo_state = 'undone'), 0) FROM steps WHERE state IN ('succeeded', 'started', 'failed')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&e)?;
+        Ok((plan_id, applied as u64, undone as u64))
     }
 
     /// Whether the steps were already inserted.
@@ -277,10 +399,11 @@ impl Journal {
             retries: r.get(14)?,
             undo_state: r.get(15)?,
             undo_reason: r.get(16)?,
+            progress: r.get(17)?,
         })
     }
 
-    const COLUMNS: &'static str = "id, stage, kind, account, bucket, key, version_id, bytes, state, spec, undo, result, reason, attempts, retries, undo_state, undo_reason";
+    const COLUMNS: &'static str = "id, stage, kind, account, bucket, key, version_id, bytes, state, spec, undo, result, reason, attempts, retries, undo_state, undo_reason, progress";
 
     /// Steps matching `condition` (with one parameter), in plan order.
     fn select(
@@ -397,23 +520,46 @@ impl Journal {
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
-    /// Record intent to undo a succeeded step.
-    pub fn mark_undo_started(&mut self, id: i64) -> Result<(), RekeyError> {
-        let e = db_err(&self.path);
+    /// Journal what a running step did so far (a multipart copy's upload id).
+    pub fn save_progress(&mut self, id: i64, progress: &str) -> Result<(), RekeyError> {
         let n = self
             .conn
             .execute(
-                "UPDATE steps SET undo_state = 'started', updated_at = ?2
-                 WHERE id = ?1 AND state = 'succeeded' AND (undo_state IS NULL OR undo_state IN ('started', 'conflict', 'failed'))",
-                params![id, now()],
+                "UPDATE steps SET progress = ?2, updated_at = ?3 WHERE id = ?1 AND (state = 'started' OR undo_state = 'started')",
+                params![id, progress, now()],
             )
-            .map_err(&e)?;
+            .map_err(db_err(&self.path))?;
         if n != 1 {
             return Err(RekeyError::Internal(format!(
-                "journal: step {id} cannot be undone from its current state"
+                "journal: step {id} is not running"
             )));
         }
         Ok(())
+    }
+
+    /// Record intent to undo steps: succeeded ones, and started or failed ones (which may
+    /// have taken effect; their undo re-checks the cloud).
+    pub fn mark_undo_started(&mut self, ids: &[i64]) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "UPDATE steps SET undo_state = 'started', updated_at = ?2
+                     WHERE id = ?1 AND state IN ('succeeded', 'started', 'failed')
+                       AND (undo_state IS NULL OR undo_state IN ('started', 'conflict', 'failed'))",
+                )
+                .map_err(&e)?;
+            let t = now();
+            for id in ids {
+                if up.execute(params![id, t]).map_err(&e)? != 1 {
+                    return Err(RekeyError::Internal(format!(
+                        "journal: step {id} cannot be undone from its current state"
+                    )));
+                }
+            }
+        }
+        tx.commit().map_err(&e)
     }
 
     /// Record the outcome of an undo.
@@ -423,28 +569,44 @@ impl Journal {
         undo_state: &'static str,
         reason: Option<&str>,
     ) -> Result<(), RekeyError> {
-        let e = db_err(&self.path);
-        let n = self
-            .conn
-            .execute(
-                "UPDATE steps SET undo_state = ?2, undo_reason = ?3, updated_at = ?4 WHERE id = ?1 AND undo_state = 'started'",
-                params![id, undo_state, reason, now()],
-            )
-            .map_err(&e)?;
-        if n != 1 {
-            return Err(RekeyError::Internal(format!(
-                "journal: step {id} was not being undone"
-            )));
-        }
-        Ok(())
+        self.record_undos(&[(id, undo_state, reason.map(str::to_string))])
     }
 
-    /// A step applied again after a rollback starts from a clean slate.
+    /// Record outcomes of undos, in one transaction.
+    pub fn record_undos(
+        &mut self,
+        outcomes: &[(i64, &'static str, Option<String>)],
+    ) -> Result<(), RekeyError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let e = db_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "UPDATE steps SET undo_state = ?2, undo_reason = ?3, updated_at = ?4 WHERE id = ?1 AND undo_state = 'started'",
+                )
+                .map_err(&e)?;
+            let t = now();
+            for (id, st, reason) in outcomes {
+                if up.execute(params![id, st, reason, t]).map_err(&e)? != 1 {
+                    return Err(RekeyError::Internal(format!(
+                        "journal: step {id} was not being undone"
+                    )));
+                }
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// A step applied again after a rollback starts from a clean slate (its undo data is
+    /// read again: the rollback may have changed what it recorded).
     pub fn reset_undone(&mut self, stage: &str) -> Result<(), RekeyError> {
         self.conn
             .execute(
-                "UPDATE steps SET state = 'pending', undo_state = NULL, undo_reason = NULL, result = NULL, reason = NULL, updated_at = ?2
-                 WHERE stage = ?1 AND state = 'succeeded' AND undo_state = 'undone'",
+                "UPDATE steps SET state = 'pending', undo_state = NULL, undo_reason = NULL, result = NULL, reason = NULL, undo = NULL, progress = NULL, updated_at = ?2
+                 WHERE stage = ?1 AND state IN ('succeeded', 'started', 'failed') AND undo_state = 'undone'",
                 params![stage, now()],
             )
             .map_err(db_err(&self.path))?;
@@ -533,16 +695,51 @@ mod tests {
         // Succeeded: cannot start again.
         assert!(j.mark_started(&[(1, None)]).is_err());
         // Undo only from succeeded; twice is refused once undone.
-        j.mark_undo_started(1).unwrap();
+        j.mark_undo_started(&[1]).unwrap();
         j.record_undo(1, undo_state::UNDONE, None).unwrap();
-        assert!(j.mark_undo_started(1).is_err());
+        assert!(j.mark_undo_started(&[1]).is_err());
         assert!(
-            j.mark_undo_started(2).is_err(),
+            j.mark_undo_started(&[2]).is_err(),
             "a pending step has nothing to undo"
         );
+        // A started step (it may have taken effect) can be undone; progress is journaled.
+        j.mark_started(&[(3, None)]).unwrap();
+        j.save_progress(3, "{\"upload_id\":\"u\"}").unwrap();
+        j.mark_undo_started(&[3]).unwrap();
+        j.record_undos(&[(3, undo_state::UNDONE, None)]).unwrap();
+        assert_eq!(
+            j.steps_from(3).unwrap()[0].progress.as_deref(),
+            Some("{\"upload_id\":\"u\"}")
+        );
+        // Undone steps start again from a clean slate.
+        j.reset_undone("s2").unwrap();
+        let row = &j.steps_from(3).unwrap()[0];
+        assert_eq!((row.state.as_str(), row.progress.as_deref()), ("pending", None));
         let rows = j.stage_steps("s1").unwrap();
         assert_eq!(rows[0].undo.as_deref(), Some("{\"undo\":1}"));
         assert_eq!(rows[0].attempts, 1);
+    }
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let first = Journal::open_writer(&path, "p").unwrap();
+        let err = Journal::open_writer(&path, "p").err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "the message names the holder: {err}"
+        );
+        // Readers (status) are never locked out.
+        assert!(Journal::open(&path, "p").is_ok());
+        drop(first);
+        assert!(Journal::open_writer(&path, "p").is_ok(), "released on drop");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the journal is private: {mode:o}");
+        }
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct S3Encryption {
     pub key_manager: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub bucket_key: bool,
+    /// A bucket rule's `BlockedEncryptionTypes` (e.g. `SSE-C`): kept when the rule changes.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub blocked_types: Vec<String>,
 }
 
 impl S3Encryption {
@@ -177,6 +180,9 @@ pub struct S3Bucket {
     pub versioning: String,
     pub object_lock: bool,
     pub tags: BTreeMap<String, String>,
+    /// Object ACLs are in force (Object Ownership is not BucketOwnerEnforced).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acls: bool,
 }
 
 /// One S3 object version.
@@ -198,6 +204,8 @@ pub struct S3Object {
     pub encryption: S3Encryption,
     #[serde(skip_serializing_if = "lock_is_default", default)]
     pub lock: ObjectLock,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website_redirect: Option<String>,
 }
 
 fn lock_is_default(l: &ObjectLock) -> bool {
@@ -420,7 +428,7 @@ mod tests {
             algorithm: "aws:kms".into(),
             kms_key_arn: Some(arn.into()),
             key_manager: Some(manager.into()),
-            bucket_key: false,
+            ..Default::default()
         }
     }
 

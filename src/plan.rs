@@ -154,6 +154,10 @@ pub struct BucketPlan {
     /// Lines of the manifest (1-based, inclusive) that hold this bucket's objects in this stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_lines: Option<[u64; 2]>,
+    /// The bucket keeps object ACLs (Object Ownership is not BucketOwnerEnforced): every copy
+    /// reads the object's grants and re-applies them (one more request per object).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acls: bool,
 }
 
 fn aws_provider() -> crate::model::Provider {
@@ -269,12 +273,29 @@ pub struct ManifestEntry {
     pub from: EncryptionClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_key_arn: Option<String>,
+    /// The object's Bucket Key setting (undo restores it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_bucket_key: bool,
+    /// False for a noncurrent version (`versions: all`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub latest: bool,
+    /// The object's website redirect (an in-place copy must carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website_redirect: Option<String>,
     pub team_key: String,
     pub to_key_arn: String,
     /// `copy`, `multipart-copy`, `update-encryption`, or `blocked`.
     pub step: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Why an object cannot be planned, if it cannot.
@@ -396,8 +417,7 @@ fn gcs_encryption(key: Option<&str>, customer_supplied: bool) -> S3Encryption {
         }
         .into(),
         kms_key_arn: key.map(str::to_string),
-        key_manager: None,
-        bucket_key: false,
+        ..Default::default()
     }
 }
 
@@ -568,6 +588,7 @@ impl<'c> Planner<'c> {
                         .into(),
                         object_lock: false,
                         tags: g.labels.clone(),
+                        acls: false,
                     },
                     team_key: record.team_key.clone(),
                     class: record.class,
@@ -592,6 +613,7 @@ impl<'c> Planner<'c> {
                     last_modified: String::new(),
                     encryption: gcs_encryption(g.kms_key.as_deref(), g.customer_supplied),
                     lock: Default::default(),
+                    website_redirect: None,
                 };
                 self.add_object(record, &o)
             }
@@ -811,6 +833,9 @@ impl<'c> Planner<'c> {
             storage_class: o.storage_class.clone(),
             from: class,
             from_key_arn: o.encryption.kms_key_arn.clone(),
+            from_bucket_key: o.encryption.bucket_key,
+            latest: o.is_latest,
+            website_redirect: o.website_redirect.clone(),
             team_key,
             to_key_arn,
             step: step.to_string(),
@@ -1012,8 +1037,8 @@ impl<'c> Planner<'c> {
                                 to: S3Encryption {
                                     algorithm: if gcs { "cmek" } else { "aws:kms" }.into(),
                                     kms_key_arn: Some(arn.clone()),
-                                    key_manager: None,
                                     bucket_key: !gcs,
+                                    ..Default::default()
                                 },
                             });
                             let mut g = GroupAcc::default();
@@ -1071,6 +1096,7 @@ impl<'c> Planner<'c> {
                 blocked,
                 skipped_on_target: sa.skipped,
                 manifest_lines: sa.lines,
+                acls: b.acls,
             });
         }
         Ok(())

@@ -126,7 +126,28 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
-    with_retries(policy, pacer, fastrand::u64(..), call).await
+    with_retries(policy, pacer, fastrand::u64(..), ProviderError::is_retryable, call).await
+}
+
+/// `retried` for a guarded write whose race (`Conflict`, 409) may be sent again: the same
+/// condition still protects whatever landed meanwhile.
+pub async fn retried_guarded<T, F, Fut>(
+    policy: &RetryPolicy,
+    pacer: &Pacer,
+    call: F,
+) -> (Result<T, ProviderError>, Attempts)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    with_retries(
+        policy,
+        pacer,
+        fastrand::u64(..),
+        |e| e.is_retryable() || matches!(e, ProviderError::Conflict { .. }),
+        call,
+    )
+    .await
 }
 
 /// What happened across the attempts of one call.
@@ -135,11 +156,12 @@ pub struct Attempts {
     pub retries: u32,
 }
 
-/// Run `call` paced by `pacer`, retrying retryable errors under `policy`.
+/// Run `call` paced by `pacer`, retrying the errors `retryable` accepts under `policy`.
 pub async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     pacer: &Pacer,
     rng_seed: u64,
+    retryable: impl Fn(&ProviderError) -> bool,
     mut call: F,
 ) -> (Result<T, ProviderError>, Attempts)
 where
@@ -156,7 +178,7 @@ where
                 pacer.on_success();
                 return (Ok(v), attempts);
             }
-            Err(e) if e.is_retryable() => {
+            Err(e) if retryable(&e) => {
                 if matches!(e, ProviderError::Throttled { .. }) {
                     pacer.on_throttled();
                 }
@@ -187,7 +209,7 @@ mod tests {
         };
         let pacer = Pacer::new(10_000);
         let calls = AtomicU32::new(0);
-        let (r, a) = with_retries(&policy, &pacer, 1, || async {
+        let (r, a) = with_retries(&policy, &pacer, 1, ProviderError::is_retryable, || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 {
                 Err(ProviderError::Throttled {
                     what: "x".into(),
@@ -214,7 +236,7 @@ mod tests {
         };
         let pacer = Pacer::new(10_000);
         let calls = AtomicU32::new(0);
-        let (r, _) = with_retries(&policy, &pacer, 1, || async {
+        let (r, _) = with_retries(&policy, &pacer, 1, ProviderError::is_retryable, || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(ProviderError::Transient {
                 what: "x".into(),
@@ -225,7 +247,7 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         calls.store(0, Ordering::SeqCst);
-        let (r, _) = with_retries(&policy, &pacer, 1, || async {
+        let (r, _) = with_retries(&policy, &pacer, 1, ProviderError::is_retryable, || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(ProviderError::Precondition { what: "x".into() })
         })

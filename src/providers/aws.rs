@@ -11,7 +11,8 @@ use aws_smithy_types::date_time::Format;
 use crate::error::ProviderError;
 use crate::model::{KmsKey, ObjectLock, S3Encryption};
 use crate::providers::{
-    BucketSettings, CopyInPlace, KeyRead, ListPage, ListedObject, ObjectHead, S3Read, Written,
+    BucketSettings, CopiedPart, CopyInPlace, Grants, KeyRead, ListPage, ListedObject, ObjectHead,
+    S3Read, Written,
 };
 
 /// The SDK clients for one account and region.
@@ -133,6 +134,11 @@ where
         ("NoSuchKey" | "NoSuchBucket" | "NotFound" | "NoSuchVersion" | "NotFoundException", _)
         | (_, Some(404)) => ProviderError::NotFound { what },
         ("PreconditionFailed", _) | (_, Some(412)) => ProviderError::Precondition { what },
+        ("ConditionalRequestConflict", _) => ProviderError::Conflict { what },
+        // S3 closes a request whose body it waited too long for: send it again.
+        ("RequestTimeout" | "InternalError" | "OperationAborted", _) => {
+            ProviderError::Transient { what, detail }
+        }
         (
             "SlowDown"
             | "ThrottlingException"
@@ -233,12 +239,30 @@ impl S3Read for AwsClients {
             Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => false,
             Err(e) => return Err(map_sdk_error(what(), e)),
         };
+        // No ownership controls at all is a bucket from before they existed: ACLs apply.
+        let acls = match self
+            .s3
+            .get_bucket_ownership_controls()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => !out
+                .ownership_controls()
+                .map(|c| c.rules())
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.object_ownership().as_str() == "BucketOwnerEnforced"),
+            Err(e) if e.code() == Some("OwnershipControlsNotFoundError") => true,
+            Err(e) => return Err(map_sdk_error(what(), e)),
+        };
         Ok(BucketSettings {
             region,
             default_encryption,
             versioning,
             object_lock,
             tags,
+            acls,
         })
     }
 
@@ -342,19 +366,19 @@ impl S3Read for AwsClients {
         let out = match res {
             Ok(out) => out,
             // S3 answers HEAD on an SSE-C object with a bare 400 unless the customer key is
-            // sent; for an object that was just listed, that is what a 400 means.
+            // sent. A 400 has other causes, so a one-byte GET, whose error has a body, tells.
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(400) => {
-                return Ok(ObjectHead {
-                    etag: String::new(),
-                    size: 0,
-                    storage_class: String::new(),
-                    archive_status: None,
-                    encryption: S3Encryption {
-                        algorithm: S3Encryption::SSE_C.to_string(),
+                if self.needs_customer_key(bucket, key, version_id).await? {
+                    return Ok(ObjectHead {
+                        version_id: version_id.map(str::to_string),
+                        encryption: S3Encryption {
+                            algorithm: S3Encryption::SSE_C.to_string(),
+                            ..Default::default()
+                        },
                         ..Default::default()
-                    },
-                    lock: ObjectLock::default(),
-                })
+                    });
+                }
+                return Err(map_sdk_error(format!("s3://{bucket}/{key}"), e));
             }
             Err(e) => return Err(map_sdk_error(format!("s3://{bucket}/{key}"), e)),
         };
@@ -367,6 +391,7 @@ impl S3Read for AwsClients {
         };
         Ok(ObjectHead {
             etag: out.e_tag().unwrap_or_default().to_string(),
+            version_id: out.version_id().map(str::to_string).filter(|v| v != "null"),
             size: out.content_length().unwrap_or(0).max(0) as u64,
             storage_class: out
                 .storage_class()
@@ -378,6 +403,7 @@ impl S3Read for AwsClients {
                 kms_key_arn: out.ssekms_key_id().map(str::to_string),
                 key_manager: None,
                 bucket_key: out.bucket_key_enabled().unwrap_or(false),
+                blocked_types: Vec::new(),
             },
             lock: ObjectLock {
                 mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
@@ -387,6 +413,7 @@ impl S3Read for AwsClients {
                 legal_hold: out.object_lock_legal_hold_status()
                     == Some(&ObjectLockLegalHoldStatus::On),
             },
+            website_redirect: out.website_redirect_location().map(str::to_string),
         })
     }
 }
@@ -427,8 +454,10 @@ impl KeyRead for AwsClients {
     }
 }
 
-/// Percent-encode a copy source (`bucket/key[?versionId=v]`) as S3 expects it.
-pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+/// Percent-encode a copy source (`bucket/key`) as S3 expects it. Never with a version id:
+/// rekey copies an object onto itself from its current version only (a copy from a pinned
+/// version id would make old bytes current, DESIGN.md I1).
+pub fn copy_source(bucket: &str, key: &str) -> String {
     let mut s = String::with_capacity(bucket.len() + key.len() + 8);
     for part in [bucket, "/", key] {
         for b in part.bytes() {
@@ -439,10 +468,6 @@ pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String 
                 _ => s.push_str(&format!("%{b:02X}")),
             }
         }
-    }
-    if let Some(v) = version_id {
-        s.push_str("?versionId=");
-        s.push_str(v);
     }
     s
 }
@@ -459,6 +484,63 @@ fn storage_of(class: &str) -> aws_sdk_s3::types::StorageClass {
     aws_sdk_s3::types::StorageClass::from(class)
 }
 
+/// The algorithm of the checksum a HEAD (with checksum mode on) reports, if any.
+fn checksum_algorithm_of(
+    out: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+) -> Option<String> {
+    [
+        ("CRC64NVME", out.checksum_crc64_nvme()),
+        ("CRC32", out.checksum_crc32()),
+        ("CRC32C", out.checksum_crc32_c()),
+        ("SHA1", out.checksum_sha1()),
+        ("SHA256", out.checksum_sha256()),
+    ]
+    .into_iter()
+    .find(|(_, v)| v.is_some())
+    .map(|(a, _)| a.to_string())
+}
+
+/// A part's checksum (`ALGORITHM:value`), from UploadPartCopy's result.
+fn part_checksum(r: &aws_sdk_s3::types::CopyPartResult) -> Option<String> {
+    [
+        ("CRC64NVME", r.checksum_crc64_nvme()),
+        ("CRC32", r.checksum_crc32()),
+        ("CRC32C", r.checksum_crc32_c()),
+        ("SHA1", r.checksum_sha1()),
+        ("SHA256", r.checksum_sha256()),
+    ]
+    .into_iter()
+    .find_map(|(a, v)| v.map(|v| format!("{a}:{v}")))
+}
+
+/// `x-amz-grant-*` value for one grantee.
+fn grantee_value(g: &aws_sdk_s3::types::Grantee) -> Option<String> {
+    if let Some(id) = g.id() {
+        return Some(format!("id=\"{id}\""));
+    }
+    if let Some(uri) = g.uri() {
+        return Some(format!("uri=\"{uri}\""));
+    }
+    g.email_address().map(|e| format!("emailAddress=\"{e}\""))
+}
+
+/// Apply each grant of `grants` to a request builder through `set(builder, permission, value)`.
+fn with_grants<T>(call: T, grants: Option<&Grants>, set: impl Fn(T, &str, String) -> T) -> T {
+    let Some(g) = grants else { return call };
+    let mut call = call;
+    for (which, v) in [
+        ("full_control", &g.full_control),
+        ("read", &g.read),
+        ("read_acp", &g.read_acp),
+        ("write_acp", &g.write_acp),
+    ] {
+        if let Some(v) = v {
+            call = set(call, which, v.clone());
+        }
+    }
+    call
+}
+
 impl crate::providers::S3Write for AwsClients {
     async fn bucket_default(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
         self.bucket_settings_encryption(bucket).await
@@ -470,8 +552,8 @@ impl crate::providers::S3Write for AwsClients {
         rule: &S3Encryption,
     ) -> Result<(), ProviderError> {
         use aws_sdk_s3::types::{
-            ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-            ServerSideEncryptionRule,
+            BlockedEncryptionTypes, EncryptionType, ServerSideEncryptionByDefault,
+            ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
         };
         let what = || format!("default encryption of s3://{bucket}");
         let Some(sse) = sse_of(rule).or_else(|| {
@@ -494,13 +576,25 @@ impl crate::providers::S3Write for AwsClients {
                 what: what(),
                 detail: e.to_string(),
             })?;
-        let conf = ServerSideEncryptionConfiguration::builder()
-            .rules(
-                ServerSideEncryptionRule::builder()
-                    .apply_server_side_encryption_by_default(default)
-                    .bucket_key_enabled(rule.bucket_key)
+        let mut r = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(default)
+            .bucket_key_enabled(rule.bucket_key);
+        // The rule is rewritten whole: a blocked encryption type (SSE-C) left out would be
+        // unblocked.
+        if !rule.blocked_types.is_empty() {
+            r = r.blocked_encryption_types(
+                BlockedEncryptionTypes::builder()
+                    .set_encryption_type(Some(
+                        rule.blocked_types
+                            .iter()
+                            .map(|t| EncryptionType::from(t.as_str()))
+                            .collect(),
+                    ))
                     .build(),
-            )
+            );
+        }
+        let conf = ServerSideEncryptionConfiguration::builder()
+            .rules(r.build())
             .build()
             .map_err(|e| ProviderError::Invalid {
                 what: what(),
@@ -523,17 +617,25 @@ impl crate::providers::S3Write for AwsClients {
             .copy_object()
             .bucket(req.bucket)
             .key(req.key)
-            .copy_source(copy_source(req.bucket, req.key, req.version_id))
+            .copy_source(copy_source(req.bucket, req.key))
             .copy_source_if_match(req.if_match)
+            .if_match(req.if_match)
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
             .tagging_directive(aws_sdk_s3::types::TaggingDirective::Copy)
             .storage_class(storage_of(req.storage_class))
+            .set_website_redirect_location(req.website_redirect.map(str::to_string))
             .set_server_side_encryption(sse_of(req.target));
         if req.target.algorithm == "aws:kms" {
             call = call
                 .set_ssekms_key_id(req.target.kms_key_arn.clone())
                 .bucket_key_enabled(req.target.bucket_key);
         }
+        let call = with_grants(call, req.grants, |c, which, v| match which {
+            "full_control" => c.grant_full_control(v),
+            "read" => c.grant_read(v),
+            "read_acp" => c.grant_read_acp(v),
+            _ => c.grant_write_acp(v),
+        });
         let out = call.send().await.map_err(|e| map_sdk_error(what(), e))?;
         Ok(Written {
             etag: out
@@ -545,19 +647,15 @@ impl crate::providers::S3Write for AwsClients {
         })
     }
 
-    async fn multipart_copy_in_place(
-        &self,
-        req: &CopyInPlace<'_>,
-        part_size: u64,
-    ) -> Result<Written, ProviderError> {
+    async fn start_multipart(&self, req: &CopyInPlace<'_>) -> Result<String, ProviderError> {
         let what = || format!("s3://{}/{}", req.bucket, req.key);
         let head = self
             .s3
             .head_object()
             .bucket(req.bucket)
             .key(req.key)
-            .set_version_id(req.version_id.map(str::to_string))
             .if_match(req.if_match)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| map_sdk_error(what(), e))?;
@@ -566,7 +664,11 @@ impl crate::providers::S3Write for AwsClients {
             .get_object_tagging()
             .bucket(req.bucket)
             .key(req.key)
-            .set_version_id(req.version_id.map(str::to_string))
+            .set_version_id(
+                head.version_id()
+                    .map(str::to_string)
+                    .filter(|v| v != "null"),
+            )
             .send()
             .await
             .map_err(|e| map_sdk_error(what(), e))?;
@@ -575,6 +677,10 @@ impl crate::providers::S3Write for AwsClients {
             .iter()
             .map(|t| format!("{}={}", url_encode(t.key()), url_encode(t.value())))
             .collect();
+        let expires = head
+            .expires_string()
+            .and_then(|e| aws_smithy_types::DateTime::from_str(e, Format::HttpDate).ok());
+        let checksum = checksum_algorithm_of(&head);
         let mut create = self
             .s3
             .create_multipart_upload()
@@ -585,7 +691,19 @@ impl crate::providers::S3Write for AwsClients {
             .set_content_disposition(head.content_disposition().map(str::to_string))
             .set_content_encoding(head.content_encoding().map(str::to_string))
             .set_content_language(head.content_language().map(str::to_string))
+            .set_expires(expires)
+            .set_website_redirect_location(
+                req.website_redirect
+                    .or(head.website_redirect_location())
+                    .map(str::to_string),
+            )
             .set_metadata(head.metadata().cloned())
+            .set_checksum_algorithm(
+                checksum
+                    .as_deref()
+                    .map(aws_sdk_s3::types::ChecksumAlgorithm::from),
+            )
+            .set_checksum_type(checksum.as_ref().and(head.checksum_type().cloned()))
             .storage_class(storage_of(req.storage_class))
             .set_server_side_encryption(sse_of(req.target));
         if !tagging.is_empty() {
@@ -596,39 +714,162 @@ impl crate::providers::S3Write for AwsClients {
                 .set_ssekms_key_id(req.target.kms_key_arn.clone())
                 .bucket_key_enabled(req.target.bucket_key);
         }
+        let create = with_grants(create, req.grants, |c, which, v| match which {
+            "full_control" => c.grant_full_control(v),
+            "read" => c.grant_read(v),
+            "read_acp" => c.grant_read_acp(v),
+            _ => c.grant_write_acp(v),
+        });
         let upload = create.send().await.map_err(|e| map_sdk_error(what(), e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_string();
-        let result = self.copy_parts(req, &upload_id, part_size).await;
-        match result {
-            Ok(parts) => {
-                let done = self
-                    .s3
-                    .complete_multipart_upload()
-                    .bucket(req.bucket)
-                    .key(req.key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                match done {
-                    Ok(out) => Ok(Written {
-                        etag: out.e_tag().unwrap_or_default().to_string(),
-                        version_id: out.version_id().map(str::to_string).filter(|v| v != "null"),
-                    }),
-                    Err(e) => {
-                        self.abort(req, &upload_id).await;
-                        Err(map_sdk_error(what(), e))
-                    }
+        upload
+            .upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::Other {
+                what: what(),
+                detail: "CreateMultipartUpload returned no upload id".into(),
+            })
+    }
+
+    async fn copy_part(
+        &self,
+        req: &CopyInPlace<'_>,
+        upload_id: &str,
+        number: i32,
+        first: u64,
+        last: u64,
+    ) -> Result<CopiedPart, ProviderError> {
+        let out = self
+            .s3
+            .upload_part_copy()
+            .bucket(req.bucket)
+            .key(req.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(copy_source(req.bucket, req.key))
+            .copy_source_if_match(req.if_match)
+            .copy_source_range(format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .map_err(|e| {
+                map_sdk_error(format!("s3://{}/{} part {number}", req.bucket, req.key), e)
+            })?;
+        let r = out.copy_part_result();
+        Ok(CopiedPart {
+            number,
+            etag: r.and_then(|r| r.e_tag()).unwrap_or_default().to_string(),
+            checksum: r.and_then(part_checksum),
+        })
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<CopiedPart>, ProviderError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .s3
+                .list_parts()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    map_sdk_error(format!("upload {upload_id} of s3://{bucket}/{key}"), e)
+                })?;
+            for p in out.parts() {
+                let checksum = [
+                    ("CRC64NVME", p.checksum_crc64_nvme()),
+                    ("CRC32", p.checksum_crc32()),
+                    ("CRC32C", p.checksum_crc32_c()),
+                    ("SHA1", p.checksum_sha1()),
+                    ("SHA256", p.checksum_sha256()),
+                ]
+                .into_iter()
+                .find_map(|(a, v)| v.map(|v| format!("{a}:{v}")));
+                parts.push(CopiedPart {
+                    number: p.part_number().unwrap_or(0),
+                    etag: p.e_tag().unwrap_or_default().to_string(),
+                    checksum,
+                });
+            }
+            marker = out.next_part_number_marker().map(str::to_string);
+            if out.is_truncated() != Some(true) || marker.is_none() {
+                return Ok(parts);
+            }
+        }
+    }
+
+    async fn complete_multipart(
+        &self,
+        req: &CopyInPlace<'_>,
+        upload_id: &str,
+        parts: &[CopiedPart],
+    ) -> Result<Written, ProviderError> {
+        let mut sorted: Vec<&CopiedPart> = parts.iter().collect();
+        sorted.sort_by_key(|p| p.number);
+        let completed = sorted
+            .into_iter()
+            .map(|p| {
+                let mut b = aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(p.number)
+                    .e_tag(&p.etag);
+                if let Some((alg, v)) = p.checksum.as_deref().and_then(|c| c.split_once(':')) {
+                    b = match alg {
+                        "CRC64NVME" => b.checksum_crc64_nvme(v),
+                        "CRC32" => b.checksum_crc32(v),
+                        "CRC32C" => b.checksum_crc32_c(v),
+                        "SHA1" => b.checksum_sha1(v),
+                        _ => b.checksum_sha256(v),
+                    };
                 }
-            }
-            Err(e) => {
-                self.abort(req, &upload_id).await;
-                Err(e)
-            }
+                b.build()
+            })
+            .collect();
+        let out = self
+            .s3
+            .complete_multipart_upload()
+            .bucket(req.bucket)
+            .key(req.key)
+            .upload_id(upload_id)
+            .if_match(req.if_match)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("s3://{}/{}", req.bucket, req.key), e))?;
+        Ok(Written {
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            version_id: out.version_id().map(str::to_string).filter(|v| v != "null"),
+        })
+    }
+
+    async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ProviderError> {
+        match self
+            .s3
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("upload {upload_id} of s3://{bucket}/{key}"), e))
+        {
+            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -659,6 +900,45 @@ impl crate::providers::S3Write for AwsClients {
             .await
             .map_err(|e| map_sdk_error(format!("s3://{bucket}/{key}"), e))?;
         Ok(())
+    }
+
+    async fn object_grants(&self, bucket: &str, key: &str) -> Result<Grants, ProviderError> {
+        let out = self
+            .s3
+            .get_object_acl()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("ACL of s3://{bucket}/{key}"), e))?;
+        let owner = out.owner().and_then(|o| o.id()).map(str::to_string);
+        let mut g = Grants::default();
+        for grant in out.grants() {
+            let Some(grantee) = grant.grantee() else {
+                continue;
+            };
+            let Some(value) = grantee_value(grantee) else {
+                continue;
+            };
+            let perm = grant.permission().map(|p| p.as_str()).unwrap_or_default();
+            // The owner's own FULL_CONTROL is what every copy gets anyway.
+            if perm == "FULL_CONTROL" && grantee.id().map(str::to_string) == owner {
+                continue;
+            }
+            let slot = match perm {
+                "FULL_CONTROL" => &mut g.full_control,
+                "READ" => &mut g.read,
+                "READ_ACP" => &mut g.read_acp,
+                "WRITE_ACP" => &mut g.write_acp,
+                // WRITE is a bucket permission; on an object it grants nothing.
+                _ => continue,
+            };
+            *slot = Some(match slot.take() {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value,
+            });
+        }
+        Ok(g)
     }
 }
 
@@ -693,6 +973,16 @@ impl AwsClients {
                     kms_key_arn: default.and_then(|d| d.kms_master_key_id().map(str::to_string)),
                     key_manager: None,
                     bucket_key: rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false),
+                    blocked_types: rule
+                        .and_then(|r| r.blocked_encryption_types())
+                        .map(|b| {
+                            b.encryption_type()
+                                .iter()
+                                .map(|t| t.as_str().to_string())
+                                .filter(|t| t != "NONE")
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
             }
             Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
@@ -705,60 +995,28 @@ impl AwsClients {
         }
     }
 
-    async fn copy_parts(
+    /// Whether reading the object needs a customer-provided key (SSE-C): S3 refuses a GET
+    /// without it with InvalidRequest and a message naming server-side encryption.
+    async fn needs_customer_key(
         &self,
-        req: &CopyInPlace<'_>,
-        upload_id: &str,
-        part_size: u64,
-    ) -> Result<Vec<aws_sdk_s3::types::CompletedPart>, ProviderError> {
-        let mut parts = Vec::new();
-        let part_size = part_size.max(1);
-        let mut start = 0u64;
-        let mut number = 1;
-        while start < req.size.max(1) {
-            let end = (start + part_size).min(req.size).saturating_sub(1);
-            let out = self
-                .s3
-                .upload_part_copy()
-                .bucket(req.bucket)
-                .key(req.key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .copy_source(copy_source(req.bucket, req.key, req.version_id))
-                .copy_source_if_match(req.if_match)
-                .copy_source_range(format!("bytes={start}-{end}"))
-                .send()
-                .await
-                .map_err(|e| {
-                    map_sdk_error(format!("s3://{}/{} part {number}", req.bucket, req.key), e)
-                })?;
-            parts.push(
-                aws_sdk_s3::types::CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(
-                        out.copy_part_result()
-                            .and_then(|r| r.e_tag())
-                            .map(str::to_string),
-                    )
-                    .build(),
-            );
-            start = end + 1;
-            number += 1;
-            if req.size == 0 {
-                break;
-            }
-        }
-        Ok(parts)
-    }
-
-    async fn abort(&self, req: &CopyInPlace<'_>, upload_id: &str) {
-        let _ = self
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<bool, ProviderError> {
+        match self
             .s3
-            .abort_multipart_upload()
-            .bucket(req.bucket)
-            .key(req.key)
-            .upload_id(upload_id)
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .range("bytes=0-0")
             .send()
-            .await;
+            .await
+        {
+            Ok(_) => Ok(false),
+            Err(e) => Ok(e.code() == Some("InvalidRequest")
+                && e.message()
+                    .is_some_and(|m| m.contains("Server Side Encryption"))),
+        }
     }
 }

@@ -48,7 +48,7 @@ pub fn key_name(k: &str) -> String {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GcsClient {
     http: reqwest::Client,
     base: String,
@@ -58,6 +58,19 @@ pub struct GcsClient {
     pub project: String,
     /// `maxBytesRewrittenPerCall` for rewrites (none: the service's choice).
     pub max_bytes_per_call: Option<u64>,
+}
+
+/// Debug without the bearer token or the credentials (they must never reach a log).
+impl std::fmt::Debug for GcsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsClient")
+            .field("base", &self.base)
+            .field("project", &self.project)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("adc", &self.adc.as_ref().map(|_| "<redacted>"))
+            .field("max_bytes_per_call", &self.max_bytes_per_call)
+            .finish()
+    }
 }
 
 fn enc(s: &str) -> String {
@@ -356,13 +369,16 @@ impl GcsClient {
 
     /// Rewrite an object onto itself under `key` (none: the bucket default, or Google-managed
     /// when the bucket has none), only if its live generation is still `generation`; loops on
-    /// the rewrite token. Returns the new object and the number of calls it took.
+    /// the rewrite token. The new generation keeps `storage_class`, named in the request (a
+    /// rewrite that names none takes the bucket's default class). Returns the new object and
+    /// the number of calls it took.
     pub async fn rewrite_in_place(
         &self,
         bucket: &str,
         name: &str,
         generation: i64,
         key: Option<&str>,
+        storage_class: &str,
     ) -> Result<(GcsObjectInfo, u32), ProviderError> {
         let path = format!(
             "/storage/v1/b/{b}/o/{n}/rewriteTo/b/{b}/o/{n}",
@@ -387,8 +403,9 @@ impl GcsClient {
             if let Some(t) = &token {
                 q.push(("rewriteToken", t.clone()));
             }
+            let body = (!storage_class.is_empty()).then(|| json!({ "storageClass": storage_class }));
             let v = self
-                .call(reqwest::Method::POST, &path, &q, None, &what)
+                .call(reqwest::Method::POST, &path, &q, body, &what)
                 .await?;
             calls += 1;
             let r: RewriteResponse =

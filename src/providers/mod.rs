@@ -34,15 +34,19 @@ pub struct ListPage {
 }
 
 /// What HEAD tells about one object version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectHead {
     pub etag: String,
+    /// The version HEAD answered for (none in an unversioned bucket).
+    pub version_id: Option<String>,
     pub size: u64,
     pub storage_class: String,
     pub archive_status: Option<String>,
     /// Encryption as reported; the KMS key id is as S3 returned it (not yet resolved).
     pub encryption: S3Encryption,
     pub lock: ObjectLock,
+    /// `x-amz-website-redirect-location`, which a copy does not carry over by itself.
+    pub website_redirect: Option<String>,
 }
 
 /// Bucket-level settings the inventory reads.
@@ -54,6 +58,8 @@ pub struct BucketSettings {
     pub versioning: String,
     pub object_lock: bool,
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether object ACLs are in force (Object Ownership is not BucketOwnerEnforced).
+    pub acls: bool,
 }
 
 /// Read-only S3 calls the inventory needs.
@@ -99,49 +105,119 @@ pub struct Written {
     pub version_id: Option<String>,
 }
 
+/// An object's ACL grants beyond its owner's own FULL_CONTROL, as `x-amz-grant-*` header
+/// values (`id="…"`, `uri="…"`, `emailAddress="…"`, comma-separated). An in-place copy
+/// resets the ACL to the owner's alone unless the copy carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grants {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_acp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_acp: Option<String>,
+}
+
+impl Grants {
+    pub fn is_empty(&self) -> bool {
+        *self == Grants::default()
+    }
+}
+
 /// An in-place re-encryption by copy: the object is copied onto itself with new encryption,
-/// only if its ETag is still `if_match`. Metadata, Content-Type, Cache-Control, tags and
-/// storage class are kept.
+/// only if its ETag is still `if_match`, which guards both the copy source
+/// (`x-amz-copy-source-if-match`) and the destination (`If-Match`), so that a write landing
+/// at any moment is never overwritten. The source is always the current version, never a
+/// pinned version id (a copy from a version id would make old bytes current). Metadata,
+/// Content-Type, Cache-Control, Expires, tags, checksum algorithm and storage class are kept;
+/// the website redirect and ACL grants are carried by the request.
 #[derive(Debug, Clone)]
 pub struct CopyInPlace<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
-    /// The source version, when the planned version is known.
-    pub version_id: Option<&'a str>,
     pub if_match: &'a str,
-    /// The encryption to write: `AES256`, `aws:kms` (with or without a key), or `none`
-    /// (take the bucket default).
+    /// The encryption to write: `AES256` or `aws:kms` (with or without a key).
     pub target: &'a S3Encryption,
     pub storage_class: &'a str,
     pub size: u64,
+    pub website_redirect: Option<&'a str>,
+    /// ACL grants to re-apply (buckets that do not enforce bucket-owner ownership).
+    pub grants: Option<&'a Grants>,
+}
+
+/// One part of a multipart copy, as CompleteMultipartUpload needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CopiedPart {
+    pub number: i32,
+    pub etag: String,
+    /// The part's checksum, when the upload has a checksum algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// S3 writes the apply engine makes. None of them deletes an object or a version.
 pub trait S3Write: S3Read {
-    /// The bucket's default encryption rule as configured (the key as written in the rule).
+    /// The bucket's default encryption rule as configured (the key as written in the rule),
+    /// with its Bucket Key and blocked encryption types.
     fn bucket_default(
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<S3Encryption, ProviderError>> + Send;
-    /// Set the bucket's default rule; `algorithm: none` removes it.
+    /// Set the bucket's default rule, field for field; `algorithm: none` removes it.
     fn set_bucket_default(
         &self,
         bucket: &str,
         rule: &S3Encryption,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
-    /// CopyObject onto itself, guarded by `if_match`.
+    /// CopyObject onto itself, guarded by `if_match` at the source and the destination.
+    /// `Precondition` when the object changed, `Conflict` on a race (safe to send again:
+    /// the same guards hold).
     fn copy_in_place(
         &self,
         req: &CopyInPlace<'_>,
     ) -> impl Future<Output = Result<Written, ProviderError>> + Send;
-    /// The same with UploadPartCopy in parts of `part_size`, every part guarded by
-    /// `if_match`; an unfinished upload is aborted (which deletes no object).
-    fn multipart_copy_in_place(
+    /// Start a multipart copy of the object onto itself: HEAD (guarded by `if_match`) for
+    /// the fields to keep, its tags, then CreateMultipartUpload. Returns the upload id.
+    fn start_multipart(
         &self,
         req: &CopyInPlace<'_>,
-        part_size: u64,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
+    /// UploadPartCopy of bytes `first..=last` as part `number`, guarded by `if_match`.
+    fn copy_part(
+        &self,
+        req: &CopyInPlace<'_>,
+        upload_id: &str,
+        number: i32,
+        first: u64,
+        last: u64,
+    ) -> impl Future<Output = Result<CopiedPart, ProviderError>> + Send;
+    /// Parts already copied into an upload; `NotFound` when the upload is gone (completed or
+    /// aborted).
+    fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<Vec<CopiedPart>, ProviderError>> + Send;
+    /// CompleteMultipartUpload guarded by `If-Match: if_match` on the destination.
+    /// `Precondition` when the object changed; `Conflict` on a race: never send it again,
+    /// start over.
+    fn complete_multipart(
+        &self,
+        req: &CopyInPlace<'_>,
+        upload_id: &str,
+        parts: &[CopiedPart],
     ) -> impl Future<Output = Result<Written, ProviderError>> + Send;
-    /// UpdateObjectEncryption to a KMS key ARN, in place, no copy.
+    /// Abort an upload rekey started (it deletes no object; an unknown upload is not an error).
+    fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// UpdateObjectEncryption to a KMS key ARN, in place, no copy (a version, when given).
     fn update_encryption(
         &self,
         bucket: &str,
@@ -150,4 +226,10 @@ pub trait S3Write: S3Read {
         key_arn: &str,
         bucket_key: bool,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// The object's ACL grants beyond its owner's FULL_CONTROL (GetObjectAcl).
+    fn object_grants(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Grants, ProviderError>> + Send;
 }

@@ -96,7 +96,7 @@ async fn the_test_server_keeps_gcs_semantics() {
     let first = gcs.upload(&v, "m", b"one".to_vec(), None).await.unwrap();
     gcs.upload(&v, "m", b"two".to_vec(), None).await.unwrap();
     let err = gcs
-        .rewrite_in_place(&v, "m", first.generation, Some(&key("x")))
+        .rewrite_in_place(&v, "m", first.generation, Some(&key("x")), "STANDARD")
         .await
         .unwrap_err();
     assert!(
@@ -113,7 +113,7 @@ async fn the_test_server_keeps_gcs_semantics() {
     assert_eq!(items.iter().filter(|i| i.is_latest).count(), 1);
     // In an unversioned bucket the replaced generation is gone: 404.
     let gone = gcs
-        .rewrite_in_place(&b, "a", o.generation + 1, Some(&key("x")))
+        .rewrite_in_place(&b, "a", o.generation + 1, Some(&key("x")), "STANDARD")
         .await
         .unwrap_err();
     assert!(
@@ -126,7 +126,7 @@ async fn the_test_server_keeps_gcs_semantics() {
     let mut stepped = client();
     stepped.max_bytes_per_call = Some(1024 * 1024);
     let (rewritten, calls) = stepped
-        .rewrite_in_place(&b, "big", o.generation, Some(&key("new")))
+        .rewrite_in_place(&b, "big", o.generation, Some(&key("new")), "STANDARD")
         .await
         .unwrap();
     assert_eq!(calls, 4);

@@ -93,7 +93,7 @@ fn enc(algorithm: &str, key: Option<&str>, manager: Option<&str>) -> S3Encryptio
         algorithm: algorithm.into(),
         kms_key_arn: key.map(str::to_string),
         key_manager: manager.map(str::to_string),
-        bucket_key: false,
+        ..Default::default()
     }
 }
 
@@ -109,6 +109,7 @@ fn bucket(name: &str, default: S3Encryption, versioning: &str, tags: &[(&str, &s
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        acls: false,
     }
 }
 
@@ -127,6 +128,7 @@ fn object(b: &str, key: &str, size: u64, storage: &str, e: S3Encryption) -> S3Ob
         last_modified: "2026-01-01T00:00:00Z".into(),
         encryption: e,
         lock: ObjectLock::default(),
+        website_redirect: None,
     }
 }
 

@@ -13,7 +13,9 @@ use rekey::journal::Journal;
 use rekey::plan;
 use rekey::providers::S3Write;
 use rekey::retry::{Pacer, RetryPolicy};
-use rekey::steps::{S3Steps, StepOutcome, StepRunner, StepSpec, UndoOutcome};
+use rekey::steps::{
+    ProgressHandle, RunCtx, S3Steps, StepOutcome, StepRunner, StepSpec, UndoCtx, UndoOutcome,
+};
 
 use crate::apply::{planned, Ctx};
 use crate::harness;
@@ -49,10 +51,10 @@ impl<R: StepRunner> StepRunner for Faulty<'_, R> {
         self.inner.prepare(spec).await
     }
 
-    async fn run(&self, spec: &StepSpec, resumed: bool) -> (StepOutcome, u32) {
+    async fn run(&self, spec: &StepSpec, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
         if kind_of(spec) == self.kind && !self.fired.swap(true, Ordering::SeqCst) {
             if self.inject == Inject::After {
-                let _ = self.inner.run(spec, resumed).await;
+                let _ = self.inner.run(spec, ctx).await;
             }
             return (
                 StepOutcome::Failed {
@@ -61,11 +63,19 @@ impl<R: StepRunner> StepRunner for Faulty<'_, R> {
                 0,
             );
         }
-        self.inner.run(spec, resumed).await
+        self.inner.run(spec, ctx).await
     }
 
-    async fn undo(&self, spec: &StepSpec, undo: Option<&str>, result: Option<&str>) -> UndoOutcome {
-        self.inner.undo(spec, undo, result).await
+    async fn undo(&self, spec: &StepSpec, ctx: UndoCtx<'_>) -> UndoOutcome {
+        self.inner.undo(spec, ctx).await
+    }
+
+    async fn key_usable(
+        &self,
+        spec: &StepSpec,
+        key: &str,
+    ) -> Result<Option<String>, rekey::error::ProviderError> {
+        self.inner.key_usable(spec, key).await
     }
 }
 
@@ -128,6 +138,40 @@ fn states(plan_path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+fn verify_opts() -> apply::VerifyOptions {
+    apply::VerifyOptions {
+        concurrency: 4,
+        requests_per_second: 500,
+        ignore_blocked: true,
+    }
+}
+
+/// Roll the whole plan back in-process: (undone, conflicts, failed).
+async fn roll_back(
+    p: &plan::PlanFile,
+    plan_path: &Path,
+    aws: &rekey::providers::aws::AwsClients,
+) -> (u64, u64, u64) {
+    let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = apply::rollback(
+        p,
+        plan_path,
+        &rekey::journal::default_path(plan_path),
+        &apply::RollbackOptions {
+            to: None,
+            concurrency: 4,
+            requests_per_second: 500,
+        },
+        &apply::single(aws.clone()),
+        None,
+        &Silent,
+        &mut rx,
+    )
+    .await
+    .unwrap();
+    (out.tally.undone, out.tally.conflicts, out.tally.failed)
+}
+
 async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
     let ctx = estate(
         &format!(
@@ -140,10 +184,12 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
     .await;
     let aws = harness::clients(&ctx.endpoint).await;
     let pacer = Pacer::new(500);
+    let slots = tokio::sync::Semaphore::new(4);
     let real = S3Steps {
         s3: &aws,
         policy: RetryPolicy::default(),
         pacer: &pacer,
+        part_slots: &slots,
     };
     let bucket = ctx.bucket("ml-fraud-steps");
     let original_default = aws.bucket_default(&bucket).await.unwrap();
@@ -180,7 +226,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         states(&ctx.plan)
     );
     let p = plan::load(&ctx.plan).unwrap();
-    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), None, 4)
+    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), None, &verify_opts())
         .await
         .unwrap();
     assert!(
@@ -203,7 +249,13 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
     {
         let spec: StepSpec = serde_json::from_str(&row.spec).unwrap();
         for resumed in [false, true] {
-            let (o, _) = real.run(&spec, resumed).await;
+            let saver = ProgressHandle::none();
+            let ctx = RunCtx {
+                resumed,
+                progress: None,
+                saver: &saver,
+            };
+            let (o, _) = real.run(&spec, ctx).await;
             assert!(
                 matches!(o, StepOutcome::Succeeded { .. }),
                 "{} run again: {o:?}",
@@ -212,25 +264,14 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         }
     }
     drop(j);
-    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), None, 4)
+    let v = apply::verify_plan(&p, &ctx.plan, &apply::single(aws.clone()), None, &verify_opts())
         .await
         .unwrap();
     assert!(v.non_compliant.is_empty());
 
     // Unwind: the bucket rule and every object return to what they were before the fault.
     let journal_path = rekey::journal::default_path(&ctx.plan);
-    let (undone, conflicts, failed) = apply::rollback(
-        &p,
-        &ctx.plan,
-        &journal_path,
-        None,
-        &apply::single(aws.clone()),
-        None,
-        4,
-        500,
-    )
-    .await
-    .unwrap();
+    let (undone, conflicts, failed) = roll_back(&p, &ctx.plan, &aws).await;
     let reasons: Vec<_> = Journal::open(&journal_path, &apply::plan_id(&ctx.plan).unwrap())
         .unwrap()
         .steps_from(0)
@@ -276,18 +317,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
         );
     }
     // A rollback run twice is a no-op the second time.
-    let again = apply::rollback(
-        &p,
-        &ctx.plan,
-        &journal_path,
-        None,
-        &apply::single(aws.clone()),
-        None,
-        4,
-        500,
-    )
-    .await
-    .unwrap();
+    let again = roll_back(&p, &ctx.plan, &aws).await;
     assert_eq!(
         again,
         (0, 0, archived_one_way),

@@ -1,0 +1,297 @@
+//! Cloud Storage steps: a bucket's default key (a patch of that field alone), and an object
+//! rewritten in place onto its key, guarded by its generation (`ifGenerationMatch` and
+//! `ifSourceGenerationMatch`). Objects use `ObjectStep` with engine `gcs-rewrite`: the planned
+//! generation is in `etag` (and `version_id`), the key names in the `*_key_arn` fields.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    json, ObjectResult, ObjectStep, RunCtx, StepOutcome, StepRunner, StepSpec, UndoCtx,
+    UndoOutcome,
+};
+use crate::error::ProviderError;
+use crate::providers::gcs::{GcsClient, GcsObjectInfo};
+use crate::providers::Written;
+use crate::retry::{retried, Pacer, RetryPolicy};
+
+pub struct GcsSteps<'a> {
+    pub gcs: &'a GcsClient,
+    pub policy: RetryPolicy,
+    pub pacer: &'a Pacer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct GcsBucketUndo {
+    previous: Option<String>,
+}
+
+fn done(obj: &GcsObjectInfo, by_rekey: bool, note: Option<String>) -> StepOutcome {
+    StepOutcome::Succeeded {
+        result: json(&ObjectResult {
+            written: Written {
+                etag: obj.generation.to_string(),
+                version_id: Some(obj.generation.to_string()),
+            },
+            by_rekey,
+            note: note.clone(),
+        }),
+        note,
+    }
+}
+
+impl GcsSteps<'_> {
+    async fn current(&self, o: &ObjectStep) -> Result<GcsObjectInfo, ProviderError> {
+        retried(&self.policy, self.pacer, || {
+            self.gcs.get_object(&o.bucket, &o.key, None)
+        })
+        .await
+        .0
+    }
+
+    async fn run_object(&self, o: &ObjectStep, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        let planned: i64 = o.etag.parse().unwrap_or(0);
+        if ctx.resumed {
+            if let Ok(c) = self.current(o).await {
+                if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) {
+                    return (done(&c, true, Some("found done on resume".into())), 0);
+                }
+            }
+        }
+        let (r, a) = retried(&self.policy, self.pacer, || {
+            self.gcs.rewrite_in_place(
+                &o.bucket,
+                &o.key,
+                planned,
+                Some(&o.to_key_arn),
+                &o.storage_class,
+            )
+        })
+        .await;
+        let uncertain = ctx.resumed || a.retries > 0;
+        let outcome = match r {
+            Ok((obj, calls)) => done(
+                &obj,
+                true,
+                (calls > 1).then(|| format!("rewritten in {calls} calls")),
+            ),
+            Err(ProviderError::Precondition { .. }) | Err(ProviderError::NotFound { .. }) => {
+                match self.current(o).await {
+                    Ok(c) if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) => {
+                        done(&c, uncertain, Some("already on the team key".into()))
+                    }
+                    Ok(c) => StepOutcome::Drifted {
+                        reason: format!(
+                            "changed since planned: generation is now {} (planned {}); left as written",
+                            c.generation, o.etag
+                        ),
+                    },
+                    Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
+                        reason: "the object no longer exists".into(),
+                    },
+                    Err(e) => StepOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            Err(e) => StepOutcome::Failed {
+                reason: e.to_string(),
+            },
+        };
+        (outcome, a.retries)
+    }
+
+    async fn undo_object(&self, o: &ObjectStep, ctx: UndoCtx<'_>) -> UndoOutcome {
+        let original = o.from_key_arn.clone();
+        let c = match self.current(o).await {
+            Ok(c) => c,
+            Err(ProviderError::NotFound { .. }) => {
+                return UndoOutcome::Conflict {
+                    reason: "the object no longer exists".into(),
+                }
+            }
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if c.kms_key == original {
+            return UndoOutcome::Undone {
+                note: Some(
+                    if ctx.succeeded {
+                        "already on its original key"
+                    } else {
+                        "the step had not taken effect"
+                    }
+                    .into(),
+                ),
+            };
+        }
+        let ours: Option<ObjectResult> = ctx.result.and_then(|r| serde_json::from_str(r).ok());
+        match &ours {
+            Some(r) if !r.by_rekey => {
+                return UndoOutcome::Conflict {
+                    reason: "another writer put it on the team key, not rekey: left alone".into(),
+                }
+            }
+            Some(r) if r.written.etag != c.generation.to_string() => {
+                return UndoOutcome::Conflict {
+                    reason: format!(
+                        "written since apply (generation {}, apply wrote {}): left alone",
+                        c.generation, r.written.etag
+                    ),
+                }
+            }
+            Some(_) => {}
+            None if ctx.succeeded => {
+                return UndoOutcome::Failed {
+                    reason: "the journal holds no result for this step".into(),
+                }
+            }
+            // Started or failed: rekey's rewrite landed if the object is on the team key.
+            None if c.kms_key.as_deref() != Some(o.to_key_arn.as_str()) => {
+                return UndoOutcome::Conflict {
+                    reason: format!(
+                        "changed since apply (generation {}): left alone",
+                        c.generation
+                    ),
+                }
+            }
+            None => {}
+        }
+        match retried(&self.policy, self.pacer, || {
+            self.gcs.rewrite_in_place(
+                &o.bucket,
+                &o.key,
+                c.generation,
+                original.as_deref(),
+                &c.storage_class,
+            )
+        })
+        .await
+        .0
+        {
+            Ok((obj, _)) if obj.kms_key == original => UndoOutcome::Undone { note: None },
+            Ok((obj, _)) => UndoOutcome::Failed {
+                reason: format!(
+                    "rewritten, but it took {} (the bucket default) instead of Google-managed encryption: restore the bucket default first",
+                    obj.kms_key.unwrap_or_default()
+                ),
+            },
+            Err(ProviderError::Precondition { .. }) => UndoOutcome::Conflict {
+                reason: "written since apply: left alone".into(),
+            },
+            Err(e) => UndoOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    async fn undo_bucket(&self, bucket: &str, key: &str, ctx: UndoCtx<'_>) -> UndoOutcome {
+        let Some(u) = ctx
+            .undo
+            .and_then(|u| serde_json::from_str::<GcsBucketUndo>(u).ok())
+        else {
+            return UndoOutcome::Failed {
+                reason: "the journal holds no previous default key for this bucket".into(),
+            };
+        };
+        let now = match retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket))
+            .await
+            .0
+        {
+            Ok(b) => b.default_kms_key,
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if now == u.previous {
+            return UndoOutcome::Undone {
+                note: Some("already on its previous default key".into()),
+            };
+        }
+        if now.as_deref() != Some(key) {
+            return UndoOutcome::Conflict {
+                reason: format!(
+                    "the default key changed since apply (now {}): left alone",
+                    now.unwrap_or_else(|| "Google-managed".into())
+                ),
+            };
+        }
+        match retried(&self.policy, self.pacer, || {
+            self.gcs.set_default_key(bucket, u.previous.as_deref())
+        })
+        .await
+        .0
+        {
+            Ok(()) => UndoOutcome::Undone { note: None },
+            Err(e) => UndoOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl StepRunner for GcsSteps<'_> {
+    async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
+        match spec {
+            StepSpec::GcsBucketDefault { bucket, .. } => {
+                let b = retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket))
+                    .await
+                    .0?;
+                Ok(json(&GcsBucketUndo {
+                    previous: b.default_kms_key,
+                }))
+            }
+            StepSpec::Object(o) => Ok(json(
+                &serde_json::json!({ "original_key": o.from_key_arn, "generation": o.etag }),
+            )),
+            _ => Err(ProviderError::Other {
+                what: "step".into(),
+                detail: "not a Cloud Storage step".into(),
+            }),
+        }
+    }
+
+    async fn run(&self, spec: &StepSpec, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        match spec {
+            StepSpec::GcsBucketDefault { bucket, key, .. } => {
+                let (r, a) = retried(&self.policy, self.pacer, || {
+                    self.gcs.set_default_key(bucket, Some(key))
+                })
+                .await;
+                (super::done_or_failed(r.map(|()| None)), a.retries)
+            }
+            StepSpec::Object(o) => self.run_object(o, ctx).await,
+            _ => (
+                StepOutcome::Failed {
+                    reason: "not a Cloud Storage step".into(),
+                },
+                0,
+            ),
+        }
+    }
+
+    async fn undo(&self, spec: &StepSpec, ctx: UndoCtx<'_>) -> UndoOutcome {
+        match spec {
+            StepSpec::GcsBucketDefault { bucket, key, .. } => {
+                self.undo_bucket(bucket, key, ctx).await
+            }
+            StepSpec::Object(o) => self.undo_object(o, ctx).await,
+            _ => UndoOutcome::Failed {
+                reason: "not a Cloud Storage step".into(),
+            },
+        }
+    }
+
+    async fn key_usable(
+        &self,
+        _spec: &StepSpec,
+        _key: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        // rekey has no Cloud KMS client yet: Cloud KMS keys are not checked.
+        Ok(None)
+    }
+}

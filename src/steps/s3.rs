@@ -1,0 +1,866 @@
+//! S3 steps: a bucket's default rule, and an object re-encrypted in place by CopyObject, by a
+//! multipart copy (UploadPartCopy), or by UpdateObjectEncryption; with their undo.
+//!
+//! Guards (DESIGN.md I1): a copy's source and destination are both held to the ETag the plan
+//! saw (`x-amz-copy-source-if-match` and `If-Match`), and so is CompleteMultipartUpload; a
+//! copy always reads the current version, never a pinned version id. UpdateObjectEncryption
+//! takes no condition: it is pinned to the planned version id in a versioned bucket, and
+//! preceded by a read of the ETag in an unversioned one (it rewrites no data, so the race that
+//! remains can re-key a newer write but never lose it). An undo is held to what the apply
+//! wrote: the ETag (and version) it recorded, or the rule it set.
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::{
+    done_or_failed, json, same_key, ObjectResult, ObjectStep, ProgressHandle, RunCtx, StepKind,
+    StepOutcome, StepRunner, StepSpec, UndoCtx, UndoOutcome,
+};
+use crate::error::ProviderError;
+use crate::model::{EncryptionClass, S3Encryption};
+use crate::providers::sagemaker::SageMakerApi;
+use crate::providers::{CopiedPart, CopyInPlace, Grants, KeyRead, ObjectHead, S3Write, Written};
+use crate::retry::{retried, retried_guarded, Pacer, RetryPolicy};
+
+/// CopyObject copies at most 5 GiB; larger objects go by parts.
+pub const COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Part copies one multipart step keeps in flight (the run's `part_slots` bound them all).
+const PARTS_PER_STEP: usize = 8;
+
+/// How often a multipart copy starts over after CompleteMultipartUpload raced (409).
+const MAX_RESTARTS: u32 = 2;
+
+/// Steps on S3 (and SageMaker endpoints), through one account's clients.
+pub struct S3Steps<'a, S> {
+    pub s3: &'a S,
+    pub policy: RetryPolicy,
+    pub pacer: &'a Pacer,
+    /// Part copies in flight across every multipart step of the run.
+    pub part_slots: &'a Semaphore,
+}
+
+impl<'a, S> S3Steps<'a, S> {
+    pub fn new(s3: &'a S, pacer: &'a Pacer, part_slots: &'a Semaphore) -> Self {
+        S3Steps {
+            s3,
+            policy: RetryPolicy::default(),
+            pacer,
+            part_slots,
+        }
+    }
+}
+
+/// Undo data of a bucket step, journaled before the change: the whole rule as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketUndo {
+    pub previous: S3Encryption,
+}
+
+/// What a bucket step set, journaled after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct BucketResult {
+    rule: S3Encryption,
+}
+
+/// A multipart copy under way, journaled as soon as its upload exists (so that a crash
+/// leaves an upload rekey can finish or abort, never one it forgets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct MultipartProgress {
+    upload_id: String,
+    /// An upload of the undo (a copy back), not of the apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    undo: bool,
+}
+
+fn upload_of(progress: Option<&str>) -> Option<MultipartProgress> {
+    progress.and_then(|p| serde_json::from_str(p).ok())
+}
+
+/// Two bucket rules are the same rule: algorithm, key as written, Bucket Key, blocked types.
+fn same_rule(a: &S3Encryption, b: &S3Encryption) -> bool {
+    let blocked = |e: &S3Encryption| {
+        let mut v = e.blocked_types.clone();
+        v.sort();
+        v
+    };
+    a.algorithm == b.algorithm
+        && a.kms_key_arn == b.kms_key_arn
+        && a.bucket_key == b.bucket_key
+        && blocked(a) == blocked(b)
+}
+
+/// The rule a bucket step sets: the team key, keeping the rule's blocked encryption types.
+fn bucket_target(target: &S3Encryption, previous: &S3Encryption) -> S3Encryption {
+    S3Encryption {
+        blocked_types: previous.blocked_types.clone(),
+        key_manager: None,
+        ..target.clone()
+    }
+}
+
+pub fn describe_rule(e: &S3Encryption) -> String {
+    let mut s = match &e.kms_key_arn {
+        Some(k) => format!("{} {k}", e.algorithm),
+        None => e.algorithm.clone(),
+    };
+    if e.bucket_key {
+        s.push_str(", Bucket Key on");
+    }
+    if !e.blocked_types.is_empty() {
+        s.push_str(&format!(", blocking {}", e.blocked_types.join(", ")));
+    }
+    s
+}
+
+/// Byte ranges (first, last) of each part.
+fn part_ranges(size: u64, part_size: u64) -> Vec<(i32, u64, u64)> {
+    let part = part_size.max(5 * 1024 * 1024).max(size.div_ceil(10_000));
+    let mut out = Vec::new();
+    let mut first = 0;
+    let mut n = 1;
+    while first < size {
+        let last = (first + part).min(size) - 1;
+        out.push((n, first, last));
+        first = last + 1;
+        n += 1;
+    }
+    out
+}
+
+fn written_of(h: &ObjectHead) -> Written {
+    Written {
+        etag: h.etag.clone(),
+        version_id: h.version_id.clone(),
+    }
+}
+
+/// A step that found the object on its team key rather than writing it.
+fn found(h: &ObjectHead, by_rekey: bool, note: &str) -> StepOutcome {
+    StepOutcome::Succeeded {
+        result: json(&ObjectResult {
+            written: written_of(h),
+            by_rekey,
+            note: Some(note.to_string()),
+        }),
+        note: Some(note.to_string()),
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> StepOutcome {
+    StepOutcome::Failed {
+        reason: e.to_string(),
+    }
+}
+
+impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
+    async fn head(
+        &self,
+        o: &ObjectStep,
+        version: Option<&str>,
+    ) -> Result<ObjectHead, ProviderError> {
+        retried(&self.policy, self.pacer, || {
+            self.s3.head_object(&o.bucket, &o.key, version)
+        })
+        .await
+        .0
+    }
+
+    /// The object's ACL grants, when its bucket keeps ACLs (a copy would reset them).
+    async fn grants_of(&self, o: &ObjectStep) -> Result<Option<Grants>, ProviderError> {
+        if !o.acls {
+            return Ok(None);
+        }
+        retried(&self.policy, self.pacer, || {
+            self.s3.object_grants(&o.bucket, &o.key)
+        })
+        .await
+        .0
+        .map(|g| (!g.is_empty()).then_some(g))
+    }
+
+    /// Abort an upload this step journaled and no longer needs (it holds no object).
+    async fn abort_upload(&self, o: &ObjectStep, upload: Option<&MultipartProgress>) {
+        if let Some(u) = upload {
+            let _ = retried(&self.policy, self.pacer, || {
+                self.s3.abort_multipart(&o.bucket, &o.key, &u.upload_id)
+            })
+            .await;
+        }
+    }
+
+    // ---- bucket default --------------------------------------------------------------
+
+    async fn run_bucket(&self, bucket: &str, target: &S3Encryption) -> StepOutcome {
+        let current = match retried(&self.policy, self.pacer, || self.s3.bucket_default(bucket))
+            .await
+            .0
+        {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        let want = bucket_target(target, &current);
+        let result = json(&BucketResult { rule: want.clone() });
+        if same_rule(&current, &want) {
+            return StepOutcome::Succeeded {
+                result,
+                note: Some("the rule was already set".into()),
+            };
+        }
+        done_or_failed(
+            retried(&self.policy, self.pacer, || {
+                self.s3.set_bucket_default(bucket, &want)
+            })
+            .await
+            .0
+            .map(|()| result),
+        )
+    }
+
+    async fn undo_bucket(&self, bucket: &str, target: &S3Encryption, ctx: UndoCtx<'_>) -> UndoOutcome {
+        let Some(u) = ctx.undo.and_then(|u| serde_json::from_str::<BucketUndo>(u).ok()) else {
+            return UndoOutcome::Failed {
+                reason: "the journal holds no previous rule for this bucket".into(),
+            };
+        };
+        let ours = ctx
+            .result
+            .and_then(|r| serde_json::from_str::<BucketResult>(r).ok())
+            .map(|r| r.rule)
+            .unwrap_or_else(|| bucket_target(target, &u.previous));
+        let current = match retried(&self.policy, self.pacer, || self.s3.bucket_default(bucket))
+            .await
+            .0
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if same_rule(&current, &u.previous) {
+            return UndoOutcome::Undone {
+                note: Some(
+                    if ctx.succeeded {
+                        "already on its previous rule"
+                    } else {
+                        "the step had not taken effect"
+                    }
+                    .into(),
+                ),
+            };
+        }
+        if !same_rule(&current, &ours) {
+            return UndoOutcome::Conflict {
+                reason: format!(
+                    "the default rule changed since apply (now {}; apply set {}): left alone",
+                    describe_rule(&current),
+                    describe_rule(&ours)
+                ),
+            };
+        }
+        match retried(&self.policy, self.pacer, || {
+            self.s3.set_bucket_default(bucket, &u.previous)
+        })
+        .await
+        .0
+        {
+            Ok(()) => UndoOutcome::Undone { note: None },
+            Err(e) => UndoOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    // ---- objects -----------------------------------------------------------------------
+
+    /// After a refused or uncertain write: the object on the team key is done; anything else
+    /// is drift, left as the writer left it. `uncertain`: an earlier attempt of rekey's own
+    /// write may have landed (a lost answer, a crash), so the state is taken as rekey's.
+    async fn settle(&self, o: &ObjectStep, uncertain: bool, why: &str) -> StepOutcome {
+        match self.head(o, o.addressed_version()).await {
+            Ok(h) if same_key(&h.encryption, &o.target()) => {
+                if uncertain {
+                    found(&h, true, "on the team key after a retried write")
+                } else {
+                    found(&h, false, "already on the team key")
+                }
+            }
+            Ok(h) => StepOutcome::Drifted {
+                reason: format!(
+                    "{why}: ETag is now {} (planned {}), encryption {}; left as written",
+                    h.etag,
+                    o.etag,
+                    describe_rule(&h.encryption)
+                ),
+            },
+            Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
+                reason: "the object no longer exists".into(),
+            },
+            Err(e) => failed(e),
+        }
+    }
+
+    async fn run_object(&self, o: &ObjectStep, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        match o.kind() {
+            StepKind::UpdateEncryption => self.run_update(o, ctx).await,
+            _ => self.run_copy(o, ctx).await,
+        }
+    }
+
+    async fn run_copy(&self, o: &ObjectStep, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        let target = o.target();
+        let upload = upload_of(ctx.progress).filter(|u| !u.undo);
+        if ctx.resumed {
+            // The step may have taken effect before the crash: check before doing it again.
+            match self.head(o, None).await {
+                Ok(h) if same_key(&h.encryption, &target) => {
+                    self.abort_upload(o, upload.as_ref()).await;
+                    return (found(&h, true, "found done on resume"), 0);
+                }
+                Err(ProviderError::NotFound { .. }) => {
+                    self.abort_upload(o, upload.as_ref()).await;
+                    return (
+                        StepOutcome::Drifted {
+                            reason: "the object no longer exists".into(),
+                        },
+                        0,
+                    );
+                }
+                _ => {}
+            }
+        }
+        let grants = match self.grants_of(o).await {
+            Ok(g) => g,
+            Err(ProviderError::NotFound { .. }) => {
+                return (self.settle(o, ctx.resumed, "changed since planned").await, 0)
+            }
+            Err(e) => return (failed(e), 0),
+        };
+        let req = CopyInPlace {
+            bucket: &o.bucket,
+            key: &o.key,
+            if_match: &o.etag,
+            target: &target,
+            storage_class: &o.storage_class,
+            size: o.size,
+            website_redirect: o.website_redirect.as_deref(),
+            grants: grants.as_ref(),
+        };
+        let (res, uncertain, retries) = if o.kind() == StepKind::MultipartCopy {
+            self.multipart(o, &req, upload, ctx.saver, false).await
+        } else {
+            let (r, a) =
+                retried_guarded(&self.policy, self.pacer, || self.s3.copy_in_place(&req)).await;
+            (r, a.retries > 0, a.retries)
+        };
+        let uncertain = uncertain || ctx.resumed;
+        let outcome = match res {
+            Ok(written) => StepOutcome::Succeeded {
+                result: json(&ObjectResult {
+                    written,
+                    by_rekey: true,
+                    note: None,
+                }),
+                note: None,
+            },
+            Err(
+                ProviderError::Precondition { .. }
+                | ProviderError::NotFound { .. }
+                | ProviderError::Conflict { .. },
+            ) => self.settle(o, uncertain, "changed since planned").await,
+            // S3 refuses to copy an object onto itself when nothing changes: when a step
+            // runs again after it took effect, that refusal means it is done.
+            Err(e @ ProviderError::Invalid { .. }) => match self.head(o, None).await {
+                Ok(h) if same_key(&h.encryption, &target) => {
+                    found(&h, uncertain, "already on the team key")
+                }
+                _ => failed(e),
+            },
+            Err(e) => failed(e),
+        };
+        (outcome, retries)
+    }
+
+    /// A multipart copy onto itself: resume the journaled upload part-wise or start one,
+    /// copy the missing parts concurrently (each with its own retries), then complete it
+    /// guarded by `If-Match`. Returns the result, whether an earlier attempt of the completion
+    /// may have landed, and the retries.
+    async fn multipart(
+        &self,
+        o: &ObjectStep,
+        req: &CopyInPlace<'_>,
+        journaled: Option<MultipartProgress>,
+        saver: &ProgressHandle,
+        undo: bool,
+    ) -> (Result<Written, ProviderError>, bool, u32) {
+        let mut journaled = journaled;
+        let mut retries = 0;
+        let mut restarts = 0;
+        loop {
+            // The upload: the journaled one if it still exists, else a new one, journaled
+            // before any part is copied into it.
+            let resumed = match journaled.take() {
+                Some(u) => match retried(&self.policy, self.pacer, || {
+                    self.s3.list_parts(req.bucket, req.key, &u.upload_id)
+                })
+                .await
+                .0
+                {
+                    Ok(parts) => Some((u.upload_id, parts)),
+                    Err(ProviderError::NotFound { .. }) => None,
+                    Err(e) => return (Err(e), false, retries),
+                },
+                None => None,
+            };
+            let (upload_id, mut parts) = match resumed {
+                Some(r) => r,
+                None => {
+                    let (r, a) =
+                        retried(&self.policy, self.pacer, || self.s3.start_multipart(req)).await;
+                    retries += a.retries;
+                    let id = match r {
+                        Ok(id) => id,
+                        Err(e) => return (Err(e), false, retries),
+                    };
+                    let progress = json(&MultipartProgress {
+                        upload_id: id.clone(),
+                        undo,
+                    })
+                    .unwrap_or_default();
+                    if let Err(e) = saver.save(progress).await {
+                        let _ = self.s3.abort_multipart(req.bucket, req.key, &id).await;
+                        return (
+                            Err(ProviderError::Other {
+                                what: o.url(),
+                                detail: format!("could not journal the upload: {e}"),
+                            }),
+                            false,
+                            retries,
+                        );
+                    }
+                    (id, Vec::new())
+                }
+            };
+            let missing: Vec<(i32, u64, u64)> = part_ranges(req.size, o.part_size)
+                .into_iter()
+                .filter(|(n, _, _)| !parts.iter().any(|p| p.number == *n))
+                .collect();
+            let copied: Vec<(Result<CopiedPart, ProviderError>, u32)> =
+                futures::stream::iter(missing)
+                    .map(|(n, first, last)| {
+                        let upload_id = &upload_id;
+                        async move {
+                            let _slot = self.part_slots.acquire().await;
+                            let (r, a) = retried(&self.policy, self.pacer, || {
+                                self.s3.copy_part(req, upload_id, n, first, last)
+                            })
+                            .await;
+                            (r, a.retries)
+                        }
+                    })
+                    .buffer_unordered(PARTS_PER_STEP)
+                    .collect()
+                    .await;
+            let mut changed = false;
+            for (r, a) in copied {
+                retries += a;
+                match r {
+                    Ok(p) => parts.push(p),
+                    Err(ProviderError::Precondition { .. } | ProviderError::NotFound { .. }) => {
+                        changed = true
+                    }
+                    // The upload stays journaled: the next run copies the parts still missing.
+                    Err(e) => return (Err(e), false, retries),
+                }
+            }
+            if changed {
+                let _ = self.s3.abort_multipart(req.bucket, req.key, &upload_id).await;
+                return (
+                    Err(ProviderError::Precondition { what: o.url() }),
+                    false,
+                    retries,
+                );
+            }
+            let (r, a) = retried(&self.policy, self.pacer, || {
+                self.s3.complete_multipart(req, &upload_id, &parts)
+            })
+            .await;
+            retries += a.retries;
+            let uncertain = a.retries > 0;
+            match r {
+                Ok(w) => return (Ok(w), uncertain, retries),
+                // A race with another write: never send Complete again; start over, held to
+                // the same ETag (a changed object then fails the first guard).
+                Err(ProviderError::Conflict { .. }) if restarts < MAX_RESTARTS => {
+                    let _ = self.s3.abort_multipart(req.bucket, req.key, &upload_id).await;
+                    restarts += 1;
+                }
+                Err(e @ ProviderError::Precondition { .. }) => {
+                    let _ = self.s3.abort_multipart(req.bucket, req.key, &upload_id).await;
+                    return (Err(e), uncertain, retries);
+                }
+                Err(e) => return (Err(e), uncertain, retries),
+            }
+        }
+    }
+
+    async fn run_update(&self, o: &ObjectStep, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        let target = o.target();
+        let version = o.version_id.as_deref();
+        // Unversioned: UpdateObjectEncryption takes no condition, so read the ETag first and
+        // re-key only the planned write. Versioned: the call is pinned to the planned version.
+        if ctx.resumed || version.is_none() {
+            match self.head(o, version).await {
+                Ok(h) if same_key(&h.encryption, &target) => {
+                    let note = if ctx.resumed {
+                        "found done on resume"
+                    } else {
+                        "already on the team key"
+                    };
+                    return (found(&h, ctx.resumed, note), 0);
+                }
+                Ok(h) if version.is_none() && h.etag != o.etag => {
+                    return (
+                        StepOutcome::Drifted {
+                            reason: format!(
+                                "changed since planned: ETag is now {} (planned {}); left as written",
+                                h.etag, o.etag
+                            ),
+                        },
+                        0,
+                    )
+                }
+                Err(ProviderError::NotFound { .. }) => {
+                    return (
+                        StepOutcome::Drifted {
+                            reason: "the object (or its planned version) no longer exists".into(),
+                        },
+                        0,
+                    )
+                }
+                Err(e) => return (failed(e), 0),
+                Ok(_) => {}
+            }
+        }
+        let (r, a) = retried(&self.policy, self.pacer, || {
+            self.s3
+                .update_encryption(&o.bucket, &o.key, version, &o.to_key_arn, true)
+        })
+        .await;
+        let outcome = match r {
+            Ok(()) => StepOutcome::Succeeded {
+                result: json(&ObjectResult {
+                    written: Written {
+                        etag: o.etag.clone(),
+                        version_id: o.version_id.clone(),
+                    },
+                    by_rekey: true,
+                    note: None,
+                }),
+                note: None,
+            },
+            Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
+                reason: "the object (or its planned version) no longer exists".into(),
+            },
+            Err(e @ ProviderError::Invalid { .. }) => match self.head(o, version).await {
+                Ok(h) if same_key(&h.encryption, &target) => {
+                    found(&h, a.retries > 0 || ctx.resumed, "already on the team key")
+                }
+                _ => failed(e),
+            },
+            Err(e) => failed(e),
+        };
+        (outcome, a.retries)
+    }
+
+    async fn undo_object(&self, o: &ObjectStep, ctx: UndoCtx<'_>) -> UndoOutcome {
+        // An upload an interrupted apply left behind holds no object: abort it.
+        let upload = upload_of(ctx.progress);
+        if let Some(u) = upload.as_ref().filter(|u| !u.undo) {
+            self.abort_upload(o, Some(u)).await;
+        }
+        let original = o.original();
+        let version = o.addressed_version();
+        let head = match self.head(o, version).await {
+            Ok(h) => h,
+            Err(ProviderError::NotFound { .. }) => {
+                return UndoOutcome::Conflict {
+                    reason: "the object no longer exists".into(),
+                }
+            }
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let on_original = head.encryption.algorithm == original.algorithm
+            && (original.algorithm != "aws:kms"
+                || o.from != EncryptionClass::ForeignCmk
+                || head.encryption.kms_key_arn == o.from_key_arn);
+        if on_original {
+            return UndoOutcome::Undone {
+                note: Some(
+                    if ctx.succeeded {
+                        "already on its original encryption"
+                    } else {
+                        "the step had not taken effect"
+                    }
+                    .into(),
+                ),
+            };
+        }
+        let ours: Option<ObjectResult> = ctx.result.and_then(|r| serde_json::from_str(r).ok());
+        if ours.as_ref().is_some_and(|r| !r.by_rekey) {
+            return UndoOutcome::Conflict {
+                reason: "another writer put it on the team key, not rekey: left alone".into(),
+            };
+        }
+        if !same_key(&head.encryption, &o.target()) {
+            return UndoOutcome::Conflict {
+                reason: format!(
+                    "changed since apply (now {}): left alone",
+                    describe_rule(&head.encryption)
+                ),
+            };
+        }
+        match &ours {
+            Some(r) => {
+                let other_version = r.written.version_id.is_some()
+                    && head.version_id.is_some()
+                    && head.version_id != r.written.version_id;
+                if head.etag != r.written.etag || other_version {
+                    return UndoOutcome::Conflict {
+                        reason: format!(
+                            "written since apply (ETag {}, apply wrote {}): left alone",
+                            head.etag, r.written.etag
+                        ),
+                    };
+                }
+            }
+            None if ctx.succeeded => {
+                return UndoOutcome::Failed {
+                    reason: "the journal holds no result for this step".into(),
+                }
+            }
+            // Started or failed, and found on the team key: rekey's write landed before the
+            // journal could say so. The copy back below is still held to the ETag just read.
+            None => {}
+        }
+        let archived = matches!(head.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
+            || matches!(
+                head.archive_status.as_deref(),
+                Some("ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS")
+            );
+        let update_back = o.kind() == StepKind::UpdateEncryption
+            && original.algorithm == "aws:kms"
+            && o.from_key_arn.is_some();
+        if update_back {
+            let arn = o.from_key_arn.clone().unwrap_or_default();
+            return match retried(&self.policy, self.pacer, || {
+                self.s3
+                    .update_encryption(&o.bucket, &o.key, version, &arn, o.from_bucket_key)
+            })
+            .await
+            .0
+            {
+                Ok(()) => UndoOutcome::Undone { note: None },
+                Err(e) => UndoOutcome::Failed {
+                    reason: e.to_string(),
+                },
+            };
+        }
+        if archived {
+            return UndoOutcome::Failed {
+                reason: format!(
+                    "archived ({}): UpdateObjectEncryption cannot return it to SSE-S3 and a copy needs a restore; restore it, then roll back again",
+                    head.archive_status.as_deref().unwrap_or(&head.storage_class)
+                ),
+            };
+        }
+        if o.kind() == StepKind::UpdateEncryption && !o.latest {
+            return UndoOutcome::Failed {
+                reason: "noncurrent version: UpdateObjectEncryption cannot return it to SSE-S3, and a copy would make it current; it stays on the team key".into(),
+            };
+        }
+        if version.is_some() {
+            // The copy back writes the current version: only if it is still the one re-keyed.
+            match self.head(o, None).await {
+                Ok(c) if c.version_id.as_deref() == version => {}
+                Ok(c) => {
+                    return UndoOutcome::Conflict {
+                        reason: format!(
+                            "a newer version ({}) was written since apply: left alone",
+                            c.version_id.unwrap_or_default()
+                        ),
+                    }
+                }
+                Err(e) => {
+                    return UndoOutcome::Failed {
+                        reason: e.to_string(),
+                    }
+                }
+            }
+        }
+        let grants = match self.grants_of(o).await {
+            Ok(g) => g,
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let req = CopyInPlace {
+            bucket: &o.bucket,
+            key: &o.key,
+            if_match: &head.etag,
+            target: &original,
+            storage_class: &head.storage_class,
+            size: head.size,
+            website_redirect: head.website_redirect.as_deref(),
+            grants: grants.as_ref(),
+        };
+        let res = if head.size > COPY_LIMIT || o.kind() == StepKind::MultipartCopy {
+            let journaled = upload.filter(|u| u.undo);
+            self.multipart(o, &req, journaled, ctx.saver, true).await.0
+        } else {
+            retried_guarded(&self.policy, self.pacer, || self.s3.copy_in_place(&req))
+                .await
+                .0
+        };
+        match res {
+            Ok(_) => UndoOutcome::Undone { note: None },
+            Err(
+                ProviderError::Precondition { .. }
+                | ProviderError::Conflict { .. }
+                | ProviderError::NotFound { .. },
+            ) => UndoOutcome::Conflict {
+                reason: "written since apply: left alone".into(),
+            },
+            Err(e) => UndoOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
+    async fn prepare(&self, spec: &StepSpec) -> Result<Option<String>, ProviderError> {
+        match spec {
+            StepSpec::BucketDefault { bucket, .. } => {
+                let previous = retried(&self.policy, self.pacer, || self.s3.bucket_default(bucket))
+                    .await
+                    .0?;
+                Ok(json(&BucketUndo { previous }))
+            }
+            StepSpec::Object(o) => Ok(json(&serde_json::json!({
+                "original": o.original(),
+                "etag": o.etag,
+                "version_id": o.version_id,
+            }))),
+            StepSpec::Endpoint { name, .. } => self.prepare_endpoint(name).await,
+            StepSpec::GcsBucketDefault { .. } => Err(ProviderError::Other {
+                what: "step".into(),
+                detail: "a Cloud Storage step reached the AWS runner".into(),
+            }),
+        }
+    }
+
+    async fn run(&self, spec: &StepSpec, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        match spec {
+            StepSpec::BucketDefault { bucket, target, .. } => {
+                (self.run_bucket(bucket, target).await, 0)
+            }
+            StepSpec::Object(o) => self.run_object(o, ctx).await,
+            StepSpec::Endpoint {
+                name,
+                from_config,
+                to_config,
+                key_arn,
+                ..
+            } => (
+                self.run_endpoint(name, from_config, to_config, key_arn)
+                    .await,
+                0,
+            ),
+            StepSpec::GcsBucketDefault { .. } => (
+                StepOutcome::Failed {
+                    reason: "a Cloud Storage step reached the AWS runner".into(),
+                },
+                0,
+            ),
+        }
+    }
+
+    async fn undo(&self, spec: &StepSpec, ctx: UndoCtx<'_>) -> UndoOutcome {
+        match spec {
+            StepSpec::BucketDefault { bucket, target, .. } => {
+                self.undo_bucket(bucket, target, ctx).await
+            }
+            StepSpec::Object(o) => self.undo_object(o, ctx).await,
+            StepSpec::Endpoint {
+                name,
+                from_config,
+                to_config,
+                ..
+            } => self.undo_endpoint(name, from_config, to_config, ctx).await,
+            StepSpec::GcsBucketDefault { .. } => UndoOutcome::Failed {
+                reason: "a Cloud Storage step reached the AWS runner".into(),
+            },
+        }
+    }
+
+    async fn key_usable(
+        &self,
+        _spec: &StepSpec,
+        key: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let k = retried(&self.policy, self.pacer, || self.s3.describe_key(key))
+            .await
+            .0?;
+        Ok(match k {
+            // The AWS-managed key appears at its first use; S3 makes it when it needs it.
+            None if key == "alias/aws/s3" => None,
+            None => Some(format!("{key} does not exist")),
+            Some(k) if k.state != "Enabled" => Some(format!("{} is {}", k.arn, k.state)),
+            Some(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_every_byte_once() {
+        let mib = 1024 * 1024;
+        let r = part_ranges(12 * mib + 1, 5 * mib);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0], (1, 0, 5 * mib - 1));
+        assert_eq!(r[2], (3, 10 * mib, 12 * mib));
+        // Never more than 10,000 parts.
+        let big = 100 * 1024 * mib * 1024;
+        assert!(part_ranges(big, 5 * mib).len() <= 10_000);
+    }
+
+    #[test]
+    fn a_rule_is_compared_whole() {
+        let a = S3Encryption {
+            algorithm: "aws:kms".into(),
+            kms_key_arn: Some("arn:k".into()),
+            bucket_key: true,
+            blocked_types: vec!["SSE-C".into()],
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        assert!(same_rule(&a, &b));
+        b.blocked_types.clear();
+        assert!(!same_rule(&a, &b), "blocked types are part of the rule");
+        let t = bucket_target(&b, &a);
+        assert_eq!(t.blocked_types, vec!["SSE-C".to_string()], "kept from the old rule");
+    }
+}

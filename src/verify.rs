@@ -1,0 +1,343 @@
+//! `verify`: re-read the cloud and say whether every resource of a plan is on its team key.
+//! Nothing is taken from the journal. Blocked and manual resources count as not compliant
+//! (the campaign is not done while they stay on service-managed keys) unless the operator
+//! asks for the planned-only view.
+
+use std::path::Path;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::apply::{client, plan_steps, Accounts};
+use crate::error::{ProviderError, RekeyError};
+use crate::journal::state;
+use crate::model::S3Encryption;
+use crate::plan::{Action, PlanFile};
+use crate::providers::gcs::GcsClient;
+use crate::providers::sagemaker::SageMakerApi;
+use crate::providers::{KeyRead, S3Read, S3Write};
+use crate::retry::{retried, Pacer, RetryPolicy};
+use crate::steps::{ObjectStep, StepKind, StepSpec};
+
+/// One resource that is not on its team key.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub target: String,
+    pub expected_key_arn: String,
+    pub found: String,
+    /// Why rekey did not move it (blocked and manual resources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Verification {
+    pub checked: u64,
+    pub compliant: u64,
+    /// Blocked or manual resources (listed in `non_compliant` unless ignored).
+    pub blocked: u64,
+    /// Planned objects deleted since the plan: nothing left to protect.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vanished: u64,
+    pub non_compliant: Vec<Finding>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How verify reads the cloud.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub concurrency: usize,
+    pub requests_per_second: u32,
+    /// Count blocked and manual resources apart instead of as not compliant.
+    pub ignore_blocked: bool,
+}
+
+pub fn describe(enc: &S3Encryption) -> String {
+    match &enc.kms_key_arn {
+        Some(k) => format!("{} {k}", enc.algorithm),
+        None => enc.algorithm.clone(),
+    }
+}
+
+/// Verify a plan against the cloud: every bucket default, endpoint and planned object is on
+/// its team key now; blocked and manual resources are not compliant unless ignored.
+pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
+    p: &PlanFile,
+    plan_path: &Path,
+    accounts: &Accounts<S>,
+    gcs: Option<&GcsClient>,
+    opts: &VerifyOptions,
+) -> Result<Verification, RekeyError> {
+    let policy = RetryPolicy::default();
+    let pacer = Pacer::new(opts.requests_per_second);
+    let (policy, pacer) = (&policy, &pacer);
+    let mut v = Verification::default();
+    let blocked = |v: &mut Verification, f: Finding| {
+        v.blocked += 1;
+        if !opts.ignore_blocked {
+            v.non_compliant.push(f);
+        }
+    };
+    for st in &p.stages {
+        for b in &st.buckets {
+            for a in &b.actions {
+                let Action::SetBucketDefault { to, .. } = a else {
+                    continue;
+                };
+                v.checked += 1;
+                if b.provider == crate::model::Provider::Gcp {
+                    let gcs = gcs.ok_or_else(|| {
+                        RekeyError::usage(
+                            "the plan has Cloud Storage buckets but no GCP project",
+                            "plan again",
+                        )
+                    })?;
+                    let now = retried(policy, pacer, || gcs.get_bucket(&b.bucket))
+                        .await
+                        .0?;
+                    if now.default_kms_key == to.kms_key_arn {
+                        v.compliant += 1;
+                    } else {
+                        v.non_compliant.push(Finding {
+                            target: format!("gs://{} (bucket default)", b.bucket),
+                            expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
+                            found: now
+                                .default_kms_key
+                                .unwrap_or_else(|| "google-managed".into()),
+                            reason: None,
+                        });
+                    }
+                    continue;
+                }
+                let aws = client(accounts, &b.account)?;
+                let mut now = retried(policy, pacer, || aws.bucket_default(&b.bucket))
+                    .await
+                    .0?;
+                if let Some(k) = now.kms_key_arn.clone() {
+                    if let Some(key) = retried(policy, pacer, || aws.describe_key(&k)).await.0? {
+                        now.kms_key_arn = Some(key.arn);
+                    }
+                }
+                if now.algorithm == "aws:kms" && now.kms_key_arn == to.kms_key_arn {
+                    v.compliant += 1;
+                } else {
+                    v.non_compliant.push(Finding {
+                        target: format!("s3://{} (bucket default)", b.bucket),
+                        expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
+                        found: describe(&now),
+                        reason: None,
+                    });
+                }
+            }
+        }
+    }
+    for st in &p.stages {
+        for sm in &st.sagemaker {
+            match sm.action.as_str() {
+                "rekey-endpoint" => {}
+                // Immutable: their outputs are objects of the plan, checked below.
+                "report" => continue,
+                _ => {
+                    v.checked += 1;
+                    let found = if sm.kind
+                        == crate::model::ResourceKind::SagemakerNotebookInstance
+                    {
+                        let aws = client(accounts, &sm.account)?;
+                        let all = retried(policy, pacer, || aws.list_notebooks()).await.0?;
+                        match all.into_iter().find(|n| n.name == sm.name) {
+                            None => {
+                                // Recreated under another name and deleted, as the runbook says.
+                                v.vanished += 1;
+                                continue;
+                            }
+                            Some(n) => n.kms_key_id,
+                        }
+                    } else {
+                        None
+                    };
+                    if found.as_deref() == Some(sm.kms_key_arn.as_str()) {
+                        v.compliant += 1;
+                        continue;
+                    }
+                    blocked(
+                        &mut v,
+                        Finding {
+                            target: format!("sagemaker:{}/{}", sm.kind.as_str().trim_start_matches("sagemaker-"), sm.name),
+                            expected_key_arn: sm.kms_key_arn.clone(),
+                            found: found.unwrap_or_else(|| "service-managed".into()),
+                            reason: Some(format!(
+                                "{}: {}",
+                                sm.action,
+                                sm.reason.clone().unwrap_or_default()
+                            )),
+                        },
+                    );
+                    continue;
+                }
+            }
+            v.checked += 1;
+            let aws = client(accounts, &sm.account)?;
+            let (_, _, config) = retried(policy, pacer, || aws.describe_endpoint(&sm.name))
+                .await
+                .0?;
+            let c = retried(policy, pacer, || aws.describe_endpoint_config(&config))
+                .await
+                .0?;
+            let resolve = |k: Option<String>| async move {
+                match k {
+                    Some(k) => Ok::<_, RekeyError>(Some(
+                        retried(policy, pacer, || aws.describe_key(&k))
+                            .await
+                            .0?
+                            .map(|d| d.arn)
+                            .unwrap_or(k),
+                    )),
+                    None => Ok(None),
+                }
+            };
+            let key = resolve(c.kms_key_id.clone()).await?;
+            let capture = resolve(c.data_capture_kms_key_id.clone()).await?;
+            let on_target = key.as_deref() == Some(sm.kms_key_arn.as_str())
+                && (!c.data_capture || capture.as_deref() == Some(sm.kms_key_arn.as_str()));
+            if on_target {
+                v.compliant += 1;
+            } else {
+                v.non_compliant.push(Finding {
+                    target: format!("sagemaker:endpoint/{} (config {config})", sm.name),
+                    expected_key_arn: sm.kms_key_arn.clone(),
+                    found: key.unwrap_or_else(|| "service-managed".into()),
+                    reason: None,
+                });
+            }
+        }
+    }
+    let steps = plan_steps(p, plan_path)?;
+    let mut objects: Vec<ObjectStep> = Vec::new();
+    for s in &steps {
+        let Ok(StepSpec::Object(o)) = serde_json::from_str::<StepSpec>(&s.spec) else {
+            continue;
+        };
+        if s.state == state::BLOCKED {
+            v.checked += 1;
+            let scheme = if o.engine == "gcs-rewrite" || o.account.starts_with("gcp:") {
+                "gs"
+            } else {
+                "s3"
+            };
+            blocked(
+                &mut v,
+                Finding {
+                    target: format!("{scheme}://{}/{}", o.bucket, o.key),
+                    expected_key_arn: o.to_key_arn.clone(),
+                    found: o.from.as_str().to_string(),
+                    reason: s.reason.clone(),
+                },
+            );
+        } else {
+            objects.push(o);
+        }
+    }
+    // (object, (on its team key, what was found))
+    type Checked = (ObjectStep, Result<(bool, String), ProviderError>);
+    let mut results: Vec<Checked> = futures::stream::iter(objects)
+        .map(|o| async move {
+            let h = if o.engine == "gcs-rewrite" {
+                match gcs {
+                    Some(g) => retried(policy, pacer, || g.get_object(&o.bucket, &o.key, None))
+                        .await
+                        .0
+                        .map(|c| {
+                            (
+                                c.kms_key.as_deref() == Some(o.to_key_arn.as_str()),
+                                c.kms_key.unwrap_or_else(|| "google-managed".into()),
+                            )
+                        }),
+                    None => Err(ProviderError::Other {
+                        what: o.bucket.clone(),
+                        detail: "no GCP project in the plan".into(),
+                    }),
+                }
+            } else {
+                match accounts.get(&o.account) {
+                    Some(aws) => {
+                        // UpdateObjectEncryption re-keyed the planned version; a copy the
+                        // current one.
+                        let version = (o.kind() == StepKind::UpdateEncryption)
+                            .then_some(o.version_id.as_deref())
+                            .flatten();
+                        retried(policy, pacer, || aws.head_object(&o.bucket, &o.key, version))
+                            .await
+                            .0
+                            .map(|h| {
+                                let ok = h.encryption.algorithm == "aws:kms"
+                                    && h.encryption.kms_key_arn.as_deref()
+                                        == Some(o.to_key_arn.as_str());
+                                (ok, describe(&h.encryption))
+                            })
+                    }
+                    None => Err(ProviderError::Other {
+                        what: o.account.clone(),
+                        detail: "no credentials for this account".into(),
+                    }),
+                }
+            };
+            (o, h)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by(|a, b| (&a.0.bucket, &a.0.key).cmp(&(&b.0.bucket, &b.0.key)));
+    for (o, h) in results {
+        v.checked += 1;
+        let scheme = if o.engine == "gcs-rewrite" { "gs" } else { "s3" };
+        match h {
+            Ok((true, _)) => v.compliant += 1,
+            Ok((false, found)) => v.non_compliant.push(Finding {
+                target: format!("{scheme}://{}/{}", o.bucket, o.key),
+                expected_key_arn: o.to_key_arn,
+                found,
+                reason: None,
+            }),
+            Err(ProviderError::NotFound { .. }) => v.vanished += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(v)
+}
+
+pub fn render_verification(v: &Verification) -> String {
+    let mut out = format!(
+        "verified {} resources: {} on their team key, {} not ({} of them blocked or manual){}\n",
+        v.checked,
+        v.compliant,
+        v.non_compliant.len(),
+        v.non_compliant.iter().filter(|f| f.reason.is_some()).count(),
+        if v.vanished > 0 {
+            format!("; {} deleted since the plan", v.vanished)
+        } else {
+            String::new()
+        }
+    );
+    for f in &v.non_compliant {
+        match &f.reason {
+            Some(r) => out.push_str(&format!(
+                "  NOT ON TEAM KEY {}: {} ({r}), expected {}\n",
+                f.target, f.found, f.expected_key_arn
+            )),
+            None => out.push_str(&format!(
+                "  NOT ON TEAM KEY {}: found {}, expected {}\n",
+                f.target, f.found, f.expected_key_arn
+            )),
+        }
+    }
+    if v.blocked > 0 && v.non_compliant.iter().all(|f| f.reason.is_none()) {
+        out.push_str(&format!(
+            "  ({} blocked or manual resources left out: --ignore-blocked)\n",
+            v.blocked
+        ));
+    }
+    out
+}
