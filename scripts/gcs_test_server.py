@@ -202,6 +202,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         self._body = None
+        self.body()  # always read it: a body left unread would corrupt the next keep-alive request
         url = urlparse(self.path)
         q = parse_qs(url.query)
         path = url.path

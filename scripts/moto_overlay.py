@@ -335,7 +335,7 @@ class Overlay:
         if is_object_write and not environ.get(SSE_C_ALGO):
             self.normalise_sse_kms(environ, backend, bucket, account_id, region)
 
-        if method in ("GET", "HEAD") and not query.keys() - {"versionId", "partNumber"}:
+        if method in ("GET", "HEAD") and not query.keys() - {"versionId", "partNumber", "x-id"}:
             version = query.get("versionId", [None])[0]
             obj = lookup_object(backend, bucket, key, version)
             marked = getattr(obj, "overlay_sse_c", None) if obj is not None else None

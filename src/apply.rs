@@ -91,10 +91,7 @@ pub fn single<S>(clients: S) -> Accounts<S> {
     [(crate::inventory::DEFAULT_ACCOUNT.to_string(), clients)].into()
 }
 
-pub(crate) fn client<'a, S>(
-    accounts: &'a Accounts<S>,
-    account: &str,
-) -> Result<&'a S, RekeyError> {
+pub(crate) fn client<'a, S>(accounts: &'a Accounts<S>, account: &str) -> Result<&'a S, RekeyError> {
     accounts.get(account).ok_or_else(|| {
         RekeyError::usage(
             format!("the plan names account {account:?}, which has no credentials here"),
@@ -187,7 +184,10 @@ pub fn guard_replan(plan_path: &Path) -> Result<Option<PathBuf>, RekeyError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let aside = journal.with_file_name(format!(
         "{}.superseded-{stamp}",
-        journal.file_name().and_then(|n| n.to_str()).unwrap_or("journal")
+        journal
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("journal")
     ));
     std::fs::rename(&journal, &aside)
         .map_err(|e| RekeyError::io(format!("setting {} aside", journal.display()), e))?;
@@ -484,7 +484,12 @@ pub async fn run_stages<R: crate::steps::StepRunner>(
         let unfinished = journal
             .stage_steps(stage)?
             .into_iter()
-            .filter(|r| matches!(r.state.as_str(), state::FAILED | state::DRIFTED | state::STARTED | state::PENDING))
+            .filter(|r| {
+                matches!(
+                    r.state.as_str(),
+                    state::FAILED | state::DRIFTED | state::STARTED | state::PENDING
+                )
+            })
             .count();
         if unfinished > 0 && !cfg.continue_on_failure && i + 1 < stages.len() {
             reporter.event(&crate::events::Event::Warning {

@@ -144,7 +144,9 @@ pub async fn run_stage<R: StepRunner>(
         stop = run.phase(runner, objects, Mode::Apply, &mut tally).await?;
     }
     if stop == Stop::Completed {
-        stop = run.phase(runner, endpoints, Mode::Apply, &mut tally).await?;
+        stop = run
+            .phase(runner, endpoints, Mode::Apply, &mut tally)
+            .await?;
     }
     reporter.event(&Event::StageDone {
         stage: stage.to_string(),

@@ -490,7 +490,7 @@ where
             bytes += obj.size;
             stats.head_requests += 1;
             sink(classify(campaign, pinned, Resource::S3Object(obj), &tags))?;
-            if (stats.objects + n) % 500 == 0 {
+            if (stats.objects + n).is_multiple_of(500) {
                 reporter.event(&Event::Progress {
                     objects: stats.objects + n,
                     bytes: stats.bytes + bytes,

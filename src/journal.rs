@@ -276,7 +276,10 @@ impl Journal {
                 ));
             }
             Err(std::fs::TryLockError::Error(err)) => {
-                return Err(RekeyError::io(format!("locking {}", lock_path.display()), err))
+                return Err(RekeyError::io(
+                    format!("locking {}", lock_path.display()),
+                    err,
+                ))
             }
         }
         use std::io::{Seek, Write};
@@ -300,7 +303,9 @@ impl Journal {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(&e)?;
         let plan_id: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'plan_id'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'plan_id'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(&e)?
             .unwrap_or_default();
@@ -714,7 +719,10 @@ mod tests {
         // Undone steps start again from a clean slate.
         j.reset_undone("s2").unwrap();
         let row = &j.steps_from(3).unwrap()[0];
-        assert_eq!((row.state.as_str(), row.progress.as_deref()), ("pending", None));
+        assert_eq!(
+            (row.state.as_str(), row.progress.as_deref()),
+            ("pending", None)
+        );
         let rows = j.stage_steps("s1").unwrap();
         assert_eq!(rows[0].undo.as_deref(), Some("{\"undo\":1}"));
         assert_eq!(rows[0].attempts, 1);

@@ -151,7 +151,7 @@ impl Reporter for StderrReporter {
                         bar.inc(1);
                         bar.set_message(format!("{msg}, {:.0} steps/s", bar.per_sec()));
                     }
-                    None if done % 500 == 0 => self.line(&format!("stage {stage}: {done} steps done, {msg}")),
+                    None if done.is_multiple_of(500) => self.line(&format!("stage {stage}: {done} steps done, {msg}")),
                     None => {}
                 }
             }

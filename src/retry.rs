@@ -126,7 +126,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
-    with_retries(policy, pacer, fastrand::u64(..), ProviderError::is_retryable, call).await
+    with_retries(
+        policy,
+        pacer,
+        fastrand::u64(..),
+        ProviderError::is_retryable,
+        call,
+    )
+    .await
 }
 
 /// `retried` for a guarded write whose race (`Conflict`, 409) may be sent again: the same

@@ -43,7 +43,12 @@ fn to_undo(journal: &Journal, first: i64) -> Result<Vec<StepRow>, RekeyError> {
     let mut rows: Vec<StepRow> = journal
         .steps_from(first)?
         .into_iter()
-        .filter(|r| matches!(r.state.as_str(), state::SUCCEEDED | state::STARTED | state::FAILED))
+        .filter(|r| {
+            matches!(
+                r.state.as_str(),
+                state::SUCCEEDED | state::STARTED | state::FAILED
+            )
+        })
         .filter(|r| r.undo_state.as_deref() != Some(undo_state::UNDONE))
         .collect();
     rows.reverse();

@@ -142,8 +142,7 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
                 "report" => continue,
                 _ => {
                     v.checked += 1;
-                    let found = if sm.kind
-                        == crate::model::ResourceKind::SagemakerNotebookInstance
+                    let found = if sm.kind == crate::model::ResourceKind::SagemakerNotebookInstance
                     {
                         let aws = client(accounts, &sm.account)?;
                         let all = retried(policy, pacer, || aws.list_notebooks()).await.0?;
@@ -165,7 +164,11 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
                     blocked(
                         &mut v,
                         Finding {
-                            target: format!("sagemaker:{}/{}", sm.kind.as_str().trim_start_matches("sagemaker-"), sm.name),
+                            target: format!(
+                                "sagemaker:{}/{}",
+                                sm.kind.as_str().trim_start_matches("sagemaker-"),
+                                sm.name
+                            ),
                             expected_key_arn: sm.kms_key_arn.clone(),
                             found: found.unwrap_or_else(|| "service-managed".into()),
                             reason: Some(format!(
@@ -268,15 +271,17 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
                         let version = (o.kind() == StepKind::UpdateEncryption)
                             .then_some(o.version_id.as_deref())
                             .flatten();
-                        retried(policy, pacer, || aws.head_object(&o.bucket, &o.key, version))
-                            .await
-                            .0
-                            .map(|h| {
-                                let ok = h.encryption.algorithm == "aws:kms"
-                                    && h.encryption.kms_key_arn.as_deref()
-                                        == Some(o.to_key_arn.as_str());
-                                (ok, describe(&h.encryption))
-                            })
+                        retried(policy, pacer, || {
+                            aws.head_object(&o.bucket, &o.key, version)
+                        })
+                        .await
+                        .0
+                        .map(|h| {
+                            let ok = h.encryption.algorithm == "aws:kms"
+                                && h.encryption.kms_key_arn.as_deref()
+                                    == Some(o.to_key_arn.as_str());
+                            (ok, describe(&h.encryption))
+                        })
                     }
                     None => Err(ProviderError::Other {
                         what: o.account.clone(),
@@ -292,7 +297,11 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
     results.sort_by(|a, b| (&a.0.bucket, &a.0.key).cmp(&(&b.0.bucket, &b.0.key)));
     for (o, h) in results {
         v.checked += 1;
-        let scheme = if o.engine == "gcs-rewrite" { "gs" } else { "s3" };
+        let scheme = if o.engine == "gcs-rewrite" {
+            "gs"
+        } else {
+            "s3"
+        };
         match h {
             Ok((true, _)) => v.compliant += 1,
             Ok((false, found)) => v.non_compliant.push(Finding {
@@ -309,7 +318,8 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
 }
 
 pub fn render_verification(v: &Verification) -> String {
-    let mut out = format!(
+    let mut out =
+        format!(
         "verified {} resources: {} on their team key, {} not ({} of them blocked or manual){}\n",
         v.checked,
         v.compliant,

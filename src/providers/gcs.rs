@@ -403,7 +403,8 @@ impl GcsClient {
             if let Some(t) = &token {
                 q.push(("rewriteToken", t.clone()));
             }
-            let body = (!storage_class.is_empty()).then(|| json!({ "storageClass": storage_class }));
+            let body =
+                (!storage_class.is_empty()).then(|| json!({ "storageClass": storage_class }));
             let v = self
                 .call(reqwest::Method::POST, &path, &q, body, &what)
                 .await?;

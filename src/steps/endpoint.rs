@@ -16,10 +16,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         &self,
         name: &str,
     ) -> Result<Option<String>, ProviderError> {
-        let (_, _, current) =
-            retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
-                .await
-                .0?;
+        let (_, _, current) = retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
+            .await
+            .0?;
         Ok(json(&serde_json::json!({ "previous_config": current })))
     }
 

@@ -6,8 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    json, ObjectResult, ObjectStep, RunCtx, StepOutcome, StepRunner, StepSpec, UndoCtx,
-    UndoOutcome,
+    json, ObjectResult, ObjectStep, RunCtx, StepOutcome, StepRunner, StepSpec, UndoCtx, UndoOutcome,
 };
 use crate::error::ProviderError;
 use crate::providers::gcs::{GcsClient, GcsObjectInfo};

@@ -288,8 +288,7 @@ impl ProgressHandle {
         let (ack, done) = oneshot::channel();
         tx.send((self.id, data, ack))
             .map_err(|_| "the journal is gone".to_string())?;
-        done.await
-            .map_err(|_| "the journal is gone".to_string())?
+        done.await.map_err(|_| "the journal is gone".to_string())?
     }
 }
 

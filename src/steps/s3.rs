@@ -18,7 +18,7 @@ use super::{
     StepOutcome, StepRunner, StepSpec, UndoCtx, UndoOutcome,
 };
 use crate::error::ProviderError;
-use crate::model::{EncryptionClass, S3Encryption};
+use crate::model::S3Encryption;
 use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{CopiedPart, CopyInPlace, Grants, KeyRead, ObjectHead, S3Write, Written};
 use crate::retry::{retried, retried_guarded, Pacer, RetryPolicy};
@@ -218,8 +218,16 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         )
     }
 
-    async fn undo_bucket(&self, bucket: &str, target: &S3Encryption, ctx: UndoCtx<'_>) -> UndoOutcome {
-        let Some(u) = ctx.undo.and_then(|u| serde_json::from_str::<BucketUndo>(u).ok()) else {
+    async fn undo_bucket(
+        &self,
+        bucket: &str,
+        target: &S3Encryption,
+        ctx: UndoCtx<'_>,
+    ) -> UndoOutcome {
+        let Some(u) = ctx
+            .undo
+            .and_then(|u| serde_json::from_str::<BucketUndo>(u).ok())
+        else {
             return UndoOutcome::Failed {
                 reason: "the journal holds no previous rule for this bucket".into(),
             };
@@ -335,7 +343,10 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         let grants = match self.grants_of(o).await {
             Ok(g) => g,
             Err(ProviderError::NotFound { .. }) => {
-                return (self.settle(o, ctx.resumed, "changed since planned").await, 0)
+                return (
+                    self.settle(o, ctx.resumed, "changed since planned").await,
+                    0,
+                )
             }
             Err(e) => return (failed(e), 0),
         };
@@ -352,8 +363,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         let (res, uncertain, retries) = if o.kind() == StepKind::MultipartCopy {
             self.multipart(o, &req, upload, ctx.saver, false).await
         } else {
-            let (r, a) =
-                retried_guarded(&self.policy, self.pacer, || self.s3.copy_in_place(&req)).await;
+            let (r, a) = self.once(o, &req, || self.s3.copy_in_place(&req)).await;
             (r, a.retries > 0, a.retries)
         };
         let uncertain = uncertain || ctx.resumed;
@@ -382,6 +392,33 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             Err(e) => failed(e),
         };
         (outcome, retries)
+    }
+
+    /// Send a write (guarded; a race may be sent again) with retries, but never twice once it
+    /// landed: before each retry the object is read, and if an earlier attempt whose answer
+    /// was lost already put it on the target encryption, that is the result.
+    async fn once<F, Fut>(
+        &self,
+        o: &ObjectStep,
+        req: &CopyInPlace<'_>,
+        write: F,
+    ) -> (Result<Written, ProviderError>, crate::retry::Attempts)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Written, ProviderError>>,
+    {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        retried_guarded(&self.policy, self.pacer, || async {
+            if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(h) = self.s3.head_object(&o.bucket, &o.key, None).await {
+                    if same_key(&h.encryption, req.target) {
+                        return Ok(written_of(&h));
+                    }
+                }
+            }
+            write().await
+        })
+        .await
     }
 
     /// A multipart copy onto itself: resume the journaled upload part-wise or start one,
@@ -477,15 +514,28 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }
             }
             if changed {
-                let _ = self.s3.abort_multipart(req.bucket, req.key, &upload_id).await;
+                let _ = self
+                    .s3
+                    .abort_multipart(req.bucket, req.key, &upload_id)
+                    .await;
                 return (
                     Err(ProviderError::Precondition { what: o.url() }),
                     false,
                     retries,
                 );
             }
-            let (r, a) = retried(&self.policy, self.pacer, || {
-                self.s3.complete_multipart(req, &upload_id, &parts)
+            // Complete is not sent again on a race (409), only after a lost answer, and only
+            // if the object shows it did not land.
+            let first = std::sync::atomic::AtomicBool::new(true);
+            let (r, a) = retried(&self.policy, self.pacer, || async {
+                if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(h) = self.s3.head_object(req.bucket, req.key, None).await {
+                        if same_key(&h.encryption, req.target) {
+                            return Ok(written_of(&h));
+                        }
+                    }
+                }
+                self.s3.complete_multipart(req, &upload_id, &parts).await
             })
             .await;
             retries += a.retries;
@@ -495,11 +545,17 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 // A race with another write: never send Complete again; start over, held to
                 // the same ETag (a changed object then fails the first guard).
                 Err(ProviderError::Conflict { .. }) if restarts < MAX_RESTARTS => {
-                    let _ = self.s3.abort_multipart(req.bucket, req.key, &upload_id).await;
+                    let _ = self
+                        .s3
+                        .abort_multipart(req.bucket, req.key, &upload_id)
+                        .await;
                     restarts += 1;
                 }
                 Err(e @ ProviderError::Precondition { .. }) => {
-                    let _ = self.s3.abort_multipart(req.bucket, req.key, &upload_id).await;
+                    let _ = self
+                        .s3
+                        .abort_multipart(req.bucket, req.key, &upload_id)
+                        .await;
                     return (Err(e), uncertain, retries);
                 }
                 Err(e) => return (Err(e), uncertain, retries),
@@ -526,9 +582,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     return (
                         StepOutcome::Drifted {
                             reason: format!(
-                                "changed since planned: ETag is now {} (planned {}); left as written",
-                                h.etag, o.etag
-                            ),
+                            "changed since planned: ETag is now {} (planned {}); left as written",
+                            h.etag, o.etag
+                        ),
                         },
                         0,
                     )
@@ -598,8 +654,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             }
         };
         let on_original = head.encryption.algorithm == original.algorithm
+            && !same_key(&head.encryption, &o.target())
             && (original.algorithm != "aws:kms"
-                || o.from != EncryptionClass::ForeignCmk
+                || o.from_key_arn.is_none()
                 || head.encryption.kms_key_arn == o.from_key_arn);
         if on_original {
             return UndoOutcome::Undone {
@@ -861,6 +918,10 @@ mod tests {
         b.blocked_types.clear();
         assert!(!same_rule(&a, &b), "blocked types are part of the rule");
         let t = bucket_target(&b, &a);
-        assert_eq!(t.blocked_types, vec!["SSE-C".to_string()], "kept from the old rule");
+        assert_eq!(
+            t.blocked_types,
+            vec!["SSE-C".to_string()],
+            "kept from the old rule"
+        );
     }
 }

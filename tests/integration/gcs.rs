@@ -470,7 +470,11 @@ async fn gcs_sigkill_then_resume_loses_nothing() {
                 crate::apply::body_of(i, 0)
             );
         }
-        let out = rekey().args(["verify"]).arg(&plan).output().unwrap();
+        let out = rekey()
+            .args(["verify", "--ignore-blocked"])
+            .arg(&plan)
+            .output()
+            .unwrap();
         assert_eq!(
             code(&out),
             0,
@@ -527,7 +531,7 @@ async fn one_campaign_holds_aws_and_gcp_one_plan_one_journal() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = harness::rekey(&aws_endpoint)
-        .args(["verify"])
+        .args(["verify", "--ignore-blocked"])
         .arg(&plan)
         .output()
         .unwrap();

@@ -249,7 +249,13 @@ async fn endpoints_are_rekeyed_after_their_artifacts_and_blocked_without_key_acc
         .await
         .unwrap();
     assert_eq!(h.ssekms_key_id(), None, "nor its artifact");
+    // Not done while the blocked endpoint and the notebook stay on service-managed keys.
     let out = ctx.rekey(&["verify", ctx.plan_str()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(code(&out), 6, "{text}");
+    assert!(text.contains(&format!("endpoint/{p}blocked-ep")), "{text}");
+    assert!(text.contains("notebook-instance/"), "{text}");
+    let out = ctx.rekey(&["verify", ctx.plan_str(), "--ignore-blocked"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
 
     // Rollback: every endpoint returns to its old config.
