@@ -314,8 +314,10 @@ class Handler(BaseHTTPRequestHandler):
             name = q["name"][0]
             current = live(b, name)
             precondition(q, "ifGenerationMatch", current["generation"] if current else 0)
+            # A new object takes the bucket's default storage class, as on GCS.
             obj = put_object(b, name, self.body(), self.headers.get("Content-Type"),
-                             q.get("kmsKeyName", [None])[0], self.csek_headers(), None)
+                             q.get("kmsKeyName", [None])[0], self.csek_headers(), None,
+                             b.get("storageClass", "STANDARD"))
             return 200, object_resource(b["name"], obj), None, None
         m = re.fullmatch(r"/storage/v1/b/([^/]+)/o/(.+)/rewriteTo/b/([^/]+)/o/(.+)", path)
         if m and method == "POST":

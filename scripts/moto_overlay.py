@@ -16,7 +16,8 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
 4. UpdateObjectEncryption (`PUT /{Bucket}/{Key}?encryption`): key ARN only; refuses
    unencrypted and SSE-C objects (InvalidRequest); ETag, storage class and LastModified stay.
 5. SageMaker UpdateEndpoint: the endpoint goes Updating, then InService after
-   REKEY_OVERLAY_UPDATE_SECONDS (default 1), reporting the new config.
+   REKEY_OVERLAY_UPDATE_SECONDS (default 1), or at the REKEY_OVERLAY_UPDATE_POLLS-th
+   DescribeEndpoint after it, reporting the new config.
 9. Fault injection for tests (see Faults): 503 SlowDown for a share of a bucket prefix's requests.
 8. HEAD/GET of a DSSE-KMS object report its KMS key (moto reports it only for aws:kms).
 7. GetBucketVersioning answers with the documented `VersioningConfiguration` root element
@@ -219,6 +220,11 @@ class Overlay:
     def __init__(self, app):
         self.app = app
         self.update_seconds = float(os.environ.get("REKEY_OVERLAY_UPDATE_SECONDS", "1"))
+        # With REKEY_OVERLAY_UPDATE_POLLS=N an update finishes at the N-th DescribeEndpoint
+        # after it instead of after a delay: a request sequence tests can count on.
+        polls = os.environ.get("REKEY_OVERLAY_UPDATE_POLLS")
+        self.update_polls = int(polls) if polls else None
+        self.pending_updates = {}
         self.faults = Faults()
         self.hooks = Hooks()
 
@@ -245,6 +251,10 @@ class Overlay:
         if target:
             desc += " " + target
 
+        # Buffer the body now: a failure injected after the request was served must not
+        # read a socket the request already drained.
+        read_body(environ)
+
         def serve():
             captured = {"extra": []}
 
@@ -256,7 +266,6 @@ class Overlay:
             return captured["status"], captured["headers"], b"".join(captured["extra"] + chunks)
 
         def fail(status, code):
-            read_body(environ)
             if service == "s3":
                 resp = s3_error(status, code, f"injected by a test hook ({code})")
             else:
@@ -567,7 +576,17 @@ class Overlay:
 
     # ---- SageMaker ------------------------------------------------------------------
     def sagemaker(self, environ, region):
-        if environ.get("HTTP_X_AMZ_TARGET") != "SageMaker.UpdateEndpoint":
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target == "SageMaker.DescribeEndpoint" and self.pending_updates:
+            name = json.loads(read_body(environ) or b"{}").get("EndpointName")
+            pending = self.pending_updates.get(name)
+            if pending is not None:
+                pending[0] -= 1
+                if pending[0] <= 0:
+                    del self.pending_updates[name]
+                    pending[1]()
+            return None
+        if target != "SageMaker.UpdateEndpoint":
             return None
         from moto.sagemaker.models import sagemaker_backends
 
@@ -608,7 +627,10 @@ class Overlay:
             endpoint.data_capture_config = config.data_capture_config
             endpoint.endpoint_status = "InService"
 
-        threading.Timer(self.update_seconds, finish).start()
+        if self.update_polls is not None:
+            self.pending_updates[name] = [self.update_polls, finish]
+        else:
+            threading.Timer(self.update_seconds, finish).start()
         return Response(
             json.dumps({"EndpointArn": endpoint.arn}),
             status=200,

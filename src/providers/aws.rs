@@ -902,6 +902,73 @@ impl crate::providers::S3Write for AwsClients {
         Ok(())
     }
 
+    async fn key_versions(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, ProviderError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .s3
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(format!("versions of s3://{bucket}/{key}"), e))?;
+            out.extend(
+                page.versions()
+                    .iter()
+                    .filter(|v| v.key() == Some(key))
+                    .map(|v| {
+                        (
+                            v.version_id().unwrap_or("null").to_string(),
+                            v.e_tag().unwrap_or_default().to_string(),
+                        )
+                    }),
+            );
+            // Keys after this one sort after it: once the listing moves past it, stop.
+            let past = page.versions().iter().any(|v| v.key() != Some(key));
+            if page.is_truncated() != Some(true) || past {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+    }
+
+    async fn content_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<String>, ProviderError> {
+        let out = self
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("s3://{bucket}/{key}"), e))?;
+        Ok(checksum_algorithm_of(&out).map(|a| {
+            let v = match a.as_str() {
+                "CRC64NVME" => out.checksum_crc64_nvme(),
+                "CRC32" => out.checksum_crc32(),
+                "CRC32C" => out.checksum_crc32_c(),
+                "SHA1" => out.checksum_sha1(),
+                _ => out.checksum_sha256(),
+            };
+            format!("{a}:{}", v.unwrap_or_default())
+        }))
+    }
+
     async fn object_grants(&self, bucket: &str, key: &str) -> Result<Grants, ProviderError> {
         let out = self
             .s3

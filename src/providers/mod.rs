@@ -226,6 +226,21 @@ pub trait S3Write: S3Read {
         key_arn: &str,
         bucket_key: bool,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// Every version of one key, newest first: (version id, ETag). Delete markers are left
+    /// out. Used to tell, after a crash, which version rekey's own write made.
+    fn key_versions(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, ProviderError>> + Send;
+    /// The content checksum of a version (`ALGORITHM:value`), if the object has one: a copy
+    /// keeps it, a different write does not have it.
+    fn content_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<Option<String>, ProviderError>> + Send;
     /// The object's ACL grants beyond its owner's FULL_CONTROL (GetObjectAcl).
     fn object_grants(
         &self,

@@ -72,6 +72,31 @@ struct MultipartProgress {
     /// An upload of the undo (a copy back), not of the apply.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     undo: bool,
+    /// The ETag the completed upload will have (from its parts' ETags), journaled before
+    /// CompleteMultipartUpload: after a crash it tells rekey's object from another writer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expected_etag: Option<String>,
+}
+
+/// The ETag S3 gives a completed multipart upload: the MD5 of its parts' binary MD5s, then
+/// `-` and the number of parts. None when a part's ETag is not an MD5.
+fn multipart_etag(parts: &[CopiedPart]) -> Option<String> {
+    use md5::{Digest, Md5};
+    let mut sorted: Vec<&CopiedPart> = parts.iter().collect();
+    sorted.sort_by_key(|p| p.number);
+    let mut all = Md5::new();
+    for p in &sorted {
+        let raw = hex::decode(p.etag.trim_matches('"')).ok()?;
+        if raw.len() != 16 {
+            return None;
+        }
+        all.update(&raw);
+    }
+    Some(format!(
+        "\"{}-{}\"",
+        hex::encode(all.finalize()),
+        sorted.len()
+    ))
 }
 
 fn upload_of(progress: Option<&str>) -> Option<MultipartProgress> {
@@ -284,14 +309,106 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
 
     // ---- objects -----------------------------------------------------------------------
 
+    /// Which version of the object rekey's copy made, when a copy may have landed unseen (a
+    /// crash, a lost answer) and the current object is on the team key. In a versioned
+    /// bucket, rekey's copy is the version right after the planned one, with the planned
+    /// content (same ETag, or same checksum: a copy keeps both bytes and checksum); a version
+    /// that is not is another writer's, and rollback leaves it alone. Only when the one newer
+    /// version cannot be told apart (no checksum, an ETag S3 does not keep) is it taken as
+    /// rekey's. In an unversioned bucket the object on the team key is taken as rekey's: its
+    /// bytes are the same either way (docs/apply-engine.md).
+    async fn attribute(
+        &self,
+        o: &ObjectStep,
+        current: &ObjectHead,
+        expected: Option<&str>,
+    ) -> Result<Option<Written>, ProviderError> {
+        if expected == Some(current.etag.as_str()) {
+            return Ok(Some(written_of(current)));
+        }
+        let Some(planned) = o
+            .version_id
+            .as_deref()
+            .filter(|_| o.kind() != StepKind::UpdateEncryption)
+        else {
+            return Ok(Some(written_of(current)));
+        };
+        let versions = retried(&self.policy, self.pacer, || {
+            self.s3.key_versions(&o.bucket, &o.key)
+        })
+        .await
+        .0?;
+        let Some(at) = versions.iter().position(|(v, _)| v == planned) else {
+            return Ok(None);
+        };
+        let newer = &versions[..at];
+        let Some((vid, etag)) = newer.last() else {
+            return Ok(None);
+        };
+        let same_content = if *etag == o.etag {
+            true
+        } else {
+            let sum = |v: &str| {
+                let v = v.to_string();
+                async move {
+                    retried(&self.policy, self.pacer, || {
+                        self.s3.content_checksum(&o.bucket, &o.key, Some(&v))
+                    })
+                    .await
+                    .0
+                }
+            };
+            match (sum(planned).await?, sum(vid).await?) {
+                // A multipart upload's checksum is of another kind (composite): not comparable.
+                (Some(a), Some(b)) if o.kind() != StepKind::MultipartCopy => a == b,
+                // Cannot tell: harmless unless it is the current version (rollback acts only
+                // on the current one), and then the one newer version is most likely rekey's.
+                _ => true,
+            }
+        };
+        if !same_content {
+            return Ok(None);
+        }
+        let h = self.head(o, Some(vid)).await?;
+        Ok(same_key(&h.encryption, &o.target()).then(|| Written {
+            etag: etag.clone(),
+            version_id: Some(vid.clone()),
+        }))
+    }
+
+    /// The outcome when rekey's write may have landed unseen and the object is on the team
+    /// key: rekey's own version if it can tell it, else another writer's (left alone).
+    async fn found_after(
+        &self,
+        o: &ObjectStep,
+        h: &ObjectHead,
+        note: &str,
+        expected: Option<&str>,
+    ) -> StepOutcome {
+        match self.attribute(o, h, expected).await {
+            Ok(Some(w)) => StepOutcome::Succeeded {
+                result: json(&ObjectResult {
+                    by_rekey: true,
+                    note: (w.version_id != h.version_id)
+                        .then(|| "a newer write followed rekey's".to_string()),
+                    written: w,
+                }),
+                note: Some(note.to_string()),
+            },
+            Ok(None) => found(h, false, "already on the team key"),
+            Err(e) => failed(e),
+        }
+    }
+
     /// After a refused or uncertain write: the object on the team key is done; anything else
     /// is drift, left as the writer left it. `uncertain`: an earlier attempt of rekey's own
-    /// write may have landed (a lost answer, a crash), so the state is taken as rekey's.
+    /// write may have landed (a lost answer, a crash).
     async fn settle(&self, o: &ObjectStep, uncertain: bool, why: &str) -> StepOutcome {
         match self.head(o, o.addressed_version()).await {
             Ok(h) if same_key(&h.encryption, &o.target()) => {
                 if uncertain {
-                    found(&h, true, "on the team key after a retried write")
+                    self.found_after(o, &h, "on the team key after a retried write", None)
+                        .await
                 } else {
                     found(&h, false, "already on the team key")
                 }
@@ -326,7 +443,12 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             match self.head(o, None).await {
                 Ok(h) if same_key(&h.encryption, &target) => {
                     self.abort_upload(o, upload.as_ref()).await;
-                    return (found(&h, true, "found done on resume"), 0);
+                    let expected = upload.as_ref().and_then(|u| u.expected_etag.clone());
+                    return (
+                        self.found_after(o, &h, "found done on resume", expected.as_deref())
+                            .await,
+                        0,
+                    );
                 }
                 Err(ProviderError::NotFound { .. }) => {
                     self.abort_upload(o, upload.as_ref()).await;
@@ -395,8 +517,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
     }
 
     /// Send a write (guarded; a race may be sent again) with retries, but never twice once it
-    /// landed: before each retry the object is read, and if an earlier attempt whose answer
-    /// was lost already put it on the target encryption, that is the result.
+    /// landed: before each retry the object is read, and if it is already on the target
+    /// encryption (an earlier attempt whose answer was lost, or another writer), the write
+    /// stops there and the caller settles whose it is.
     async fn once<F, Fut>(
         &self,
         o: &ObjectStep,
@@ -412,7 +535,8 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(h) = self.s3.head_object(&o.bucket, &o.key, None).await {
                     if same_key(&h.encryption, req.target) {
-                        return Ok(written_of(&h));
+                        // Settled by the caller, which tells whose version it is.
+                        return Err(ProviderError::Precondition { what: o.url() });
                     }
                 }
             }
@@ -465,6 +589,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     let progress = json(&MultipartProgress {
                         upload_id: id.clone(),
                         undo,
+                        expected_etag: None,
                     })
                     .unwrap_or_default();
                     if let Err(e) = saver.save(progress).await {
@@ -524,6 +649,27 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     retries,
                 );
             }
+            // What the completed object's ETag will be, journaled first: after a crash it tells
+            // rekey's object from another writer's.
+            let expected = multipart_etag(&parts);
+            if expected.is_some() {
+                let progress = json(&MultipartProgress {
+                    upload_id: upload_id.clone(),
+                    undo,
+                    expected_etag: expected.clone(),
+                })
+                .unwrap_or_default();
+                if let Err(e) = saver.save(progress).await {
+                    return (
+                        Err(ProviderError::Other {
+                            what: o.url(),
+                            detail: format!("could not journal the upload: {e}"),
+                        }),
+                        false,
+                        retries,
+                    );
+                }
+            }
             // Complete is not sent again on a race (409), only after a lost answer, and only
             // if the object shows it did not land.
             let first = std::sync::atomic::AtomicBool::new(true);
@@ -531,7 +677,11 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     if let Ok(h) = self.s3.head_object(req.bucket, req.key, None).await {
                         if same_key(&h.encryption, req.target) {
-                            return Ok(written_of(&h));
+                            if expected.as_deref() == Some(h.etag.as_str()) {
+                                return Ok(written_of(&h));
+                            }
+                            // Settled by the caller, which tells whose version it is.
+                            return Err(ProviderError::Precondition { what: o.url() });
                         }
                     }
                 }
@@ -704,8 +854,31 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }
             }
             // Started or failed, and found on the team key: rekey's write landed before the
-            // journal could say so. The copy back below is still held to the ETag just read.
-            None => {}
+            // journal could say so, if the version is rekey's (another writer's is left
+            // alone). The copy back below is still held to the ETag just read.
+            None => match self
+                .attribute(
+                    o,
+                    &head,
+                    upload
+                        .as_ref()
+                        .filter(|u| !u.undo)
+                        .and_then(|u| u.expected_etag.as_deref()),
+                )
+                .await
+            {
+                Ok(Some(w)) if w.version_id == head.version_id || w.version_id.is_none() => {}
+                Ok(_) => {
+                    return UndoOutcome::Conflict {
+                        reason: "written since by another writer: left alone".into(),
+                    }
+                }
+                Err(e) => {
+                    return UndoOutcome::Failed {
+                        reason: e.to_string(),
+                    }
+                }
+            },
         }
         let archived = matches!(head.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
             || matches!(

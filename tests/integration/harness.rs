@@ -61,11 +61,11 @@ impl Moto {
     // itself through --parent-pid), so it is deliberately never waited for.
     fn start(plain: bool) -> Moto {
         let extra: &[&str] = if plain { &["--plain"] } else { &[] };
-        Moto::start_script("scripts/moto_overlay.py", "/moto-api/reset", extra)
+        Moto::start_script("scripts/moto_overlay.py", "/moto-api/reset", extra, &[])
     }
 
     #[allow(clippy::zombie_processes)]
-    fn start_script(script: &str, ready_path: &str, extra: &[&str]) -> Moto {
+    fn start_script(script: &str, ready_path: &str, extra: &[&str], env: &[(&str, &str)]) -> Moto {
         let python = ensure_venv();
         let dir = tempfile::tempdir().unwrap();
         let port_file = dir.path().join("port");
@@ -80,6 +80,9 @@ impl Moto {
                 std::fs::File::create(dir.path().join("log")).unwrap(),
             ));
         cmd.args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("start the moto overlay");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -103,6 +106,27 @@ impl Moto {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+impl Drop for Moto {
+    // A server of one test (statics are never dropped) ends with it.
+    fn drop(&mut self) {
+        if let Ok(mut c) = self._child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An overlay of the caller's own, with `env` (e.g. REKEY_OVERLAY_UPDATE_POLLS): it stops when
+/// dropped. Tests that load a server hard (the interleaving sweep) keep off the shared one.
+pub fn private_overlay(env: &[(&str, &str)]) -> Moto {
+    Moto::start_script("scripts/moto_overlay.py", "/moto-api/reset", &[], env)
+}
+
+/// A GCS test server of the caller's own.
+pub fn private_gcs() -> Moto {
+    Moto::start_script("scripts/gcs_test_server.py", "/_rekey/reset", &[], &[])
 }
 
 fn read_log(dir: &Path) -> String {
@@ -253,5 +277,5 @@ pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
 /// The project's GCS JSON-API test server (scripts/gcs_test_server.py), one per binary.
 pub fn gcs_server() -> &'static Moto {
     static M: OnceLock<Moto> = OnceLock::new();
-    M.get_or_init(|| Moto::start_script("scripts/gcs_test_server.py", "/_rekey/reset", &[]))
+    M.get_or_init(|| Moto::start_script("scripts/gcs_test_server.py", "/_rekey/reset", &[], &[]))
 }

@@ -5,6 +5,7 @@ mod apply;
 mod gcs;
 mod golden;
 mod harness;
+mod interleave;
 mod inventory;
 mod overlay;
 mod plan;
