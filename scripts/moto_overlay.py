@@ -21,7 +21,8 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
 9. Fault injection for tests (see Faults): 503 SlowDown for a share of a bucket prefix's requests.
 8. HEAD/GET of a DSSE-KMS object report its KMS key (moto reports it only for aws:kms).
 7. GetBucketVersioning answers with the documented `VersioningConfiguration` root element
-   (moto 5.2.5 answers `GetBucketVersioningResponse`, which the Rust SDK refuses to parse).
+   (moto 5.2.5 answers `GetBucketVersioningResponse`, which the Rust SDK refuses to parse);
+   ListParts likewise with `ListPartsResult` (moto: `ListPartsResponse`).
 6. SSE-C objects are remembered as SSE-C: HEAD/GET without the customer key answer
    400, with it they report the algorithm and key MD5 (moto drops SSE-C entirely).
 10. Destination conditions: CopyObject honours `If-Match` / `If-None-Match` on the destination
@@ -273,8 +274,10 @@ class Overlay:
             return f"{status} {resp.status.split(' ', 1)[1]}", list(resp.headers.items()), resp.get_data()
 
         status, headers, body = self.hooks.serve(access_key, desc, serve, fail)
-        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(body))))
+        # A HEAD answer's Content-Length is the object's size, not the (empty) body's.
+        if environ["REQUEST_METHOD"] != "HEAD":
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
 
@@ -316,6 +319,8 @@ class Overlay:
                 return resp(environ, start_response)
         if key is None and bucket and method == "PUT" and not query:
             return self.create_bucket(environ, start_response, bucket)
+        if key is not None and method == "GET" and "uploadId" in query:
+            return self.fix_root(environ, start_response, b"ListPartsResponse", b"ListPartsResult")
         if backend is None or key is None:
             return self.app(environ, start_response)
         account_id = backend.account_id
@@ -404,6 +409,12 @@ class Overlay:
 
     def fix_versioning_root(self, environ, start_response):
         """GetBucketVersioning answers with AWS's `VersioningConfiguration` root element."""
+        return self.fix_root(
+            environ, start_response, b"GetBucketVersioningResponse", b"VersioningConfiguration"
+        )
+
+    def fix_root(self, environ, start_response, wrong, right):
+        """Answer with AWS's root element where moto names it otherwise."""
         captured = {}
 
         def capture(status, headers, exc_info=None):
@@ -411,7 +422,7 @@ class Overlay:
             return lambda _data: None
 
         body = b"".join(self.app(environ, capture))
-        body = body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        body = body.replace(wrong, right)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(body))))
         start_response(captured["status"], headers)

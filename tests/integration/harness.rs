@@ -76,9 +76,12 @@ impl Moto {
             .args(["--parent-pid", &std::process::id().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("log")).unwrap(),
-            ));
+            .stderr(if std::env::var_os("REKEY_EMULATOR_STDERR").is_some() {
+                // Debugging: the emulator's log on the test's stderr.
+                Stdio::inherit()
+            } else {
+                Stdio::from(std::fs::File::create(dir.path().join("log")).unwrap())
+            });
         cmd.args(extra);
         for (k, v) in env {
             cmd.env(k, v);
