@@ -13,6 +13,8 @@ Covered (each pinned by tests/integration/gcs.rs):
   x-goog-encryption-* headers), metadata patch. A new object takes the bucket default key when
   it names none. `kmsKeyName` is reported with its `/cryptoKeyVersions/1` suffix; customer-
   supplied keys as `customerEncryption`. Versioned buckets keep noncurrent generations.
+  Event-based and temporary holds (set by an object patch) and a bucket `retentionPolicy`
+  (`retentionExpirationTime` on each object) refuse to replace the live object: 403.
 - rewriteTo with destinationKmsKeyName, sourceGeneration, ifGenerationMatch,
   ifSourceGenerationMatch (412 conditionNotMet), and rewriteToken continuation under
   maxBytesRewrittenPerCall. Without destinationKmsKeyName the destination takes the bucket
@@ -90,7 +92,24 @@ def object_resource(bucket, obj):
         r["customerEncryption"] = {"encryptionAlgorithm": "AES256", "keySha256": obj["csek"]}
     if obj.get("timeDeleted"):
         r["timeDeleted"] = obj["timeDeleted"]
+    for hold in ("eventBasedHold", "temporaryHold"):
+        if obj.get(hold):
+            r[hold] = True
+    if obj.get("retentionExpirationTime"):
+        r["retentionExpirationTime"] = obj["retentionExpirationTime"]
     return r
+
+
+def held(obj):
+    """Why a live object cannot be replaced: a hold, or a retention period not yet over."""
+    if obj.get("eventBasedHold"):
+        return "event-based hold"
+    if obj.get("temporaryHold"):
+        return "temporary hold"
+    until = obj.get("retentionExpirationTime")
+    if until and until > now():
+        return f"retention until {until}"
+    return None
 
 
 def bucket_resource(b):
@@ -103,7 +122,7 @@ def bucket_resource(b):
         "storageClass": b.get("storageClass", "STANDARD"),
         "versioning": b.get("versioning", {"enabled": False}),
     }
-    for field in ("labels", "lifecycle", "encryption"):
+    for field in ("labels", "lifecycle", "encryption", "retentionPolicy"):
         if b.get(field):
             r[field] = b[field]
     return r
@@ -153,6 +172,8 @@ def put_object(bucket, name, data, content_type, kms_key, csek, metadata, storag
         kms_key = (bucket.get("encryption") or {}).get("defaultKmsKeyName")
     versions = bucket["objects"].setdefault(name, [])
     current = live(bucket, name)
+    if current is not None and held(current):
+        raise HttpError(403, f"Object '{name}' is under active {held(current)} and cannot be deleted, overwritten or archived until it is released.", "forbidden")
     if current is not None:
         if bucket.get("versioning", {}).get("enabled"):
             current["timeDeleted"] = now()
@@ -171,6 +192,10 @@ def put_object(bucket, name, data, content_type, kms_key, csek, metadata, storag
         "timeCreated": now(),
         "updated": now(),
     }
+    period = int((bucket.get("retentionPolicy") or {}).get("retentionPeriod") or 0)
+    if period:
+        obj["retentionExpirationTime"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + period))
     versions.append(obj)
     return obj
 
@@ -264,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
             name = spec["name"]
             if name in STATE["buckets"]:
                 raise HttpError(409, f"bucket {name} already exists", "conflict")
-            b = {k: v for k, v in spec.items() if k in ("labels", "versioning", "lifecycle", "encryption", "location", "storageClass")}
+            b = {k: v for k, v in spec.items() if k in ("labels", "versioning", "lifecycle", "encryption", "location", "storageClass", "retentionPolicy")}
             b.update(name=name, metageneration=1, objects={})
             STATE["buckets"][name] = b
             return 200, bucket_resource(b), None, None
@@ -346,6 +371,9 @@ class Handler(BaseHTTPRequestHandler):
                     obj["metadata"] = md
                 if "contentType" in patch:
                     obj["contentType"] = patch["contentType"]
+                for hold in ("eventBasedHold", "temporaryHold"):
+                    if hold in patch:
+                        obj[hold] = bool(patch[hold])
                 obj["metageneration"] += 1
                 obj["updated"] = now()
                 return 200, object_resource(b["name"], obj), None, None

@@ -477,6 +477,7 @@ where
                     encryption,
                     lock: head.lock,
                     website_redirect: head.website_redirect,
+                    content_hash: None,
                 }))
             })
             .try_buffered(concurrency));
@@ -834,6 +835,8 @@ pub async fn run_gcs(
                     content_type: o.content_type,
                     kms_key: o.kms_key,
                     customer_supplied: o.customer_supplied,
+                    content_hash: o.content_hash,
+                    hold: o.hold,
                 });
                 sink(classify(campaign, pinned, r, &labels))?;
             }

@@ -206,6 +206,9 @@ pub struct S3Object {
     pub lock: ObjectLock,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website_redirect: Option<String>,
+    /// A content hash that survives a rewrite (Cloud Storage objects' MD5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 fn lock_is_default(l: &ObjectLock) -> bool {
@@ -317,6 +320,12 @@ pub struct GcsObject {
     pub kms_key: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub customer_supplied: bool,
+    /// The content's MD5 (or CRC32C): a rewrite keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// A hold or retention that keeps the live object from being replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
 }
 
 /// The class of a GCS key: none is Google-managed; keys compare as key names.

@@ -282,6 +282,10 @@ pub struct ManifestEntry {
     /// The object's website redirect (an in-place copy must carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website_redirect: Option<String>,
+    /// A content hash a rewrite keeps (Cloud Storage's MD5): after a crash it tells rekey's
+    /// rewrite from another writer's object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
     pub team_key: String,
     pub to_key_arn: String,
     /// `copy`, `multipart-copy`, `update-encryption`, or `blocked`.
@@ -614,6 +618,7 @@ impl<'c> Planner<'c> {
                     encryption: gcs_encryption(g.kms_key.as_deref(), g.customer_supplied),
                     lock: Default::default(),
                     website_redirect: None,
+                    content_hash: g.content_hash.clone(),
                 };
                 self.add_object(record, &o)
             }
@@ -775,11 +780,21 @@ impl<'c> Planner<'c> {
             sa.skipped += 1;
             return Ok(());
         }
+        let gcs_hold = match &record.resource {
+            Resource::GcsObject(g) => g.hold.clone(),
+            _ => None,
+        };
         let reason = if gcs {
-            (class == EncryptionClass::SseC).then(|| {
-                "customer-supplied key: rekey never holds it, so it cannot rewrite the object"
-                    .to_string()
-            })
+            if class == EncryptionClass::SseC {
+                Some(
+                    "customer-supplied key: rekey never holds it, so it cannot rewrite the object"
+                        .to_string(),
+                )
+            } else {
+                gcs_hold.map(|h| {
+                    format!("{h}: the object cannot be replaced in place until it is released")
+                })
+            }
         } else {
             artifact_block.or_else(|| blocked_reason(o, class, engine))
         };
@@ -836,6 +851,7 @@ impl<'c> Planner<'c> {
             from_bucket_key: o.encryption.bucket_key,
             latest: o.is_latest,
             website_redirect: o.website_redirect.clone(),
+            content_hash: o.content_hash.clone(),
             team_key,
             to_key_arn,
             step: step.to_string(),

@@ -38,6 +38,11 @@ pub struct GcsObjectInfo {
     pub customer_supplied: bool,
     pub is_latest: bool,
     pub updated: String,
+    /// The content's MD5 (base64, as GCS reports it), or `crc32c:…` for composite objects: a
+    /// rewrite keeps it, another write of other bytes does not.
+    pub content_hash: Option<String>,
+    /// Why the live object cannot be replaced: a hold, or a retention period not yet over.
+    pub hold: Option<String>,
 }
 
 /// Strip a Cloud KMS key version suffix: keys are compared as key names.
@@ -237,6 +242,23 @@ impl GcsClient {
             customer_supplied: v.get("customerEncryption").is_some_and(|c| !c.is_null()),
             is_latest: v.get("timeDeleted").is_none_or(|t| t.is_null()),
             updated: v["updated"].as_str().unwrap_or_default().to_string(),
+            content_hash: v["md5Hash"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| v["crc32c"].as_str().map(|c| format!("crc32c:{c}"))),
+            hold: if v["eventBasedHold"].as_bool() == Some(true) {
+                Some("event-based hold".into())
+            } else if v["temporaryHold"].as_bool() == Some(true) {
+                Some("temporary hold".into())
+            } else {
+                v["retentionExpirationTime"]
+                    .as_str()
+                    .filter(|t| {
+                        chrono::DateTime::parse_from_rfc3339(t)
+                            .is_ok_and(|t| t > chrono::Utc::now())
+                    })
+                    .map(|t| format!("retention until {t}"))
+            },
         }
     }
 

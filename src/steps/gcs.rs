@@ -38,6 +38,16 @@ fn done(obj: &GcsObjectInfo, by_rekey: bool, note: Option<String>) -> StepOutcom
     }
 }
 
+/// Whether the live object is rekey's rewrite of the planned one: on the team key, with the
+/// planned content (a rewrite keeps the bytes and their MD5; another write of other bytes
+/// does not).
+fn rewritten_by_rekey(o: &ObjectStep, c: &GcsObjectInfo) -> bool {
+    c.kms_key.as_deref() == Some(o.to_key_arn.as_str())
+        && o.content_hash
+            .as_ref()
+            .is_none_or(|h| c.content_hash.as_ref() == Some(h))
+}
+
 impl GcsSteps<'_> {
     async fn current(&self, o: &ObjectStep) -> Result<GcsObjectInfo, ProviderError> {
         retried(&self.policy, self.pacer, || {
@@ -52,7 +62,14 @@ impl GcsSteps<'_> {
         if ctx.resumed {
             if let Ok(c) = self.current(o).await {
                 if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) {
-                    return (done(&c, true, Some("found done on resume".into())), 0);
+                    // Rekey's rewrite, or another writer's object already on the team key.
+                    let ours = rewritten_by_rekey(o, &c);
+                    let note = if ours {
+                        "found done on resume"
+                    } else {
+                        "already on the team key"
+                    };
+                    return (done(&c, ours, Some(note.into())), 0);
                 }
             }
         }
@@ -75,9 +92,11 @@ impl GcsSteps<'_> {
             ),
             Err(ProviderError::Precondition { .. }) | Err(ProviderError::NotFound { .. }) => {
                 match self.current(o).await {
-                    Ok(c) if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) => {
-                        done(&c, uncertain, Some("already on the team key".into()))
-                    }
+                    Ok(c) if c.kms_key.as_deref() == Some(o.to_key_arn.as_str()) => done(
+                        &c,
+                        uncertain && rewritten_by_rekey(o, &c),
+                        Some("already on the team key".into()),
+                    ),
                     Ok(c) => StepOutcome::Drifted {
                         reason: format!(
                             "changed since planned: generation is now {} (planned {}); left as written",
@@ -147,8 +166,9 @@ impl GcsSteps<'_> {
                     reason: "the journal holds no result for this step".into(),
                 }
             }
-            // Started or failed: rekey's rewrite landed if the object is on the team key.
-            None if c.kms_key.as_deref() != Some(o.to_key_arn.as_str()) => {
+            // Started or failed: rekey's rewrite landed if the object is on the team key with
+            // the planned content.
+            None if !rewritten_by_rekey(o, &c) => {
                 return UndoOutcome::Conflict {
                     reason: format!(
                         "changed since apply (generation {}): left alone",

@@ -129,6 +129,7 @@ fn object(b: &str, key: &str, size: u64, storage: &str, e: S3Encryption) -> S3Ob
         encryption: e,
         lock: ObjectLock::default(),
         website_redirect: None,
+        content_hash: None,
     }
 }
 
@@ -283,6 +284,8 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
             content_type: "application/octet-stream".into(),
             kms_key: None,
             customer_supplied,
+            content_hash: None,
+            hold: None,
         })
     };
     resources.push(Resource::GcsBucket(rekey::model::GcsBucket {

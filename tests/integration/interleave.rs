@@ -205,7 +205,7 @@ fn campaign(kind: Kind, p: &str, gcs: Option<&str>) -> String {
             format!(
                 "aws:\n  region: us-east-1\n  s3: {{ buckets: [\"{p}none-*\"] }}\n  sagemaker: {{ endpoints: true }}\n"
             ),
-            "{ match: { kind: sagemaker-endpoint }, key: team }".to_string(),
+            format!("{{ match: {{ kind: sagemaker-endpoint, name: \"{p}*\" }}, key: team }}"),
         ),
         Kind::Gcs => (
             format!(
@@ -242,18 +242,26 @@ async fn kms_key(kms: &aws_sdk_kms::Client, alias: &str) -> String {
 }
 
 fn body_of(kind: Kind, generation: usize) -> Vec<u8> {
-    let size = if kind == Kind::Multipart {
-        11 * MIB
-    } else {
-        2048
+    let size = match kind {
+        // Three parts of 5 MiB at most.
+        Kind::Multipart => 11 * MIB,
+        // A rewrite in three calls of 1 MiB (rewrite tokens).
+        Kind::Gcs => 5 * MIB / 2,
+        _ => 2048,
     };
     (0..size)
         .map(|i| ((i * 31 + generation * 7) % 251) as u8)
         .collect()
 }
 
-/// Create the estate of `kind` and plan it.
+/// Create the estate of `kind` and plan it, on servers emptied first (trials run one after
+/// another on the lab's own servers; an emulator that keeps every trial's resources would
+/// slow each inventory down).
 async fn estate(lab: &Lab, kind: Kind) -> Estate {
+    http(&lab.aws.endpoint, "POST", "/moto-api/reset", "");
+    if let Some(g) = &lab.gcs {
+        http(&g.endpoint, "POST", "/_rekey/reset", "");
+    }
     let p = unique(match kind {
         Kind::Copy => "cp",
         Kind::CopyVersioned => "cv",
@@ -864,7 +872,10 @@ async fn check_applied(
                 ));
             }
             all_on_team &= rekeyed;
-            let ep = steps.iter().find(|r| r.kind == "endpoint").unwrap();
+            let ep = steps
+                .iter()
+                .find(|r| r.kind == "endpoint" && r.key == format!("{}ep", e.prefix))
+                .unwrap();
             if (ep.state == "succeeded") != rekeyed {
                 return Err(format!(
                     "I2: journal says {} but the endpoint is on {}",
@@ -891,7 +902,14 @@ async fn check_applied(
                         && !matches!(kind, Kind::CopyVersioned | Kind::UpdateVersions)
                         && wrote.is_some());
                 let team = on_team(st, &e.team_arn);
-                if Some(v) == now.current.as_ref() {
+                // The plan's resources: the current object, or (versions: all) every planned
+                // version; a foreign write is the plan's only in place of the object it replaced.
+                let planned = if kind == Kind::UpdateVersions {
+                    original.is_some()
+                } else {
+                    Some(v) == now.current.as_ref()
+                };
+                if planned {
                     all_on_team &= team;
                 }
                 if let Some(orig) = original {
@@ -913,7 +931,7 @@ async fn check_applied(
             // The journal agrees with the cloud about every object step.
             for r in steps.iter().filter(|r| !r.key.is_empty()) {
                 let version = match kind {
-                    Kind::UpdateVersions | Kind::Gcs => r.version_id.clone(),
+                    Kind::UpdateVersions => r.version_id.clone(),
                     _ => now.current.clone(),
                 };
                 let st = version.as_ref().and_then(|v| now.versions.get(v));
@@ -1224,6 +1242,12 @@ pub async fn sweep(kind: Kind) {
                 i += 1;
                 if i % every != 0 {
                     continue;
+                }
+                // REKEY_SWEEP_ONLY=Apply:3:Write replays one trial.
+                if let Ok(only) = std::env::var("REKEY_SWEEP_ONLY") {
+                    if only != format!("{phase:?}:{n}:{fault:?}") {
+                        continue;
+                    }
                 }
                 trials += 1;
                 if trial(&lab, kind, phase, n, fault, apply_n).await {
