@@ -16,6 +16,9 @@ backend, its answer not yet sent):
   error: the hardest case for a client).
 - `count`: only count (a dry run that tells the test how many requests a command makes).
 
+With `on` (a substring), only requests whose description (`SERVICE METHOD PATH?QUERY TARGET`)
+contains it are counted: `{"on": "x-id=CopyObject", "at": 1}` acts on the first CopyObject.
+
 Endpoints (the server routes them here):
   POST /_rekey/hook          {"scope", "action", "at", "when", "status", "code"}; action "off" disarms
   GET  /_rekey/hook?scope=S  {"count", "fired", "paused", "log"}
@@ -35,6 +38,7 @@ class Hook:
         self.when = spec.get("when", "before")
         self.status = int(spec.get("status", 500))
         self.code = spec.get("code", "InternalError")
+        self.on = spec.get("on")
         self.count = 0
         self.fired = False
         self.paused = None
@@ -98,7 +102,7 @@ class Hooks:
         """Count one request of `scope`; the hook, if this is the request it acts on."""
         with self.lock:
             h = self.hooks.get(scope)
-            if h is None:
+            if h is None or (h.on and h.on not in desc):
                 return None
             h.count += 1
             h.log.append(desc)

@@ -170,8 +170,13 @@ pub async fn clients(endpoint: &str) -> rekey::providers::aws::AwsClients {
 }
 
 /// The rekey binary, pointed at an emulator, with no ambient AWS settings.
+/// `REKEY_BIN` runs the suite against another build (e.g. an older one, to show a test fails
+/// without the fix it pins).
 pub fn rekey(endpoint: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    let bin = std::env::var_os("REKEY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rekey")));
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("AWS_") {
             cmd.env_remove(k);

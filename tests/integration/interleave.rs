@@ -147,7 +147,7 @@ struct ObjState {
     fields: BTreeMap<String, String>,
 }
 
-fn http(endpoint: &str, method: &str, path: &str, body: &str) -> String {
+pub(crate) fn http(endpoint: &str, method: &str, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let addr = endpoint.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -158,13 +158,13 @@ fn http(endpoint: &str, method: &str, path: &str, body: &str) -> String {
     out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
 }
 
-fn arm(endpoint: &str, scope: &str, spec: serde_json::Value) {
+pub(crate) fn arm(endpoint: &str, scope: &str, spec: serde_json::Value) {
     let mut spec = spec;
     spec["scope"] = scope.into();
     http(endpoint, "POST", "/_rekey/hook", &spec.to_string());
 }
 
-fn hook_state(endpoint: &str, scope: &str) -> serde_json::Value {
+pub(crate) fn hook_state(endpoint: &str, scope: &str) -> serde_json::Value {
     serde_json::from_str(&http(
         endpoint,
         "GET",
@@ -174,7 +174,7 @@ fn hook_state(endpoint: &str, scope: &str) -> serde_json::Value {
     .unwrap_or_default()
 }
 
-fn release(endpoint: &str, scope: &str, drop: bool) {
+pub(crate) fn release(endpoint: &str, scope: &str, drop: bool) {
     http(
         endpoint,
         "POST",
@@ -229,7 +229,7 @@ fn gcs_key(name: &str) -> String {
     format!("projects/{PROJECT}/locations/us/keyRings/ml/cryptoKeys/{name}")
 }
 
-async fn kms_key(kms: &aws_sdk_kms::Client, alias: &str) -> String {
+pub(crate) async fn kms_key(kms: &aws_sdk_kms::Client, alias: &str) -> String {
     let k = kms.create_key().send().await.unwrap();
     let m = k.key_metadata().unwrap();
     kms.create_alias()

@@ -9,5 +9,6 @@ mod interleave;
 mod inventory;
 mod overlay;
 mod plan;
+mod safety;
 mod sagemaker;
 mod steps;
