@@ -734,6 +734,7 @@ impl<'c> Planner<'c> {
             )));
         }
         let versioned = acc.bucket.versioning == "Enabled";
+        let object_lock = acc.bucket.object_lock;
         let gcs = acc.provider == crate::model::Provider::Gcp;
         let tags = acc.bucket.tags.clone();
         let Some(team_key) = record.team_key.clone() else {
@@ -803,7 +804,16 @@ impl<'c> Planner<'c> {
             None if gcs => ("gcs-rewrite", None),
             None => (step_for(o, class, engine, threshold), None),
         };
-        if let Some(flag) = gcs.then(|| gcs_cold_flag(&o.storage_class)).flatten() {
+        // Object Lock: every copy is a new version under the bucket's default retention (the
+        // old version stays, retained): more storage, for as long as the retention runs.
+        let lock_flag = (object_lock && matches!(step, "copy" | "multipart-copy")).then(|| {
+            "object lock: each copy makes a new version under the bucket's default retention, and the old version stays retained".to_string()
+        });
+        if let Some(flag) = gcs
+            .then(|| gcs_cold_flag(&o.storage_class))
+            .flatten()
+            .or(lock_flag)
+        {
             if reason.is_none() {
                 let f = sa.flagged.entry(flag).or_default();
                 f.0 += 1;

@@ -544,3 +544,17 @@ impl GcsClient {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let mut c = GcsClient::new("p", Some("http://127.0.0.1:9"));
+        c.token = Some("ya29.secret-token-value".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret-token-value"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+}

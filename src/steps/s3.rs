@@ -1078,6 +1078,25 @@ mod tests {
     }
 
     #[test]
+    fn a_multipart_etag_comes_from_its_parts() {
+        use md5::{Digest, Md5};
+        let md5 = |b: &[u8]| hex::encode(Md5::digest(b));
+        let parts = [
+            CopiedPart { number: 2, etag: format!("\"{}\"", md5(b"b")), checksum: None },
+            CopiedPart { number: 1, etag: format!("\"{}\"", md5(b"a")), checksum: None },
+        ];
+        let mut joined = Md5::digest(b"a").to_vec();
+        joined.extend(Md5::digest(b"b"));
+        assert_eq!(
+            multipart_etag(&parts),
+            Some(format!("\"{}-2\"", md5(&joined))),
+            "in part order"
+        );
+        let odd = [CopiedPart { number: 1, etag: "\"not-md5\"".into(), checksum: None }];
+        assert_eq!(multipart_etag(&odd), None);
+    }
+
+    #[test]
     fn a_rule_is_compared_whole() {
         let a = S3Encryption {
             algorithm: "aws:kms".into(),

@@ -560,3 +560,86 @@ async fn one_campaign_holds_aws_and_gcp_one_plan_one_journal() {
     );
     assert!(plan.with_file_name("both.report.md").exists(), "one report");
 }
+
+/// Issue 8, defect 12: a rewrite names the object's storage class (a Coldline object in a
+/// Standard bucket stays Coldline, with no early-deletion charge from a silent class change);
+/// objects under a hold or an unexpired retention period are blocked with the reason.
+#[tokio::test]
+async fn gcs_rewrites_keep_the_storage_class_and_held_objects_are_blocked() {
+    let p = unique("gcscls");
+    let gcs = client();
+    let b = format!("{p}ml-cold");
+    gcs.create_bucket(json!({ "name": b, "storageClass": "COLDLINE" }))
+        .await
+        .unwrap();
+    gcs.upload(&b, "cold.bin", b"cold".to_vec(), None)
+        .await
+        .unwrap();
+    gcs.upload(&b, "held.bin", b"held".to_vec(), None)
+        .await
+        .unwrap();
+    // The bucket's default class is Standard from now on; the objects stay Coldline.
+    let http = reqwest::Client::new();
+    let patch = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            http.patch(format!("{}{path}", gcs_server().endpoint))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    patch(
+        format!("/storage/v1/b/{b}"),
+        json!({ "storageClass": "STANDARD" }),
+    )
+    .await;
+    patch(
+        format!("/storage/v1/b/{b}/o/held.bin"),
+        json!({ "eventBasedHold": true }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("cls.yaml");
+    std::fs::write(&c, campaign(&p)).unwrap();
+    let plan = dir.path().join("cls.plan.yaml");
+    let out = rekey()
+        .args(["plan", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = std::fs::read_to_string(dir.path().join("cls.manifest.jsonl")).unwrap();
+    let held = manifest
+        .lines()
+        .find(|l| l.contains("held.bin"))
+        .unwrap()
+        .to_string();
+    assert!(
+        held.contains("\"step\":\"blocked\"") && held.contains("event-based hold"),
+        "{held}"
+    );
+    let out = rekey()
+        .args(["apply"])
+        .arg(&plan)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let cold = gcs.get_object(&b, "cold.bin", None).await.unwrap();
+    assert_eq!(cold.kms_key, Some(key(&format!("{p}vision"))));
+    assert_eq!(cold.storage_class, "COLDLINE", "named in the rewrite");
+    let held = gcs.get_object(&b, "held.bin", None).await.unwrap();
+    assert_eq!(held.kms_key, None, "held: left alone");
+    // verify lists the held object with its reason.
+    let out = rekey().args(["verify"]).arg(&plan).output().unwrap();
+    assert_eq!(code(&out), 6);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("event-based hold"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -556,3 +556,247 @@ fn sagemaker_update_endpoint_goes_updating_then_in_service() {
         "plain moto lacks UpdateEndpoint"
     );
 }
+
+/// Ok when the destination conditions hold: CopyObject honours If-Match / If-None-Match on
+/// the destination, CompleteMultipartUpload honours If-Match (412 PreconditionFailed).
+async fn destination_conditions(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "dest").await;
+    let etag = e.put("a", b"first").await;
+    let stale = "\"00000000000000000000000000000000\"";
+    let copy = |if_match: Option<&str>, if_none: Option<&str>| {
+        e.s3.copy_object()
+            .bucket(&e.bucket)
+            .key("a")
+            .copy_source(format!("{}/a", e.bucket))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .set_if_match(if_match.map(str::to_string))
+            .set_if_none_match(if_none.map(str::to_string))
+            .send()
+    };
+    match copy(Some(stale), None).await {
+        Err(err) if err.code() == Some("PreconditionFailed") => {}
+        other => return Err(format!("CopyObject with a stale If-Match: {other:?}")),
+    }
+    match copy(None, Some("*")).await {
+        Err(err) if err.code() == Some("PreconditionFailed") => {}
+        other => return Err(format!("CopyObject If-None-Match * onto an object: {other:?}")),
+    }
+    copy(Some(&etag), None)
+        .await
+        .map_err(|err| format!("CopyObject with the right If-Match: {err:?}"))?;
+    let up =
+        e.s3.create_multipart_upload()
+            .bucket(&e.bucket)
+            .key("a")
+            .send()
+            .await
+            .unwrap();
+    let part =
+        e.s3.upload_part()
+            .bucket(&e.bucket)
+            .key("a")
+            .upload_id(up.upload_id().unwrap())
+            .part_number(1)
+            .body(ByteStream::from(vec![1u8; 64]))
+            .send()
+            .await
+            .unwrap();
+    let done =
+        e.s3.complete_multipart_upload()
+            .bucket(&e.bucket)
+            .key("a")
+            .upload_id(up.upload_id().unwrap())
+            .if_match(stale)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .parts(
+                        CompletedPart::builder()
+                            .part_number(1)
+                            .e_tag(part.e_tag().unwrap())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await;
+    match done {
+        Err(err) if err.code() == Some("PreconditionFailed") => Ok(()),
+        other => Err(format!("CompleteMultipartUpload with a stale If-Match: {other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn copy_and_complete_honour_destination_conditions() {
+    destination_conditions(&overlay().endpoint).await.unwrap();
+    assert!(
+        destination_conditions(&plain().endpoint).await.is_err(),
+        "plain moto ignores destination conditions on CopyObject and Complete"
+    );
+}
+
+/// Ok when a bucket rule's BlockedEncryptionTypes is reported and enforced, a new bucket's
+/// Object Ownership is BucketOwnerEnforced, and ListParts parses.
+async fn bucket_settings_as_aws(endpoint: &str) -> Result<(), String> {
+    use aws_sdk_s3::types::{
+        BlockedEncryptionTypes, EncryptionType, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let e = env(endpoint, "rule").await;
+    e.s3.put_bucket_encryption()
+        .bucket(&e.bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .build()
+                                .unwrap(),
+                        )
+                        .blocked_encryption_types(
+                            BlockedEncryptionTypes::builder()
+                                .encryption_type(EncryptionType::SseC)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = e.s3.get_bucket_encryption().bucket(&e.bucket).send().await.unwrap();
+    let blocked = r.server_side_encryption_configuration().unwrap().rules()[0]
+        .blocked_encryption_types()
+        .map(|b| b.encryption_type().to_vec())
+        .unwrap_or_default();
+    if blocked != vec![EncryptionType::SseC] {
+        return Err(format!("blocked types reported: {blocked:?}"));
+    }
+    let sse_c =
+        e.s3.put_object()
+            .bucket(&e.bucket)
+            .key("c")
+            .body(ByteStream::from_static(b"c"))
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+            .sse_customer_key_md5("A5MCd7iQbjJb3WXiuxKtYA==")
+            .send()
+            .await;
+    match sse_c {
+        Err(err) if err.code() == Some("AccessDenied") => {}
+        other => return Err(format!("SSE-C into a bucket that blocks it: {other:?}")),
+    }
+    let own = e
+        .s3
+        .get_bucket_ownership_controls()
+        .bucket(&e.bucket)
+        .send()
+        .await
+        .map_err(|err| format!("ownership controls of a new bucket: {err:?}"))?;
+    let rule = own.ownership_controls().unwrap().rules()[0].object_ownership().clone();
+    if rule.as_str() != "BucketOwnerEnforced" {
+        return Err(format!("a new bucket's ownership: {rule:?}"));
+    }
+    let up =
+        e.s3.create_multipart_upload()
+            .bucket(&e.bucket)
+            .key("m")
+            .send()
+            .await
+            .unwrap();
+    e.s3.list_parts()
+        .bucket(&e.bucket)
+        .key("m")
+        .upload_id(up.upload_id().unwrap())
+        .send()
+        .await
+        .map_err(|err| format!("ListParts: {err:?}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bucket_rules_ownership_and_list_parts_as_aws() {
+    bucket_settings_as_aws(&overlay().endpoint).await.unwrap();
+    assert!(bucket_settings_as_aws(&plain().endpoint).await.is_err());
+}
+
+/// The test hooks: counted per access key; a 5xx served after the request took effect; a
+/// pause the test releases.
+#[tokio::test]
+async fn hooks_count_fail_and_pause_per_access_key() {
+    use crate::interleave::{arm, hook_state, release};
+    let endpoint = overlay().endpoint.clone();
+    let e = env(&endpoint, "hook").await;
+    let scope = "hookscope1";
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            scope, "testing", None, None, "tests",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let hooked = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    arm(&endpoint, scope, serde_json::json!({ "action": "fail", "at": 2, "when": "after" }));
+    e.put("x", b"by the test's own key: not counted").await;
+    let put = |body: &'static [u8]| {
+        hooked
+            .put_object()
+            .bucket(&e.bucket)
+            .key("x")
+            .body(ByteStream::from_static(body))
+            .send()
+    };
+    put(b"one").await.unwrap();
+    let second = put(b"two").await;
+    assert!(second.is_err(), "the second request answered 500");
+    // ... after it took effect.
+    let body =
+        e.s3.get_object()
+            .bucket(&e.bucket)
+            .key("x")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+    assert_eq!(&body[..], b"two");
+    let st = hook_state(&endpoint, scope);
+    assert_eq!(st["count"], 2);
+    assert_eq!(st["fired"], true);
+    // A pause holds the request until released.
+    arm(&endpoint, scope, serde_json::json!({ "action": "pause", "at": 1, "when": "before" }));
+    let h = tokio::spawn({
+        let hooked = hooked.clone();
+        let bucket = e.bucket.clone();
+        async move {
+            hooked
+                .put_object()
+                .bucket(bucket)
+                .key("y")
+                .body(ByteStream::from_static(b"y"))
+                .send()
+                .await
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hook_state(&endpoint, scope)["paused"].is_null() {
+        assert!(std::time::Instant::now() < deadline, "paused");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!h.is_finished());
+    release(&endpoint, scope, false);
+    h.await.unwrap().unwrap();
+    arm(&endpoint, scope, serde_json::json!({ "action": "off" }));
+}
