@@ -83,7 +83,29 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
         o,
         "- [ ] Each key's policy (or a grant) lets every consumer of the data use it: the roles that read these buckets (SageMaker execution roles, training and batch jobs, analysts) need `kms:Decrypt`, and writers `kms:GenerateDataKey`. A consumer without them fails at its next read."
     );
-    let _ = writeln!(o, "- [ ] No journal from another plan sits at the journal path; `rekey status {p}` shows what a resumed window has left.\n");
+    let _ = writeln!(
+        o,
+        "- [ ] Nobody disables, or schedules the deletion of, a key objects are on today (the foreign CMKs, `aws/s3`) until the campaign is closed: rollback returns objects to those keys, and refuses to start (exit 4) if one cannot be used."
+    );
+    let _ = writeln!(
+        o,
+        "- [ ] Each bucket has a lifecycle rule `AbortIncompleteMultipartUpload` (e.g. 7 days): an upload whose CreateMultipartUpload answer was lost in a crash is empty and rekey cannot tell it from another writer's, so it leaves it."
+    );
+    let unversioned_updates = plan.stages.iter().any(|st| {
+        st.buckets.iter().any(|b| {
+            b.actions.iter().any(|a| {
+                matches!(a, Action::ReencryptObjects { engine, .. }
+                    if *engine != crate::campaign::S3Engine::Copy)
+            })
+        })
+    });
+    if unversioned_updates {
+        let _ = writeln!(
+            o,
+            "- [ ] UpdateObjectEncryption takes no condition: in a bucket without versioning, a write landing between rekey's read of an object and its call is re-keyed too (its bytes are never touched). Where that matters, pause the bucket's writers for the stage."
+        );
+    }
+    let _ = writeln!(o, "- [ ] No journal from another plan sits at the journal path; `rekey status {p}` shows what a resumed window has left. One apply or rollback runs at a time (a second one fails at once).\n");
     let n = plan.stages.len();
     for (i, st) in plan.stages.iter().enumerate() {
         let t = &st.summary;
@@ -198,10 +220,10 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
         }
         let _ = writeln!(o);
         let _ = writeln!(o, "1. Apply: `rekey apply {p} --stage {} --yes`", st.name);
-        let _ = writeln!(o, "   (exit 0 done; 3 some steps failed or drifted: read `{}`; 5 window closed; 130 interrupted: run it again to resume).", report_name(plan_path));
+        let _ = writeln!(o, "   (exit 0 done; 3 some steps failed or drifted, and later stages do not start until they are dealt with: read `{}`; 5 window closed; 130 interrupted: run it again to resume).", report_name(plan_path));
         let _ = writeln!(o, "2. Watch: `rekey status {p}`.");
-        let _ = writeln!(o, "3. Go/no-go: `rekey verify {p} --stage {}` exits 0, and the stage's consumers (endpoints, jobs) still read their data.", st.name);
-        let _ = writeln!(o, "4. Roll back this stage if no-go: `rekey rollback {p} --to {} --yes` (undoes this stage and every later one, in reverse order).\n", st.checkpoint);
+        let _ = writeln!(o, "3. Go/no-go: `rekey verify {p} --stage {} --ignore-blocked` exits 0 (without `--ignore-blocked` it also lists what stays blocked), and the stage's consumers (endpoints, jobs) still read their data.", st.name);
+        let _ = writeln!(o, "4. Roll back this stage if no-go: `rekey rollback {p} --to {} --yes` (undoes this stage and every later one, in reverse order, steps a crash left half done included; anything changed since rekey changed it is left alone and listed, exit 3).\n", st.checkpoint);
     }
     let blocked: u64 = plan
         .stages

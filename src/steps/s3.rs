@@ -1082,8 +1082,16 @@ mod tests {
         use md5::{Digest, Md5};
         let md5 = |b: &[u8]| hex::encode(Md5::digest(b));
         let parts = [
-            CopiedPart { number: 2, etag: format!("\"{}\"", md5(b"b")), checksum: None },
-            CopiedPart { number: 1, etag: format!("\"{}\"", md5(b"a")), checksum: None },
+            CopiedPart {
+                number: 2,
+                etag: format!("\"{}\"", md5(b"b")),
+                checksum: None,
+            },
+            CopiedPart {
+                number: 1,
+                etag: format!("\"{}\"", md5(b"a")),
+                checksum: None,
+            },
         ];
         let mut joined = Md5::digest(b"a").to_vec();
         joined.extend(Md5::digest(b"b"));
@@ -1092,7 +1100,11 @@ mod tests {
             Some(format!("\"{}-2\"", md5(&joined))),
             "in part order"
         );
-        let odd = [CopiedPart { number: 1, etag: "\"not-md5\"".into(), checksum: None }];
+        let odd = [CopiedPart {
+            number: 1,
+            etag: "\"not-md5\"".into(),
+            checksum: None,
+        }];
         assert_eq!(multipart_etag(&odd), None);
     }
 

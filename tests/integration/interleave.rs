@@ -1019,7 +1019,12 @@ fn check_rolled_back(
             conflicts.iter().map(|r| &r.undo_reason).collect::<Vec<_>>()
         ));
     }
-    if (code == Some(3)) != !conflicts.is_empty() && code != Some(0) {
+    let expected = if conflicts.is_empty() {
+        Some(0)
+    } else {
+        Some(3)
+    };
+    if code != expected {
         return Err(format!(
             "I3: rollback exited {code:?} with {} conflicts",
             conflicts.len()

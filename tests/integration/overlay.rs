@@ -579,7 +579,11 @@ async fn destination_conditions(endpoint: &str) -> Result<(), String> {
     }
     match copy(None, Some("*")).await {
         Err(err) if err.code() == Some("PreconditionFailed") => {}
-        other => return Err(format!("CopyObject If-None-Match * onto an object: {other:?}")),
+        other => {
+            return Err(format!(
+                "CopyObject If-None-Match * onto an object: {other:?}"
+            ))
+        }
     }
     copy(Some(&etag), None)
         .await
@@ -621,7 +625,9 @@ async fn destination_conditions(endpoint: &str) -> Result<(), String> {
             .await;
     match done {
         Err(err) if err.code() == Some("PreconditionFailed") => Ok(()),
-        other => Err(format!("CompleteMultipartUpload with a stale If-Match: {other:?}")),
+        other => Err(format!(
+            "CompleteMultipartUpload with a stale If-Match: {other:?}"
+        )),
     }
 }
 
@@ -667,7 +673,12 @@ async fn bucket_settings_as_aws(endpoint: &str) -> Result<(), String> {
         .send()
         .await
         .unwrap();
-    let r = e.s3.get_bucket_encryption().bucket(&e.bucket).send().await.unwrap();
+    let r =
+        e.s3.get_bucket_encryption()
+            .bucket(&e.bucket)
+            .send()
+            .await
+            .unwrap();
     let blocked = r.server_side_encryption_configuration().unwrap().rules()[0]
         .blocked_encryption_types()
         .map(|b| b.encryption_type().to_vec())
@@ -689,14 +700,15 @@ async fn bucket_settings_as_aws(endpoint: &str) -> Result<(), String> {
         Err(err) if err.code() == Some("AccessDenied") => {}
         other => return Err(format!("SSE-C into a bucket that blocks it: {other:?}")),
     }
-    let own = e
-        .s3
-        .get_bucket_ownership_controls()
-        .bucket(&e.bucket)
-        .send()
-        .await
-        .map_err(|err| format!("ownership controls of a new bucket: {err:?}"))?;
-    let rule = own.ownership_controls().unwrap().rules()[0].object_ownership().clone();
+    let own =
+        e.s3.get_bucket_ownership_controls()
+            .bucket(&e.bucket)
+            .send()
+            .await
+            .map_err(|err| format!("ownership controls of a new bucket: {err:?}"))?;
+    let rule = own.ownership_controls().unwrap().rules()[0]
+        .object_ownership()
+        .clone();
     if rule.as_str() != "BucketOwnerEnforced" {
         return Err(format!("a new bucket's ownership: {rule:?}"));
     }
@@ -745,7 +757,11 @@ async fn hooks_count_fail_and_pause_per_access_key() {
             .force_path_style(true)
             .build(),
     );
-    arm(&endpoint, scope, serde_json::json!({ "action": "fail", "at": 2, "when": "after" }));
+    arm(
+        &endpoint,
+        scope,
+        serde_json::json!({ "action": "fail", "at": 2, "when": "after" }),
+    );
     e.put("x", b"by the test's own key: not counted").await;
     let put = |body: &'static [u8]| {
         hooked
@@ -776,7 +792,11 @@ async fn hooks_count_fail_and_pause_per_access_key() {
     assert_eq!(st["count"], 2);
     assert_eq!(st["fired"], true);
     // A pause holds the request until released.
-    arm(&endpoint, scope, serde_json::json!({ "action": "pause", "at": 1, "when": "before" }));
+    arm(
+        &endpoint,
+        scope,
+        serde_json::json!({ "action": "pause", "at": 1, "when": "before" }),
+    );
     let h = tokio::spawn({
         let hooked = hooked.clone();
         let bucket = e.bucket.clone();
