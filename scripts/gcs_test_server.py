@@ -95,9 +95,16 @@ def object_resource(bucket, obj):
     for hold in ("eventBasedHold", "temporaryHold"):
         if obj.get(hold):
             r[hold] = True
+    for field in EXTRA_FIELDS:
+        if obj.get(field) is not None:
+            r[field] = obj[field]
     if obj.get("retentionExpirationTime"):
         r["retentionExpirationTime"] = obj["retentionExpirationTime"]
     return r
+
+
+# Writable metadata the server keeps as given (a patch sets them, a rewrite carries them).
+EXTRA_FIELDS = ("cacheControl", "contentEncoding", "contentDisposition", "contentLanguage", "customTime")
 
 
 def held(obj):
@@ -304,6 +311,19 @@ class Handler(BaseHTTPRequestHandler):
                 for field, value in patch.items():
                     if field in ("name", "id", "kind", "metageneration", "objects"):
                         continue
+                    if field == "encryption" and value is not None:
+                        # Patch semantics inside: given fields change, a null removes one.
+                        merged = dict(b.get("encryption") or {})
+                        for k, v in value.items():
+                            if v is None:
+                                merged.pop(k, None)
+                            else:
+                                merged[k] = v
+                        if merged:
+                            b["encryption"] = merged
+                        else:
+                            b.pop("encryption", None)
+                        continue
                     if field == "labels" and value is not None:
                         labels = dict(b.get("labels") or {})
                         for k, v in value.items():
@@ -374,6 +394,9 @@ class Handler(BaseHTTPRequestHandler):
                 for hold in ("eventBasedHold", "temporaryHold"):
                     if hold in patch:
                         obj[hold] = bool(patch[hold])
+                for field in EXTRA_FIELDS:
+                    if field in patch:
+                        obj[field] = patch[field]
                 obj["metageneration"] += 1
                 obj["updated"] = now()
                 return 200, object_resource(b["name"], obj), None, None
@@ -420,6 +443,9 @@ class Handler(BaseHTTPRequestHandler):
                          q.get("destinationKmsKeyName", [None])[0], None,
                          meta.get("metadata", src.get("metadata")),
                          meta.get("storageClass") or db.get("storageClass", "STANDARD"))
+        for field in EXTRA_FIELDS:
+            if meta.get(field) is not None or src.get(field) is not None:
+                obj[field] = meta.get(field, src.get(field))
         return 200, {"kind": "storage#rewriteResponse", "totalBytesRewritten": str(size),
                      "objectSize": str(size), "done": True, "resource": object_resource(dbucket, obj)}, None, None
 

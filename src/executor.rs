@@ -258,6 +258,8 @@ impl Loop<'_> {
         tally: &mut Tally,
     ) -> Result<Stop, RekeyError> {
         let mut queue: VecDeque<StepRow> = steps.into();
+        let mut ready: VecDeque<(StepRow, StepSpec)> = VecDeque::new();
+        let ahead = (self.cfg.concurrency * 4).max(64);
         let mut in_flight = FuturesUnordered::new();
         let mut done: Vec<Done> = Vec::new();
         let mut stopping: Option<Stop> = self.interrupted.then_some(Stop::Interrupted);
@@ -287,12 +289,16 @@ impl Loop<'_> {
                     }
                 }
             }
-            if stopping.is_none() && !queue.is_empty() && in_flight.len() < self.cfg.concurrency {
-                let free = self.cfg.concurrency - in_flight.len();
+            // Intent is journaled ahead of dispatch, many steps to one durable transaction
+            // (a step journaled `started` that was never sent is re-checked like any other,
+            // and an orderly stop puts it back).
+            if stopping.is_none() && ready.is_empty() && !queue.is_empty() {
                 let mut batch = Vec::new();
                 let mut intents = Vec::new();
-                while batch.len() < free {
-                    let Some(row) = queue.pop_front() else { break };
+                while batch.len() < ahead {
+                    let Some(mut row) = queue.pop_front() else {
+                        break;
+                    };
                     let spec: StepSpec = serde_json::from_str(&row.spec).map_err(|e| {
                         RekeyError::Internal(format!(
                             "journal step {} has an unreadable spec: {e}",
@@ -311,7 +317,10 @@ impl Loop<'_> {
                     };
                     match undo {
                         Ok(u) => {
-                            intents.push((row.id, u));
+                            intents.push((row.id, u.clone()));
+                            if row.undo.is_none() {
+                                row.undo = u;
+                            }
                             batch.push((row, spec));
                         }
                         Err(e) => {
@@ -333,36 +342,43 @@ impl Loop<'_> {
                         .journal
                         .mark_undo_started(&batch.iter().map(|(r, _)| r.id).collect::<Vec<_>>())?,
                 }
-                for (row, spec) in batch {
-                    let saver = ProgressHandle::new(row.id, progress_tx.clone());
-                    in_flight.push(async move {
-                        let t = Instant::now();
-                        let outcome = match mode {
-                            Mode::Apply => {
-                                let ctx = RunCtx {
-                                    resumed: row.state != state::PENDING,
-                                    progress: row.progress.as_deref(),
-                                    saver: &saver,
-                                };
-                                let (o, retries) = runner.run(&spec, ctx).await;
-                                Outcome::Step(o, retries)
-                            }
-                            Mode::Undo => {
-                                let ctx = UndoCtx {
-                                    undo: row.undo.as_deref(),
-                                    result: row.result.as_deref(),
-                                    succeeded: row.state == state::SUCCEEDED,
-                                    progress: row.progress.as_deref(),
-                                    saver: &saver,
-                                };
-                                Outcome::Undo(runner.undo(&spec, ctx).await)
-                            }
-                        };
-                        (row, outcome, t.elapsed())
-                    });
-                }
+                ready.extend(batch);
             }
-            if in_flight.is_empty() && (stopping.is_some() || queue.is_empty()) {
+            while stopping.is_none() && in_flight.len() < self.cfg.concurrency {
+                let Some((row, spec)) = ready.pop_front() else {
+                    break;
+                };
+                let saver = ProgressHandle::new(row.id, progress_tx.clone());
+                in_flight.push(async move {
+                    let t = Instant::now();
+                    let outcome = match mode {
+                        Mode::Apply => {
+                            let ctx = RunCtx {
+                                resumed: row.state != state::PENDING,
+                                progress: row.progress.as_deref(),
+                                undo: row.undo.as_deref(),
+                                saver: &saver,
+                            };
+                            let (o, retries) = runner.run(&spec, ctx).await;
+                            Outcome::Step(o, retries)
+                        }
+                        Mode::Undo => {
+                            let ctx = UndoCtx {
+                                undo: row.undo.as_deref(),
+                                result: row.result.as_deref(),
+                                succeeded: row.state == state::SUCCEEDED,
+                                progress: row.progress.as_deref(),
+                                saver: &saver,
+                            };
+                            Outcome::Undo(runner.undo(&spec, ctx).await)
+                        }
+                    };
+                    (row, outcome, t.elapsed())
+                });
+            }
+            if in_flight.is_empty()
+                && (stopping.is_some() || (queue.is_empty() && ready.is_empty()))
+            {
                 break;
             }
             tokio::select! {
@@ -373,6 +389,7 @@ impl Loop<'_> {
                         self.reporter.event(&Event::Stopping { reason: "abort".into() });
                         drop(in_flight);
                         self.flush(&mut done)?;
+                        self.put_back(mode, &mut ready)?;
                         return Ok(Stop::Interrupted);
                     }
                     self.interrupted = true;
@@ -448,6 +465,31 @@ impl Loop<'_> {
             }
         }
         self.flush(&mut done)?;
+        self.put_back(mode, &mut ready)?;
         Ok(stopping.unwrap_or(Stop::Completed))
+    }
+
+    /// Steps journaled `started` ahead of dispatch but never sent go back to what they were.
+    fn put_back(
+        &mut self,
+        mode: Mode,
+        ready: &mut VecDeque<(StepRow, StepSpec)>,
+    ) -> Result<(), RekeyError> {
+        let rows: Vec<StepRow> = ready.drain(..).map(|(r, _)| r).collect();
+        match mode {
+            Mode::Apply => self.journal.unstart(
+                &rows
+                    .iter()
+                    .filter(|r| r.state == state::PENDING)
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>(),
+            ),
+            Mode::Undo => self.journal.unstart_undo(
+                &rows
+                    .iter()
+                    .map(|r| (r.id, r.undo_state.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        }
     }
 }

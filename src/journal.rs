@@ -525,6 +525,54 @@ impl Journal {
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
+    /// Steps journaled `started` that were never sent: back to `pending`, their undo data
+    /// dropped (it is read again when they start).
+    pub fn unstart(&mut self, ids: &[i64]) -> Result<(), RekeyError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let e = db_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "UPDATE steps SET state = 'pending', undo = NULL, attempts = max(attempts - 1, 0), updated_at = ?2
+                     WHERE id = ?1 AND state = 'started' AND progress IS NULL",
+                )
+                .map_err(&e)?;
+            let t = now();
+            for id in ids {
+                up.execute(params![id, t]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Undos journaled `started` that were never sent: back to their undo state before.
+    pub fn unstart_undo(&mut self, rows: &[(i64, Option<String>)]) -> Result<(), RekeyError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let e = db_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "UPDATE steps SET undo_state = ?2, updated_at = ?3 WHERE id = ?1 AND undo_state = 'started'",
+                )
+                .map_err(&e)?;
+            let t = now();
+            for (id, before) in rows {
+                // An undo left `started` by a crash stays so: it may have taken effect.
+                if before.as_deref() == Some("started") {
+                    continue;
+                }
+                up.execute(params![id, before, t]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
     /// Journal what a running step did so far (a multipart copy's upload id).
     pub fn save_progress(&mut self, id: i64, progress: &str) -> Result<(), RekeyError> {
         let n = self

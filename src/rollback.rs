@@ -50,6 +50,8 @@ fn to_undo(journal: &Journal, first: i64) -> Result<Vec<StepRow>, RekeyError> {
             )
         })
         .filter(|r| r.undo_state.as_deref() != Some(undo_state::UNDONE))
+        // A step whose undo data could not even be read never reached its provider call.
+        .filter(|r| r.state == state::SUCCEEDED || r.undo.is_some())
         .collect();
     rows.reverse();
     rows.sort_by_key(|r| r.kind != StepKind::GcsBucketDefault.as_str());

@@ -314,24 +314,70 @@ impl GcsClient {
 
     /// Set (or, with `None`, remove) the bucket's default key with a patch of that field
     /// alone, so that labels, versioning and lifecycle stay as they are.
+    /// Set (or clear) the bucket's default key: a patch of that one field (the rest of the
+    /// bucket's encryption settings stay), only if the bucket's metageneration is still
+    /// `if_metageneration` when given (412 otherwise).
     pub async fn set_default_key(
         &self,
         bucket: &str,
         key: Option<&str>,
+        if_metageneration: Option<i64>,
     ) -> Result<(), ProviderError> {
-        let body = match key {
-            Some(k) => json!({ "encryption": { "defaultKmsKeyName": k } }),
-            None => json!({ "encryption": null }),
-        };
+        let body = json!({ "encryption": { "defaultKmsKeyName": key } });
+        let q: Vec<(&str, String)> = if_metageneration
+            .map(|m| vec![("ifMetagenerationMatch", m.to_string())])
+            .unwrap_or_default();
         self.call(
             reqwest::Method::PATCH,
             &format!("/storage/v1/b/{}", enc(bucket)),
-            &[],
+            &q,
             Some(body),
             &format!("default key of gs://{bucket}"),
         )
         .await?;
         Ok(())
+    }
+
+    /// An object generation's resource as GCS returns it.
+    pub async fn raw_object(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<i64>,
+    ) -> Result<Value, ProviderError> {
+        let q: Vec<(&str, String)> = generation
+            .map(|g| vec![("generation", g.to_string())])
+            .unwrap_or_default();
+        self.call(
+            reqwest::Method::GET,
+            &format!("/storage/v1/b/{}/o/{}", enc(bucket), enc(name)),
+            &q,
+            None,
+            &format!("gs://{bucket}/{name}"),
+        )
+        .await
+    }
+
+    /// The metadata a rewrite in place must write for the new generation to be the old one
+    /// field for field (whether GCS merges a rewrite's body with the source's metadata or
+    /// replaces it): every writable field of `source`, its storage class included.
+    pub fn rewrite_metadata(source: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        for field in [
+            "contentType",
+            "contentEncoding",
+            "contentDisposition",
+            "contentLanguage",
+            "cacheControl",
+            "customTime",
+            "metadata",
+            "storageClass",
+        ] {
+            if let Some(v) = source.get(field).filter(|v| !v.is_null()) {
+                out.insert(field.to_string(), v.clone());
+            }
+        }
+        Value::Object(out)
     }
 
     /// One page of objects (every generation with `versions`).
@@ -391,16 +437,16 @@ impl GcsClient {
 
     /// Rewrite an object onto itself under `key` (none: the bucket default, or Google-managed
     /// when the bucket has none), only if its live generation is still `generation`; loops on
-    /// the rewrite token. The new generation keeps `storage_class`, named in the request (a
-    /// rewrite that names none takes the bucket's default class). Returns the new object and
-    /// the number of calls it took.
+    /// the rewrite token. The new generation is written with `metadata` (see
+    /// `rewrite_metadata`: the storage class is named, since a rewrite that names none takes
+    /// the bucket's default class). Returns the new object and the number of calls it took.
     pub async fn rewrite_in_place(
         &self,
         bucket: &str,
         name: &str,
         generation: i64,
         key: Option<&str>,
-        storage_class: &str,
+        metadata: &Value,
     ) -> Result<(GcsObjectInfo, u32), ProviderError> {
         let path = format!(
             "/storage/v1/b/{b}/o/{n}/rewriteTo/b/{b}/o/{n}",
@@ -425,8 +471,7 @@ impl GcsClient {
             if let Some(t) = &token {
                 q.push(("rewriteToken", t.clone()));
             }
-            let body =
-                (!storage_class.is_empty()).then(|| json!({ "storageClass": storage_class }));
+            let body = Some(metadata.clone());
             let v = self
                 .call(reqwest::Method::POST, &path, &q, body, &what)
                 .await?;

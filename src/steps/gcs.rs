@@ -24,6 +24,14 @@ struct GcsBucketUndo {
     previous: Option<String>,
 }
 
+/// What a bucket step did, journaled after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct GcsBucketResult {
+    /// False when another writer had already set the key: rollback leaves it alone.
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    by_rekey: bool,
+}
+
 fn done(obj: &GcsObjectInfo, by_rekey: bool, note: Option<String>) -> StepOutcome {
     StepOutcome::Succeeded {
         result: json(&ObjectResult {
@@ -73,16 +81,28 @@ impl GcsSteps<'_> {
                 }
             }
         }
-        let (r, a) = retried(&self.policy, self.pacer, || {
-            self.gcs.rewrite_in_place(
-                &o.bucket,
-                &o.key,
-                planned,
-                Some(&o.to_key_arn),
-                &o.storage_class,
-            )
+        // The planned generation's metadata, written again field for field.
+        let source = retried(&self.policy, self.pacer, || {
+            self.gcs.raw_object(&o.bucket, &o.key, Some(planned))
         })
-        .await;
+        .await
+        .0;
+        let (r, a) = match source {
+            Ok(src) => {
+                let metadata = GcsClient::rewrite_metadata(&src);
+                retried(&self.policy, self.pacer, || {
+                    self.gcs.rewrite_in_place(
+                        &o.bucket,
+                        &o.key,
+                        planned,
+                        Some(&o.to_key_arn),
+                        &metadata,
+                    )
+                })
+                .await
+            }
+            Err(e) => (Err(e), Default::default()),
+        };
         let uncertain = ctx.resumed || a.retries > 0;
         let outcome = match r {
             Ok((obj, calls)) => done(
@@ -178,13 +198,49 @@ impl GcsSteps<'_> {
             }
             None => {}
         }
+        // Google-managed encryption cannot be asked for: a rewrite that names no key takes the
+        // bucket's default key. While the bucket has one, the object cannot go back.
+        if original.is_none() {
+            match retried(&self.policy, self.pacer, || self.gcs.get_bucket(&o.bucket))
+                .await
+                .0
+            {
+                Ok(b) if b.default_kms_key.is_some() => {
+                    return UndoOutcome::Failed {
+                        reason: format!(
+                            "its bucket's default key is {}: a rewrite would take it instead of Google-managed encryption; roll back to the checkpoint whose stage set the bucket's default (or clear it), then roll back again",
+                            b.default_kms_key.unwrap_or_default()
+                        ),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return UndoOutcome::Failed {
+                        reason: e.to_string(),
+                    }
+                }
+            }
+        }
+        let metadata = match retried(&self.policy, self.pacer, || {
+            self.gcs.raw_object(&o.bucket, &o.key, Some(c.generation))
+        })
+        .await
+        .0
+        {
+            Ok(src) => GcsClient::rewrite_metadata(&src),
+            Err(e) => {
+                return UndoOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
         match retried(&self.policy, self.pacer, || {
             self.gcs.rewrite_in_place(
                 &o.bucket,
                 &o.key,
                 c.generation,
                 original.as_deref(),
-                &c.storage_class,
+                &metadata,
             )
         })
         .await
@@ -206,6 +262,69 @@ impl GcsSteps<'_> {
         }
     }
 
+    async fn run_bucket(&self, bucket: &str, key: &str, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
+        let (b, a) = retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket)).await;
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    StepOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                    a.retries,
+                )
+            }
+        };
+        if b.default_kms_key.as_deref() == Some(key) {
+            // Set by rekey's own earlier attempt (a resumed step), or by another writer.
+            return (
+                StepOutcome::Succeeded {
+                    result: json(&GcsBucketResult {
+                        by_rekey: ctx.resumed,
+                    }),
+                    note: Some("the default key was already set".into()),
+                },
+                a.retries,
+            );
+        }
+        let previous = ctx
+            .undo
+            .and_then(|u| serde_json::from_str::<GcsBucketUndo>(u).ok());
+        if let Some(p) = previous.filter(|p| p.previous != b.default_kms_key) {
+            return (
+                StepOutcome::Drifted {
+                    reason: format!(
+                        "the default key changed since rekey read it (now {}, was {}): left as it is; plan again",
+                        b.default_kms_key.unwrap_or_else(|| "Google-managed".into()),
+                        p.previous.unwrap_or_else(|| "Google-managed".into())
+                    ),
+                },
+                a.retries,
+            );
+        }
+        // Held to the bucket's metageneration: a change made since the read is not overwritten.
+        let (r, a2) = retried(&self.policy, self.pacer, || {
+            self.gcs
+                .set_default_key(bucket, Some(key), Some(b.metageneration))
+        })
+        .await;
+        let outcome = match r {
+            Ok(()) => StepOutcome::Succeeded {
+                result: json(&GcsBucketResult { by_rekey: true }),
+                note: None,
+            },
+            Err(ProviderError::Precondition { .. }) => StepOutcome::Drifted {
+                reason:
+                    "the bucket changed while rekey set its default key: left as it is; apply again"
+                        .into(),
+            },
+            Err(e) => StepOutcome::Failed {
+                reason: e.to_string(),
+            },
+        };
+        (outcome, a.retries + a2.retries)
+    }
+
     async fn undo_bucket(&self, bucket: &str, key: &str, ctx: UndoCtx<'_>) -> UndoOutcome {
         let Some(u) = ctx
             .undo
@@ -215,20 +334,30 @@ impl GcsSteps<'_> {
                 reason: "the journal holds no previous default key for this bucket".into(),
             };
         };
-        let now = match retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket))
+        let b = match retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket))
             .await
             .0
         {
-            Ok(b) => b.default_kms_key,
+            Ok(b) => b,
             Err(e) => {
                 return UndoOutcome::Failed {
                     reason: e.to_string(),
                 }
             }
         };
+        let now = b.default_kms_key.clone();
         if now == u.previous {
             return UndoOutcome::Undone {
                 note: Some("already on its previous default key".into()),
+            };
+        }
+        let by_rekey = ctx
+            .result
+            .and_then(|r| serde_json::from_str::<GcsBucketResult>(r).ok())
+            .is_none_or(|r| r.by_rekey);
+        if !by_rekey {
+            return UndoOutcome::Conflict {
+                reason: "another writer set this default key, not rekey: left alone".into(),
             };
         }
         if now.as_deref() != Some(key) {
@@ -240,12 +369,17 @@ impl GcsSteps<'_> {
             };
         }
         match retried(&self.policy, self.pacer, || {
-            self.gcs.set_default_key(bucket, u.previous.as_deref())
+            self.gcs
+                .set_default_key(bucket, u.previous.as_deref(), Some(b.metageneration))
         })
         .await
         .0
         {
             Ok(()) => UndoOutcome::Undone { note: None },
+            Err(ProviderError::Precondition { .. }) => UndoOutcome::Conflict {
+                reason: "the bucket changed while rekey restored its default key: left alone"
+                    .into(),
+            },
             Err(e) => UndoOutcome::Failed {
                 reason: e.to_string(),
             },
@@ -277,11 +411,7 @@ impl StepRunner for GcsSteps<'_> {
     async fn run(&self, spec: &StepSpec, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
         match spec {
             StepSpec::GcsBucketDefault { bucket, key, .. } => {
-                let (r, a) = retried(&self.policy, self.pacer, || {
-                    self.gcs.set_default_key(bucket, Some(key))
-                })
-                .await;
-                (super::done_or_failed(r.map(|()| None)), a.retries)
+                self.run_bucket(bucket, key, ctx).await
             }
             StepSpec::Object(o) => self.run_object(o, ctx).await,
             _ => (

@@ -115,11 +115,11 @@ fn is_default_account(a: &String) -> bool {
     a == crate::inventory::DEFAULT_ACCOUNT
 }
 
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
+pub(crate) fn is_true(b: &bool) -> bool {
     *b
 }
 
@@ -302,6 +302,8 @@ pub struct RunCtx<'a> {
     pub resumed: bool,
     /// What the step journaled as it ran before (a multipart copy's upload id).
     pub progress: Option<&'a str>,
+    /// The undo data journaled with its intent (a bucket's rule as it was).
+    pub undo: Option<&'a str>,
     pub saver: &'a ProgressHandle,
 }
 

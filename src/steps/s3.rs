@@ -62,6 +62,9 @@ pub struct BucketUndo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct BucketResult {
     rule: S3Encryption,
+    /// False when another writer had already set this rule: rollback leaves it alone.
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    by_rekey: bool,
 }
 
 /// A multipart copy under way, journaled as soon as its upload exists (so that a crash
@@ -217,7 +220,12 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
 
     // ---- bucket default --------------------------------------------------------------
 
-    async fn run_bucket(&self, bucket: &str, target: &S3Encryption) -> StepOutcome {
+    async fn run_bucket(
+        &self,
+        bucket: &str,
+        target: &S3Encryption,
+        ctx: RunCtx<'_>,
+    ) -> StepOutcome {
         let current = match retried(&self.policy, self.pacer, || self.s3.bucket_default(bucket))
             .await
             .0
@@ -225,14 +233,35 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             Ok(c) => c,
             Err(e) => return failed(e),
         };
-        let want = bucket_target(target, &current);
-        let result = json(&BucketResult { rule: want.clone() });
+        // The rule as it was when the intent was journaled (what undo restores).
+        let previous = ctx
+            .undo
+            .and_then(|u| serde_json::from_str::<BucketUndo>(u).ok())
+            .map(|u| u.previous);
+        let want = bucket_target(target, previous.as_ref().unwrap_or(&current));
         if same_rule(&current, &want) {
+            // Set by rekey's own earlier attempt (a resumed step), or by another writer.
             return StepOutcome::Succeeded {
-                result,
+                result: json(&BucketResult {
+                    rule: want,
+                    by_rekey: ctx.resumed,
+                }),
                 note: Some("the rule was already set".into()),
             };
         }
+        if let Some(previous) = previous.filter(|p| !same_rule(&current, p)) {
+            return StepOutcome::Drifted {
+                reason: format!(
+                    "the default rule changed since rekey read it (now {}, was {}): left as it is; plan again",
+                    describe_rule(&current),
+                    describe_rule(&previous)
+                ),
+            };
+        }
+        let result = json(&BucketResult {
+            rule: want.clone(),
+            by_rekey: true,
+        });
         done_or_failed(
             retried(&self.policy, self.pacer, || {
                 self.s3.set_bucket_default(bucket, &want)
@@ -257,9 +286,11 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 reason: "the journal holds no previous rule for this bucket".into(),
             };
         };
-        let ours = ctx
+        let recorded = ctx
             .result
-            .and_then(|r| serde_json::from_str::<BucketResult>(r).ok())
+            .and_then(|r| serde_json::from_str::<BucketResult>(r).ok());
+        let by_rekey = recorded.as_ref().is_none_or(|r| r.by_rekey);
+        let ours = recorded
             .map(|r| r.rule)
             .unwrap_or_else(|| bucket_target(target, &u.previous));
         let current = match retried(&self.policy, self.pacer, || self.s3.bucket_default(bucket))
@@ -283,6 +314,11 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     }
                     .into(),
                 ),
+            };
+        }
+        if !by_rekey {
+            return UndoOutcome::Conflict {
+                reason: "another writer set this rule, not rekey: left alone".into(),
             };
         }
         if !same_rule(&current, &ours) {
@@ -1002,7 +1038,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
     async fn run(&self, spec: &StepSpec, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
         match spec {
             StepSpec::BucketDefault { bucket, target, .. } => {
-                (self.run_bucket(bucket, target).await, 0)
+                (self.run_bucket(bucket, target, ctx).await, 0)
             }
             StepSpec::Object(o) => self.run_object(o, ctx).await,
             StepSpec::Endpoint {

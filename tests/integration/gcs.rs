@@ -30,7 +30,9 @@ async fn a_default_key_patch_leaves_labels_versioning_and_lifecycle_alone() {
         .await
         .unwrap();
     let before = gcs.raw_bucket(&b).await.unwrap();
-    gcs.set_default_key(&b, Some(&key("vision"))).await.unwrap();
+    gcs.set_default_key(&b, Some(&key("vision")), None)
+        .await
+        .unwrap();
     let after = gcs.raw_bucket(&b).await.unwrap();
     for field in [
         "labels",
@@ -42,7 +44,7 @@ async fn a_default_key_patch_leaves_labels_versioning_and_lifecycle_alone() {
         assert_eq!(after[field], before[field], "{field} survives the patch");
     }
     assert_eq!(after["encryption"]["defaultKmsKeyName"], key("vision"));
-    gcs.set_default_key(&b, None).await.unwrap();
+    gcs.set_default_key(&b, None, None).await.unwrap();
     let cleared = gcs.raw_bucket(&b).await.unwrap();
     assert!(cleared.get("encryption").is_none());
     assert_eq!(cleared["labels"], before["labels"]);
@@ -96,7 +98,7 @@ async fn the_test_server_keeps_gcs_semantics() {
     let first = gcs.upload(&v, "m", b"one".to_vec(), None).await.unwrap();
     gcs.upload(&v, "m", b"two".to_vec(), None).await.unwrap();
     let err = gcs
-        .rewrite_in_place(&v, "m", first.generation, Some(&key("x")), "STANDARD")
+        .rewrite_in_place(&v, "m", first.generation, Some(&key("x")), &json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -113,7 +115,7 @@ async fn the_test_server_keeps_gcs_semantics() {
     assert_eq!(items.iter().filter(|i| i.is_latest).count(), 1);
     // In an unversioned bucket the replaced generation is gone: 404.
     let gone = gcs
-        .rewrite_in_place(&b, "a", o.generation + 1, Some(&key("x")), "STANDARD")
+        .rewrite_in_place(&b, "a", o.generation + 1, Some(&key("x")), &json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -126,7 +128,7 @@ async fn the_test_server_keeps_gcs_semantics() {
     let mut stepped = client();
     stepped.max_bytes_per_call = Some(1024 * 1024);
     let (rewritten, calls) = stepped
-        .rewrite_in_place(&b, "big", o.generation, Some(&key("new")), "STANDARD")
+        .rewrite_in_place(&b, "big", o.generation, Some(&key("new")), &json!({}))
         .await
         .unwrap();
     assert_eq!(calls, 4);
@@ -600,6 +602,11 @@ async fn gcs_rewrites_keep_the_storage_class_and_held_objects_are_blocked() {
         json!({ "eventBasedHold": true }),
     )
     .await;
+    patch(
+        format!("/storage/v1/b/{b}/o/cold.bin"),
+        json!({ "cacheControl": "max-age=60", "contentLanguage": "en", "metadata": { "owner": "vision" } }),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let c = dir.path().join("cls.yaml");
     std::fs::write(&c, campaign(&p)).unwrap();
@@ -632,6 +639,10 @@ async fn gcs_rewrites_keep_the_storage_class_and_held_objects_are_blocked() {
     let cold = gcs.get_object(&b, "cold.bin", None).await.unwrap();
     assert_eq!(cold.kms_key, Some(key(&format!("{p}vision"))));
     assert_eq!(cold.storage_class, "COLDLINE", "named in the rewrite");
+    let raw = gcs.raw_object(&b, "cold.bin", None).await.unwrap();
+    assert_eq!(raw["cacheControl"], "max-age=60", "{raw}");
+    assert_eq!(raw["contentLanguage"], "en");
+    assert_eq!(raw["metadata"]["owner"], "vision");
     let held = gcs.get_object(&b, "held.bin", None).await.unwrap();
     assert_eq!(held.kms_key, None, "held: left alone");
     // verify lists the held object with its reason.

@@ -264,6 +264,7 @@ async fn check_kind(kind: &'static str, engine: &str, inject: Inject) {
             let ctx = RunCtx {
                 resumed,
                 progress: None,
+                undo: None,
                 saver: &saver,
             };
             let (o, _) = real.run(&spec, ctx).await;
