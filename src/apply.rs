@@ -194,6 +194,36 @@ pub fn guard_replan(plan_path: &Path) -> Result<Option<PathBuf>, RekeyError> {
     Ok(Some(aside))
 }
 
+/// Before `plan -o PATH` writes over an existing plan: keep the old plan and its manifest as
+/// a generation (`NAME.generations/TIME/`, same file names), so a journal kept elsewhere
+/// (`--journal`) still has its plan: `rekey rollback NAME.generations/TIME/NAME.plan.yaml
+/// --journal …`. Returns where it went.
+pub fn keep_generation(plan_path: &Path) -> Result<Option<PathBuf>, RekeyError> {
+    if !plan_path.exists() {
+        return Ok(None);
+    }
+    let name = plan_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("plan.yaml");
+    let stem = name.strip_suffix(".plan.yaml").unwrap_or(name);
+    let dir = plan_path.with_file_name(format!(
+        "{stem}.generations/{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| RekeyError::io(format!("creating {}", dir.display()), e))?;
+    let manifest = plan_path.with_file_name(plan::manifest_file_name(plan_path));
+    for f in [plan_path, manifest.as_path()] {
+        if f.exists() {
+            let to = dir.join(f.file_name().unwrap_or_default());
+            std::fs::rename(f, &to)
+                .map_err(|e| RekeyError::io(format!("keeping {}", f.display()), e))?;
+        }
+    }
+    Ok(Some(dir))
+}
+
 /// The plan's identity, which its journal records: the sha256 of the plan file.
 pub fn plan_id(plan_path: &Path) -> Result<String, RekeyError> {
     plan::file_sha256(plan_path)

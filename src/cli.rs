@@ -841,6 +841,13 @@ async fn run_plan(
     let pinned = resolve_all(c, &aws, reporter).await?;
     let mut planner = Planner::new(c, pinned.clone())?;
     inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
+    // The manifest is written beside the plan by `finish`: the old pair goes first.
+    if let Some(dir) = apply::keep_generation(out)? {
+        eprintln!(
+            "the previous plan and its manifest are kept in {}",
+            dir.display()
+        );
+    }
     let p = planner.finish(out, created, campaign_sha256)?;
     plan::write(out, &p)?;
     reporter.finish();

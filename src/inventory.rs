@@ -455,6 +455,19 @@ where
                 };
                 let mut encryption = head.encryption;
                 cache.resolve(&mut encryption).await?;
+                // HEAD leaves retention and legal hold out without the permissions to read
+                // them: in an Object Lock bucket they are read, or the object is unknown.
+                let mut lock = head.lock;
+                if settings.object_lock && !lock.is_locked() {
+                    match s3
+                        .object_lock(bucket, &listed.key, listed.version_id.as_deref())
+                        .await
+                    {
+                        Ok(l) => lock = l,
+                        Err(ProviderError::NotFound { .. }) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
                 let known = !head.etag.is_empty();
                 Ok::<_, ProviderError>(Some(S3Object {
                     account: account.into(),
@@ -475,7 +488,7 @@ where
                     archive_status: head.archive_status,
                     last_modified: listed.last_modified,
                     encryption,
-                    lock: head.lock,
+                    lock,
                     website_redirect: head.website_redirect,
                     content_hash: None,
                 }))

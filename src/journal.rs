@@ -187,7 +187,7 @@ impl Journal {
                 }
             }
         }
-        let conn = Connection::open(path).map_err(&e)?;
+        let mut conn = Connection::open(path).map_err(&e)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
         // FULL: an intent is on disk before the provider call it announces, power loss
@@ -205,13 +205,21 @@ impl Journal {
             .map_err(&e)?
             > 0;
         if !has_meta {
-            conn.execute_batch(SCHEMA).map_err(&e)?;
-            conn.execute(
+            // One transaction: a crash leaves either no schema or a whole one.
+            let tx = conn.transaction().map_err(&e)?;
+            tx.execute_batch(SCHEMA).map_err(&e)?;
+            tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('plan_id', ?2), ('created_at', ?3)",
                 params![SCHEMA_VERSION.to_string(), plan_id, now()],
             )
             .map_err(&e)?;
+            tx.commit().map_err(&e)?;
         }
+        Journal::finish_open(conn, path, plan_id)
+    }
+
+    fn finish_open(conn: Connection, path: &Path, plan_id: &str) -> Result<Journal, RekeyError> {
+        let e = db_err(path);
         let get = |k: &str| -> Result<Option<String>, RekeyError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
                 .optional()

@@ -313,7 +313,18 @@ fn blocked_reason(o: &S3Object, class: EncryptionClass, engine: S3Engine) -> Opt
         EncryptionClass::DsseKms => {
             return Some("dsse-kms: dual-layer SSE-KMS objects are reported, never touched".into())
         }
+        EncryptionClass::Unknown => {
+            return Some(format!(
+            "unknown encryption {:?}: rekey does not know how to return it, so it is not planned",
+            o.encryption.algorithm
+        ))
+        }
         _ => {}
+    }
+    if o.lock.unreadable {
+        return Some(
+            "object lock: its retention and legal hold could not be read (grant s3:GetObjectRetention and s3:GetObjectLegalHold, then plan again)".into(),
+        );
     }
     if o.lock.is_locked() {
         return Some(
@@ -809,6 +820,22 @@ impl<'c> Planner<'c> {
         let lock_flag = (object_lock && matches!(step, "copy" | "multipart-copy")).then(|| {
             "object lock: each copy makes a new version under the bucket's default retention, and the old version stays retained".to_string()
         });
+        // UpdateObjectEncryption cannot target SSE-S3: what it moves off SSE-S3 in a versioned
+        // bucket (or an archived object) cannot come back by itself.
+        let archived = matches!(o.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
+            || o.archive_status.is_some();
+        let one_way = (!gcs
+            && step == "update-encryption"
+            && class == EncryptionClass::SseS3
+            && (versioned || archived))
+            .then(|| {
+                if archived {
+                    "one-way: an archived object UpdateObjectEncryption moves off SSE-S3 cannot go back without a restore".to_string()
+                } else {
+                    "one-way: UpdateObjectEncryption cannot return a version to SSE-S3; a rollback copies the current object back as a new version and leaves the re-keyed versions on the team key".to_string()
+                }
+            });
+        let lock_flag = lock_flag.or(one_way);
         if let Some(flag) = gcs
             .then(|| gcs_cold_flag(&o.storage_class))
             .flatten()

@@ -203,8 +203,12 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
             };
             let key = resolve(c.kms_key_id.clone()).await?;
             let capture = resolve(c.data_capture_kms_key_id.clone()).await?;
+            let async_output = resolve(c.async_output_kms_key_id.clone()).await?;
             let on_target = key.as_deref() == Some(sm.kms_key_arn.as_str())
-                && (!c.data_capture || capture.as_deref() == Some(sm.kms_key_arn.as_str()));
+                && (!c.data_capture || capture.as_deref() == Some(sm.kms_key_arn.as_str()))
+                && async_output
+                    .as_deref()
+                    .is_none_or(|k| k == sm.kms_key_arn.as_str());
             if on_target {
                 v.compliant += 1;
             } else {

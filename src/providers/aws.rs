@@ -412,9 +412,19 @@ impl S3Read for AwsClients {
                     .and_then(|t| t.fmt(Format::DateTime).ok()),
                 legal_hold: out.object_lock_legal_hold_status()
                     == Some(&ObjectLockLegalHoldStatus::On),
+                unreadable: false,
             },
             website_redirect: out.website_redirect_location().map(str::to_string),
         })
+    }
+
+    async fn object_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectLock, ProviderError> {
+        self.read_object_lock(bucket, key, version_id).await
     }
 }
 
@@ -969,6 +979,24 @@ impl crate::providers::S3Write for AwsClients {
         }))
     }
 
+    async fn object_tagging(&self, bucket: &str, key: &str) -> Result<String, ProviderError> {
+        let out = self
+            .s3
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("tags of s3://{bucket}/{key}"), e))?;
+        let mut tags: Vec<String> = out
+            .tag_set()
+            .iter()
+            .map(|t| format!("{}={}", url_encode(t.key()), url_encode(t.value())))
+            .collect();
+        tags.sort();
+        Ok(tags.join("&"))
+    }
+
     async fn object_grants(&self, bucket: &str, key: &str) -> Result<Grants, ProviderError> {
         let out = self
             .s3
@@ -1060,6 +1088,62 @@ impl AwsClients {
             }
             Err(e) => Err(map_sdk_error(format!("s3://{bucket}"), e)),
         }
+    }
+
+    async fn read_object_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectLock, ProviderError> {
+        let what = || format!("object lock of s3://{bucket}/{key}");
+        let mut lock = ObjectLock::default();
+        match self
+            .s3
+            .get_object_retention()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                if let Some(r) = out.retention() {
+                    lock.mode = r.mode().map(|m| m.as_str().to_string());
+                    lock.retain_until = r
+                        .retain_until_date()
+                        .and_then(|t| t.fmt(Format::DateTime).ok());
+                }
+            }
+            Err(e) if e.code() == Some("NoSuchObjectLockConfiguration") => {}
+            Err(e) => match map_sdk_error(what(), e) {
+                ProviderError::PermissionDenied { .. } => {
+                    lock.unreadable = true;
+                    return Ok(lock);
+                }
+                e => return Err(e),
+            },
+        }
+        match self
+            .s3
+            .get_object_legal_hold()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                lock.legal_hold = out.legal_hold().and_then(|h| h.status())
+                    == Some(&ObjectLockLegalHoldStatus::On);
+            }
+            Err(e) if e.code() == Some("NoSuchObjectLockConfiguration") => {}
+            Err(e) => match map_sdk_error(what(), e) {
+                ProviderError::PermissionDenied { .. } => lock.unreadable = true,
+                e => return Err(e),
+            },
+        }
+        Ok(lock)
     }
 
     /// Whether reading the object needs a customer-provided key (SSE-C): S3 refuses a GET

@@ -79,13 +79,22 @@ pub trait S3Read: Send + Sync {
         token: Option<String>,
     ) -> impl Future<Output = Result<ListPage, ProviderError>> + Send;
     /// HEAD one object version. An SSE-C object, whose HEAD S3 refuses with 400 without
-    /// the customer key, comes back with algorithm `sse-c`.
+    /// the customer key, comes back with algorithm `sse-c`. `object_lock`: the bucket has
+    /// Object Lock, so the version's retention and legal hold are read explicitly (HEAD omits
+    /// them without the permissions), `unreadable` when they cannot be.
     fn head_object(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
     ) -> impl Future<Output = Result<ObjectHead, ProviderError>> + Send;
+    /// The Object Lock state of a version (GetObjectRetention, GetObjectLegalHold).
+    fn object_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<ObjectLock, ProviderError>> + Send;
 }
 
 /// KMS key lookups.
@@ -241,6 +250,12 @@ pub trait S3Write: S3Read {
         key: &str,
         version_id: Option<&str>,
     ) -> impl Future<Output = Result<Option<String>, ProviderError>> + Send;
+    /// The object's tag set, as one canonical string (`k=v&…`, sorted).
+    fn object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
     /// The object's ACL grants beyond its owner's FULL_CONTROL (GetObjectAcl).
     fn object_grants(
         &self,

@@ -55,6 +55,28 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         }
     }
 
+    /// The config an endpoint runs once no update is in progress (while one is, DescribeEndpoint
+    /// still names the old config: deciding then would misread the endpoint).
+    async fn settled(&self, name: &str) -> Result<String, ProviderError> {
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(250);
+        loop {
+            let (_, status, current) =
+                retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
+                    .await
+                    .0?;
+            let moving = matches!(
+                status.as_str(),
+                "Updating" | "Creating" | "SystemUpdating" | "RollingBack" | "UpdateRollbackFailed"
+            );
+            if !moving || start.elapsed() > ENDPOINT_TIMEOUT {
+                return Ok(current);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(10));
+        }
+    }
+
     /// Point an endpoint at `config` (already existing) and wait for it, if it is on
     /// `expected` or already on `config`; otherwise leave it (returns the config it is on).
     async fn move_endpoint(
@@ -99,11 +121,8 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         to: &str,
         key_arn: &str,
     ) -> StepOutcome {
-        let current = match retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
-            .await
-            .0
-        {
-            Ok((_, _, c)) => c,
+        let current = match self.settled(name).await {
+            Ok(c) => c,
             Err(ProviderError::NotFound { .. }) => {
                 return StepOutcome::Drifted {
                     reason: format!("endpoint {name} no longer exists"),
@@ -155,11 +174,8 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         to: &str,
         ctx: UndoCtx<'_>,
     ) -> UndoOutcome {
-        let current = match retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
-            .await
-            .0
-        {
-            Ok((_, _, c)) => c,
+        let current = match self.settled(name).await {
+            Ok(c) => c,
             Err(ProviderError::NotFound { .. }) => {
                 return UndoOutcome::Conflict {
                     reason: format!("endpoint {name} no longer exists"),

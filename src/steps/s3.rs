@@ -79,6 +79,10 @@ struct MultipartProgress {
     /// CompleteMultipartUpload: after a crash it tells rekey's object from another writer's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expected_etag: Option<String>,
+    /// The tag set the upload was created with: a change of tags (which keeps the ETag)
+    /// during the copy must not be overwritten by the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tags: Option<String>,
 }
 
 /// The ETag S3 gives a completed multipart upload: the MD5 of its parts' binary MD5s, then
@@ -345,68 +349,82 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
 
     // ---- objects -----------------------------------------------------------------------
 
-    /// Which version of the object rekey's copy made, when a copy may have landed unseen (a
-    /// crash, a lost answer) and the current object is on the team key. In a versioned
-    /// bucket, rekey's copy is the version right after the planned one, with the planned
-    /// content (same ETag, or same checksum: a copy keeps both bytes and checksum); a version
-    /// that is not is another writer's, and rollback leaves it alone. Only when the one newer
-    /// version cannot be told apart (no checksum, an ETag S3 does not keep) is it taken as
-    /// rekey's. In an unversioned bucket the object on the team key is taken as rekey's: its
-    /// bytes are the same either way (docs/apply-engine.md).
+    /// Which version of the object rekey's write made, when a write may have landed unseen (a
+    /// crash, a lost answer) and the object is on the team key; `None`: not rekey's, so
+    /// rollback leaves it alone (docs/apply-engine.md, "Whose write is it?").
+    /// - A multipart copy: its completed ETag is known in advance (`expected`).
+    /// - UpdateObjectEncryption keeps the ETag: the planned ETag means the planned content.
+    /// - A copy in a versioned bucket: the version right after the newest version not on the
+    ///   team key (the planned one, or the copy a rollback made), if it has that version's
+    ///   content (ETag, else a comparable checksum, else the size).
+    /// - A copy in an unversioned bucket keeps no history: taken as rekey's (its bytes are
+    ///   the same either way).
     async fn attribute(
         &self,
         o: &ObjectStep,
         current: &ObjectHead,
         expected: Option<&str>,
     ) -> Result<Option<Written>, ProviderError> {
+        let target = o.target();
+        if o.kind() == StepKind::UpdateEncryption {
+            return Ok((current.etag == o.etag).then(|| written_of(current)));
+        }
         if expected == Some(current.etag.as_str()) {
             return Ok(Some(written_of(current)));
         }
-        let Some(planned) = o
-            .version_id
-            .as_deref()
-            .filter(|_| o.kind() != StepKind::UpdateEncryption)
-        else {
+        if o.version_id.is_none() {
+            if expected.is_some() {
+                // The completion's ETag is known, and this is not it.
+                return Ok(None);
+            }
             return Ok(Some(written_of(current)));
-        };
+        }
         let versions = retried(&self.policy, self.pacer, || {
             self.s3.key_versions(&o.bucket, &o.key)
         })
         .await
         .0?;
-        let Some(at) = versions.iter().position(|(v, _)| v == planned) else {
+        // Newest first: rekey's copy sits right after the newest version not on the team key.
+        let mut heads: Vec<(String, String, ObjectHead)> = Vec::new();
+        let mut base = None;
+        for (vid, etag) in versions.iter().take(16) {
+            let h = self.head(o, Some(vid)).await?;
+            if !same_key(&h.encryption, &target) {
+                base = Some((vid.clone(), etag.clone(), h));
+                break;
+            }
+            heads.push((vid.clone(), etag.clone(), h));
+        }
+        let (Some((base_vid, base_etag, base_head)), Some((vid, etag, h))) = (base, heads.last())
+        else {
             return Ok(None);
         };
-        let newer = &versions[..at];
-        let Some((vid, etag)) = newer.last() else {
-            return Ok(None);
-        };
-        let same_content = if *etag == o.etag {
+        let same_content = if let Some(e) = expected {
+            etag == e
+        } else if *etag == base_etag || *etag == o.etag {
             true
         } else {
-            let sum = |v: &str| {
-                let v = v.to_string();
-                async move {
-                    retried(&self.policy, self.pacer, || {
-                        self.s3.content_checksum(&o.bucket, &o.key, Some(&v))
-                    })
-                    .await
-                    .0
-                }
+            let sum = |v: String| async move {
+                retried(&self.policy, self.pacer, || {
+                    self.s3.content_checksum(&o.bucket, &o.key, Some(&v))
+                })
+                .await
+                .0
             };
-            match (sum(planned).await?, sum(vid).await?) {
-                // A multipart upload's checksum is of another kind (composite): not comparable.
-                (Some(a), Some(b)) if o.kind() != StepKind::MultipartCopy => a == b,
-                // Cannot tell: harmless unless it is the current version (rollback acts only
-                // on the current one), and then the one newer version is most likely rekey's.
-                _ => true,
+            let comparable = |c: &Option<String>| c.as_ref().is_some_and(|c| !c.contains('-'));
+            let (a, b) = (sum(base_vid).await?, sum(vid.clone()).await?);
+            if comparable(&a)
+                && comparable(&b)
+                && a.as_ref().map(|x| x.split(':').next())
+                    == b.as_ref().map(|x| x.split(':').next())
+            {
+                a == b
+            } else {
+                // No checksum to compare (an older object, or a multipart one): the size.
+                h.size == base_head.size
             }
         };
-        if !same_content {
-            return Ok(None);
-        }
-        let h = self.head(o, Some(vid)).await?;
-        Ok(same_key(&h.encryption, &o.target()).then(|| Written {
+        Ok(same_content.then(|| Written {
             etag: etag.clone(),
             version_id: Some(vid.clone()),
         }))
@@ -473,6 +491,10 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
 
     async fn run_copy(&self, o: &ObjectStep, ctx: RunCtx<'_>) -> (StepOutcome, u32) {
         let target = o.target();
+        // An upload an interrupted rollback's copy back left behind holds no object: abort it.
+        if let Some(u) = upload_of(ctx.progress).filter(|u| u.undo) {
+            self.abort_upload(o, Some(&u)).await;
+        }
         let upload = upload_of(ctx.progress).filter(|u| !u.undo);
         if ctx.resumed {
             // The step may have taken effect before the crash: check before doing it again.
@@ -521,7 +543,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         let (res, uncertain, retries) = if o.kind() == StepKind::MultipartCopy {
             self.multipart(o, &req, upload, ctx.saver, false).await
         } else {
-            let (r, a) = self.once(o, &req, || self.s3.copy_in_place(&req)).await;
+            let (r, a) = self
+                .once(o, &req, false, || self.s3.copy_in_place(&req))
+                .await;
             (r, a.retries > 0, a.retries)
         };
         let uncertain = uncertain || ctx.resumed;
@@ -560,6 +584,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         &self,
         o: &ObjectStep,
         req: &CopyInPlace<'_>,
+        undo: bool,
         write: F,
     ) -> (Result<Written, ProviderError>, crate::retry::Attempts)
     where
@@ -570,7 +595,14 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         retried_guarded(&self.policy, self.pacer, || async {
             if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(h) = self.s3.head_object(&o.bucket, &o.key, None).await {
-                    if same_key(&h.encryption, req.target) {
+                    if undo
+                        && h.encryption.algorithm == req.target.algorithm
+                        && !same_key(&h.encryption, &o.target())
+                    {
+                        // The copy back landed, its answer lost.
+                        return Ok(written_of(&h));
+                    }
+                    if !undo && same_key(&h.encryption, req.target) {
                         // Settled by the caller, which tells whose version it is.
                         return Err(ProviderError::Precondition { what: o.url() });
                     }
@@ -596,6 +628,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         let mut journaled = journaled;
         let mut retries = 0;
         let mut restarts = 0;
+        let mut tags: Option<String> = None;
         loop {
             // The upload: the journaled one if it still exists, else a new one, journaled
             // before any part is copied into it.
@@ -606,7 +639,10 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 .await
                 .0
                 {
-                    Ok(parts) => Some((u.upload_id, parts)),
+                    Ok(parts) => {
+                        tags = u.tags.clone();
+                        Some((u.upload_id, parts))
+                    }
                     Err(ProviderError::NotFound { .. }) => None,
                     Err(e) => return (Err(e), false, retries),
                 },
@@ -615,6 +651,15 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             let (upload_id, mut parts) = match resumed {
                 Some(r) => r,
                 None => {
+                    let (t, a) = retried(&self.policy, self.pacer, || {
+                        self.s3.object_tagging(req.bucket, req.key)
+                    })
+                    .await;
+                    retries += a.retries;
+                    tags = match t {
+                        Ok(t) => Some(t),
+                        Err(e) => return (Err(e), false, retries),
+                    };
                     let (r, a) =
                         retried(&self.policy, self.pacer, || self.s3.start_multipart(req)).await;
                     retries += a.retries;
@@ -626,6 +671,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                         upload_id: id.clone(),
                         undo,
                         expected_etag: None,
+                        tags: tags.clone(),
                     })
                     .unwrap_or_default();
                     if let Err(e) = saver.save(progress).await {
@@ -663,18 +709,72 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     .collect()
                     .await;
             let mut changed = false;
+            let mut gone = false;
             for (r, a) in copied {
                 retries += a;
                 match r {
                     Ok(p) => parts.push(p),
-                    Err(ProviderError::Precondition { .. } | ProviderError::NotFound { .. }) => {
-                        changed = true
-                    }
+                    Err(ProviderError::Precondition { .. }) => changed = true,
+                    Err(ProviderError::NotFound { .. }) => gone = true,
                     // The upload stays journaled: the next run copies the parts still missing.
                     Err(e) => return (Err(e), false, retries),
                 }
             }
+            if gone && !changed {
+                // The object, or the upload (a lifecycle rule aborts incomplete uploads): the
+                // object still on the planned ETag means the upload went; start over.
+                match self.head(o, None).await {
+                    Ok(h) if h.etag == req.if_match && restarts < MAX_RESTARTS => {
+                        let _ = self
+                            .s3
+                            .abort_multipart(req.bucket, req.key, &upload_id)
+                            .await;
+                        restarts += 1;
+                        continue;
+                    }
+                    _ => changed = true,
+                }
+            }
             if changed {
+                let _ = self
+                    .s3
+                    .abort_multipart(req.bucket, req.key, &upload_id)
+                    .await;
+                return (
+                    Err(ProviderError::Precondition { what: o.url() }),
+                    false,
+                    retries,
+                );
+            }
+            // Tags and ACL grants change without changing the ETag: a change made while the
+            // parts were copied would be overwritten by the completion. Left as written.
+            let tags_now = retried(&self.policy, self.pacer, || {
+                self.s3.object_tagging(req.bucket, req.key)
+            })
+            .await
+            .0;
+            let grants_now = if o.acls {
+                Some(
+                    retried(&self.policy, self.pacer, || {
+                        self.s3.object_grants(req.bucket, req.key)
+                    })
+                    .await
+                    .0,
+                )
+            } else {
+                None
+            };
+            let tags_moved = match (&tags_now, &tags) {
+                (Ok(now), Some(then)) => now != then,
+                (Err(_), _) => true,
+                (Ok(_), None) => false,
+            };
+            let grants_moved = match grants_now {
+                Some(Ok(g)) => (!g.is_empty()).then_some(&g) != req.grants,
+                Some(Err(_)) => true,
+                None => false,
+            };
+            if tags_moved || grants_moved {
                 let _ = self
                     .s3
                     .abort_multipart(req.bucket, req.key, &upload_id)
@@ -693,6 +793,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     upload_id: upload_id.clone(),
                     undo,
                     expected_etag: expected.clone(),
+                    tags: tags.clone(),
                 })
                 .unwrap_or_default();
                 if let Err(e) = saver.save(progress).await {
@@ -757,12 +858,15 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         if ctx.resumed || version.is_none() {
             match self.head(o, version).await {
                 Ok(h) if same_key(&h.encryption, &target) => {
-                    let note = if ctx.resumed {
+                    // UpdateObjectEncryption keeps the ETag: on a resume, the planned ETag
+                    // on the team key is rekey's re-key; any other ETag is another write.
+                    let ours = ctx.resumed && h.etag == o.etag;
+                    let note = if ours {
                         "found done on resume"
                     } else {
                         "already on the team key"
                     };
-                    return (found(&h, ctx.resumed, note), 0);
+                    return (found(&h, ours, note), 0);
                 }
                 Ok(h) if version.is_none() && h.etag != o.etag => {
                     return (
@@ -993,11 +1097,18 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             let journaled = upload.filter(|u| u.undo);
             self.multipart(o, &req, journaled, ctx.saver, true).await.0
         } else {
-            retried_guarded(&self.policy, self.pacer, || self.s3.copy_in_place(&req))
+            self.once(o, &req, true, || self.s3.copy_in_place(&req))
                 .await
                 .0
         };
         match res {
+            Ok(_) if version.is_some() => UndoOutcome::Undone {
+                note: Some(format!(
+                    "copied back as a new current version on {}; version {} itself stays on the team key (UpdateObjectEncryption cannot return a version to SSE-S3)",
+                    original.algorithm,
+                    version.unwrap_or_default()
+                )),
+            },
             Ok(_) => UndoOutcome::Undone { note: None },
             Err(
                 ProviderError::Precondition { .. }
