@@ -116,18 +116,20 @@ pub async fn run_stage<R: StepRunner>(
     if stop == Stop::Completed {
         // A bucket whose default could not be set gets no object steps: its new writes would
         // not land on the team key, so moving its objects would leave it half done.
-        let unset: BTreeSet<(String, String)> = run
+        let unset: BTreeSet<(String, String, String)> = run
             .journal
             .stage_steps(stage)?
             .into_iter()
             .filter(|r| kind_of(r).is_some_and(|k| k.is_bucket_default()))
             .filter(|r| r.state != state::SUCCEEDED)
-            .map(|r| (r.account, r.bucket))
+            .map(|r| (r.account.clone(), r.bucket.clone(), r.target()))
             .collect();
-        let (held, objects): (Vec<_>, Vec<_>) = objects
-            .into_iter()
-            .partition(|r| unset.contains(&(r.account.clone(), r.bucket.clone())));
-        for (account, bucket) in &unset {
+        let (held, objects): (Vec<_>, Vec<_>) = objects.into_iter().partition(|r| {
+            unset
+                .iter()
+                .any(|(a, b, _)| *a == r.account && *b == r.bucket)
+        });
+        for (account, bucket, url) in &unset {
             let n = held
                 .iter()
                 .filter(|r| &r.account == account && &r.bucket == bucket)
@@ -135,8 +137,7 @@ pub async fn run_stage<R: StepRunner>(
             if n > 0 {
                 reporter.event(&Event::Warning {
                     message: format!(
-                        "{n} object steps of {} not started: its default rule could not be set (see the run report); apply again once it can",
-                        crate::journal::url_of(bucket)
+                        "{n} object steps of {url} not started: its default rule could not be set (see the run report); apply again once it can"
                     ),
                 });
             }

@@ -702,11 +702,8 @@ impl crate::providers::S3Write for AwsClients {
             .set_content_encoding(head.content_encoding().map(str::to_string))
             .set_content_language(head.content_language().map(str::to_string))
             .set_expires(expires)
-            .set_website_redirect_location(
-                req.website_redirect
-                    .or(head.website_redirect_location())
-                    .map(str::to_string),
-            )
+            // As the object is now (a lifecycle transition keeps the ETag, not the class).
+            .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
             .set_metadata(head.metadata().cloned())
             .set_checksum_algorithm(
                 checksum
@@ -714,7 +711,11 @@ impl crate::providers::S3Write for AwsClients {
                     .map(aws_sdk_s3::types::ChecksumAlgorithm::from),
             )
             .set_checksum_type(checksum.as_ref().and(head.checksum_type().cloned()))
-            .storage_class(storage_of(req.storage_class))
+            .storage_class(
+                head.storage_class()
+                    .cloned()
+                    .unwrap_or_else(|| storage_of(req.storage_class)),
+            )
             .set_server_side_encryption(sse_of(req.target));
         if !tagging.is_empty() {
             create = create.tagging(tagging.join("&"));

@@ -313,11 +313,29 @@ impl GcsSteps<'_> {
                 result: json(&GcsBucketResult { by_rekey: true }),
                 note: None,
             },
-            Err(ProviderError::Precondition { .. }) => StepOutcome::Drifted {
-                reason:
-                    "the bucket changed while rekey set its default key: left as it is; apply again"
-                        .into(),
-            },
+            // The bucket changed since the read: rekey's own patch whose answer was lost (a
+            // retry), another writer's, or another change. Read it again.
+            Err(ProviderError::Precondition { .. }) => {
+                match retried(&self.policy, self.pacer, || self.gcs.get_bucket(bucket))
+                    .await
+                    .0
+                {
+                    Ok(now) if now.default_kms_key.as_deref() == Some(key) => {
+                        StepOutcome::Succeeded {
+                            result: json(&GcsBucketResult {
+                                by_rekey: a2.retries > 0 || ctx.resumed,
+                            }),
+                            note: Some("the default key was already set".into()),
+                        }
+                    }
+                    Ok(_) => StepOutcome::Drifted {
+                        reason: "the bucket changed while rekey set its default key: left as it is; apply again".into(),
+                    },
+                    Err(e) => StepOutcome::Failed {
+                        reason: e.to_string(),
+                    },
+                }
+            }
             Err(e) => StepOutcome::Failed {
                 reason: e.to_string(),
             },

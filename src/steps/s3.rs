@@ -520,6 +520,43 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 _ => {}
             }
         }
+        // The object as it is now: a change that keeps the ETag (a lifecycle transition of
+        // its storage class, a new website redirect) must not be reverted by the copy, which
+        // names both. A newer write (another ETag) is settled without a copy.
+        let now = match self.head(o, None).await {
+            Ok(h) if h.etag != o.etag || same_key(&h.encryption, &target) => {
+                return (
+                    self.settle(o, ctx.resumed, "changed since planned").await,
+                    0,
+                )
+            }
+            Ok(h) => h,
+            Err(ProviderError::NotFound { .. }) => {
+                return (
+                    StepOutcome::Drifted {
+                        reason: "the object no longer exists".into(),
+                    },
+                    0,
+                )
+            }
+            Err(e) => return (failed(e), 0),
+        };
+        let archived = matches!(now.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
+            || matches!(
+                now.archive_status.as_deref(),
+                Some("ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS")
+            );
+        if archived {
+            return (
+                StepOutcome::Drifted {
+                    reason: format!(
+                        "archived since planned ({}): a copy needs a restore; left as it is",
+                        now.archive_status.as_deref().unwrap_or(&now.storage_class)
+                    ),
+                },
+                0,
+            );
+        }
         let grants = match self.grants_of(o).await {
             Ok(g) => g,
             Err(ProviderError::NotFound { .. }) => {
@@ -535,9 +572,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             key: &o.key,
             if_match: &o.etag,
             target: &target,
-            storage_class: &o.storage_class,
+            storage_class: &now.storage_class,
             size: o.size,
-            website_redirect: o.website_redirect.as_deref(),
+            website_redirect: now.website_redirect.as_deref(),
             grants: grants.as_ref(),
         };
         let (res, uncertain, retries) = if o.kind() == StepKind::MultipartCopy {

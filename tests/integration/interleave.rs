@@ -36,7 +36,7 @@ pub enum Kind {
     Copy,
     /// CopyObject of the current version in a versioned bucket.
     CopyVersioned,
-    /// UploadPartCopy in three parts + CompleteMultipartUpload.
+    /// UploadPartCopy in two parts + CompleteMultipartUpload.
     Multipart,
     /// UpdateObjectEncryption in an unversioned bucket.
     Update,
@@ -243,8 +243,8 @@ pub(crate) async fn kms_key(kms: &aws_sdk_kms::Client, alias: &str) -> String {
 
 fn body_of(kind: Kind, generation: usize) -> Vec<u8> {
     let size = match kind {
-        // Three parts of 5 MiB at most.
-        Kind::Multipart => 11 * MIB,
+        // Two parts (5 MiB and 1 MiB): every boundary of a multipart copy, half the bytes.
+        Kind::Multipart => 6 * MIB,
         // A rewrite in three calls of 1 MiB (rewrite tokens).
         Kind::Gcs => 5 * MIB / 2,
         _ => 2048,
