@@ -323,6 +323,7 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                 part_size: part_size(p.settings.multipart_threshold, e.size),
                 website_redirect: e.website_redirect.clone(),
                 acls: bucket.is_some_and(|b| b.acls),
+                recheck: bucket.is_some_and(|b| b.recheck),
                 content_hash: e.content_hash.clone(),
             });
             let blocked = e.step == "blocked";

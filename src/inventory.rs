@@ -418,6 +418,7 @@ where
             object_lock: settings.object_lock,
             tags: tags.clone(),
             acls: settings.acls,
+            changes_in_place: settings.changes_in_place,
         });
         sink(classify(campaign, pinned, bucket_record, &tags))?;
         stats.buckets += 1;

@@ -192,6 +192,10 @@ pub struct S3Bucket {
     /// Object ACLs are in force (Object Ownership is not BucketOwnerEnforced).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub acls: bool,
+    /// A lifecycle transition or a website configuration can change objects' class or
+    /// redirect without changing their ETag: each copy reads the object first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changes_in_place: bool,
 }
 
 /// One S3 object version.

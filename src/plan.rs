@@ -158,6 +158,11 @@ pub struct BucketPlan {
     /// reads the object's grants and re-applies them (one more request per object).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub acls: bool,
+    /// A lifecycle transition or a website configuration can change an object's class or
+    /// redirect without changing its ETag: every copy reads the object first (one more
+    /// request per object), so such a change is not reverted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recheck: bool,
 }
 
 fn aws_provider() -> crate::model::Provider {
@@ -604,6 +609,7 @@ impl<'c> Planner<'c> {
                         object_lock: false,
                         tags: g.labels.clone(),
                         acls: false,
+                        changes_in_place: false,
                     },
                     team_key: record.team_key.clone(),
                     class: record.class,
@@ -1150,6 +1156,7 @@ impl<'c> Planner<'c> {
                 skipped_on_target: sa.skipped,
                 manifest_lines: sa.lines,
                 acls: b.acls,
+                recheck: b.changes_in_place,
             });
         }
         Ok(())

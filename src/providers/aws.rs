@@ -256,6 +256,24 @@ impl S3Read for AwsClients {
             Err(e) if e.code() == Some("OwnershipControlsNotFoundError") => true,
             Err(e) => return Err(map_sdk_error(what(), e)),
         };
+        let transitions = match self
+            .s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out.rules().iter().any(|r| {
+                !r.transitions().is_empty() || !r.noncurrent_version_transitions().is_empty()
+            }),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => false,
+            Err(e) => return Err(map_sdk_error(what(), e)),
+        };
+        let website = match self.s3.get_bucket_website().bucket(bucket).send().await {
+            Ok(_) => true,
+            Err(e) if e.code() == Some("NoSuchWebsiteConfiguration") => false,
+            Err(e) => return Err(map_sdk_error(what(), e)),
+        };
         Ok(BucketSettings {
             region,
             default_encryption,
@@ -263,6 +281,7 @@ impl S3Read for AwsClients {
             object_lock,
             tags,
             acls,
+            changes_in_place: transitions || website,
         })
     }
 

@@ -60,6 +60,9 @@ pub struct BucketSettings {
     pub tags: std::collections::BTreeMap<String, String>,
     /// Whether object ACLs are in force (Object Ownership is not BucketOwnerEnforced).
     pub acls: bool,
+    /// Whether something changes objects without changing their ETag: a lifecycle rule that
+    /// transitions storage classes, or a website configuration (redirects matter).
+    pub changes_in_place: bool,
 }
 
 /// Read-only S3 calls the inventory needs.

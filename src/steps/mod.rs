@@ -171,6 +171,10 @@ pub struct ObjectStep {
     /// The bucket keeps object ACLs: each copy re-applies the object's grants.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub acls: bool,
+    /// Something can change the object's class or redirect without changing its ETag (a
+    /// lifecycle transition, a website): the copy reads the object first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recheck: bool,
     /// A content hash a rewrite keeps (Cloud Storage's MD5): after a crash it tells rekey's
     /// rewrite from another writer's object.
     #[serde(default, skip_serializing_if = "Option::is_none")]

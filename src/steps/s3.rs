@@ -520,10 +520,23 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 _ => {}
             }
         }
-        // The object as it is now: a change that keeps the ETag (a lifecycle transition of
-        // its storage class, a new website redirect) must not be reverted by the copy, which
-        // names both. A newer write (another ETag) is settled without a copy.
-        let now = match self.head(o, None).await {
+        // Where something can change the object without changing its ETag (a lifecycle
+        // transition of its storage class, a website's redirect), the object is read first:
+        // the copy names both, and must not revert such a change. A newer write (another ETag)
+        // is settled without a copy. Elsewhere the plan's values stand, and the guards cover
+        // every change that moves the ETag.
+        let planned = ObjectHead {
+            etag: o.etag.clone(),
+            storage_class: o.storage_class.clone(),
+            website_redirect: o.website_redirect.clone(),
+            ..Default::default()
+        };
+        let read = if o.recheck || o.kind() == StepKind::MultipartCopy {
+            self.head(o, None).await
+        } else {
+            Ok(planned)
+        };
+        let now = match read {
             Ok(h) if h.etag != o.etag || same_key(&h.encryption, &target) => {
                 return (
                     self.settle(o, ctx.resumed, "changed since planned").await,

@@ -110,6 +110,7 @@ fn bucket(name: &str, default: S3Encryption, versioning: &str, tags: &[(&str, &s
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         acls: false,
+        changes_in_place: false,
     }
 }
 

@@ -1028,3 +1028,61 @@ async fn defect_14_journal_and_reports_are_private() {
         assert_eq!(mode & 0o077, 0, "{f} is {mode:o}");
     }
 }
+
+/// Defect 9 (continued): where a lifecycle rule transitions objects, a transition after the
+/// plan keeps the ETag; the copy must not turn the object back into its planned class.
+#[tokio::test]
+async fn defect_09_a_lifecycle_transition_since_the_plan_is_kept() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
+        Transition, TransitionStorageClass,
+    };
+    let t = T::new("d9lc").await;
+    let b = t.bucket("ml-tier");
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    t.s3.put_bucket_lifecycle_configuration()
+        .bucket(&b)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(
+                    LifecycleRule::builder()
+                        .id("ia")
+                        .status(ExpirationStatus::Enabled)
+                        .filter(LifecycleRuleFilter::builder().prefix("").build())
+                        .transitions(
+                            Transition::builder()
+                                .days(30)
+                                .storage_class(TransitionStorageClass::StandardIa)
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    t.put(&b, "o", b"same bytes").await;
+    t.campaign(", engine: copy", "  - { name: only }\n");
+    t.plan();
+    // The transition happens after the plan: same bytes, same ETag, another class.
+    let (etag, _) = t.put(&b, "o", b"same bytes").await;
+    t.s3.copy_object()
+        .bucket(&b)
+        .key("o")
+        .copy_source(format!("{b}/o"))
+        .storage_class(StorageClass::StandardIa)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .unwrap();
+    let h = t.s3.head_object().bucket(&b).key("o").send().await.unwrap();
+    assert_eq!(h.e_tag(), Some(etag.as_str()), "the ETag is kept");
+    let out = t.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let h = t.s3.head_object().bucket(&b).key("o").send().await.unwrap();
+    assert_eq!(h.storage_class(), Some(&StorageClass::StandardIa));
+    assert!(t.key_of(&b, "o", None).await.contains(&t.team));
+}
