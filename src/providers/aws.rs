@@ -1017,6 +1017,17 @@ impl crate::providers::S3Write for AwsClients {
         Ok(tags.join("&"))
     }
 
+    async fn bucket_owner(&self, bucket: &str) -> Result<Option<String>, ProviderError> {
+        let out = self
+            .s3
+            .get_bucket_acl()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("ACL of s3://{bucket}"), e))?;
+        Ok(out.owner().and_then(|o| o.id()).map(str::to_string))
+    }
+
     async fn object_grants(&self, bucket: &str, key: &str) -> Result<Grants, ProviderError> {
         let out = self
             .s3
@@ -1027,7 +1038,10 @@ impl crate::providers::S3Write for AwsClients {
             .await
             .map_err(|e| map_sdk_error(format!("ACL of s3://{bucket}/{key}"), e))?;
         let owner = out.owner().and_then(|o| o.id()).map(str::to_string);
-        let mut g = Grants::default();
+        let mut g = Grants {
+            owner: owner.clone(),
+            ..Default::default()
+        };
         for grant in out.grants() {
             let Some(grantee) = grant.grantee() else {
                 continue;

@@ -130,11 +130,33 @@ pub struct Grants {
     pub read_acp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_acp: Option<String>,
+    /// The object's owner (canonical user id): an in-place copy makes the copier its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Grants {
+    /// No grant beyond the owner's own.
     pub fn is_empty(&self) -> bool {
-        *self == Grants::default()
+        self.full_control.is_none()
+            && self.read.is_none()
+            && self.read_acp.is_none()
+            && self.write_acp.is_none()
+    }
+
+    /// The same grants (whoever owns the object).
+    pub fn same_grants(&self, other: &Grants) -> bool {
+        (
+            &self.full_control,
+            &self.read,
+            &self.read_acp,
+            &self.write_acp,
+        ) == (
+            &other.full_control,
+            &other.read,
+            &other.read_acp,
+            &other.write_acp,
+        )
     }
 }
 
@@ -259,7 +281,12 @@ pub trait S3Write: S3Read {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<String, ProviderError>> + Send;
-    /// The object's ACL grants beyond its owner's FULL_CONTROL (GetObjectAcl).
+    /// The bucket owner's canonical user id (GetBucketAcl).
+    fn bucket_owner(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<String>, ProviderError>> + Send;
+    /// The object's ACL grants beyond its owner's FULL_CONTROL, and its owner (GetObjectAcl).
     fn object_grants(
         &self,
         bucket: &str,

@@ -199,8 +199,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         .0
     }
 
-    /// The object's ACL grants, when its bucket keeps ACLs (a copy would reset them).
-    async fn grants_of(&self, o: &ObjectStep) -> Result<Option<Grants>, ProviderError> {
+    /// The object's ACL (grants and owner), when its bucket keeps ACLs (a copy would reset
+    /// the grants and change the owner).
+    async fn acl_of(&self, o: &ObjectStep) -> Result<Option<Grants>, ProviderError> {
         if !o.acls {
             return Ok(None);
         }
@@ -209,7 +210,28 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         })
         .await
         .0
-        .map(|g| (!g.is_empty()).then_some(g))
+        .map(Some)
+    }
+
+    /// The object's ACL grants to re-apply, when its bucket keeps ACLs.
+    async fn grants_of(&self, o: &ObjectStep) -> Result<Option<Grants>, ProviderError> {
+        Ok(self.acl_of(o).await?.filter(|g| !g.is_empty()))
+    }
+
+    /// Whether the object (whose ACL `acl` is) is owned by another account than its bucket:
+    /// an in-place copy would make the copier its owner and take it from them.
+    async fn foreign_owner(
+        &self,
+        o: &ObjectStep,
+        acl: &Grants,
+    ) -> Result<Option<String>, ProviderError> {
+        let bucket = retried(&self.policy, self.pacer, || self.s3.bucket_owner(&o.bucket))
+            .await
+            .0?;
+        Ok(acl
+            .owner
+            .clone()
+            .filter(|owner| bucket.as_ref() != Some(owner)))
     }
 
     /// Abort an upload this step journaled and no longer needs (it holds no object).
@@ -570,8 +592,8 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 0,
             );
         }
-        let grants = match self.grants_of(o).await {
-            Ok(g) => g,
+        let acl = match self.acl_of(o).await {
+            Ok(a) => a,
             Err(ProviderError::NotFound { .. }) => {
                 return (
                     self.settle(o, ctx.resumed, "changed since planned").await,
@@ -580,6 +602,31 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             }
             Err(e) => return (failed(e), 0),
         };
+        let owner = match &acl {
+            Some(a) => self.foreign_owner(o, a).await,
+            None => Ok(None),
+        };
+        match owner {
+            Ok(None) => {}
+            Ok(Some(owner)) => {
+                return (
+                    StepOutcome::Drifted {
+                        reason: format!(
+                            "owned by another account (canonical id {owner}) than the bucket's: an in-place copy would take the object from it; left as it is (its owner can re-key it)"
+                        ),
+                    },
+                    0,
+                )
+            }
+            Err(ProviderError::NotFound { .. }) => {
+                return (
+                    self.settle(o, ctx.resumed, "changed since planned").await,
+                    0,
+                )
+            }
+            Err(e) => return (failed(e), 0),
+        }
+        let grants = acl.filter(|g| !g.is_empty());
         let req = CopyInPlace {
             bucket: &o.bucket,
             key: &o.key,
@@ -820,7 +867,10 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 (Ok(_), None) => false,
             };
             let grants_moved = match grants_now {
-                Some(Ok(g)) => (!g.is_empty()).then_some(&g) != req.grants,
+                Some(Ok(g)) => match req.grants {
+                    Some(r) => !g.same_grants(r),
+                    None => !g.is_empty(),
+                },
                 Some(Err(_)) => true,
                 None => false,
             };
