@@ -267,6 +267,38 @@ pub async fn set_kms_default(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, b
         .unwrap();
 }
 
+/// Set a bucket's default encryption to SSE-S3, with SSE-C uploads blocked if `block_sse_c`.
+pub async fn set_sse_s3_default(s3: &aws_sdk_s3::Client, bucket: &str, block_sse_c: bool) {
+    use aws_sdk_s3::types::{
+        BlockedEncryptionTypes, EncryptionType, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let mut rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(
+        ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::Aes256)
+            .build()
+            .unwrap(),
+    );
+    if block_sse_c {
+        rule = rule.blocked_encryption_types(
+            BlockedEncryptionTypes::builder()
+                .encryption_type(EncryptionType::SseC)
+                .build(),
+        );
+    }
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule.build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Turn versioning on for a bucket.
 pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
     use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};

@@ -19,10 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BlockedEncryptionTypes, EncryptionType, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, StorageClass,
-};
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use rekey::providers::gcs::GcsClient;
 
 use crate::harness::{self, unique, Moto};
@@ -340,32 +337,7 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
         _ => {
             lab.s3.create_bucket().bucket(&bucket).send().await.unwrap();
             // SSE-S3 by default, SSE-C uploads blocked: the rule must keep both.
-            lab.s3
-                .put_bucket_encryption()
-                .bucket(&bucket)
-                .server_side_encryption_configuration(
-                    ServerSideEncryptionConfiguration::builder()
-                        .rules(
-                            ServerSideEncryptionRule::builder()
-                                .apply_server_side_encryption_by_default(
-                                    ServerSideEncryptionByDefault::builder()
-                                        .sse_algorithm(ServerSideEncryption::Aes256)
-                                        .build()
-                                        .unwrap(),
-                                )
-                                .blocked_encryption_types(
-                                    BlockedEncryptionTypes::builder()
-                                        .encryption_type(EncryptionType::SseC)
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .unwrap();
+            harness::set_sse_s3_default(&lab.s3, &bucket, true).await;
             let versioned = matches!(kind, Kind::CopyVersioned | Kind::UpdateVersions);
             if versioned {
                 harness::enable_versioning(&lab.s3, &bucket).await;

@@ -7,10 +7,7 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BlockedEncryptionTypes, EncryptionType, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, StorageClass,
-};
+use aws_sdk_s3::types::{EncryptionType, ServerSideEncryption, StorageClass};
 
 use crate::apply::{code, journal_steps, stderr};
 use crate::harness::{self, overlay, unique};
@@ -225,33 +222,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-async fn sse_s3_rule(s3: &aws_sdk_s3::Client, bucket: &str, blocked: bool) {
-    let mut rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(
-        ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::Aes256)
-            .build()
-            .unwrap(),
-    );
-    if blocked {
-        rule = rule.blocked_encryption_types(
-            BlockedEncryptionTypes::builder()
-                .encryption_type(EncryptionType::SseC)
-                .build(),
-        );
-    }
-    s3.put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(rule.build())
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Defect 1: with `versions: all` and the copy engine, the latest version was copied from its
 /// pinned version id, so a write made after the plan was buried under the old bytes.
 #[tokio::test]
@@ -259,7 +229,7 @@ async fn defect_01_a_write_after_the_plan_is_never_buried_under_old_bytes() {
     let t = T::new("d1").await;
     let b = t.bucket("ml-hist");
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    sse_s3_rule(&t.s3, &b, false).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
     harness::enable_versioning(&t.s3, &b).await;
     t.put(&b, "model.bin", b"generation one").await;
     t.put(&b, "model.bin", b"generation two").await;
@@ -293,7 +263,7 @@ async fn defect_02_a_write_during_a_multipart_copy_is_never_overwritten() {
     let t = T::new("d2").await;
     let b = t.bucket("ml-big");
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    sse_s3_rule(&t.s3, &b, false).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
     let big: Vec<u8> = (0..6 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     t.put(&b, "weights.bin", &big).await;
     t.campaign(
@@ -348,7 +318,7 @@ async fn defect_03_rollback_undoes_what_a_crashed_apply_changed() {
     let t = T::new("d3").await;
     let b = t.bucket("ml-crash");
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    sse_s3_rule(&t.s3, &b, true).await;
+    harness::set_sse_s3_default(&t.s3, &b, true).await;
     t.put(&b, "a.parquet", b"alpha").await;
     t.campaign(", engine: copy", "  - { name: only }\n");
     t.plan();
@@ -398,7 +368,7 @@ async fn defect_04_rollback_leaves_changes_made_since_apply_alone() {
     let t = T::new("d4").await;
     let b = t.bucket("ml-rule");
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    sse_s3_rule(&t.s3, &b, false).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
     t.put(&b, "x", b"x").await;
     t.campaign(", engine: copy", "  - { name: only }\n");
     t.plan();
@@ -435,7 +405,7 @@ async fn defect_05_noncurrent_versions_are_verified_and_undone_by_version() {
     let t = T::new("d5").await;
     let b = t.bucket("ml-ver");
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    sse_s3_rule(&t.s3, &b, false).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
     harness::enable_versioning(&t.s3, &b).await;
     let legacy = kms_key(&t.kms, &format!("alias/{}legacy", t.p)).await;
     for g in 0..2 {
@@ -608,7 +578,7 @@ async fn defect_08_rules_and_bucket_keys_come_back_whole() {
     let t = T::new("d8").await;
     let b = t.bucket("ml-rule8");
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    sse_s3_rule(&t.s3, &b, true).await;
+    harness::set_sse_s3_default(&t.s3, &b, true).await;
     let legacy = kms_key(&t.kms, &format!("alias/{}legacy", t.p)).await;
     t.s3.put_object()
         .bucket(&b)
