@@ -418,6 +418,7 @@ class Handler(BaseHTTPRequestHandler):
         src_q = {"generation": q["sourceGeneration"]} if "sourceGeneration" in q else {}
         src = self.find(sb, sname, src_q)
         precondition(q, "ifSourceGenerationMatch", src["generation"])
+        precondition(q, "ifSourceMetagenerationMatch", src["metageneration"])
         current = live(db, dname)
         precondition(q, "ifGenerationMatch", current["generation"] if current else 0)
         if src.get("csek") and self.csek_headers("x-goog-copy-source-encryption") != src["csek"]:

@@ -135,9 +135,30 @@ pub fn runners<'a, S>(
 /// with nothing to undo is set aside (renamed, never deleted) so the new plan starts a new
 /// one; returns where it went.
 pub fn guard_replan(plan_path: &Path) -> Result<Option<PathBuf>, RekeyError> {
+    guard_replan_check(plan_path)?;
     let journal = journal::default_path(plan_path);
     if !journal.exists() {
         return Ok(None);
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let aside = journal.with_file_name(format!(
+        "{}.superseded-{stamp}",
+        journal
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("journal")
+    ));
+    std::fs::rename(&journal, &aside)
+        .map_err(|e| RekeyError::io(format!("setting {} aside", journal.display()), e))?;
+    Ok(Some(aside))
+}
+
+/// The refusal of `guard_replan` alone, setting nothing aside: `plan` checks it before the
+/// inventory, and again (with `guard_replan`) just before it writes.
+pub fn guard_replan_check(plan_path: &Path) -> Result<(), RekeyError> {
+    let journal = journal::default_path(plan_path);
+    if !journal.exists() {
+        return Ok(());
     }
     // An apply or rollback holding the journal is work in progress.
     if let Ok(lock) = std::fs::File::open(journal::lock_path(&journal)) {
@@ -181,17 +202,7 @@ pub fn guard_replan(plan_path: &Path) -> Result<Option<PathBuf>, RekeyError> {
             ),
         ));
     }
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let aside = journal.with_file_name(format!(
-        "{}.superseded-{stamp}",
-        journal
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("journal")
-    ));
-    std::fs::rename(&journal, &aside)
-        .map_err(|e| RekeyError::io(format!("setting {} aside", journal.display()), e))?;
-    Ok(Some(aside))
+    Ok(())
 }
 
 /// Before `plan -o PATH` writes over an existing plan: keep the old plan and its manifest as

@@ -828,19 +828,21 @@ async fn run_plan(
             .map_err(|e| RekeyError::io(format!("creating {}", dir.display()), e))?;
     }
     let created = created_at()?;
-    // Refused before any cloud call when it would orphan applied work.
-    if let Some(aside) = apply::guard_replan(out)? {
-        eprintln!(
-            "the old journal had nothing to roll back: set aside as {}",
-            aside.display()
-        );
-    }
+    // Refused before any cloud call when it would orphan applied work (and checked again
+    // just before the plan is written: an apply may have started meanwhile).
+    apply::guard_replan_check(out)?;
     let campaign_sha256 = plan::file_sha256(&c.path)
         .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
     let aws = clients(c).await?;
     let pinned = resolve_all(c, &aws, reporter).await?;
     let mut planner = Planner::new(c, pinned.clone())?;
     inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
+    if let Some(aside) = apply::guard_replan(out)? {
+        eprintln!(
+            "the old journal had nothing to roll back: set aside as {}",
+            aside.display()
+        );
+    }
     // The manifest is written beside the plan by `finish`: the old pair goes first.
     if let Some(dir) = apply::keep_generation(out)? {
         eprintln!(

@@ -345,17 +345,29 @@ impl Loop<'_> {
                 }
                 ready.extend(batch);
             }
-            while stopping.is_none() && in_flight.len() < self.cfg.concurrency {
-                let Some((row, spec)) = ready.pop_front() else {
+            let mut sending = Vec::new();
+            while stopping.is_none() && in_flight.len() + sending.len() < self.cfg.concurrency {
+                let Some(next) = ready.pop_front() else {
                     break;
                 };
+                sending.push(next);
+            }
+            // What is sent now is marked so first: a step never sent cannot have changed the
+            // cloud, and a resumed one that was may have (its write is then re-checked).
+            if mode == Mode::Apply {
+                self.journal
+                    .mark_sent(&sending.iter().map(|(r, _)| r.id).collect::<Vec<_>>())?;
+            }
+            for (row, spec) in sending {
                 let saver = ProgressHandle::new(row.id, progress_tx.clone());
                 in_flight.push(async move {
                     let t = Instant::now();
                     let outcome = match mode {
                         Mode::Apply => {
                             let ctx = RunCtx {
-                                resumed: row.state != state::PENDING,
+                                // Sent before (a crash, an abandoned step, a failure): it may
+                                // have taken effect.
+                                resumed: row.attempts > 0,
                                 progress: row.progress.as_deref(),
                                 undo: row.undo.as_deref(),
                                 saver: &saver,

@@ -190,9 +190,9 @@ impl Journal {
         let mut conn = Connection::open(path).map_err(&e)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
-        // FULL: an intent is on disk before the provider call it announces, power loss
-        // included (NORMAL may lose the last transactions of a WAL on power loss).
-        conn.pragma_update(None, "synchronous", "FULL")
+        // NORMAL by default; intents, undo intents and progress are committed FULL (see
+        // `full_sync`): on disk before the provider call they announce, power loss included.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&e)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(&e)?;
@@ -444,14 +444,52 @@ impl Journal {
         self.select("id >= ?1", first_id)
     }
 
-    /// Record intent: the steps are about to call the provider. Undo data goes with it.
-    pub fn mark_started(&mut self, steps: &[(i64, Option<String>)]) -> Result<(), RekeyError> {
+    /// Commit what follows with an fsync (`synchronous=FULL`): intents and progress must be on
+    /// disk before the calls they announce, power loss included. Outcomes and send marks are
+    /// committed with `synchronous=NORMAL` (WAL: durable across a crash of rekey, and on
+    /// power loss the last ones may be lost: their steps are then re-checked).
+    fn full_sync(&self, on: bool) -> Result<(), RekeyError> {
+        self.conn
+            .pragma_update(None, "synchronous", if on { "FULL" } else { "NORMAL" })
+            .map_err(db_err(&self.path))
+    }
+
+    /// Record that steps are being sent to their provider now (`attempts` counts sends): a
+    /// step journaled `started` but never sent cannot have changed the cloud.
+    pub fn mark_sent(&mut self, ids: &[i64]) -> Result<(), RekeyError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let e = db_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         {
             let mut up = tx
                 .prepare_cached(
-                    "UPDATE steps SET state = 'started', undo = coalesce(?2, undo), attempts = attempts + 1, updated_at = ?3
+                    "UPDATE steps SET attempts = attempts + 1 WHERE id = ?1 AND state = 'started'",
+                )
+                .map_err(&e)?;
+            for id in ids {
+                up.execute([id]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Record intent: the steps are about to call the provider. Undo data goes with it.
+    pub fn mark_started(&mut self, steps: &[(i64, Option<String>)]) -> Result<(), RekeyError> {
+        self.full_sync(true)?;
+        let r = self.mark_started_inner(steps);
+        self.full_sync(false)?;
+        r
+    }
+
+    fn mark_started_inner(&mut self, steps: &[(i64, Option<String>)]) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "UPDATE steps SET state = 'started', undo = coalesce(?2, undo), updated_at = ?3
                      WHERE id = ?1 AND state IN ('pending', 'started', 'failed')",
                 )
                 .map_err(&e)?;
@@ -544,7 +582,7 @@ impl Journal {
         {
             let mut up = tx
                 .prepare_cached(
-                    "UPDATE steps SET state = 'pending', undo = NULL, attempts = max(attempts - 1, 0), updated_at = ?2
+                    "UPDATE steps SET state = 'pending', undo = NULL, updated_at = ?2
                      WHERE id = ?1 AND state = 'started' AND progress IS NULL",
                 )
                 .map_err(&e)?;
@@ -583,6 +621,13 @@ impl Journal {
 
     /// Journal what a running step did so far (a multipart copy's upload id).
     pub fn save_progress(&mut self, id: i64, progress: &str) -> Result<(), RekeyError> {
+        self.full_sync(true)?;
+        let r = self.save_progress_inner(id, progress);
+        self.full_sync(false)?;
+        r
+    }
+
+    fn save_progress_inner(&mut self, id: i64, progress: &str) -> Result<(), RekeyError> {
         let n = self
             .conn
             .execute(
@@ -601,6 +646,13 @@ impl Journal {
     /// Record intent to undo steps: succeeded ones, and started or failed ones (which may
     /// have taken effect; their undo re-checks the cloud).
     pub fn mark_undo_started(&mut self, ids: &[i64]) -> Result<(), RekeyError> {
+        self.full_sync(true)?;
+        let r = self.mark_undo_started_inner(ids);
+        self.full_sync(false)?;
+        r
+    }
+
+    fn mark_undo_started_inner(&mut self, ids: &[i64]) -> Result<(), RekeyError> {
         let e = db_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         {
@@ -781,7 +833,7 @@ mod tests {
         );
         let rows = j.stage_steps("s1").unwrap();
         assert_eq!(rows[0].undo.as_deref(), Some("{\"undo\":1}"));
-        assert_eq!(rows[0].attempts, 1);
+        assert_eq!(rows[0].attempts, 0, "journaled, never sent");
     }
 
     #[test]

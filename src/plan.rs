@@ -752,6 +752,7 @@ impl<'c> Planner<'c> {
         }
         let versioned = acc.bucket.versioning == "Enabled";
         let object_lock = acc.bucket.object_lock;
+        let acc_default_key = acc.bucket.default_encryption.kms_key_arn.clone();
         let gcs = acc.provider == crate::model::Provider::Gcp;
         let tags = acc.bucket.tags.clone();
         let Some(team_key) = record.team_key.clone() else {
@@ -841,7 +842,16 @@ impl<'c> Planner<'c> {
                     "one-way: UpdateObjectEncryption cannot return a version to SSE-S3; a rollback copies the current object back as a new version and leaves the re-keyed versions on the team key".to_string()
                 }
             });
-        let lock_flag = lock_flag.or(one_way);
+        // Cloud Storage cannot be asked for Google-managed encryption: a rewrite without a key
+        // takes the bucket's default. An object on Google-managed keys in a bucket that
+        // already had a default key cannot come back to them.
+        let gcs_one_way = (gcs
+            && class == EncryptionClass::GoogleManaged
+            && acc_default_key.is_some())
+        .then(|| {
+            "one-way: a Google-managed object in a bucket with a default key cannot return to Google-managed encryption".to_string()
+        });
+        let lock_flag = lock_flag.or(one_way).or(gcs_one_way);
         if let Some(flag) = gcs
             .then(|| gcs_cold_flag(&o.storage_class))
             .flatten()

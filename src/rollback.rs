@@ -50,8 +50,9 @@ fn to_undo(journal: &Journal, first: i64) -> Result<Vec<StepRow>, RekeyError> {
             )
         })
         .filter(|r| r.undo_state.as_deref() != Some(undo_state::UNDONE))
-        // A step whose undo data could not even be read never reached its provider call.
-        .filter(|r| r.state == state::SUCCEEDED || r.undo.is_some())
+        // A step never sent (journaled ahead, or whose undo data could not even be read)
+        // cannot have changed the cloud.
+        .filter(|r| r.state == state::SUCCEEDED || (r.undo.is_some() && r.attempts > 0))
         .collect();
     rows.reverse();
     rows.sort_by_key(|r| r.kind != StepKind::GcsBucketDefault.as_str());

@@ -360,7 +360,8 @@ impl GcsClient {
 
     /// The metadata a rewrite in place must write for the new generation to be the old one
     /// field for field (whether GCS merges a rewrite's body with the source's metadata or
-    /// replaces it): every writable field of `source`, its storage class included.
+    /// replaces it): every writable field of `source`, its storage class included, and the
+    /// metageneration it was read at (the rewrite is held to it, not written).
     pub fn rewrite_metadata(source: &Value) -> Value {
         let mut out = serde_json::Map::new();
         for field in [
@@ -372,6 +373,8 @@ impl GcsClient {
             "customTime",
             "metadata",
             "storageClass",
+            // Not written: the metageneration the rewrite is held to.
+            "metageneration",
         ] {
             if let Some(v) = source.get(field).filter(|v| !v.is_null()) {
                 out.insert(field.to_string(), v.clone());
@@ -448,6 +451,20 @@ impl GcsClient {
         key: Option<&str>,
         metadata: &Value,
     ) -> Result<(GcsObjectInfo, u32), ProviderError> {
+        // The metadata was read from this metageneration: a metadata change since (which keeps
+        // the generation) must fail the rewrite, not be overwritten by it.
+        let metageneration = metadata.get("metageneration").and_then(|m| {
+            m.as_str()
+                .and_then(|m| m.parse::<i64>().ok())
+                .or(m.as_i64())
+        });
+        let metadata = &{
+            let mut m = metadata.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.remove("metageneration");
+            }
+            m
+        };
         let path = format!(
             "/storage/v1/b/{b}/o/{n}/rewriteTo/b/{b}/o/{n}",
             b = enc(bucket),
@@ -462,6 +479,9 @@ impl GcsClient {
                 ("ifSourceGenerationMatch", generation.to_string()),
                 ("ifGenerationMatch", generation.to_string()),
             ];
+            if let Some(m) = metageneration {
+                q.push(("ifSourceMetagenerationMatch", m.to_string()));
+            }
             if let Some(k) = key {
                 q.push(("destinationKmsKeyName", k.to_string()));
             }

@@ -69,8 +69,18 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 status.as_str(),
                 "Updating" | "Creating" | "SystemUpdating" | "RollingBack" | "UpdateRollbackFailed"
             );
-            if !moving || start.elapsed() > ENDPOINT_TIMEOUT {
+            if !moving {
                 return Ok(current);
+            }
+            if start.elapsed() > ENDPOINT_TIMEOUT {
+                // Still moving: its config cannot be known; deciding now could misread it.
+                return Err(ProviderError::Transient {
+                    what: format!("endpoint {name}"),
+                    detail: format!(
+                        "still {status} after {} minutes: run this again once it settles",
+                        ENDPOINT_TIMEOUT.as_secs() / 60
+                    ),
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_secs(10));

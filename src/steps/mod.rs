@@ -168,12 +168,13 @@ pub struct ObjectStep {
     /// The website redirect the plan saw (a copy does not carry it by itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website_redirect: Option<String>,
-    /// The bucket keeps object ACLs: each copy re-applies the object's grants.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// The bucket keeps object ACLs: each copy re-applies the object's grants. Absent (a
+    /// journal of an older rekey): assumed, so nothing is skipped.
+    #[serde(default = "yes")]
     pub acls: bool,
     /// Something can change the object's class or redirect without changing its ETag (a
-    /// lifecycle transition, a website): the copy reads the object first.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// lifecycle transition, a website): the copy reads the object first. Absent: assumed.
+    #[serde(default = "yes")]
     pub recheck: bool,
     /// A content hash a rewrite keeps (Cloud Storage's MD5): after a crash it tells rekey's
     /// rewrite from another writer's object.
@@ -375,16 +376,6 @@ fn same_key(enc: &S3Encryption, want: &S3Encryption) -> bool {
         && (want.algorithm != "aws:kms"
             || want.kms_key_arn.is_none()
             || enc.kms_key_arn == want.kms_key_arn)
-}
-
-/// A step with nothing to record: done, or failed with the provider's reason.
-fn done_or_failed(r: Result<Option<String>, ProviderError>) -> StepOutcome {
-    match r {
-        Ok(result) => StepOutcome::Succeeded { result, note: None },
-        Err(e) => StepOutcome::Failed {
-            reason: e.to_string(),
-        },
-    }
 }
 
 fn json<T: Serialize>(v: &T) -> Option<String> {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{
-    done_or_failed, json, same_key, ObjectResult, ObjectStep, ProgressHandle, RunCtx, StepKind,
-    StepOutcome, StepRunner, StepSpec, UndoCtx, UndoOutcome,
+    json, same_key, ObjectResult, ObjectStep, ProgressHandle, RunCtx, StepKind, StepOutcome,
+    StepRunner, StepSpec, UndoCtx, UndoOutcome,
 };
 use crate::error::ProviderError;
 use crate::model::S3Encryption;
@@ -213,11 +213,6 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         .map(Some)
     }
 
-    /// The object's ACL grants to re-apply, when its bucket keeps ACLs.
-    async fn grants_of(&self, o: &ObjectStep) -> Result<Option<Grants>, ProviderError> {
-        Ok(self.acl_of(o).await?.filter(|g| !g.is_empty()))
-    }
-
     /// Whether the object (whose ACL `acl` is) is owned by another account than its bucket:
     /// an in-place copy would make the copier its owner and take it from them.
     async fn foreign_owner(
@@ -288,14 +283,35 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             rule: want.clone(),
             by_rekey: true,
         });
-        done_or_failed(
-            retried(&self.policy, self.pacer, || {
-                self.s3.set_bucket_default(bucket, &want)
-            })
-            .await
-            .0
-            .map(|()| result),
-        )
+        // PutBucketEncryption takes no condition: before sending it again after a lost
+        // answer, read the rule; another writer's change since is not overwritten.
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let seen = current.clone();
+        let r = retried(&self.policy, self.pacer, || async {
+            if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                let now = self.s3.bucket_default(bucket).await?;
+                if same_rule(&now, &want) {
+                    return Ok(true);
+                }
+                if !same_rule(&now, &seen) {
+                    return Ok(false);
+                }
+            }
+            self.s3
+                .set_bucket_default(bucket, &want)
+                .await
+                .map(|()| true)
+        })
+        .await
+        .0;
+        match r {
+            Ok(true) => StepOutcome::Succeeded { result, note: None },
+            Ok(false) => StepOutcome::Drifted {
+                reason: "the default rule changed while rekey set it: left as it is; plan again"
+                    .into(),
+            },
+            Err(e) => failed(e),
+        }
     }
 
     async fn undo_bucket(
@@ -356,13 +372,29 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 ),
             };
         }
-        match retried(&self.policy, self.pacer, || {
-            self.s3.set_bucket_default(bucket, &u.previous)
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let r = retried(&self.policy, self.pacer, || async {
+            if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                let now = self.s3.bucket_default(bucket).await?;
+                if same_rule(&now, &u.previous) {
+                    return Ok(true);
+                }
+                if !same_rule(&now, &ours) {
+                    return Ok(false);
+                }
+            }
+            self.s3
+                .set_bucket_default(bucket, &u.previous)
+                .await
+                .map(|()| true)
         })
         .await
-        .0
-        {
-            Ok(()) => UndoOutcome::Undone { note: None },
+        .0;
+        match r {
+            Ok(true) => UndoOutcome::Undone { note: None },
+            Ok(false) => UndoOutcome::Conflict {
+                reason: "the default rule changed while rekey restored it: left alone".into(),
+            },
             Err(e) => UndoOutcome::Failed {
                 reason: e.to_string(),
             },
@@ -417,8 +449,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             }
             heads.push((vid.clone(), etag.clone(), h));
         }
-        let (Some((base_vid, base_etag, base_head)), Some((vid, etag, h))) = (base, heads.last())
-        else {
+        let (Some((base_vid, base_etag, _)), Some((vid, etag, _))) = (base, heads.last()) else {
             return Ok(None);
         };
         let same_content = if let Some(e) = expected {
@@ -442,8 +473,10 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             {
                 a == b
             } else {
-                // No checksum to compare (an older object, or a multipart one): the size.
-                h.size == base_head.size
+                // Nothing to tell them apart by (no comparable checksum, an ETag S3 does not
+                // keep): not taken as rekey's. Rollback then leaves it and says so (I1 before
+                // I3: a reported conflict, never another writer's version made non-current).
+                false
             }
         };
         Ok(same_content.then(|| Written {
@@ -691,6 +724,17 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         let first = std::sync::atomic::AtomicBool::new(true);
         retried_guarded(&self.policy, self.pacer, || async {
             if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                // Grants change without changing the ETag: a retry must not apply stale ones.
+                if o.acls {
+                    let now = self.s3.object_grants(&o.bucket, &o.key).await?;
+                    let same = match req.grants {
+                        Some(g) => now.same_grants(g),
+                        None => now.is_empty(),
+                    };
+                    if !same {
+                        return Err(ProviderError::Precondition { what: o.url() });
+                    }
+                }
                 if let Ok(h) = self.s3.head_object(&o.bucket, &o.key, None).await {
                     if undo
                         && h.encryption.algorithm == req.target.algorithm
@@ -874,7 +918,16 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 Some(Err(_)) => true,
                 None => false,
             };
-            if tags_moved || grants_moved {
+            // A lifecycle transition (or a new redirect) keeps the ETag too.
+            let class_moved = match self.head(o, None).await {
+                Ok(h) => {
+                    h.etag != req.if_match
+                        || h.storage_class != req.storage_class
+                        || h.website_redirect.as_deref() != req.website_redirect
+                }
+                Err(_) => true,
+            };
+            if tags_moved || grants_moved || class_moved {
                 let _ = self
                     .s3
                     .abort_multipart(req.bucket, req.key, &upload_id)
@@ -1175,14 +1228,32 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }
             }
         }
-        let grants = match self.grants_of(o).await {
-            Ok(g) => g,
+        let acl = match self.acl_of(o).await {
+            Ok(a) => a,
             Err(e) => {
                 return UndoOutcome::Failed {
                     reason: e.to_string(),
                 }
             }
         };
+        if let Some(a) = &acl {
+            match self.foreign_owner(o, a).await {
+                Ok(None) => {}
+                Ok(Some(owner)) => {
+                    return UndoOutcome::Conflict {
+                        reason: format!(
+                            "owned by another account (canonical id {owner}): a copy back would take the object from it; left on the team key"
+                        ),
+                    }
+                }
+                Err(e) => {
+                    return UndoOutcome::Failed {
+                        reason: e.to_string(),
+                    }
+                }
+            }
+        }
+        let grants = acl.filter(|g| !g.is_empty());
         let req = CopyInPlace {
             bucket: &o.bucket,
             key: &o.key,
