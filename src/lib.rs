@@ -1,6 +1,7 @@
 //! rekey: move an ML estate from service-managed encryption to customer-managed KMS keys,
 //! as plan and apply. See DESIGN.md for the shape; `cli` is the only part that prints.
 
+pub mod access;
 pub mod apply;
 pub mod campaign;
 pub mod cli;
