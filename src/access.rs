@@ -414,7 +414,7 @@ fn names(entries: &[String], usage: &Usage) -> Named {
 /// session ARN too, which rekey cannot know, so a role is never taken as excluded.
 fn excluded_by(entries: &[String], usage: &Usage) -> bool {
     if usage.is_service() {
-        return entries.iter().any(|e| *e == usage.principal);
+        return entries.contains(&usage.principal);
     }
     if usage.principal.contains(":role/") {
         return false;
@@ -423,7 +423,7 @@ fn excluded_by(entries: &[String], usage: &Usage) -> bool {
     let account_listed = entries
         .iter()
         .any(|e| *e == format!("arn:aws:iam::{acct}:root") || e == acct);
-    account_listed && entries.iter().any(|e| *e == usage.principal)
+    account_listed && entries.contains(&usage.principal)
 }
 
 /// Whether a statement's conditions hold for the request.
@@ -532,72 +532,66 @@ fn eval_operator(op: &str, value: Option<&str>, wanted: &[String]) -> Option<boo
     Some(if negated { !hit } else { hit })
 }
 
-/// Whether a statement of `doc` with this effect applies to one action: principal (key
-/// policies only), action, resource, conditions.
-#[allow(clippy::too_many_arguments)]
-fn applies(
-    name: &str,
-    st: &Value,
-    key_policy: bool,
-    want: Named,
-    usage: &Usage,
-    action: &str,
-    key_arn: &str,
-    accept: &Acceptance,
-    accepted: &mut Vec<String>,
-) -> T {
-    let deny = st["Effect"].as_str() == Some("Deny");
-    if key_policy {
-        if let Some(np) = st.get("NotPrincipal") {
-            // NotPrincipal: the statement applies to everyone not listed.
-            let excluded = excluded_by(&principal_entries(np), usage);
-            if excluded || want == Named::Account {
-                return T::No;
-            }
-        } else {
-            let named = names(&principal_entries(&st["Principal"]), usage);
-            let fits = if deny {
-                named != Named::Not
-            } else {
-                named == want
-            };
-            if !fits {
-                return T::No;
-            }
-        }
-    }
-    if !action_applies(st, action) || !resource_applies(st, key_arn) {
-        return T::No;
-    }
-    match conditions_hold(st, name, &usage.context(action), accept, deny, accepted) {
-        T::Yes(_) => T::Yes(vec![name.to_string()]),
-        other => other,
-    }
+/// One evaluation's fixed inputs, and what the campaign accepted along the way.
+struct Eval<'a> {
+    usage: &'a Usage,
+    key_arn: &'a str,
+    accept: &'a Acceptance,
+    accepted: Vec<String>,
 }
 
-fn any_statement(
-    doc: &Doc,
-    effect: &str,
-    key_policy: bool,
-    want: Named,
-    usage: &Usage,
-    action: &str,
-    key_arn: &str,
-    accept: &Acceptance,
-    accepted: &mut Vec<String>,
-) -> T {
-    let mut t = T::No;
-    for (name, st) in statements(doc) {
-        if st["Effect"].as_str() != Some(effect) {
-            continue;
+impl Eval<'_> {
+    /// Whether a statement applies to one action: principal (key policies only; `want` says
+    /// how an Allow must name it, a Deny applies however it names it), action, resource,
+    /// conditions.
+    fn applies(
+        &mut self,
+        name: &str,
+        st: &Value,
+        key_policy: bool,
+        want: Named,
+        action: &str,
+    ) -> T {
+        let deny = st["Effect"].as_str() == Some("Deny");
+        if key_policy {
+            if let Some(np) = st.get("NotPrincipal") {
+                // NotPrincipal: the statement applies to everyone not listed.
+                let excluded = excluded_by(&principal_entries(np), self.usage);
+                if excluded || want == Named::Account {
+                    return T::No;
+                }
+            } else {
+                let named = names(&principal_entries(&st["Principal"]), self.usage);
+                let fits = if deny {
+                    named != Named::Not
+                } else {
+                    named == want
+                };
+                if !fits {
+                    return T::No;
+                }
+            }
         }
-        // Deny statements are matched whatever names the principal (`want` is for Allows).
-        let r = applies(
-            &name, st, key_policy, want, usage, action, key_arn, accept, accepted,
-        );
-        t = t.or(r);
+        if !action_applies(st, action) || !resource_applies(st, self.key_arn) {
+            return T::No;
+        }
+        let ctx = self.usage.context(action);
+        match conditions_hold(st, name, &ctx, self.accept, deny, &mut self.accepted) {
+            T::Yes(_) => T::Yes(vec![name.to_string()]),
+            other => other,
+        }
     }
-    t
+
+    /// Whether any statement of `doc` with this effect applies.
+    fn any(&mut self, doc: &Doc, effect: &str, key_policy: bool, want: Named, action: &str) -> T {
+        let mut t = T::No;
+        for (name, st) in statements(doc) {
+            if st["Effect"].as_str() == Some(effect) {
+                t = t.or(self.applies(&name, st, key_policy, want, action));
+            }
+        }
+        t
+    }
 }
 
 /// The KMS operation name of an action, as grants spell it.
@@ -645,7 +639,12 @@ pub fn evaluate(
     accept: &Acceptance,
     role: &str,
 ) -> Verdict {
-    let mut accepted = Vec::new();
+    let mut ev = Eval {
+        usage,
+        key_arn: &key.key_arn,
+        accept,
+        accepted: Vec::new(),
+    };
     let mut rests_on: BTreeSet<String> = BTreeSet::new();
     let mut denied: Option<String> = None;
     let mut missing = Vec::new();
@@ -656,76 +655,26 @@ pub fn evaluate(
     for action in &usage.actions {
         let a = action.as_str();
         // Explicit denies anywhere.
-        let mut deny = any_statement(
-            &key.policy,
-            "Deny",
-            true,
-            Named::Directly,
-            usage,
-            a,
-            &key.key_arn,
-            accept,
-            &mut accepted,
-        );
+        let mut deny = ev.any(&key.policy, "Deny", true, Named::Directly, a);
         let (iam, boundary) = match identity {
             _ if service => (T::Yes(Vec::new()), T::Yes(Vec::new())),
             IdentityView::Seen(id) => {
                 let mut iam = T::No;
                 for d in &id.policies {
-                    deny = deny.or(any_statement(
-                        d,
-                        "Deny",
-                        false,
-                        Named::Directly,
-                        usage,
-                        a,
-                        &key.key_arn,
-                        accept,
-                        &mut accepted,
-                    ));
-                    iam = iam.or(any_statement(
-                        d,
-                        "Allow",
-                        false,
-                        Named::Directly,
-                        usage,
-                        a,
-                        &key.key_arn,
-                        accept,
-                        &mut accepted,
-                    ));
+                    deny = deny.or(ev.any(d, "Deny", false, Named::Directly, a));
+                    iam = iam.or(ev.any(d, "Allow", false, Named::Directly, a));
                 }
                 let boundary = match &id.boundary {
                     None => T::Yes(Vec::new()),
                     Some(b) => {
-                        deny = deny.or(any_statement(
-                            b,
-                            "Deny",
-                            false,
-                            Named::Directly,
-                            usage,
-                            a,
-                            &key.key_arn,
-                            accept,
-                            &mut accepted,
-                        ));
-                        any_statement(
-                            b,
-                            "Allow",
-                            false,
-                            Named::Directly,
-                            usage,
-                            a,
-                            &key.key_arn,
-                            accept,
-                            &mut accepted,
-                        )
+                        deny = deny.or(ev.any(b, "Deny", false, Named::Directly, a));
+                        ev.any(b, "Allow", false, Named::Directly, a)
                     }
                 };
                 (iam, boundary)
             }
             IdentityView::Unseen(why) if identity_accepted => {
-                accepted.push(format!(
+                ev.accepted.push(format!(
                     "IAM policies of {} not readable ({why}): accepted by the campaign",
                     usage.principal
                 ));
@@ -743,28 +692,8 @@ pub fn evaluate(
             denied = Some(on.first().cloned().unwrap_or_default());
             break;
         }
-        let direct = any_statement(
-            &key.policy,
-            "Allow",
-            true,
-            Named::Directly,
-            usage,
-            a,
-            &key.key_arn,
-            accept,
-            &mut accepted,
-        );
-        let account = any_statement(
-            &key.policy,
-            "Allow",
-            true,
-            Named::Account,
-            usage,
-            a,
-            &key.key_arn,
-            accept,
-            &mut accepted,
-        );
+        let direct = ev.any(&key.policy, "Allow", true, Named::Directly, a);
+        let account = ev.any(&key.policy, "Allow", true, Named::Account, a);
         let grant = grant_allows(&key.grants, usage, a);
         let allow = if service {
             direct.or(grant)
@@ -825,6 +754,7 @@ pub fn evaluate(
     } else {
         (VerdictKind::Allowed, None, None)
     };
+    let mut accepted = ev.accepted;
     accepted.sort();
     accepted.dedup();
     Verdict {
