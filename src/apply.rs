@@ -26,29 +26,52 @@ pub use crate::verify::{render_verification, verify_plan, Finding, Verification,
 
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
 /// and is still what its alias points at. A moved alias makes the plan stale.
-pub async fn preflight<K: KeyRead + SageMakerApi>(
+pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::AccessRead>(
     p: &PlanFile,
     accounts: &Accounts<K>,
 ) -> Result<(), RekeyError> {
-    // The consumers of re-keyed model artifacts must still be able to use their key: a key
-    // policy changed since planning makes the plan stale rather than break an endpoint.
-    for st in &p.stages {
-        for sm in st.sagemaker.iter().filter(|s| s.action == "rekey-endpoint") {
-            let aws = client(accounts, &sm.account)?;
-            let policy = aws.key_policy(&sm.kms_key_arn).await?;
-            let grants = aws.key_grants(&sm.kms_key_arn).await?;
-            for role in &sm.roles {
-                if !crate::providers::sagemaker::role_may_decrypt(&policy, &grants, role) {
-                    return Err(RekeyError::StalePlan {
-                        reason: format!(
-                            "endpoint {}: role {role} may no longer use {} (its key policy changed since planning); add: {}",
-                            sm.name,
-                            sm.kms_key_arn,
-                            crate::providers::sagemaker::statement_for(role)
-                        ),
-                    });
-                }
-            }
+    // Every principal the plan found allowed to use a team key (execution roles, consumers,
+    // rekey itself) must still be: a key or IAM policy changed since planning makes the plan
+    // stale rather than break an endpoint or an application (I5).
+    let mut caches = BTreeMap::new();
+    let planned = p
+        .stages
+        .iter()
+        .flat_map(|st| st.sagemaker.iter())
+        .filter(|sm| sm.action == "rekey-endpoint")
+        .flat_map(|sm| {
+            sm.access
+                .iter()
+                .map(move |v| (format!("endpoint {}", sm.name), v))
+        })
+        .chain(p.access.iter().map(|v| ("consumer".to_string(), v)));
+    for (what, v) in planned {
+        if !v.allowed() {
+            continue;
+        }
+        let Some(account) = p
+            .keys
+            .iter()
+            .find(|(_, k)| k.arn == v.key_arn)
+            .map(|(id, _)| crate::inventory::split_pin(id).1.to_string())
+        else {
+            continue;
+        };
+        let aws = client(accounts, &account)?;
+        let cache = caches.entry(account.clone()).or_insert_with(|| {
+            crate::preflight::AccessCache::new(aws, p.settings.accept_unverified.clone())
+        });
+        let now = cache.again(v, &p.settings.region).await?;
+        if let Some(why) = crate::preflight::worse(v, &now) {
+            return Err(RekeyError::StalePlan {
+                reason: format!(
+                    "{what}: {why} — a key or IAM policy changed since planning{}",
+                    now.add
+                        .as_deref()
+                        .map(|a| format!("; add to the key policy: {a}"))
+                        .unwrap_or_default()
+                ),
+            });
         }
     }
     for (name, pinned) in &p.keys {
@@ -362,6 +385,10 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
             .iter()
             .filter(|s| s.kind == crate::model::ResourceKind::SagemakerEndpoint)
         {
+            if sm.action == "not-applicable" {
+                // Nothing a key covers: reported in the plan, no step.
+                continue;
+            }
             let blocked = sm.action != "rekey-endpoint";
             let spec = StepSpec::Endpoint {
                 account: sm.account.clone(),
@@ -369,6 +396,8 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                 from_config: sm.from_config.clone().unwrap_or_default(),
                 to_config: sm.new_config.clone().unwrap_or_default(),
                 key_arn: sm.kms_key_arn.clone(),
+                volume_key: sm.volume_key.clone(),
+                deployment_config: sm.deployment_config.clone(),
             };
             steps.push(NewStep {
                 stage: stage.name.clone(),
@@ -416,7 +445,7 @@ pub fn open_journal(
 }
 
 /// Apply a plan (or one stage of it); returns the exit code.
-pub async fn apply<S: S3Write + KeyRead + SageMakerApi>(
+pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::AccessRead>(
     p: &PlanFile,
     plan_path: &Path,
     aws: &Accounts<S>,

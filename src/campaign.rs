@@ -31,6 +31,57 @@ pub struct Campaign {
     pub limits: Limits,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+    /// Principals outside the estate's own resources that use the team keys (apps, pipelines):
+    /// the preflight checks each may use its keys before anything moves onto them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<Consumer>,
+    #[serde(default)]
+    pub preflight: Preflight,
+}
+
+/// A principal that uses team keys (`consumers:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    /// An IAM role or user ARN.
+    pub principal: String,
+    /// The team keys it uses (names under `keys:`).
+    pub keys: Vec<String>,
+    /// How its requests reach KMS: `s3` (reading and writing objects), `sagemaker`, or
+    /// `direct` (calling KMS itself).
+    #[serde(default)]
+    pub via: ConsumerVia,
+    /// The KMS actions it needs; default `kms:Decrypt` and `kms:GenerateDataKey`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsumerVia {
+    #[default]
+    S3,
+    Sagemaker,
+    Direct,
+}
+
+impl ConsumerVia {
+    /// `kms:ViaService` of the principal's requests in `region` (none for `direct`).
+    pub fn service(self, region: &str) -> Option<String> {
+        match self {
+            ConsumerVia::S3 => Some(format!("s3.{region}.amazonaws.com")),
+            ConsumerVia::Sagemaker => Some(format!("sagemaker.{region}.amazonaws.com")),
+            ConsumerVia::Direct => None,
+        }
+    }
+}
+
+/// `preflight:` — what the key-access preflight may take on the operator's word.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preflight {
+    #[serde(default)]
+    pub accept_unverified: crate::access::Acceptance,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -106,7 +157,19 @@ pub struct SageMakerSection {
     pub notebook_instances: bool,
     #[serde(default)]
     pub training_jobs: bool,
+    /// UpdateEndpoint's `DeploymentConfig` (blue/green with CloudWatch alarms for
+    /// auto-rollback), passed through as written; without it the endpoint's last deployment
+    /// config is retained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_config: Option<serde_json::Value>,
 }
+
+/// The fields of SageMaker's DeploymentConfig.
+pub const DEPLOYMENT_CONFIG_FIELDS: &[&str] = &[
+    "BlueGreenUpdatePolicy",
+    "RollingUpdatePolicy",
+    "AutoRollbackConfiguration",
+];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -403,6 +466,82 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                     "use arn:aws:iam::<12-digit account>:role/<name>".into(),
                 ));
             }
+        }
+    }
+    if let Some(d) = spec
+        .aws
+        .as_ref()
+        .and_then(|a| a.sagemaker.as_ref())
+        .and_then(|s| s.deployment_config.as_ref())
+    {
+        let line = locate_key(src, &["aws", "sagemaker", "deployment_config"]);
+        let Some(m) = d.as_object() else {
+            return Err(err(
+                line,
+                "aws.sagemaker.deployment_config is not a mapping".into(),
+                "write SageMaker's DeploymentConfig, e.g. `BlueGreenUpdatePolicy: {...}` and `AutoRollbackConfiguration: { Alarms: [...] }`".into(),
+            ));
+        };
+        if let Some(k) = m
+            .keys()
+            .find(|k| !DEPLOYMENT_CONFIG_FIELDS.contains(&k.as_str()))
+        {
+            return Err(err(
+                line,
+                format!("aws.sagemaker.deployment_config has field {k:?}, which DeploymentConfig does not have"),
+                format!("use only {}", DEPLOYMENT_CONFIG_FIELDS.join(", ")),
+            ));
+        }
+        if !m.contains_key("BlueGreenUpdatePolicy") && !m.contains_key("RollingUpdatePolicy") {
+            return Err(err(
+                line,
+                "aws.sagemaker.deployment_config names no update policy".into(),
+                "add BlueGreenUpdatePolicy or RollingUpdatePolicy (or remove the section to keep the endpoint's own)".into(),
+            ));
+        }
+    }
+    for (i, c) in spec.consumers.iter().enumerate() {
+        let line = locate_item(src, &["consumers"], i);
+        let iam = c.principal.starts_with("arn:aws:iam::")
+            && (c.principal.contains(":role/") || c.principal.contains(":user/"));
+        if !iam {
+            return Err(err(
+                line,
+                format!("consumer {:?} is not an IAM role or user ARN", c.principal),
+                "use arn:aws:iam::<account>:role/<name> (or :user/<name>)".into(),
+            ));
+        }
+        if c.keys.is_empty() {
+            return Err(err(
+                line,
+                format!("consumer {} names no key", c.principal),
+                "list the team keys it uses, e.g. `keys: [fraud]`".into(),
+            ));
+        }
+        if let Some(k) = c.keys.iter().find(|k| !spec.keys.contains_key(*k)) {
+            return Err(err(
+                line,
+                format!(
+                    "consumer {} uses key {k:?}, which `keys:` does not define",
+                    c.principal
+                ),
+                format!(
+                    "use one of {}",
+                    spec.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Some(a) = c
+            .actions
+            .iter()
+            .find(|a| !a.to_ascii_lowercase().starts_with("kms:") || a.contains('*'))
+        {
+            return Err(err(
+                line,
+                format!("consumer {} lists action {a:?}", c.principal),
+                "name KMS actions exactly, e.g. kms:Decrypt, kms:GenerateDataKey (no wildcards)"
+                    .into(),
+            ));
         }
     }
     if spec.keys.is_empty() {

@@ -836,6 +836,11 @@ async fn run_plan(
     let aws = clients(c).await?;
     let pinned = resolve_all(c, &aws, reporter).await?;
     let mut planner = Planner::new(c, pinned.clone())?;
+    let mut access = Vec::new();
+    for (name, _, clients) in &aws {
+        access.extend(crate::preflight::consumer_verdicts(c, name, clients, &pinned).await?);
+    }
+    planner.set_access(access);
     inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
     if let Some(aside) = apply::guard_replan(out)? {
         eprintln!(

@@ -313,14 +313,22 @@ pub fn classify(
         Resource::S3Bucket(b) => b.default_encryption.classify(target),
         Resource::S3Object(o) => o.encryption.classify(target),
         Resource::SagemakerEndpoint(e) => {
-            let main = crate::model::classify_key(
-                e.kms_key_arn.as_deref(),
-                e.key_manager.as_deref(),
-                target,
-            );
+            let volume = crate::providers::sagemaker::volume_key(&e.variants);
+            let outputs = e.data_capture || e.async_output;
+            let main =
+                if e.kms_key_arn.is_none() && !volume.is_covered() && outputs && target.is_some() {
+                    // No volume key where none covers anything: the outputs decide.
+                    EncryptionClass::TargetCmk
+                } else {
+                    crate::model::classify_key(
+                        e.kms_key_arn.as_deref(),
+                        e.key_manager.as_deref(),
+                        target,
+                    )
+                };
             if main == EncryptionClass::TargetCmk
-                && e.data_capture
-                && e.data_capture_kms_key_arn.as_deref() != target
+                && ((e.data_capture && e.data_capture_kms_key_arn.as_deref() != target)
+                    || (e.async_output && e.async_output_kms_key_arn.as_deref() != target))
             {
                 EncryptionClass::ForeignCmk
             } else {
@@ -559,10 +567,13 @@ pub async fn run_sagemaker<A>(
     mut sink: impl FnMut(Record) -> Result<(), RekeyError>,
 ) -> Result<u64, RekeyError>
 where
-    A: crate::providers::sagemaker::SageMakerApi + S3Read + KeyRead,
+    A: crate::providers::sagemaker::SageMakerApi
+        + S3Read
+        + KeyRead
+        + crate::providers::iam::AccessRead,
 {
     use crate::model::{SmArtifact, SmEndpoint, SmModel, SmOther};
-    use crate::providers::sagemaker::{role_may_decrypt, statement_for};
+    use crate::preflight::{artifact_reader, endpoint_deployer, output_writer, AccessCache};
     let Some(sm) = campaign
         .spec
         .aws
@@ -581,9 +592,8 @@ where
         kms: aws,
         known: Mutex::new(HashMap::new()),
     };
+    let mut access = AccessCache::new(aws, campaign.spec.preflight.accept_unverified.clone());
     let mut bucket_tags: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    type Policy = (String, Vec<(String, Vec<String>)>);
-    let mut policies: HashMap<String, Policy> = HashMap::new();
     let mut n = 0;
     if sm.endpoints {
         for name in aws.list_endpoints().await? {
@@ -597,6 +607,11 @@ where
                 Some(k) => cache.describe(k).await?.0,
                 None => None,
             };
+            let async_output_kms_key_arn = match &config.async_output_kms_key_id {
+                Some(k) => cache.describe(k).await?.0,
+                None => None,
+            };
+            let mut verdicts = Vec::new();
             let mut models = Vec::new();
             for model_name in &config.model_names {
                 let m = aws.describe_model(model_name).await?;
@@ -637,21 +652,18 @@ where
                         .as_deref()
                         .and_then(|k| pinned.get(&pin_id(k, account)))
                     {
-                        if !policies.contains_key(&p.arn) {
-                            let policy = aws.key_policy(&p.arn).await?;
-                            let grants = aws.key_grants(&p.arn).await?;
-                            policies.insert(p.arn.clone(), (policy, grants));
+                        let role = format!("execution role of model {}, reading {url}", m.name);
+                        let v = access
+                            .verdict(
+                                &artifact_reader(&m.execution_role_arn, &region),
+                                &p.arn,
+                                &role,
+                            )
+                            .await?;
+                        if !v.allowed() {
+                            key_access = Some(v.summary());
                         }
-                        let (policy, grants) = &policies[&p.arn];
-                        if !role_may_decrypt(policy, grants, &m.execution_role_arn) {
-                            key_access = Some(format!(
-                                "role {} may not use {} ({}); add to its key policy: {}",
-                                m.execution_role_arn,
-                                p.alias,
-                                p.arn,
-                                statement_for(&m.execution_role_arn)
-                            ));
-                        }
+                        verdicts.push(v);
                     }
                     artifacts.push(SmArtifact {
                         url: url.clone(),
@@ -677,15 +689,59 @@ where
                 key_manager,
                 data_capture: config.data_capture,
                 data_capture_kms_key_arn,
+                async_output: config.async_output,
+                async_output_kms_key_arn,
+                variants: config.variants.clone(),
                 models,
                 tags: tags.clone(),
+                access: Vec::new(),
             };
-            sink(classify(
-                campaign,
-                pinned,
-                Resource::SagemakerEndpoint(e),
-                &tags,
-            ))?;
+            let mut record = classify(campaign, pinned, Resource::SagemakerEndpoint(e), &tags);
+            // Who uses the endpoint's own team key once it moves: the execution roles write
+            // capture and async output through S3; rekey itself creates the config (SageMaker
+            // describes the key and grants the instances under the caller's identity).
+            if let (Some(p), Resource::SagemakerEndpoint(e)) = (
+                record
+                    .team_key
+                    .as_deref()
+                    .and_then(|k| pinned.get(&pin_id(k, account))),
+                &mut record.resource,
+            ) {
+                let outputs = e.data_capture || e.async_output;
+                let mut roles: Vec<String> = e
+                    .models
+                    .iter()
+                    .map(|m| m.execution_role_arn.clone())
+                    .chain(config.execution_role_arn.clone())
+                    .collect();
+                roles.sort();
+                roles.dedup();
+                if outputs {
+                    for r in &roles {
+                        let role =
+                            "execution role of the endpoint, writing data capture / async output";
+                        verdicts.push(
+                            access
+                                .verdict(&output_writer(r, &region), &p.arn, role)
+                                .await?,
+                        );
+                    }
+                }
+                let volume = crate::providers::sagemaker::volume_key(&e.variants);
+                if volume.coverage != crate::providers::sagemaker::Coverage::NotCovered || outputs {
+                    let me = access.caller().await?;
+                    let role = "rekey's own identity, creating the endpoint config and updating the endpoint";
+                    verdicts.push(
+                        access
+                            .verdict(&endpoint_deployer(&me, &region), &p.arn, role)
+                            .await?,
+                    );
+                }
+            }
+            if let Resource::SagemakerEndpoint(e) = &mut record.resource {
+                e.access = verdicts;
+            }
+            sink(record)?;
             n += 1;
         }
     }

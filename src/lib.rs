@@ -14,6 +14,7 @@ pub mod journal;
 pub mod matching;
 pub mod model;
 pub mod plan;
+pub mod preflight;
 pub mod pricing;
 pub mod providers;
 pub mod report;

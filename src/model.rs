@@ -266,8 +266,20 @@ pub struct SmEndpoint {
     pub data_capture: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_capture_kms_key_arn: Option<String>,
+    /// The config has an async-inference output (its key is re-keyed too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub async_output: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_output_kms_key_arn: Option<String>,
+    /// Production and shadow variants: what storage the config's KmsKeyId covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<crate::providers::sagemaker::VariantInfo>,
     pub models: Vec<SmModel>,
     pub tags: BTreeMap<String, String>,
+    /// The key-access preflight: every principal that will use the team keys of this endpoint
+    /// and its artifacts, with its verdict (DESIGN §5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<crate::access::Verdict>,
 }
 
 /// A notebook instance or training job: reported (they cannot be re-keyed in place).

@@ -40,6 +40,10 @@ pub struct PlanFile {
     pub unmatched: Vec<Unmatched>,
     pub summary: Totals,
     pub assumptions: Assumptions,
+    /// Key-access verdicts of the campaign's `consumers:` and of the Cloud KMS checks (DESIGN
+    /// §5): a team key with a verdict that is not `allowed` blocks what would move onto it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<crate::access::Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +72,13 @@ pub struct Settings {
     /// The campaign's maintenance window, if any; `apply --window` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::campaign::Window>,
+    /// What the key-access preflight takes on the operator's word (apply re-checks with it).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub accept_unverified: crate::access::Acceptance,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,9 +128,23 @@ pub struct SmPlan {
     /// Steps an operator takes by hand (notebook instances).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manual_steps: Vec<String>,
-    /// Execution roles of the endpoint's models: apply checks again that they may use the key.
+    /// Execution roles of the endpoint's models.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Every principal that uses the endpoint's team keys, with its verdict; apply evaluates
+    /// them again and refuses a plan whose allowed verdicts no longer hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<crate::access::Verdict>,
+    /// What the config's KmsKeyId covers (local NVMe storage and serverless variants are not).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::providers::sagemaker::VolumeKey::is_covered"
+    )]
+    pub volume_key: crate::providers::sagemaker::VolumeKey,
+    /// UpdateEndpoint's DeploymentConfig from the campaign; none: the endpoint's own is kept
+    /// (`RetainDeploymentConfig`), and always `RetainAllVariantProperties`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_config: Option<serde_json::Value>,
 }
 
 /// The deterministic name of an endpoint config cloned onto `key_arn`.
@@ -503,6 +528,9 @@ pub struct Planner<'c> {
     /// (bucket, key or prefix, endpoint index): which objects are whose model artifacts.
     artifact_index: Vec<(String, String, usize)>,
     sagemaker_other: Vec<(usize, SmPlan)>,
+    /// Key ARN → why what would move onto it is blocked (a consumer that may not use it).
+    key_blocks: std::collections::HashMap<String, String>,
+    access: Vec<crate::access::Verdict>,
     fingerprint: Sha256,
     _dir: tempfile::TempDir,
 }
@@ -520,6 +548,20 @@ const NO_MAPPING: &str = "no mapping rule matches";
 const NO_STAGE: &str = "no stage matches";
 
 impl<'c> Planner<'c> {
+    /// The key-access verdicts of consumers and Cloud KMS checks (before any record): a key
+    /// with one that is not `allowed` blocks every bucket, object and endpoint moving onto it.
+    pub fn set_access(&mut self, verdicts: Vec<crate::access::Verdict>) {
+        self.key_blocks.clear();
+        for v in verdicts.iter().filter(|v| !v.allowed()) {
+            let r = self.key_blocks.entry(v.key_arn.clone()).or_default();
+            if !r.is_empty() {
+                r.push_str(" | ");
+            }
+            r.push_str(&format!("key-access preflight: {}", v.summary()));
+        }
+        self.access = verdicts;
+    }
+
     pub fn new(campaign: &'c LoadedCampaign, keys: PinnedKeys) -> Result<Self, RekeyError> {
         let dir =
             tempfile::tempdir().map_err(|e| RekeyError::io("creating a scratch directory", e))?;
@@ -532,6 +574,8 @@ impl<'c> Planner<'c> {
         }
         let s3 = campaign.s3();
         Ok(Planner {
+            key_blocks: Default::default(),
+            access: Vec::new(),
             campaign,
             keys,
             engine: s3.map(|s| s.engine).unwrap_or_default(),
@@ -644,11 +688,13 @@ impl<'c> Planner<'c> {
                     Some(_) => self.stage_of(record, &e.tags),
                     None => None,
                 };
-                let blocked = e.models.iter().find_map(|m| {
-                    m.artifacts.iter().find_map(|a| {
-                        a.key_access
-                            .as_ref()
-                            .map(|r| format!("model {} ({}): {r}", m.name, m.execution_role_arn))
+                let blocked = crate::preflight::blocking(&e.access).or_else(|| {
+                    e.models.iter().find_map(|m| {
+                        m.artifacts.iter().find_map(|a| {
+                            a.key_access.as_ref().map(|r| {
+                                format!("model {} ({}): {r}", m.name, m.execution_role_arn)
+                            })
+                        })
                     })
                 });
                 let idx = self.endpoints.len();
@@ -719,6 +765,9 @@ impl<'c> Planner<'c> {
                         )
                     }),
                     artifacts: Vec::new(),
+                    access: Vec::new(),
+                    volume_key: Default::default(),
+                    deployment_config: None,
                     manual_steps: if notebook {
                         vec![
                             format!("stop it: aws sagemaker stop-notebook-instance --notebook-instance-name {}", o.name),
@@ -817,6 +866,7 @@ impl<'c> Planner<'c> {
         } else {
             artifact_block.or_else(|| blocked_reason(o, class, engine))
         };
+        let reason = reason.or_else(|| self.key_blocks.get(&to_key_arn).cloned());
         let (step, reason) = match reason {
             Some(r) => ("blocked", Some(r)),
             None if gcs => ("gcs-rewrite", None),
@@ -1008,7 +1058,30 @@ impl<'c> Planner<'c> {
                 continue;
             }
             let arn = self.key_arn(&key, &e.account, &name)?;
-            let blocked = ep.blocked.is_some();
+            let key_block = self.key_blocks.get(&arn).cloned();
+            let blocked_reason = ep.blocked.clone().or(key_block);
+            let blocked = blocked_reason.is_some();
+            let volume_key = crate::providers::sagemaker::volume_key(&e.variants);
+            // Nothing for the key to cover: every variant's storage is local NVMe or none, and
+            // there is no capture or async output to re-key.
+            let not_applicable = volume_key.coverage
+                == crate::providers::sagemaker::Coverage::NotCovered
+                && !e.data_capture
+                && !e.async_output;
+            let action = if blocked {
+                "blocked"
+            } else if not_applicable {
+                "not-applicable"
+            } else {
+                "rekey-endpoint"
+            };
+            let deployment_config = self
+                .campaign
+                .spec
+                .aws
+                .as_ref()
+                .and_then(|a| a.sagemaker.as_ref())
+                .and_then(|s| s.deployment_config.clone());
             self.sagemaker_other.push((
                 stage,
                 SmPlan {
@@ -1018,10 +1091,21 @@ impl<'c> Planner<'c> {
                     region: e.region.clone(),
                     key,
                     kms_key_arn: arn.clone(),
-                    action: if blocked { "blocked" } else { "rekey-endpoint" }.into(),
+                    action: action.into(),
                     from_config: Some(e.config.clone()),
-                    new_config: (!blocked).then(|| rekeyed_config_name(&e.config, &arn)),
-                    reason: ep.blocked.clone(),
+                    new_config: (action == "rekey-endpoint")
+                        .then(|| rekeyed_config_name(&e.config, &arn)),
+                    reason: blocked_reason.or_else(|| {
+                        not_applicable.then(|| {
+                            volume_key.reason.clone().unwrap_or_default()
+                                + "; no data capture or async output to re-key"
+                        })
+                    }),
+                    access: e.access.clone(),
+                    deployment_config: (action == "rekey-endpoint")
+                        .then_some(deployment_config)
+                        .flatten(),
+                    volume_key,
                     artifacts: e
                         .models
                         .iter()
@@ -1096,6 +1180,12 @@ impl<'c> Planner<'c> {
                             blocked.push(Blocked {
                                 reason: "bucket default is dsse-kms: reported, never changed"
                                     .into(),
+                                objects: 0,
+                                bytes: 0,
+                            });
+                        } else if let (false, Some(r)) = (on_target, self.key_blocks.get(&arn)) {
+                            blocked.push(Blocked {
+                                reason: format!("bucket default: {r}"),
                                 objects: 0,
                                 bytes: 0,
                             });
@@ -1308,6 +1398,7 @@ impl<'c> Planner<'c> {
             campaign_sha256,
             inventory_fingerprint: format!("sha256:{}", hex::encode(self.fingerprint.finalize())),
             keys: self.keys,
+            access: self.access,
             settings: Settings {
                 region: self
                     .campaign
@@ -1328,6 +1419,7 @@ impl<'c> Planner<'c> {
                     .as_ref()
                     .and_then(|a| a.endpoint_url.clone()),
                 window: self.campaign.spec.window.clone(),
+                accept_unverified: self.campaign.spec.preflight.accept_unverified.clone(),
                 accounts: self
                     .campaign
                     .spec

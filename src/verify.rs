@@ -140,6 +140,8 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
                 "rekey-endpoint" => {}
                 // Immutable: their outputs are objects of the plan, checked below.
                 "report" => continue,
+                // Nothing a key covers (local NVMe or serverless storage, no outputs).
+                "not-applicable" => continue,
                 _ => {
                     v.checked += 1;
                     let found = if sm.kind == crate::model::ResourceKind::SagemakerNotebookInstance
@@ -204,7 +206,11 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
             let key = resolve(c.kms_key_id.clone()).await?;
             let capture = resolve(c.data_capture_kms_key_id.clone()).await?;
             let async_output = resolve(c.async_output_kms_key_id.clone()).await?;
-            let on_target = key.as_deref() == Some(sm.kms_key_arn.as_str())
+            // A volume key is optional where the plan says it does not cover the storage
+            // (the service may refuse one for local NVMe instance types).
+            let volume_ok = key.as_deref() == Some(sm.kms_key_arn.as_str())
+                || (key.is_none() && !sm.volume_key.is_covered());
+            let on_target = volume_ok
                 && (!c.data_capture || capture.as_deref() == Some(sm.kms_key_arn.as_str()))
                 && async_output
                     .as_deref()

@@ -21,6 +21,8 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub kms: aws_sdk_kms::Client,
     pub sagemaker: aws_sdk_sagemaker::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
     pub region: String,
     pub list_page_size: i32,
 }
@@ -95,6 +97,8 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             kms: aws_sdk_kms::Client::new(conf),
             sagemaker: aws_sdk_sagemaker::Client::new(conf),
+            iam: aws_sdk_iam::Client::new(conf),
+            sts: aws_sdk_sts::Client::new(conf),
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
             list_page_size: 1000,
         }

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod gcs;
+pub mod iam;
 pub mod sagemaker;
 
 use std::future::Future;

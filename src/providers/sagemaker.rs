@@ -3,8 +3,14 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use aws_sdk_sagemaker::error::ProvideErrorMetadata;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_sagemaker::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_sagemaker::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sagemaker::error::{BoxError, ProvideErrorMetadata};
+use aws_smithy_types::body::SdkBody;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::ProviderError;
 use crate::providers::aws::{map_sdk_error, AwsClients};
@@ -22,6 +28,69 @@ pub struct EndpointConfigInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub async_output_kms_key_id: Option<String>,
     pub model_names: Vec<String>,
+    /// Production and shadow variants: what storage a KmsKeyId would cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantInfo>,
+    /// The config's own ExecutionRoleArn (inference components), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// An AsyncInferenceConfig with an OutputConfig (its KmsKeyId is re-keyed too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub async_output: bool,
+}
+
+/// One production or shadow variant of an endpoint config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serverless: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+}
+
+impl EndpointConfigInfo {
+    /// Read a DescribeEndpointConfig answer (JSON as the service sent it).
+    pub fn from_json(name: &str, c: &Value) -> EndpointConfigInfo {
+        let text = |v: &Value| v.as_str().map(str::to_string).filter(|k| !k.is_empty());
+        let dc = c.get("DataCaptureConfig").filter(|d| d.is_object());
+        let mut variants = Vec::new();
+        let mut model_names = Vec::new();
+        for (field, shadow) in [
+            ("ProductionVariants", false),
+            ("ShadowProductionVariants", true),
+        ] {
+            for v in c[field].as_array().into_iter().flatten() {
+                if let Some(m) = text(&v["ModelName"]) {
+                    model_names.push(m);
+                }
+                variants.push(VariantInfo {
+                    name: text(&v["VariantName"]).unwrap_or_default(),
+                    instance_type: text(&v["InstanceType"]),
+                    serverless: v.get("ServerlessConfig").is_some_and(Value::is_object),
+                    shadow,
+                });
+            }
+        }
+        model_names.sort();
+        model_names.dedup();
+        let output = c["AsyncInferenceConfig"]
+            .get("OutputConfig")
+            .filter(|o| o.is_object());
+        EndpointConfigInfo {
+            name: name.to_string(),
+            kms_key_id: text(&c["KmsKeyId"]),
+            data_capture: dc.is_some_and(|d| d["EnableCapture"].as_bool().unwrap_or(true)),
+            data_capture_kms_key_id: dc.and_then(|d| text(&d["KmsKeyId"])),
+            async_output_kms_key_id: output.and_then(|o| text(&o["KmsKeyId"])),
+            async_output: output.is_some(),
+            model_names,
+            variants,
+            execution_role_arn: text(&c["ExecutionRoleArn"]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,10 +125,21 @@ pub trait SageMakerApi: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<(String, String, String), ProviderError>> + Send;
+    /// DescribeEndpointConfig's whole answer, as the service sent it: every field, including
+    /// ones this build's SDK does not model.
+    fn endpoint_config_json(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Value, ProviderError>> + Send;
     fn describe_endpoint_config(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<EndpointConfigInfo, ProviderError>> + Send;
+    ) -> impl Future<Output = Result<EndpointConfigInfo, ProviderError>> + Send {
+        async move {
+            let c = self.endpoint_config_json(name).await?;
+            Ok(EndpointConfigInfo::from_json(name, &c))
+        }
+    }
     fn describe_model(
         &self,
         name: &str,
@@ -74,28 +154,20 @@ pub trait SageMakerApi: Send + Sync {
     fn list_training_jobs(
         &self,
     ) -> impl Future<Output = Result<Vec<TrainingJobInfo>, ProviderError>> + Send;
-    /// Create `new` as a copy of `old` with every key set to `key_arn`; an existing `new` is kept.
-    fn clone_endpoint_config(
+    /// CreateEndpointConfig with this JSON request, sent as is. `Ok(false)`: a config of that
+    /// name already exists (the caller compares it).
+    fn create_endpoint_config_json(
         &self,
-        old: &str,
-        new: &str,
-        key_arn: &str,
-    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+        request: &Value,
+    ) -> impl Future<Output = Result<bool, ProviderError>> + Send;
+    /// UpdateEndpoint onto `config`, keeping the fleet (RetainAllVariantProperties) and either
+    /// the last deployment config or the given one.
     fn update_endpoint(
         &self,
         name: &str,
         config: &str,
+        deployment: Option<&Value>,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
-    /// The key policy document (JSON) of a key.
-    fn key_policy(
-        &self,
-        key_arn: &str,
-    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
-    /// Grants on a key: (grantee principal, operations).
-    fn key_grants(
-        &self,
-        key_arn: &str,
-    ) -> impl Future<Output = Result<Vec<(String, Vec<String>)>, ProviderError>> + Send;
 }
 
 impl SageMakerApi for AwsClients {
@@ -128,7 +200,7 @@ impl SageMakerApi for AwsClients {
             .endpoint_name(name)
             .send()
             .await
-            .map_err(|e| map_sdk_error(format!("endpoint {name}"), e))?;
+            .map_err(|e| sm_error(format!("endpoint {name}"), e))?;
         Ok((
             out.endpoint_arn().unwrap_or_default().to_string(),
             out.endpoint_status()
@@ -138,41 +210,17 @@ impl SageMakerApi for AwsClients {
         ))
     }
 
-    async fn describe_endpoint_config(
-        &self,
-        name: &str,
-    ) -> Result<EndpointConfigInfo, ProviderError> {
-        let out = self
-            .sagemaker
+    async fn endpoint_config_json(&self, name: &str) -> Result<Value, ProviderError> {
+        let raw = RawBody::default();
+        self.sagemaker
             .describe_endpoint_config()
             .endpoint_config_name(name)
+            .customize()
+            .interceptor(raw.clone())
             .send()
             .await
-            .map_err(|e| map_sdk_error(format!("endpoint config {name}"), e))?;
-        let dc = out.data_capture_config();
-        Ok(EndpointConfigInfo {
-            name: name.to_string(),
-            kms_key_id: out
-                .kms_key_id()
-                .map(str::to_string)
-                .filter(|k| !k.is_empty()),
-            data_capture: dc.is_some_and(|d| d.enable_capture().unwrap_or(true)),
-            data_capture_kms_key_id: dc
-                .and_then(|d| d.kms_key_id())
-                .map(str::to_string)
-                .filter(|k| !k.is_empty()),
-            async_output_kms_key_id: out
-                .async_inference_config()
-                .and_then(|a| a.output_config())
-                .and_then(|o| o.kms_key_id())
-                .map(str::to_string)
-                .filter(|k| !k.is_empty()),
-            model_names: out
-                .production_variants()
-                .iter()
-                .filter_map(|v| v.model_name().map(str::to_string))
-                .collect(),
-        })
+            .map_err(|e| sm_error(format!("endpoint config {name}"), e))?;
+        raw.json(&format!("endpoint config {name}"))
     }
 
     async fn describe_model(&self, name: &str) -> Result<ModelInfo, ProviderError> {
@@ -311,88 +359,126 @@ impl SageMakerApi for AwsClients {
         Ok(out)
     }
 
-    async fn clone_endpoint_config(
-        &self,
-        old: &str,
-        new: &str,
-        key_arn: &str,
-    ) -> Result<(), ProviderError> {
-        let src = self
-            .sagemaker
-            .describe_endpoint_config()
-            .endpoint_config_name(old)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(format!("endpoint config {old}"), e))?;
-        let mut req = self
+    async fn create_endpoint_config_json(&self, request: &Value) -> Result<bool, ProviderError> {
+        let name = request["EndpointConfigName"].as_str().unwrap_or_default();
+        let body = serde_json::to_vec(request).map_err(|e| ProviderError::Other {
+            what: format!("endpoint config {name}"),
+            detail: e.to_string(),
+        })?;
+        let sent = self
             .sagemaker
             .create_endpoint_config()
-            .endpoint_config_name(new)
-            .set_production_variants(Some(src.production_variants().to_vec()))
-            .kms_key_id(key_arn);
-        if let Some(dc) = src.data_capture_config() {
-            let mut dc = dc.clone();
-            dc.kms_key_id = Some(key_arn.to_string());
-            req = req.data_capture_config(dc);
-        }
-        if let Some(a) = src.async_inference_config() {
-            let mut a = a.clone();
-            if let Some(o) = a.output_config.as_mut() {
-                o.kms_key_id = Some(key_arn.to_string());
-            }
-            req = req.async_inference_config(a);
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.message().is_some_and(|m| m.contains("already exist")) => Ok(()),
-            Err(e) => Err(map_sdk_error(format!("endpoint config {new}"), e)),
+            .endpoint_config_name(name)
+            .customize()
+            .mutate_request(move |req| replace_body(req, &body))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if e.message().is_some_and(|m| m.contains("already exist")) => Ok(false),
+            Err(e) => Err(map_sdk_error(format!("endpoint config {name}"), e)),
         }
     }
 
-    async fn update_endpoint(&self, name: &str, config: &str) -> Result<(), ProviderError> {
+    async fn update_endpoint(
+        &self,
+        name: &str,
+        config: &str,
+        deployment: Option<&Value>,
+    ) -> Result<(), ProviderError> {
+        let body = serde_json::to_vec(&update_request(name, config, deployment)).map_err(|e| {
+            ProviderError::Other {
+                what: format!("endpoint {name}"),
+                detail: e.to_string(),
+            }
+        })?;
         self.sagemaker
             .update_endpoint()
             .endpoint_name(name)
             .endpoint_config_name(config)
+            .customize()
+            .mutate_request(move |req| replace_body(req, &body))
             .send()
             .await
             .map_err(|e| map_sdk_error(format!("endpoint {name}"), e))?;
         Ok(())
     }
+}
 
-    async fn key_policy(&self, key_arn: &str) -> Result<String, ProviderError> {
-        let out = self
-            .kms
-            .get_key_policy()
-            .key_id(key_arn)
-            .policy_name("default")
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(format!("policy of {key_arn}"), e))?;
-        Ok(out.policy().unwrap_or_default().to_string())
+/// SageMaker answers a describe of something that does not exist with a ValidationException
+/// "Could not find ...": that is NotFound.
+fn sm_error<E>(
+    what: String,
+    e: aws_sdk_sagemaker::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if e.code() == Some("ValidationException")
+        && e.message().is_some_and(|m| m.contains("Could not find"))
+    {
+        return ProviderError::NotFound { what };
+    }
+    map_sdk_error(what, e)
+}
+
+/// The UpdateEndpoint request rekey sends: the fleet is kept (instance counts, weights and
+/// autoscaling stay as they are, not reset to the config's initial values) and so is the
+/// last deployment config, unless the campaign names one (blue/green with alarms).
+pub fn update_request(name: &str, config: &str, deployment: Option<&Value>) -> Value {
+    let mut r = serde_json::json!({
+        "EndpointName": name,
+        "EndpointConfigName": config,
+        "RetainAllVariantProperties": true,
+    });
+    match deployment {
+        Some(d) => r["DeploymentConfig"] = d.clone(),
+        None => r["RetainDeploymentConfig"] = Value::Bool(true),
+    }
+    r
+}
+
+/// Send `body` (JSON) instead of what the SDK serialised; this runs before signing, so the
+/// signature covers it.
+fn replace_body(req: &mut aws_smithy_runtime_api::client::orchestrator::HttpRequest, body: &[u8]) {
+    *req.body_mut() = SdkBody::from(body.to_vec());
+    req.headers_mut()
+        .insert("content-length", body.len().to_string());
+}
+
+/// Keeps the raw body of a response, so that fields the SDK does not model are not lost.
+#[derive(Debug, Clone, Default)]
+struct RawBody(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl RawBody {
+    fn json(&self, what: &str) -> Result<Value, ProviderError> {
+        let bytes = self.0.lock().expect("raw body lock").take();
+        let bytes = bytes.ok_or_else(|| ProviderError::Other {
+            what: what.to_string(),
+            detail: "the response body was not kept".into(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ProviderError::Other {
+            what: what.to_string(),
+            detail: format!("unreadable JSON answer: {e}"),
+        })
+    }
+}
+
+impl Intercept for RawBody {
+    fn name(&self) -> &'static str {
+        "RawBody"
     }
 
-    async fn key_grants(&self, key_arn: &str) -> Result<Vec<(String, Vec<String>)>, ProviderError> {
-        let out = self
-            .kms
-            .list_grants()
-            .key_id(key_arn)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(format!("grants of {key_arn}"), e))?;
-        Ok(out
-            .grants()
-            .iter()
-            .map(|g| {
-                (
-                    g.grantee_principal().unwrap_or_default().to_string(),
-                    g.operations()
-                        .iter()
-                        .map(|o| o.as_str().to_string())
-                        .collect(),
-                )
-            })
-            .collect())
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(bytes) = context.response().body().bytes() {
+            *self.0.lock().expect("raw body lock") = Some(bytes.to_vec());
+        }
+        Ok(())
     }
 }
 
@@ -417,95 +503,365 @@ where
     Ok(names)
 }
 
-/// Whether `role_arn` may decrypt with a key, from its key policy and grants: an Allow
-/// statement for the role, for its account's root (IAM policies then decide, as AWS
-/// delegates), or for `*`, with `kms:Decrypt` or `kms:*`, and no Deny for it; or a grant to
-/// the role with Decrypt. Conditions are not evaluated (a conditional Allow counts).
-pub fn role_may_decrypt(policy: &str, grants: &[(String, Vec<String>)], role_arn: &str) -> bool {
-    let account = role_arn.split(':').nth(4).unwrap_or_default();
-    let root = format!("arn:aws:iam::{account}:root");
-    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
-        return false;
-    };
-    let as_list = |v: &serde_json::Value| -> Vec<String> {
-        match v {
-            serde_json::Value::String(s) => vec![s.clone()],
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    let statements = match &doc["Statement"] {
-        serde_json::Value::Array(a) => a.clone(),
-        s @ serde_json::Value::Object(_) => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    let mut allowed = false;
-    for st in statements {
-        let actions = as_list(&st["Action"]);
-        let decrypt = actions
-            .iter()
-            .any(|a| a == "kms:Decrypt" || a == "kms:*" || a == "*");
-        if !decrypt {
-            continue;
-        }
-        let principals: Vec<String> = match &st["Principal"] {
-            serde_json::Value::String(s) => vec![s.clone()],
-            p => as_list(&p["AWS"]),
-        };
-        let names_role = principals.iter().any(|p| p == role_arn || p == "*");
-        let names_root = principals.iter().any(|p| *p == root || p == account);
-        match st["Effect"].as_str() {
-            Some("Deny") if names_role || names_root => return false,
-            Some("Allow") if names_role || names_root => allowed = true,
-            _ => {}
-        }
-    }
-    allowed
-        || grants
-            .iter()
-            .any(|(who, ops)| who == role_arn && ops.iter().any(|o| o == "Decrypt"))
+/// Instance families whose hosts carry local NVMe instance storage, encrypted by a hardware
+/// module and not by the config's KmsKeyId. Source: Amazon SageMaker AI developer guide,
+/// "Instance store volumes" (host-instance-storage), and the CreateEndpointConfig reference
+/// for KmsKeyId (older revisions: "the call to CreateEndpointConfig fails" when a KmsKeyId is
+/// given with such a type; current: the key "does not encrypt instance local storage"). The
+/// one list rekey keeps; extend it here.
+pub const NVME_FAMILIES: &[&str] = &[
+    "ml.c5d", "ml.m5d", "ml.r5d", "ml.c6id", "ml.m6id", "ml.r6id", "ml.g4dn", "ml.g5", "ml.g6",
+    "ml.g6e", "ml.gr6", "ml.p3dn", "ml.p4d", "ml.p4de", "ml.p5", "ml.p5e", "ml.p5en", "ml.trn1",
+    "ml.trn1n", "ml.trn2",
+];
+
+/// Where [`NVME_FAMILIES`] and the serverless rule come from (shown in plans).
+pub const VOLUME_KEY_SOURCE: &str = "AWS SageMaker API reference, CreateEndpointConfig KmsKeyId; SageMaker developer guide, Instance store volumes; Serverless Inference (no ML storage volume)";
+
+/// Whether an instance type has local NVMe storage.
+pub fn has_nvme(instance_type: &str) -> bool {
+    let family = instance_type
+        .rsplit_once('.')
+        .map_or(instance_type, |(f, _)| f);
+    NVME_FAMILIES.contains(&family)
 }
 
-/// The key policy statement that lets `role_arn` use a key for model artifacts.
-pub fn statement_for(role_arn: &str) -> String {
-    serde_json::json!({
-        "Sid": "AllowSageMakerExecutionRole",
-        "Effect": "Allow",
-        "Principal": { "AWS": role_arn },
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-        "Resource": "*"
-    })
-    .to_string()
+/// How much of an endpoint's storage its KmsKeyId covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coverage {
+    /// Every variant has an ML storage volume the key encrypts.
+    #[default]
+    Covered,
+    /// Some variants have local NVMe storage or are serverless: the key covers the others.
+    Partial,
+    /// No variant has a volume the key encrypts.
+    NotCovered,
+}
+
+/// The plan's word on the volume key of an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeKey {
+    pub coverage: Coverage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl VolumeKey {
+    pub fn is_covered(&self) -> bool {
+        self.coverage == Coverage::Covered
+    }
+}
+
+/// What the KmsKeyId of a config with these variants covers.
+pub fn volume_key(variants: &[VariantInfo]) -> VolumeKey {
+    let uncovered: Vec<String> = variants
+        .iter()
+        .filter_map(|v| {
+            if v.serverless {
+                Some(format!("{} is serverless (no ML storage volume)", v.name))
+            } else {
+                v.instance_type.as_deref().filter(|t| has_nvme(t)).map(|t| {
+                    format!(
+                        "{} runs on {t} (local NVMe storage, hardware-encrypted)",
+                        v.name
+                    )
+                })
+            }
+        })
+        .collect();
+    if uncovered.is_empty() {
+        return VolumeKey::default();
+    }
+    let coverage = if uncovered.len() == variants.len() {
+        Coverage::NotCovered
+    } else {
+        Coverage::Partial
+    };
+    VolumeKey {
+        coverage,
+        reason: Some(format!(
+            "the config's KmsKeyId does not cover the local storage of: {}",
+            uncovered.join("; ")
+        )),
+        source: Some(VOLUME_KEY_SOURCE.to_string()),
+    }
+}
+
+/// Fields DescribeEndpointConfig reports that CreateEndpointConfig does not take (output only).
+pub const OUTPUT_ONLY: &[&str] = &["EndpointConfigArn", "CreationTime"];
+
+/// The fields a clone changes: the name and the keys (JSON pointers).
+const KEY_FIELDS: &[&str] = &[
+    "/KmsKeyId",
+    "/DataCaptureConfig/KmsKeyId",
+    "/AsyncInferenceConfig/OutputConfig/KmsKeyId",
+];
+
+/// The CreateEndpointConfig request for a copy of `source` (a DescribeEndpointConfig answer)
+/// named `new`: every field as it is — including fields this build does not know, so that
+/// nothing SageMaker adds later is dropped — except the name, the output-only fields, and the
+/// keys: `KmsKeyId` (unless `volume_key` is false), the data-capture key and the async-output
+/// key set to `key_arn`. `tags` are the source config's (AWS-reserved `aws:` tags left out).
+pub fn clone_request(
+    source: &Value,
+    new: &str,
+    key_arn: &str,
+    volume_key: bool,
+    tags: &BTreeMap<String, String>,
+) -> Value {
+    let mut r = source.clone();
+    let Some(m) = r.as_object_mut() else {
+        return r;
+    };
+    for f in OUTPUT_ONLY {
+        m.remove(*f);
+    }
+    m.insert("EndpointConfigName".into(), Value::String(new.into()));
+    if volume_key {
+        m.insert("KmsKeyId".into(), Value::String(key_arn.into()));
+    } else {
+        m.remove("KmsKeyId");
+    }
+    if let Some(dc) = m
+        .get_mut("DataCaptureConfig")
+        .and_then(Value::as_object_mut)
+    {
+        dc.insert("KmsKeyId".into(), Value::String(key_arn.into()));
+    }
+    if let Some(out) = m
+        .get_mut("AsyncInferenceConfig")
+        .and_then(|a| a.get_mut("OutputConfig"))
+        .and_then(Value::as_object_mut)
+    {
+        out.insert("KmsKeyId".into(), Value::String(key_arn.into()));
+    }
+    let tags: Vec<Value> = tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .map(|(k, v)| serde_json::json!({ "Key": k, "Value": v }))
+        .collect();
+    if tags.is_empty() {
+        m.remove("Tags");
+    } else {
+        m.insert("Tags".into(), Value::Array(tags));
+    }
+    r
+}
+
+/// A config with what a clone may change taken out (name, ARN, creation time, the three
+/// keys): a faithful clone compares equal to its source.
+pub fn comparable(config: &Value) -> Value {
+    let mut c = config.clone();
+    if let Some(m) = c.as_object_mut() {
+        m.remove("EndpointConfigName");
+        m.remove("Tags");
+        for f in OUTPUT_ONLY {
+            m.remove(*f);
+        }
+    }
+    for p in KEY_FIELDS {
+        let (parent, leaf) = p.rsplit_once('/').expect("a pointer");
+        if let Some(o) = c.pointer_mut(parent).and_then(Value::as_object_mut) {
+            o.remove(leaf);
+        }
+    }
+    c
+}
+
+/// The differences between two JSON values, one `path: a != b` line each (numbers compared
+/// by value, so that 1 and 1.0 are the same weight).
+pub fn json_diff(a: &Value, b: &Value) -> Vec<String> {
+    fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    walk(&format!("{path}/{k}"), x.get(k), y.get(k), out);
+                }
+            }
+            (Some(Value::Array(x)), Some(Value::Array(y))) => {
+                for i in 0..x.len().max(y.len()) {
+                    walk(&format!("{path}/{i}"), x.get(i), y.get(i), out);
+                }
+            }
+            (Some(Value::Number(x)), Some(Value::Number(y))) if x.as_f64() == y.as_f64() => {}
+            (x, y) if x == y => {}
+            (x, y) => {
+                let show = |v: Option<&Value>| v.map_or("(absent)".to_string(), |v| v.to_string());
+                out.push(format!(
+                    "{}: {} != {}",
+                    if path.is_empty() { "/" } else { path },
+                    show(x),
+                    show(y)
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", Some(a), Some(b), &mut out);
+    out
+}
+
+/// Whether `candidate` (a DescribeEndpointConfig answer) is `source` re-keyed onto `key_arn`:
+/// equal beyond name, ARN, time and keys, with every key that the source has a place for on
+/// `key_arn` (the volume key may be absent when `volume_key_optional`). Err: the differences.
+pub fn check_clone(
+    source: &Value,
+    candidate: &Value,
+    key_arn: &str,
+    volume_key_optional: bool,
+) -> Result<(), Vec<String>> {
+    let mut diff = json_diff(&comparable(source), &comparable(candidate));
+    let key_at = |p: &str| candidate.pointer(p).and_then(Value::as_str);
+    match key_at("/KmsKeyId") {
+        Some(k) if k == key_arn => {}
+        None if volume_key_optional => {}
+        other => diff.push(format!("/KmsKeyId: {other:?}, not {key_arn}")),
+    }
+    for (parent, p) in [
+        ("/DataCaptureConfig", "/DataCaptureConfig/KmsKeyId"),
+        (
+            "/AsyncInferenceConfig/OutputConfig",
+            "/AsyncInferenceConfig/OutputConfig/KmsKeyId",
+        ),
+    ] {
+        if source.pointer(parent).is_some_and(Value::is_object) && key_at(p) != Some(key_arn) {
+            diff.push(format!("{p}: {:?}, not {key_arn}", key_at(p)));
+        }
+    }
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(diff)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    const ROLE: &str = "arn:aws:iam::123456789012:role/sm-exec";
+    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/team";
+
+    fn source() -> Value {
+        json!({
+            "EndpointConfigName": "old",
+            "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/old",
+            "CreationTime": 1.7e9,
+            "ProductionVariants": [
+                { "VariantName": "a", "ModelName": "m", "InitialInstanceCount": 2,
+                  "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0 },
+                { "VariantName": "b", "ModelName": "m", "InitialInstanceCount": 1,
+                  "InstanceType": "ml.m5.large", "InitialVariantWeight": 0.5 }
+            ],
+            "DataCaptureConfig": { "EnableCapture": true, "InitialSamplingPercentage": 5,
+                                   "DestinationS3Uri": "s3://b/capture",
+                                   "CaptureOptions": [{ "CaptureMode": "Input" }] },
+            "AsyncInferenceConfig": { "OutputConfig": { "S3OutputPath": "s3://b/out" } },
+            "VpcConfig": { "SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1"] },
+            "EnableNetworkIsolation": true,
+            "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
+            "SomeFieldFromTheFuture": { "x": 1 }
+        })
+    }
 
     #[test]
-    fn policy_evaluation() {
-        let root = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}"#;
-        assert!(
-            role_may_decrypt(root, &[], ROLE),
-            "the account root delegates to IAM"
+    fn a_clone_keeps_every_field_and_changes_only_keys() {
+        let tags = BTreeMap::from([
+            ("team".to_string(), "fraud".to_string()),
+            ("aws:cloudformation:stack-name".to_string(), "s".to_string()),
+        ]);
+        let r = clone_request(&source(), "new", KEY, true, &tags);
+        assert_eq!(r["EndpointConfigName"], "new");
+        assert!(r.get("EndpointConfigArn").is_none() && r.get("CreationTime").is_none());
+        assert_eq!(r["KmsKeyId"], KEY);
+        assert_eq!(r["DataCaptureConfig"]["KmsKeyId"], KEY);
+        assert_eq!(r["AsyncInferenceConfig"]["OutputConfig"]["KmsKeyId"], KEY);
+        assert_eq!(
+            r["SomeFieldFromTheFuture"],
+            json!({ "x": 1 }),
+            "unknown fields kept"
         );
-        let other = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/other"},"Action":["kms:Decrypt"],"Resource":"*"}]}"#;
-        assert!(!role_may_decrypt(other, &[], ROLE));
+        assert_eq!(r["Tags"], json!([{ "Key": "team", "Value": "fraud" }]));
+        assert_eq!(check_clone(&source(), &r, KEY, false), Ok(()));
+        let without = clone_request(&source(), "new", KEY, false, &tags);
+        assert!(without.get("KmsKeyId").is_none());
+        assert!(check_clone(&source(), &without, KEY, false).is_err());
+        assert_eq!(check_clone(&source(), &without, KEY, true), Ok(()));
+    }
+
+    #[test]
+    fn a_config_that_differs_beyond_keys_is_not_a_clone() {
+        let mut other = clone_request(&source(), "new", KEY, true, &BTreeMap::new());
+        other["ProductionVariants"][1]["InitialVariantWeight"] = json!(1);
+        other["EnableNetworkIsolation"] = json!(false);
+        let diff = check_clone(&source(), &other, KEY, false).unwrap_err();
+        assert_eq!(diff.len(), 2, "{diff:?}");
+        assert!(diff[0].starts_with("/EnableNetworkIsolation"), "{diff:?}");
         assert!(
-            role_may_decrypt(
-                other,
-                &[(ROLE.to_string(), vec!["Decrypt".to_string()])],
-                ROLE
-            ),
-            "a grant suffices"
+            diff[1].starts_with("/ProductionVariants/1/InitialVariantWeight"),
+            "{diff:?}"
         );
-        let denied = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:role/sm-exec"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
-        assert!(!role_may_decrypt(denied, &[], ROLE));
-        assert!(statement_for(ROLE).contains(ROLE));
+        let mut foreign = clone_request(&source(), "new", KEY, true, &BTreeMap::new());
+        foreign["DataCaptureConfig"]["KmsKeyId"] =
+            json!("arn:aws:kms:us-east-1:123456789012:key/other");
+        assert!(check_clone(&source(), &foreign, KEY, false).is_err());
+        // 1 and 1.0 are the same number.
+        let mut same = clone_request(&source(), "new", KEY, true, &BTreeMap::new());
+        same["ProductionVariants"][0]["InitialVariantWeight"] = json!(1);
+        assert_eq!(check_clone(&source(), &same, KEY, false), Ok(()));
+    }
+
+    #[test]
+    fn the_update_keeps_the_fleet() {
+        let r = update_request("e", "c", None);
+        assert_eq!(r["RetainAllVariantProperties"], true);
+        assert_eq!(r["RetainDeploymentConfig"], true);
+        let d = json!({ "BlueGreenUpdatePolicy": { "TrafficRoutingConfiguration": { "Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 60 } } });
+        let r = update_request("e", "c", Some(&d));
+        assert_eq!(r["DeploymentConfig"], d);
+        assert!(r.get("RetainDeploymentConfig").is_none());
+    }
+
+    #[test]
+    fn nvme_and_serverless_variants_are_not_covered() {
+        let v = |name: &str, t: Option<&str>, serverless: bool| VariantInfo {
+            name: name.into(),
+            instance_type: t.map(str::to_string),
+            serverless,
+            shadow: false,
+        };
+        assert!(has_nvme("ml.g4dn.xlarge") && has_nvme("ml.p4d.24xlarge"));
+        assert!(!has_nvme("ml.m5.large") && !has_nvme("ml.g4.xlarge"));
+        assert!(volume_key(&[v("a", Some("ml.m5.large"), false)]).is_covered());
+        let p = volume_key(&[
+            v("a", Some("ml.m5.large"), false),
+            v("b", Some("ml.g5.xlarge"), false),
+        ]);
+        assert_eq!(p.coverage, Coverage::Partial);
+        assert!(p.reason.unwrap().contains("b runs on ml.g5.xlarge"));
+        let n = volume_key(&[v("a", None, true), v("b", Some("ml.p5.48xlarge"), false)]);
+        assert_eq!(n.coverage, Coverage::NotCovered);
+        assert!(n.source.is_some());
+    }
+
+    #[test]
+    fn config_info_reads_variants() {
+        let mut c = source();
+        c["ShadowProductionVariants"] = json!([{ "VariantName": "s", "ModelName": "m2",
+            "ServerlessConfig": { "MemorySizeInMB": 2048, "MaxConcurrency": 1 } }]);
+        let i = EndpointConfigInfo::from_json("old", &c);
+        assert_eq!(i.model_names, vec!["m", "m2"]);
+        assert_eq!(i.variants.len(), 3);
+        assert!(i.variants[2].serverless && i.variants[2].shadow);
+        assert!(i.async_output && i.data_capture);
+        assert_eq!(
+            i.execution_role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/exec")
+        );
     }
 }

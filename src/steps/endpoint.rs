@@ -4,7 +4,7 @@
 
 use super::{json, S3Steps, StepOutcome, UndoCtx, UndoOutcome};
 use crate::error::ProviderError;
-use crate::providers::sagemaker::SageMakerApi;
+use crate::providers::sagemaker::{check_clone, clone_request, Coverage, SageMakerApi, VolumeKey};
 use crate::providers::{KeyRead, S3Write};
 use crate::retry::retried;
 
@@ -89,11 +89,14 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
 
     /// Point an endpoint at `config` (already existing) and wait for it, if it is on
     /// `expected` or already on `config`; otherwise leave it (returns the config it is on).
+    /// The fleet is kept (RetainAllVariantProperties) and so is the deployment config unless
+    /// the plan names one.
     async fn move_endpoint(
         &self,
         name: &str,
         expected: &str,
         config: &str,
+        deployment: Option<&serde_json::Value>,
     ) -> Result<Result<(), String>, String> {
         let (_, status, mut current) =
             retried(&self.policy, self.pacer, || self.s3.describe_endpoint(name))
@@ -114,7 +117,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             }
             if current != config {
                 retried(&self.policy, self.pacer, || {
-                    self.s3.update_endpoint(name, config)
+                    self.s3.update_endpoint(name, config, deployment)
                 })
                 .await
                 .0
@@ -124,12 +127,91 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         self.wait_in_service(name, config).await.map(Ok)
     }
 
+    /// Make sure config `to` exists and is `from` re-keyed onto `key_arn`, field for field:
+    /// create it if absent; an existing one (an earlier attempt, or someone else's) is used only
+    /// if it compares equal beyond names, ARNs, times and keys. Err: why not, with the diff.
+    async fn ensure_config(
+        &self,
+        from: &str,
+        to: &str,
+        key_arn: &str,
+        volume_key: &VolumeKey,
+    ) -> Result<(), String> {
+        let source = retried(&self.policy, self.pacer, || {
+            self.s3.endpoint_config_json(from)
+        })
+        .await
+        .0
+        .map_err(|e| e.to_string())?;
+        let optional = !volume_key.is_covered();
+        let check = |candidate: &serde_json::Value| {
+            check_clone(&source, candidate, key_arn, optional).map_err(|diff| {
+                format!(
+                    "endpoint config {to} exists but is not {from} re-keyed (left alone; delete or rename it, then apply again): {}",
+                    diff.join("; ")
+                )
+            })
+        };
+        match retried(&self.policy, self.pacer, || {
+            self.s3.endpoint_config_json(to)
+        })
+        .await
+        .0
+        {
+            Ok(existing) => return check(&existing),
+            Err(ProviderError::NotFound { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let config_arn = source["EndpointConfigArn"].as_str().unwrap_or_default();
+        let tags = if config_arn.is_empty() {
+            Default::default()
+        } else {
+            retried(&self.policy, self.pacer, || self.s3.tags(config_arn))
+                .await
+                .0
+                .map_err(|e| e.to_string())?
+        };
+        let with_key = volume_key.coverage != Coverage::NotCovered;
+        let request = clone_request(&source, to, key_arn, with_key, &tags);
+        let sent = retried(&self.policy, self.pacer, || {
+            self.s3.create_endpoint_config_json(&request)
+        })
+        .await
+        .0;
+        match sent {
+            Ok(_) => {}
+            // Some instance types refuse a KmsKeyId (local NVMe storage): the plan said the
+            // key does not cover them, so the config goes without it.
+            Err(ProviderError::Invalid { detail, .. })
+                if with_key && optional && refuses_volume_key(&detail) =>
+            {
+                let request = clone_request(&source, to, key_arn, false, &tags);
+                retried(&self.policy, self.pacer, || {
+                    self.s3.create_endpoint_config_json(&request)
+                })
+                .await
+                .0
+                .map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        let created = retried(&self.policy, self.pacer, || {
+            self.s3.endpoint_config_json(to)
+        })
+        .await
+        .0
+        .map_err(|e| e.to_string())?;
+        check(&created)
+    }
+
     pub(super) async fn run_endpoint(
         &self,
         name: &str,
         from: &str,
         to: &str,
         key_arn: &str,
+        volume_key: &VolumeKey,
+        deployment: Option<&serde_json::Value>,
     ) -> StepOutcome {
         let current = match self.settled(name).await {
             Ok(c) => c,
@@ -152,18 +234,11 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             };
         }
         if current != to {
-            if let Err(e) = retried(&self.policy, self.pacer, || {
-                self.s3.clone_endpoint_config(from, to, key_arn)
-            })
-            .await
-            .0
-            {
-                return StepOutcome::Failed {
-                    reason: e.to_string(),
-                };
+            if let Err(reason) = self.ensure_config(from, to, key_arn, volume_key).await {
+                return StepOutcome::Failed { reason };
             }
         }
-        match self.move_endpoint(name, from, to).await {
+        match self.move_endpoint(name, from, to, deployment).await {
             Ok(Ok(())) => StepOutcome::Succeeded {
                 result: json(&serde_json::json!({ "config": to })),
                 note: None,
@@ -182,6 +257,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         name: &str,
         from: &str,
         to: &str,
+        deployment: Option<&serde_json::Value>,
         ctx: UndoCtx<'_>,
     ) -> UndoOutcome {
         let current = match self.settled(name).await {
@@ -216,7 +292,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 ),
             };
         }
-        match self.move_endpoint(name, to, from).await {
+        match self.move_endpoint(name, to, from, deployment).await {
             Ok(Ok(())) => UndoOutcome::Undone { note: None },
             Ok(Err(now)) => UndoOutcome::Conflict {
                 reason: format!(
@@ -226,4 +302,11 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             Err(reason) => UndoOutcome::Failed { reason },
         }
     }
+}
+
+/// Whether a refused CreateEndpointConfig refused the volume key (an instance type with local
+/// storage): the message names the key or local/instance storage.
+fn refuses_volume_key(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("kmskeyid") || d.contains("local storage") || d.contains("instance storage")
 }

@@ -104,6 +104,15 @@ pub enum StepSpec {
         from_config: String,
         to_config: String,
         key_arn: String,
+        /// What the KmsKeyId covers; absent: covered (the key is required, the careful value).
+        #[serde(
+            default,
+            skip_serializing_if = "crate::providers::sagemaker::VolumeKey::is_covered"
+        )]
+        volume_key: crate::providers::sagemaker::VolumeKey,
+        /// UpdateEndpoint's DeploymentConfig; none: the endpoint's own is retained.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deployment_config: Option<serde_json::Value>,
     },
 }
 

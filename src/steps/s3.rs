@@ -1328,10 +1328,19 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 from_config,
                 to_config,
                 key_arn,
+                volume_key,
+                deployment_config,
                 ..
             } => (
-                self.run_endpoint(name, from_config, to_config, key_arn)
-                    .await,
+                self.run_endpoint(
+                    name,
+                    from_config,
+                    to_config,
+                    key_arn,
+                    volume_key,
+                    deployment_config.as_ref(),
+                )
+                .await,
                 0,
             ),
             StepSpec::GcsBucketDefault { .. } => (
@@ -1353,8 +1362,18 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 name,
                 from_config,
                 to_config,
+                deployment_config,
                 ..
-            } => self.undo_endpoint(name, from_config, to_config, ctx).await,
+            } => {
+                self.undo_endpoint(
+                    name,
+                    from_config,
+                    to_config,
+                    deployment_config.as_ref(),
+                    ctx,
+                )
+                .await
+            }
             StepSpec::GcsBucketDefault { .. } => UndoOutcome::Failed {
                 reason: "a Cloud Storage step reached the AWS runner".into(),
             },

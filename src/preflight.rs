@@ -1,0 +1,186 @@
+//! The key-access preflight (DESIGN §5, I5): who will use each team key, and the verdict of
+//! the evaluator in `access` for each. Reads go through [`AccessRead`] and are cached for a
+//! run; a plan records the verdicts, and apply evaluates them again before any write.
+
+use std::collections::HashMap;
+
+use crate::access::{evaluate, statement_for, Acceptance, IdentityView, KeyFacts, Usage, Verdict};
+use crate::error::RekeyError;
+use crate::providers::iam::AccessRead;
+
+/// Reads of one run, each made once.
+pub struct AccessCache<'a, A> {
+    aws: &'a A,
+    accept: Acceptance,
+    keys: HashMap<String, KeyFacts>,
+    identities: HashMap<String, IdentityView>,
+    caller: Option<String>,
+}
+
+impl<'a, A: AccessRead> AccessCache<'a, A> {
+    pub fn new(aws: &'a A, accept: Acceptance) -> Self {
+        AccessCache {
+            aws,
+            accept,
+            keys: HashMap::new(),
+            identities: HashMap::new(),
+            caller: None,
+        }
+    }
+
+    /// rekey's own principal.
+    pub async fn caller(&mut self) -> Result<String, RekeyError> {
+        if let Some(c) = &self.caller {
+            return Ok(c.clone());
+        }
+        let c = self.aws.caller().await?;
+        self.caller = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The verdict for `usage` of `key_arn`; `role` says why the principal needs it.
+    pub async fn verdict(
+        &mut self,
+        usage: &Usage,
+        key_arn: &str,
+        role: &str,
+    ) -> Result<Verdict, RekeyError> {
+        if !self.keys.contains_key(key_arn) {
+            let facts = self.aws.key_facts(key_arn).await?;
+            self.keys.insert(key_arn.to_string(), facts);
+        }
+        if !self.identities.contains_key(&usage.principal) {
+            let view = self.aws.identity(&usage.principal).await?;
+            self.identities.insert(usage.principal.clone(), view);
+        }
+        let mut v = evaluate(
+            &self.keys[key_arn],
+            &self.identities[&usage.principal],
+            usage,
+            &self.accept,
+            role,
+        );
+        if !v.allowed() && v.add.is_none() {
+            let actions: Vec<&str> = usage.actions.iter().map(String::as_str).collect();
+            v.add = Some(statement_for(usage, &actions));
+        }
+        Ok(v)
+    }
+
+    /// The same usage evaluated again (apply's re-check of a planned verdict).
+    pub async fn again(&mut self, planned: &Verdict, region: &str) -> Result<Verdict, RekeyError> {
+        let usage = usage_of(planned, region);
+        self.verdict(&usage, &planned.key_arn, &planned.role).await
+    }
+}
+
+/// The usage a verdict was made for (its principal, actions and request context).
+pub fn usage_of(v: &Verdict, region: &str) -> Usage {
+    let actions: Vec<&str> = v.actions.iter().map(String::as_str).collect();
+    let mut u = Usage::principal(&v.principal, &actions, v.via_service.clone());
+    u.grant_for_resource = v.via_service.as_deref() == Some(&sagemaker_service(region))
+        && actions
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("kms:CreateGrant"));
+    u
+}
+
+pub fn s3_service(region: &str) -> String {
+    format!("s3.{region}.amazonaws.com")
+}
+
+pub fn sagemaker_service(region: &str) -> String {
+    format!("sagemaker.{region}.amazonaws.com")
+}
+
+/// An execution role reading model artifacts through S3.
+pub fn artifact_reader(role: &str, region: &str) -> Usage {
+    Usage::principal(role, &["kms:Decrypt"], Some(s3_service(region)))
+}
+
+/// An execution role writing data capture or async output through S3 (and reading it back).
+pub fn output_writer(role: &str, region: &str) -> Usage {
+    Usage::principal(
+        role,
+        &["kms:Decrypt", "kms:GenerateDataKey"],
+        Some(s3_service(region)),
+    )
+}
+
+/// rekey creating an endpoint config and updating the endpoint onto a volume key: SageMaker
+/// describes the key and creates grants for the endpoint's instances under the caller.
+pub fn endpoint_deployer(caller: &str, region: &str) -> Usage {
+    let mut u = Usage::principal(
+        caller,
+        &[
+            "kms:CreateGrant",
+            "kms:DescribeKey",
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+        ],
+        Some(sagemaker_service(region)),
+    );
+    u.grant_for_resource = true;
+    u
+}
+
+/// The blocked verdicts among `verdicts`, one line each; none: all allowed.
+pub fn blocking(verdicts: &[Verdict]) -> Option<String> {
+    let lines: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.allowed())
+        .map(Verdict::summary)
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(" | "))
+}
+
+/// A planned verdict that is worse now, for apply's refusal.
+pub fn worse(planned: &Verdict, now: &Verdict) -> Option<String> {
+    (planned.allowed() && !now.allowed()).then(|| {
+        format!(
+            "{} may no longer use {} ({}): planned {}, now {}{}",
+            now.principal,
+            now.key_arn,
+            now.role,
+            planned.verdict.as_str(),
+            now.verdict.as_str(),
+            now.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )
+    })
+}
+
+/// The verdicts of the campaign's `consumers:` on the team keys pinned in `account`.
+pub async fn consumer_verdicts<A: AccessRead>(
+    campaign: &crate::campaign::LoadedCampaign,
+    account: &str,
+    aws: &A,
+    pinned: &crate::inventory::PinnedKeys,
+) -> Result<Vec<Verdict>, RekeyError> {
+    let region = campaign
+        .spec
+        .aws
+        .as_ref()
+        .map(|a| a.region.clone())
+        .unwrap_or_default();
+    let mut cache = AccessCache::new(aws, campaign.spec.preflight.accept_unverified.clone());
+    let mut out = Vec::new();
+    for c in &campaign.spec.consumers {
+        let actions: Vec<&str> = if c.actions.is_empty() {
+            vec!["kms:Decrypt", "kms:GenerateDataKey"]
+        } else {
+            c.actions.iter().map(String::as_str).collect()
+        };
+        let usage = Usage::principal(&c.principal, &actions, c.via.service(&region));
+        for k in &c.keys {
+            let Some(p) = pinned.get(&crate::inventory::pin_id(k, account)) else {
+                continue;
+            };
+            let role = format!("consumer of team key {k} (campaign consumers:)");
+            out.push(cache.verdict(&usage, &p.arn, &role).await?);
+        }
+    }
+    Ok(out)
+}
