@@ -37,6 +37,19 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
    given access key, pause (the test writes or kills rekey meanwhile) or fail with a 5xx or a
    409 ConditionalRequestConflict, before or after the request is served.
 
+14. SageMaker endpoint configs are stored whole: CreateEndpointConfig keeps every field of the
+   request and DescribeEndpointConfig echoes them back as AWS does (moto 5.2.5 drops
+   ExecutionRoleArn, VpcConfig, EnableNetworkIsolation, ShadowProductionVariants,
+   ExplainerConfig, ...), with EndpointConfigArn and CreationTime, without Tags; a second
+   CreateEndpointConfig with an existing name is refused (ValidationException "Cannot create
+   already existing endpoint configuration"; moto overwrites). A test may make it refuse a
+   KmsKeyId for instance types with local storage (POST /_rekey/sagemaker
+   {"refuse_kms_for": ["ml.g4dn"]}), as older SageMaker did.
+15. UpdateEndpoint requests are recorded (GET /_rekey/sagemaker → {"updates": [...]}); with
+   RetainAllVariantProperties the endpoint keeps its variants' current weights and instance
+   counts (as set by UpdateEndpointWeightsAndCapacities), otherwise they reset to the new
+   config's initial values.
+
 Only path-style S3 requests are inspected (the SDK uses path style against an endpoint).
 """
 
@@ -226,6 +239,10 @@ class Overlay:
         polls = os.environ.get("REKEY_OVERLAY_UPDATE_POLLS")
         self.update_polls = int(polls) if polls else None
         self.pending_updates = {}
+        # (account, region, name) -> DescribeEndpointConfig answer; recorded UpdateEndpoints.
+        self.sm_configs = {}
+        self.sm_updates = []
+        self.refuse_kms_for = []
         self.faults = Faults()
         self.hooks = Hooks()
 
@@ -282,6 +299,16 @@ class Overlay:
         return [body]
 
     def dispatch(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/moto-api/reset":
+            self.sm_configs.clear()
+            self.sm_updates.clear()
+            self.refuse_kms_for = []
+        if environ.get("PATH_INFO") == "/_rekey/sagemaker":
+            if environ["REQUEST_METHOD"] == "POST":
+                conf = json.loads(read_body(environ) or b"{}")
+                self.refuse_kms_for = list(conf.get("refuse_kms_for", []))
+            body = json.dumps({"updates": self.sm_updates, "refuse_kms_for": self.refuse_kms_for})
+            return Response(body, content_type="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == "/_rekey/faults":
             if environ["REQUEST_METHOD"] == "POST":
                 self.faults.configure(json.loads(read_body(environ) or b"{}"))
@@ -298,7 +325,7 @@ class Overlay:
             if service == "s3":
                 return self.s3(environ, start_response, region or "us-east-1")
             if service == "sagemaker":
-                resp = self.sagemaker(environ, region or "us-east-1")
+                resp = self.sagemaker(environ, start_response, region or "us-east-1")
                 if resp is not None:
                     return resp(environ, start_response)
         except KeyProblem as problem:
@@ -586,8 +613,71 @@ class Overlay:
         return Response(status=200, headers=headers)
 
     # ---- SageMaker ------------------------------------------------------------------
-    def sagemaker(self, environ, region):
+    def sm_account(self, environ):
+        account_id = os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
+        _, _, access_key = credential_scope(environ)
+        try:
+            from moto.core.utils import get_account_id_from  # type: ignore
+
+            account_id = get_account_id_from(access_key) or account_id
+        except Exception:
+            pass
+        return account_id
+
+    def create_endpoint_config(self, environ, start_response, region):
+        raw = read_body(environ) or b"{}"
+        body = json.loads(raw)
+        account_id = self.sm_account(environ)
+        name = body.get("EndpointConfigName", "")
+        arn = f"arn:aws:sagemaker:{region}:{account_id}:endpoint-config/{name.lower()}"
+        from moto.sagemaker.models import sagemaker_backends
+
+        backend = sagemaker_backends[account_id][region]
+        if (account_id, region, name) in self.sm_configs or name in backend.endpoint_configs:
+            return json_error(
+                400,
+                "ValidationException",
+                f"Cannot create already existing endpoint configuration \"{arn}\".",
+            )(environ, start_response)
+        if body.get("KmsKeyId"):
+            for v in body.get("ProductionVariants", []) + body.get("ShadowProductionVariants", []):
+                t = v.get("InstanceType") or ""
+                if any(t.startswith(prefix + ".") for prefix in self.refuse_kms_for):
+                    return json_error(
+                        400,
+                        "ValidationException",
+                        f"KmsKeyId is not supported for instance type {t}, which has local instance storage.",
+                    )(environ, start_response)
+        # moto creates it too (UpdateEndpoint and the endpoints need it), from the same body.
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ["CONTENT_LENGTH"] = str(len(raw))
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+
+        answer = b"".join(self.app(environ, capture))
+        if captured.get("status", "500").startswith("200"):
+            stored = {k: v for k, v in body.items() if k != "Tags"}
+            stored["EndpointConfigArn"] = arn
+            stored["CreationTime"] = time.time()
+            self.sm_configs[(account_id, region, name)] = stored
+        start_response(captured["status"], captured["headers"])
+        return [answer]
+
+    def sagemaker(self, environ, start_response, region):
         target = environ.get("HTTP_X_AMZ_TARGET")
+        if target == "SageMaker.CreateEndpointConfig":
+            return lambda e, sr: self.create_endpoint_config(e, sr, region)
+        if target == "SageMaker.DescribeEndpointConfig":
+            raw = read_body(environ) or b"{}"
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            name = json.loads(raw).get("EndpointConfigName", "")
+            stored = self.sm_configs.get((self.sm_account(environ), region, name))
+            if stored is not None:
+                return Response(json.dumps(stored), status=200, content_type="application/x-amz-json-1.1")
+            return None
         if target == "SageMaker.DescribeEndpoint" and self.pending_updates:
             name = json.loads(read_body(environ) or b"{}").get("EndpointName")
             pending = self.pending_updates.get(name)
@@ -602,14 +692,8 @@ class Overlay:
         from moto.sagemaker.models import sagemaker_backends
 
         body = json.loads(read_body(environ) or b"{}")
-        account_id = os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
-        _, _, access_key = credential_scope(environ)
-        try:
-            from moto.core.utils import get_account_id_from  # type: ignore
-
-            account_id = get_account_id_from(access_key) or account_id
-        except Exception:
-            pass
+        self.sm_updates.append(body)
+        account_id = self.sm_account(environ)
         backend = sagemaker_backends[account_id][region]
         name = body.get("EndpointName")
         config_name = body.get("EndpointConfigName")
@@ -630,11 +714,20 @@ class Overlay:
         endpoint.endpoint_status = "Updating"
         endpoint.last_modified_time = time.strftime("%Y-%m-%dT%H:%M:%S")
 
+        retain = bool(body.get("RetainAllVariantProperties"))
+        before = {v.get("VariantName"): v for v in (endpoint.production_variants or [])}
+
         def finish():
             endpoint.endpoint_config_name = config_name
-            endpoint.production_variants = endpoint._process_production_variants(
-                config.production_variants
-            )
+            variants = endpoint._process_production_variants(config.production_variants)
+            if retain:
+                kept = ("CurrentWeight", "DesiredWeight", "CurrentInstanceCount", "DesiredInstanceCount")
+                for v in variants:
+                    old = before.get(v.get("VariantName"))
+                    for k in kept:
+                        if old is not None and k in old:
+                            v[k] = old[k]
+            endpoint.production_variants = variants
             endpoint.data_capture_config = config.data_capture_config
             endpoint.endpoint_status = "InService"
 

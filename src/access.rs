@@ -718,7 +718,7 @@ pub fn evaluate(
     } else {
         missing.iter().map(String::as_str).collect()
     };
-    let (verdict, reason, add) = if let Some(st) = denied {
+    let (verdict, reason, add) = if let Some(st) = &denied {
         (
             VerdictKind::Denied,
             Some(format!(
@@ -764,10 +764,13 @@ pub fn evaluate(
         actions: usage.actions.clone(),
         via_service: usage.via_service.clone(),
         verdict,
-        rests_on: if verdict == VerdictKind::Allowed {
-            rests_on.into_iter().collect()
-        } else {
-            Vec::new()
+        // Allowed: the statements that allow; denied: the Deny; unverified: what could not
+        // be decided (each names its statement); not allowed: nothing reaches it.
+        rests_on: match verdict {
+            VerdictKind::Allowed => rests_on.into_iter().collect(),
+            VerdictKind::Denied => denied.into_iter().collect(),
+            VerdictKind::Unverified => unknown,
+            VerdictKind::NotAllowed => Vec::new(),
         },
         reason,
         add,

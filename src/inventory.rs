@@ -738,6 +738,16 @@ where
                     );
                 }
             }
+            // One verdict per principal, key and request (models often share a role).
+            let mut seen = std::collections::HashSet::new();
+            verdicts.retain(|v| {
+                seen.insert((
+                    v.principal.clone(),
+                    v.key_arn.clone(),
+                    v.actions.clone(),
+                    v.via_service.clone(),
+                ))
+            });
             if let Resource::SagemakerEndpoint(e) = &mut record.resource {
                 e.access = verdicts;
             }

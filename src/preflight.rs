@@ -60,7 +60,7 @@ impl<'a, A: AccessRead> AccessCache<'a, A> {
             &self.accept,
             role,
         );
-        if !v.allowed() && v.add.is_none() {
+        if v.verdict == crate::access::VerdictKind::NotAllowed && v.add.is_none() {
             let actions: Vec<&str> = usage.actions.iter().map(String::as_str).collect();
             v.add = Some(statement_for(usage, &actions));
         }

@@ -202,6 +202,35 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                         sm.key,
                         sm.artifacts.join(", ")
                     );
+                    let how = match &sm.deployment_config {
+                        Some(d) => format!(
+                            "UpdateEndpoint with RetainAllVariantProperties (instance counts and weights kept) and the campaign's DeploymentConfig `{d}`"
+                        ),
+                        None => "UpdateEndpoint with RetainAllVariantProperties and RetainDeploymentConfig (instance counts, weights and the endpoint's last deployment config kept)".to_string(),
+                    };
+                    let _ = writeln!(o, "  - update: {how}");
+                    if let Some(r) = &sm.volume_key.reason {
+                        let _ = writeln!(
+                            o,
+                            "  - volume key ({}): {r} (source: {})",
+                            match sm.volume_key.coverage {
+                                crate::providers::sagemaker::Coverage::Partial => "partial",
+                                crate::providers::sagemaker::Coverage::NotCovered => "not covered",
+                                crate::providers::sagemaker::Coverage::Covered => "covered",
+                            },
+                            sm.volume_key.source.as_deref().unwrap_or("")
+                        );
+                    }
+                    for v in &sm.access {
+                        let _ = writeln!(
+                            o,
+                            "  - key access: {} {} for {} ({})",
+                            v.principal,
+                            v.verdict.as_str(),
+                            v.actions.join(", "),
+                            v.rests_on.join("; ")
+                        );
+                    }
                 }
                 _ => {
                     let _ = writeln!(

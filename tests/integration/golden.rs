@@ -168,6 +168,15 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
             key_manager: None,
             data_capture: false,
             data_capture_kms_key_arn: None,
+            async_output: false,
+            async_output_kms_key_arn: None,
+            variants: vec![rekey::providers::sagemaker::VariantInfo {
+                name: "main".into(),
+                instance_type: Some("ml.m5.large".into()),
+                serverless: false,
+                shadow: false,
+            }],
+            access: Vec::new(),
             models: vec![rekey::model::SmModel {
                 name: "fraud-xgb".into(),
                 execution_role_arn: "arn:aws:iam::111111111111:role/fraud-serving".into(),

@@ -557,6 +557,43 @@ fn sagemaker_update_endpoint_goes_updating_then_in_service() {
     );
 }
 
+/// One of the endpoint-config checks of tests/overlay_sagemaker_configs.py (exit 0: it holds).
+fn sagemaker_config_check(endpoint: &str, check: &str) -> bool {
+    std::process::Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/overlay_sagemaker_configs.py"))
+        .args([endpoint, check])
+        .status()
+        .expect("run tests/overlay_sagemaker_configs.py")
+        .success()
+}
+
+#[test]
+fn sagemaker_endpoint_configs_are_stored_whole() {
+    assert!(sagemaker_config_check(&overlay().endpoint, "whole"));
+    assert!(
+        !sagemaker_config_check(&plain().endpoint, "whole"),
+        "plain moto drops fields of an endpoint config"
+    );
+}
+
+#[test]
+fn sagemaker_refuses_a_second_config_with_the_same_name() {
+    assert!(sagemaker_config_check(&overlay().endpoint, "duplicate"));
+    assert!(
+        !sagemaker_config_check(&plain().endpoint, "duplicate"),
+        "plain moto overwrites an existing endpoint config"
+    );
+}
+
+#[test]
+fn sagemaker_update_endpoint_retains_the_fleet_and_is_recorded() {
+    assert!(sagemaker_config_check(&overlay().endpoint, "retain"));
+    assert!(
+        !sagemaker_config_check(&plain().endpoint, "retain"),
+        "plain moto has no UpdateEndpoint"
+    );
+}
+
 /// Ok when the destination conditions hold: CopyObject honours If-Match / If-None-Match on
 /// the destination, CompleteMultipartUpload honours If-Match (412 PreconditionFailed).
 async fn destination_conditions(endpoint: &str) -> Result<(), String> {

@@ -8,9 +8,13 @@ use crate::apply::{code, stderr, Ctx};
 use crate::harness::{self, overlay, unique};
 
 fn seed_sagemaker(endpoint: &str, prefix: &str) -> serde_json::Value {
+    seed_with("tests/seed_sagemaker.py", &[endpoint, prefix])
+}
+
+fn seed_with(script: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(harness::ensure_venv())
-        .arg(harness::repo_root().join("tests/seed_sagemaker.py"))
-        .args([endpoint, prefix])
+        .arg(harness::repo_root().join(script))
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -161,7 +165,7 @@ async fn endpoints_are_rekeyed_after_their_artifacts_and_blocked_without_key_acc
     assert!(item("blocked-ep")
         .reason
         .unwrap()
-        .contains("add to its key policy"));
+        .contains("add to the key policy"));
     assert_eq!(item("nb").action, "manual");
     assert!(!item("nb").manual_steps.is_empty());
     assert_eq!(item("train").action, "report");
@@ -280,4 +284,487 @@ async fn endpoints_are_rekeyed_after_their_artifacts_and_blocked_without_key_acc
     );
     let out = ctx.rekey(&["verify", ctx.plan_str()]);
     assert_eq!(code(&out), 6);
+}
+
+/// DescribeEndpointConfig as SageMaker answers it (boto3, every field), and the endpoint.
+fn describe_raw(endpoint: &str, what: &str, name: &str) -> serde_json::Value {
+    let script = format!(
+        "import boto3, json, sys\n\
+         sm = boto3.client('sagemaker', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+         r = sm.{what}(**json.loads(sys.argv[2])); r.pop('ResponseMetadata', None)\n\
+         print(json.dumps(r, default=str))"
+    );
+    let field = if what == "describe_endpoint" {
+        "EndpointName"
+    } else {
+        "EndpointConfigName"
+    };
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", &script, endpoint])
+        .arg(serde_json::json!({ field: name }).to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A config with what a re-key may change taken out: name, ARN, creation time, the keys.
+fn beyond_keys(mut c: serde_json::Value) -> serde_json::Value {
+    let m = c.as_object_mut().unwrap();
+    for f in [
+        "EndpointConfigName",
+        "EndpointConfigArn",
+        "CreationTime",
+        "KmsKeyId",
+    ] {
+        m.remove(f);
+    }
+    if let Some(d) = m
+        .get_mut("DataCaptureConfig")
+        .and_then(|d| d.as_object_mut())
+    {
+        d.remove("KmsKeyId");
+    }
+    if let Some(o) = m
+        .get_mut("AsyncInferenceConfig")
+        .and_then(|a| a.get_mut("OutputConfig"))
+        .and_then(|o| o.as_object_mut())
+    {
+        o.remove("KmsKeyId");
+    }
+    c
+}
+
+fn sagemaker_campaign(
+    dir: &std::path::Path,
+    p: &str,
+    sagemaker: &str,
+    top: &str,
+) -> std::path::PathBuf {
+    let campaign = dir.join("campaign.yaml");
+    let yaml = crate::apply::campaign_yaml(
+        p,
+        "",
+        "limits: { concurrency: 4, requests_per_second: 200 }",
+    )
+    .replace("  s3: {", &format!("  sagemaker: {sagemaker}\n  s3: {{"));
+    std::fs::write(&campaign, format!("{yaml}{top}")).unwrap();
+    campaign
+}
+
+fn plan_with(
+    endpoint: &str,
+    campaign: &std::path::Path,
+    plan_path: &std::path::Path,
+) -> plan::PlanFile {
+    let out = harness::rekey(endpoint)
+        .args(["plan", "-c"])
+        .arg(campaign)
+        .arg("-o")
+        .arg(plan_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    plan::load(plan_path).unwrap()
+}
+
+fn planned_item(pf: &plan::PlanFile, name: &str) -> plan::SmPlan {
+    pf.stages
+        .iter()
+        .flat_map(|s| &s.sagemaker)
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("{name} not planned"))
+        .clone()
+}
+
+#[tokio::test]
+async fn a_rekeyed_endpoint_keeps_every_field_its_fleet_and_what_its_key_does_not_cover() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smfull");
+    let seeded = harness::seed_estate(&endpoint, &p, 1);
+    seed_with("tests/seed_sagemaker.py", &[&endpoint, &p, "full"]);
+    let fraud = seeded["keys"]["fraud"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = r#"{ BlueGreenUpdatePolicy: { TrafficRoutingConfiguration: { Type: ALL_AT_ONCE, WaitIntervalInSeconds: 300 }, TerminationWaitInSeconds: 600 }, AutoRollbackConfiguration: { Alarms: [ { AlarmName: fraud-5xx } ] } }"#;
+    let campaign = sagemaker_campaign(
+        dir.path(),
+        &p,
+        &format!("{{ endpoints: true, deployment_config: {deployment} }}"),
+        "",
+    );
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let pf = plan_with(&endpoint, &campaign, &plan_path);
+
+    // An NVMe-only endpoint with nothing else to re-key is not applicable, with reason and
+    // source; one with data capture is re-keyed without a volume key being required.
+    let nvme = planned_item(&pf, &format!("{p}nvme-ep"));
+    assert_eq!(nvme.action, "not-applicable", "{nvme:?}");
+    assert_eq!(
+        nvme.volume_key.coverage,
+        rekey::providers::sagemaker::Coverage::NotCovered
+    );
+    assert!(nvme
+        .volume_key
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("ml.g4dn.xlarge"));
+    assert!(nvme
+        .volume_key
+        .source
+        .as_deref()
+        .unwrap()
+        .contains("Instance store volumes"));
+    let capture = planned_item(&pf, &format!("{p}nvme-capture-ep"));
+    assert_eq!(capture.action, "rekey-endpoint");
+    assert_eq!(
+        capture.volume_key.coverage,
+        rekey::providers::sagemaker::Coverage::NotCovered
+    );
+    let partial = planned_item(&pf, &format!("{p}partial-ep"));
+    assert_eq!(
+        partial.volume_key.coverage,
+        rekey::providers::sagemaker::Coverage::Partial
+    );
+    let full = planned_item(&pf, &format!("{p}full-ep"));
+    assert_eq!(full.action, "rekey-endpoint", "{full:?}");
+    assert!(full.access.iter().all(|v| v.allowed()), "{:?}", full.access);
+    assert!(
+        full.access
+            .iter()
+            .any(|v| v.principal.ends_with(":user/moto")
+                && v.actions.iter().any(|a| a == "kms:CreateGrant")),
+        "rekey's own identity is checked: {:?}",
+        full.access
+    );
+    // The runbook shows how the endpoint is updated.
+    let out = harness::rekey(&endpoint)
+        .args(["runbook"])
+        .arg(&plan_path)
+        .output()
+        .unwrap();
+    let runbook = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        runbook.contains("RetainAllVariantProperties") && runbook.contains("BlueGreenUpdatePolicy"),
+        "{runbook}"
+    );
+
+    // The fleet as autoscaling left it: blue at weight 0.2 with 3 instances.
+    let sm = harness::clients(&endpoint).await.sagemaker;
+    sm.update_endpoint_weights_and_capacities()
+        .endpoint_name(format!("{p}full-ep"))
+        .desired_weights_and_capacities(
+            aws_sdk_sagemaker::types::DesiredWeightAndCapacity::builder()
+                .variant_name("blue")
+                .desired_weight(0.2)
+                .desired_instance_count(3)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Someone already made a config under the deterministic name of nvme-capture-ep, with
+    // other content: it must not be deployed.
+    let squatter = capture.new_config.clone().unwrap();
+    let mut other = describe_raw(
+        &endpoint,
+        "describe_endpoint_config",
+        &format!("{p}nvme-capture-ep-cfg"),
+    );
+    other["DataCaptureConfig"]["InitialSamplingPercentage"] = serde_json::json!(100);
+    other["DataCaptureConfig"]["KmsKeyId"] = serde_json::json!(fraud);
+    other["EndpointConfigName"] = serde_json::json!(squatter);
+    let script = "import boto3, json, sys\nsm = boto3.client('sagemaker', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\nc = json.loads(sys.argv[2])\nfor f in ['EndpointConfigArn', 'CreationTime']: c.pop(f, None)\nsm.create_endpoint_config(**c)";
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &other.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // This emulator refuses a KmsKeyId for ml.m5d, as older SageMaker did.
+    let http = reqwest::Client::new();
+    http.post(format!("{endpoint}/_rekey/sagemaker"))
+        .body(r#"{"refuse_kms_for": ["ml.m5d"]}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let ctx = Ctx {
+        _dir: dir,
+        prefix: p.clone(),
+        endpoint: endpoint.clone(),
+        plan: plan_path.clone(),
+        s3: harness::clients(&endpoint).await.s3,
+    };
+    let out = ctx.apply(&[]);
+    http.post(format!("{endpoint}/_rekey/sagemaker"))
+        .body(r#"{"refuse_kms_for": []}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        3,
+        "the squatted config fails its step: {}",
+        stderr(&out)
+    );
+
+    // The clone equals its source except the keys, which are all on the team key.
+    let now = describe_raw(&endpoint, "describe_endpoint", &format!("{p}full-ep"));
+    assert_eq!(
+        now["EndpointConfigName"],
+        full.new_config.clone().unwrap().as_str()
+    );
+    let old = describe_raw(
+        &endpoint,
+        "describe_endpoint_config",
+        &format!("{p}full-ep-cfg"),
+    );
+    let new = describe_raw(
+        &endpoint,
+        "describe_endpoint_config",
+        full.new_config.as_deref().unwrap(),
+    );
+    assert_eq!(beyond_keys(new.clone()), beyond_keys(old.clone()));
+    assert_eq!(new["EnableNetworkIsolation"], true);
+    assert_eq!(new["VpcConfig"], old["VpcConfig"]);
+    assert_eq!(new["KmsKeyId"], fraud.as_str());
+    assert_eq!(new["DataCaptureConfig"]["KmsKeyId"], fraud.as_str());
+    assert_eq!(
+        new["AsyncInferenceConfig"]["OutputConfig"]["KmsKeyId"],
+        fraud.as_str()
+    );
+    let tags = sm
+        .list_tags()
+        .resource_arn(new["EndpointConfigArn"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = tags
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        vec![
+            ("cost-center".to_string(), "cc-42".to_string()),
+            ("team".to_string(), "fraud".to_string())
+        ]
+    );
+    // The fleet is kept and the deployment config passed through.
+    let blue = now["ProductionVariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["VariantName"] == "blue")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            blue["CurrentWeight"].as_f64(),
+            blue["CurrentInstanceCount"].as_i64()
+        ),
+        (Some(0.2), Some(3)),
+        "{blue}"
+    );
+    let updates: serde_json::Value = http
+        .get(format!("{endpoint}/_rekey/sagemaker"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = updates["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["EndpointName"] == format!("{p}full-ep"))
+        .unwrap()
+        .clone();
+    assert_eq!(sent["RetainAllVariantProperties"], true);
+    assert_eq!(
+        sent["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"],
+        "ALL_AT_ONCE"
+    );
+    assert_eq!(
+        sent["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"][0]["AlarmName"],
+        "fraud-5xx"
+    );
+    // The partial endpoint: the service refused the volume key, so its config goes without,
+    // its source's fields all kept.
+    let partial_now = describe_raw(&endpoint, "describe_endpoint", &format!("{p}partial-ep"));
+    assert_eq!(
+        partial_now["EndpointConfigName"],
+        partial.new_config.clone().unwrap().as_str()
+    );
+    let pnew = describe_raw(
+        &endpoint,
+        "describe_endpoint_config",
+        partial.new_config.as_deref().unwrap(),
+    );
+    assert!(pnew.get("KmsKeyId").is_none(), "{pnew}");
+    // The squatted name: the endpoint stays on its config, the failure names the difference.
+    let cap_now = describe_raw(
+        &endpoint,
+        "describe_endpoint",
+        &format!("{p}nvme-capture-ep"),
+    );
+    assert_eq!(
+        cap_now["EndpointConfigName"],
+        format!("{p}nvme-capture-ep-cfg").as_str()
+    );
+    let report = std::fs::read_to_string(plan_path.with_file_name("demo.report.md")).unwrap();
+    assert!(
+        report.contains("InitialSamplingPercentage"),
+        "the failure names the difference: {report}"
+    );
+    // The NVMe-only endpoint was left alone.
+    let nvme_now = describe_raw(&endpoint, "describe_endpoint", &format!("{p}nvme-ep"));
+    assert_eq!(
+        nvme_now["EndpointConfigName"],
+        format!("{p}nvme-ep-cfg").as_str()
+    );
+}
+
+#[tokio::test]
+async fn key_access_verdicts_name_their_statements_and_block_what_they_must() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("roles");
+    harness::seed_estate(&endpoint, &p, 1);
+    let seeded = seed_with("tests/seed_key_roles.py", &[&endpoint, &p]);
+    let key = seeded["key"].as_str().unwrap().to_string();
+    let role = |case: &str| seeded["roles"][case].as_str().unwrap().to_string();
+    let consumers: String = ["named", "iam", "noiam", "deny", "via", "cond"]
+        .iter()
+        .map(|c| {
+            format!(
+                "  - {{ principal: \"{}\", keys: [fraud], via: s3 }}\n",
+                role(c)
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(
+        dir.path(),
+        &p,
+        "{ endpoints: false }",
+        &format!("consumers:\n{consumers}"),
+    );
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let pf = plan_with(&endpoint, &campaign, &plan_path);
+    let verdict = |case: &str| {
+        pf.access
+            .iter()
+            .find(|v| v.principal == role(case) && v.key_arn == key)
+            .unwrap_or_else(|| panic!("no verdict for {case}: {:?}", pf.access))
+            .clone()
+    };
+    use rekey::access::VerdictKind::*;
+    let rests = |case: &str, what: &str| verdict(case).rests_on.iter().any(|r| r.contains(what));
+    assert_eq!(verdict("named").verdict, Allowed);
+    assert!(rests("named", "\"NamedRole\""), "{:?}", verdict("named"));
+    assert_eq!(verdict("iam").verdict, Allowed);
+    assert!(
+        rests("iam", "\"RootDelegation\"") && rests("iam", "inline policy use-fraud"),
+        "{:?}",
+        verdict("iam")
+    );
+    assert_eq!(
+        verdict("noiam").verdict,
+        NotAllowed,
+        "{:?}",
+        verdict("noiam")
+    );
+    assert!(verdict("noiam")
+        .add
+        .as_deref()
+        .unwrap()
+        .contains(&role("noiam")));
+    assert_eq!(verdict("deny").verdict, Denied, "{:?}", verdict("deny"));
+    assert!(
+        rests("deny", "\"DenyAllButEncrypt\""),
+        "{:?}",
+        verdict("deny")
+    );
+    assert_eq!(verdict("via").verdict, Allowed, "{:?}", verdict("via"));
+    assert!(rests("via", "\"ViaS3\""));
+    assert_eq!(verdict("cond").verdict, Unverified, "{:?}", verdict("cond"));
+    assert!(
+        verdict("cond")
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("aws:SourceIp"),
+        "{:?}",
+        verdict("cond")
+    );
+    assert!(pf
+        .access
+        .iter()
+        .all(|v| v.not_evaluated.contains("service control policies")));
+    // What would move onto the fraud key is blocked: its buckets' defaults and objects.
+    let fraud_buckets: Vec<&plan::BucketPlan> = pf
+        .stages
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .filter(|b| b.key.as_deref() == Some("fraud"))
+        .collect();
+    assert!(!fraud_buckets.is_empty());
+    for b in &fraud_buckets {
+        assert!(
+            !b.actions.iter().any(|a| match a {
+                Action::SetBucketDefault { .. } => true,
+                Action::ReencryptObjects { key, .. } => key == "fraud",
+            }),
+            "{}: {:?}",
+            b.bucket,
+            b.actions
+        );
+        assert!(
+            b.blocked
+                .iter()
+                .any(|x| x.reason.contains("key-access preflight")),
+            "{}: {:?}",
+            b.bucket,
+            b.blocked
+        );
+    }
+
+    // Accepting the undecidable statement by name, and fixing the others, unblocks the key;
+    // a Deny is never accepted away.
+    let accept = "preflight: { accept_unverified: { statements: [SourceIpOnly] } }\n";
+    let campaign = sagemaker_campaign(
+        dir.path(),
+        &p,
+        "{ endpoints: false }",
+        &format!("consumers:\n{consumers}{accept}"),
+    );
+    let pf = plan_with(
+        &endpoint,
+        &campaign,
+        &dir.path().join("plans/again.plan.yaml"),
+    );
+    let cond = pf
+        .access
+        .iter()
+        .find(|v| v.principal == role("cond"))
+        .unwrap();
+    assert_eq!(cond.verdict, Allowed, "{cond:?}");
+    assert!(
+        cond.accepted.iter().any(|a| a.contains("SourceIpOnly")),
+        "{cond:?}"
+    );
+    let deny = pf
+        .access
+        .iter()
+        .find(|v| v.principal == role("deny"))
+        .unwrap();
+    assert_eq!(deny.verdict, Denied);
 }
