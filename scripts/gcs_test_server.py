@@ -21,6 +21,14 @@ Covered (each pinned by tests/integration/gcs.rs):
   default key, or Google-managed encryption when the bucket has none. Metadata in the request
   body overrides the source's; without a `storageClass` there, the new generation takes the
   destination bucket's default storage class.
+- the project's Cloud Storage service agent (GET /storage/v1/projects/P/serviceAccount:
+  `service-NUMBER@gs-project-accounts.iam.gserviceaccount.com`, NUMBER derived from P).
+- a Cloud KMS subset at /v1/ (the REST API's paths): cryptoKeys.create (POST
+  .../keyRings/R/cryptoKeys?cryptoKeyId=K, 409 if it exists), cryptoKeys.get (404 if absent;
+  `purpose`, `primary.name`, `primary.state`), cryptoKeyVersions.patch of `state`
+  (updateMask=state: ENABLED / DISABLED), and getIamPolicy / setIamPolicy on a key or key ring
+  (bindings with optional `condition`, an etag). Nothing checks that a key exists when a
+  bucket or object names it (Cloud Storage does; rekey's preflight checks it before then).
 - test endpoints: POST /_rekey/reset; the interleaving hooks of scripts/fault_hook.py, scoped
   by bucket-name prefix.
 """
@@ -42,12 +50,23 @@ from fault_hook import Hooks
 HOOKS = Hooks()
 
 LOCK = threading.RLock()
-STATE = {"buckets": {}, "generation": int(time.time() * 1_000_000)}
+STATE = {"buckets": {}, "generation": int(time.time() * 1_000_000), "kms": {}, "policies": {}}
 
 
 def reset():
     with LOCK:
         STATE["buckets"] = {}
+        STATE["kms"] = {}
+        STATE["policies"] = {}
+
+
+def project_number(project):
+    return int(hashlib.sha256(project.encode()).hexdigest()[:10], 16) % 10**12
+
+
+def kms_key_resource(name, k):
+    return {"name": name, "purpose": k["purpose"],
+            "primary": {"name": f"{name}/cryptoKeyVersions/1", "state": k["state"]}}
 
 
 def next_generation():
@@ -284,6 +303,13 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_rekey/reset" and method == "POST":
             reset()
             return 200, {}, None, None
+        m = re.fullmatch(r"/storage/v1/projects/([^/]+)/serviceAccount", path)
+        if m and method == "GET":
+            number = project_number(unquote(m.group(1)))
+            return 200, {"kind": "storage#serviceAccount",
+                         "email_address": f"service-{number}@gs-project-accounts.iam.gserviceaccount.com"}, None, None
+        if path.startswith("/v1/projects/"):
+            return self.kms(method, path[len("/v1/"):], q)
         m = re.fullmatch(r"/storage/v1/b", path)
         if m and method == "GET":
             names = sorted(STATE["buckets"])
@@ -401,6 +427,44 @@ class Handler(BaseHTTPRequestHandler):
                 obj["updated"] = now()
                 return 200, object_resource(b["name"], obj), None, None
         raise HttpError(404, f"no route for {method} {path}", "notFound")
+
+    def kms(self, method, resource, q):
+        ring = r"projects/[^/]+/locations/[^/]+/keyRings/[^/:]+"
+        key = ring + r"/cryptoKeys/[^/:]+"
+        m = re.fullmatch(f"({ring}|{key}):(getIamPolicy|setIamPolicy)", resource)
+        if m:
+            target, verb = m.group(1), m.group(2)
+            if "/cryptoKeys/" in target and target not in STATE["kms"]:
+                raise HttpError(404, f"{target} not found", "notFound")
+            if verb == "getIamPolicy" and method == "GET":
+                policy = STATE["policies"].get(target, {"version": 1, "bindings": []})
+                return 200, dict(policy, etag=base64.b64encode(json.dumps(policy).encode()[:12]).decode()), None, None
+            if verb == "setIamPolicy" and method == "POST":
+                policy = json.loads(self.body() or b"{}").get("policy", {})
+                policy = {"version": policy.get("version", 1), "bindings": policy.get("bindings", [])}
+                STATE["policies"][target] = policy
+                return 200, policy, None, None
+        m = re.fullmatch(f"({ring})/cryptoKeys", resource)
+        if m and method == "POST":
+            name = f"{m.group(1)}/cryptoKeys/{q.get('cryptoKeyId', [''])[0]}"
+            if name in STATE["kms"]:
+                raise HttpError(409, f"{name} already exists", "alreadyExists")
+            spec = json.loads(self.body() or b"{}")
+            STATE["kms"][name] = {"purpose": spec.get("purpose", "ENCRYPT_DECRYPT"), "state": "ENABLED"}
+            return 200, kms_key_resource(name, STATE["kms"][name]), None, None
+        m = re.fullmatch(f"({key})/cryptoKeyVersions/1", resource)
+        if m and method == "PATCH":
+            k = STATE["kms"].get(m.group(1))
+            if k is None:
+                raise HttpError(404, f"{m.group(1)} not found", "notFound")
+            k["state"] = json.loads(self.body() or b"{}").get("state", k["state"])
+            return 200, {"name": resource, "state": k["state"]}, None, None
+        if re.fullmatch(key, resource) and method == "GET":
+            k = STATE["kms"].get(resource)
+            if k is None:
+                raise HttpError(404, f"{resource} not found", "notFound")
+            return 200, kms_key_resource(resource, k), None, None
+        raise HttpError(404, f"no Cloud KMS route for {method} {resource}", "notFound")
 
     def find(self, b, name, q):
         gen = q.get("generation", [None])[0]

@@ -1,10 +1,13 @@
 """Seed a small Cloud Storage estate on the project's GCS test server (scripts/gcs_test_server.py):
 a labelled, versioned training bucket on Google-managed keys, and a models bucket whose default
-is a foreign key, with a customer-supplied-key object. Usage: seed_gcs.py ENDPOINT [PREFIX]"""
+is a foreign key, with a customer-supplied-key object; the Cloud KMS keys ml-vision and legacy,
+each with the project's Cloud Storage service agent bound to use it.
+Usage: seed_gcs.py ENDPOINT [PREFIX]"""
 
 import base64
 import json
 import sys
+import urllib.error
 import urllib.request
 
 
@@ -17,6 +20,19 @@ def main(base, p=""):
 
     project = "demo-project"
     key = lambda n: f"projects/{project}/locations/us/keyRings/ml/cryptoKeys/{n}"
+    agent = None
+    for n in ["ml-vision", "legacy"]:
+        try:
+            call(f"/v1/projects/{project}/locations/us/keyRings/ml/cryptoKeys?cryptoKeyId={n}",
+                 {"purpose": "ENCRYPT_DECRYPT"})
+        except urllib.error.HTTPError as e:
+            if e.code != 409:
+                raise
+        if agent is None:
+            agent = json.loads(urllib.request.urlopen(
+                f"{base}/storage/v1/projects/{project}/serviceAccount").read())["email_address"]
+        call(f"/v1/{key(n)}:setIamPolicy", {"policy": {"bindings": [
+            {"role": "roles/cloudkms.cryptoKeyEncrypterDecrypter", "members": [f"serviceAccount:{agent}"]}]}})
     call(f"/storage/v1/b?project={project}", {"name": f"{p}ml-gcs-train", "labels": {"team": "vision"},
                                               "versioning": {"enabled": True}})
     call(f"/storage/v1/b?project={project}", {"name": f"{p}ml-gcs-models", "labels": {"team": "vision"},

@@ -29,10 +29,40 @@ pub use crate::verify::{render_verification, verify_plan, Finding, Verification,
 pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::AccessRead>(
     p: &PlanFile,
     accounts: &Accounts<K>,
+    gcs: Option<&GcsClient>,
 ) -> Result<(), RekeyError> {
     // Every principal the plan found allowed to use a team key (execution roles, consumers,
     // rekey itself) must still be: a key or IAM policy changed since planning makes the plan
     // stale rather than break an endpoint or an application (I5).
+    // Cloud KMS keys: evaluated again the same way (existence, state, service agent binding).
+    if let (Some(gcs), true) = (
+        gcs,
+        p.access.iter().any(|v| v.key_arn.starts_with("projects/")),
+    ) {
+        let mut keys = p.keys.clone();
+        let now =
+            crate::preflight::gcp_key_verdicts_with(&p.settings.accept_unverified, gcs, &mut keys)
+                .await?;
+        for planned in p
+            .access
+            .iter()
+            .filter(|v| v.key_arn.starts_with("projects/"))
+        {
+            if let Some(n) = now.iter().find(|n| n.key_arn == planned.key_arn) {
+                if let Some(why) = crate::preflight::worse(planned, n) {
+                    return Err(RekeyError::StalePlan {
+                        reason: format!(
+                            "Cloud KMS: {why} — the key or its IAM policy changed since planning{}",
+                            n.add
+                                .as_deref()
+                                .map(|a| format!("; {a}"))
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+    }
     let mut caches = BTreeMap::new();
     let planned = p
         .stages
@@ -44,7 +74,12 @@ pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::Access
                 .iter()
                 .map(move |v| (format!("endpoint {}", sm.name), v))
         })
-        .chain(p.access.iter().map(|v| ("consumer".to_string(), v)));
+        .chain(
+            p.access
+                .iter()
+                .filter(|v| !v.key_arn.starts_with("projects/"))
+                .map(|v| ("consumer".to_string(), v)),
+        );
     for (what, v) in planned {
         if !v.allowed() {
             continue;
@@ -482,7 +517,7 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::
             return Ok(exit_codes::WINDOW_CLOSED);
         }
     }
-    preflight(p, aws).await?;
+    preflight(p, aws, gcs).await?;
     let mut journal = open_journal(p, plan_path, &opts.journal)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
     let part_slots = tokio::sync::Semaphore::new(opts.concurrency.max(1));

@@ -834,12 +834,15 @@ async fn run_plan(
     let campaign_sha256 = plan::file_sha256(&c.path)
         .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
     let aws = clients(c).await?;
-    let pinned = resolve_all(c, &aws, reporter).await?;
-    let mut planner = Planner::new(c, pinned.clone())?;
+    let mut pinned = resolve_all(c, &aws, reporter).await?;
     let mut access = Vec::new();
     for (name, _, clients) in &aws {
         access.extend(crate::preflight::consumer_verdicts(c, name, clients, &pinned).await?);
     }
+    if let Some(gcs) = campaign_gcs(c) {
+        access.extend(crate::preflight::gcp_key_verdicts(c, &gcs, &mut pinned).await?);
+    }
+    let mut planner = Planner::new(c, pinned.clone())?;
     planner.set_access(access);
     inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
     if let Some(aside) = apply::guard_replan(out)? {

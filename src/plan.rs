@@ -562,6 +562,20 @@ impl<'c> Planner<'c> {
         self.access = verdicts;
     }
 
+    /// Why nothing may move onto `key_arn` in this bucket: a consumer or service agent that
+    /// may not use the key, or (Cloud Storage) a key outside the bucket's location.
+    fn key_block(&self, key_arn: &str, gcs: bool, bucket_location: &str) -> Option<String> {
+        if let Some(r) = self.key_blocks.get(key_arn) {
+            return Some(r.clone());
+        }
+        let key_location = crate::preflight::gcp_key_location(key_arn).unwrap_or_default();
+        (gcs && !crate::preflight::gcs_location_fits(bucket_location, key_location)).then(|| {
+            format!(
+                "Cloud KMS key {key_arn} is in location {key_location}, the bucket in {bucket_location}: Cloud Storage needs a key in the bucket's location"
+            )
+        })
+    }
+
     pub fn new(campaign: &'c LoadedCampaign, keys: PinnedKeys) -> Result<Self, RekeyError> {
         let dir =
             tempfile::tempdir().map_err(|e| RekeyError::io("creating a scratch directory", e))?;
@@ -803,6 +817,7 @@ impl<'c> Planner<'c> {
         let object_lock = acc.bucket.object_lock;
         let acc_default_key = acc.bucket.default_encryption.kms_key_arn.clone();
         let gcs = acc.provider == crate::model::Provider::Gcp;
+        let bucket_location = acc.bucket.region.clone();
         let tags = acc.bucket.tags.clone();
         let Some(team_key) = record.team_key.clone() else {
             let u = self
@@ -835,6 +850,7 @@ impl<'c> Planner<'c> {
         )?;
         let class = record.class;
         let artifact_block = self.note_artifact(o, stage);
+        let key_block = self.key_block(&to_key_arn, gcs, &bucket_location);
         let engine = self.engine;
         let threshold = self.threshold;
         let sa = self
@@ -866,7 +882,7 @@ impl<'c> Planner<'c> {
         } else {
             artifact_block.or_else(|| blocked_reason(o, class, engine))
         };
-        let reason = reason.or_else(|| self.key_blocks.get(&to_key_arn).cloned());
+        let reason = reason.or(key_block);
         let (step, reason) = match reason {
             Some(r) => ("blocked", Some(r)),
             None if gcs => ("gcs-rewrite", None),
@@ -1183,7 +1199,9 @@ impl<'c> Planner<'c> {
                                 objects: 0,
                                 bytes: 0,
                             });
-                        } else if let (false, Some(r)) = (on_target, self.key_blocks.get(&arn)) {
+                        } else if let (false, Some(r)) =
+                            (on_target, self.key_block(&arn, gcs, &b.region))
+                        {
                             blocked.push(Blocked {
                                 reason: format!("bucket default: {r}"),
                                 objects: 0,

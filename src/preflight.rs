@@ -184,3 +184,150 @@ pub async fn consumer_verdicts<A: AccessRead>(
     }
     Ok(out)
 }
+
+/// The Cloud KMS role the Cloud Storage service agent needs on a bucket's default key.
+pub const GCS_KEY_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
+
+/// A Cloud KMS key's location (`projects/P/locations/L/...`).
+pub fn gcp_key_location(name: &str) -> Option<&str> {
+    name.split('/').nth(3)
+}
+
+/// Whether a bucket in `bucket_location` may use a key in `key_location`: Cloud Storage needs
+/// the key in the bucket's own location (a multi- or dual-region name, lower case, for those).
+pub fn gcs_location_fits(bucket_location: &str, key_location: &str) -> bool {
+    bucket_location.eq_ignore_ascii_case(key_location)
+}
+
+/// The Cloud KMS preflight: each GCP team key exists, its primary version is ENABLED, and the
+/// project's Cloud Storage service agent holds `roles/cloudkms.cryptoKeyEncrypterDecrypter` on
+/// it (or its key ring), unconditionally. Sets each pinned key's state. A key that fails
+/// gets a verdict that is not `allowed`, which blocks what would move onto it.
+pub async fn gcp_key_verdicts(
+    campaign: &crate::campaign::LoadedCampaign,
+    gcs: &crate::providers::gcs::GcsClient,
+    pinned: &mut crate::inventory::PinnedKeys,
+) -> Result<Vec<Verdict>, RekeyError> {
+    gcp_key_verdicts_with(&campaign.spec.preflight.accept_unverified, gcs, pinned).await
+}
+
+/// [`gcp_key_verdicts`] under an acceptance (apply re-checks with the plan's).
+pub async fn gcp_key_verdicts_with(
+    accept: &Acceptance,
+    gcs: &crate::providers::gcs::GcsClient,
+    pinned: &mut crate::inventory::PinnedKeys,
+) -> Result<Vec<Verdict>, RekeyError> {
+    use crate::access::VerdictKind;
+    use crate::error::ProviderError;
+    let mut out = Vec::new();
+    let mut agent: Option<String> = None;
+    for (id, key) in pinned.iter_mut() {
+        if !crate::inventory::split_pin(id).1.starts_with("gcp:") {
+            continue;
+        }
+        let name = key.arn.clone();
+        if agent.is_none() {
+            agent = Some(format!("serviceAccount:{}", gcs.service_agent().await?));
+        }
+        let member = agent.clone().unwrap_or_default();
+        let parts: Vec<&str> = name.split('/').collect();
+        let add = format!(
+            "gcloud kms keys add-iam-policy-binding {} --keyring {} --location {} --project {} --member {member} --role {GCS_KEY_ROLE}",
+            parts.get(7).unwrap_or(&""),
+            parts.get(5).unwrap_or(&""),
+            parts.get(3).unwrap_or(&""),
+            parts.get(1).unwrap_or(&""),
+        );
+        let mut v = Verdict {
+            principal: member.clone(),
+            key_arn: name.clone(),
+            role: format!(
+                "Cloud Storage service agent of project {}, encrypting and decrypting objects under the key",
+                gcs.project
+            ),
+            actions: vec![
+                "cloudkms.cryptoKeyVersions.useToEncrypt".into(),
+                "cloudkms.cryptoKeyVersions.useToDecrypt".into(),
+            ],
+            via_service: None,
+            verdict: VerdictKind::NotAllowed,
+            rests_on: Vec::new(),
+            reason: None,
+            add: None,
+            accepted: Vec::new(),
+            not_evaluated: "IAM grants on the project or folder, deny policies and organization policies were not evaluated".into(),
+        };
+        let facts = match gcs.crypto_key(&name).await {
+            Ok(f) => Some(f),
+            Err(ProviderError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(facts) = facts else {
+            key.state = "NOT_FOUND".into();
+            v.reason = Some(format!("Cloud KMS key {name} does not exist"));
+            out.push(v);
+            continue;
+        };
+        let state = facts["primary"]["state"].as_str().unwrap_or("NO_PRIMARY");
+        key.state = state.to_string();
+        let purpose = facts["purpose"].as_str().unwrap_or("");
+        if purpose != "ENCRYPT_DECRYPT" || state != "ENABLED" {
+            v.reason = Some(format!(
+                "Cloud KMS key {name}: purpose {purpose}, primary version {state}: Cloud Storage needs a symmetric ENCRYPT_DECRYPT key with an ENABLED primary version"
+            ));
+            out.push(v);
+            continue;
+        }
+        let ring = name
+            .find("/cryptoKeys/")
+            .map(|i| name[..i].to_string())
+            .unwrap_or_default();
+        let mut conditional = Vec::new();
+        for resource in [name.as_str(), ring.as_str()] {
+            let policy = gcs.kms_iam_policy(resource).await?;
+            for b in policy["bindings"].as_array().into_iter().flatten() {
+                let role = b["role"].as_str().unwrap_or("");
+                let has = b["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|m| m.as_str() == Some(member.as_str()));
+                if role != GCS_KEY_ROLE || !has {
+                    continue;
+                }
+                let on = format!("binding {GCS_KEY_ROLE} for {member} on {resource}");
+                match b.get("condition").filter(|c| !c.is_null()) {
+                    None => v.rests_on.push(on),
+                    Some(c) => conditional.push(format!(
+                        "{on} has a condition ({}), which rekey does not evaluate",
+                        c["expression"].as_str().unwrap_or("?")
+                    )),
+                }
+            }
+        }
+        if !v.rests_on.is_empty() {
+            v.verdict = VerdictKind::Allowed;
+        } else if !conditional.is_empty() {
+            if accept.principals.contains(&member) {
+                v.verdict = VerdictKind::Allowed;
+                v.accepted = vec![format!("principal {member} (preflight.accept_unverified)")];
+                v.rests_on = conditional;
+            } else {
+                v.verdict = VerdictKind::Unverified;
+                v.reason = Some(format!(
+                    "{}; accept the principal under preflight.accept_unverified.principals, or bind the role without a condition",
+                    conditional.join("; ")
+                ));
+                v.rests_on = conditional;
+                v.add = Some(add);
+            }
+        } else {
+            v.reason = Some(format!(
+                "no binding of {GCS_KEY_ROLE} for {member} on the key or its key ring"
+            ));
+            v.add = Some(add);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}

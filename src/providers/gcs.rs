@@ -57,6 +57,8 @@ pub fn key_name(k: &str) -> String {
 pub struct GcsClient {
     http: reqwest::Client,
     base: String,
+    /// The Cloud KMS REST API (the same test server as Cloud Storage's under an emulator).
+    kms_base: String,
     token: Option<String>,
     /// Application Default Credentials, for the real service without a token given.
     adc: Option<google_cloud_auth::credentials::Credentials>,
@@ -70,6 +72,7 @@ impl std::fmt::Debug for GcsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GcsClient")
             .field("base", &self.base)
+            .field("kms_base", &self.kms_base)
             .field("project", &self.project)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("adc", &self.adc.as_ref().map(|_| "<redacted>"))
@@ -127,6 +130,11 @@ impl GcsClient {
         GcsClient {
             adc,
             http: reqwest::Client::new(),
+            kms_base: emulator
+                .clone()
+                .unwrap_or_else(|| "https://cloudkms.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_string(),
             base: emulator
                 .unwrap_or_else(|| "https://storage.googleapis.com".into())
                 .trim_end_matches('/')
@@ -170,10 +178,67 @@ impl GcsClient {
         body: Option<Value>,
         what: &str,
     ) -> Result<Value, ProviderError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .query(query);
+        let url = format!("{}{path}", self.base);
+        self.call_url(method, &url, query, body, what).await
+    }
+
+    /// The Cloud Storage service agent of the campaign's project (it encrypts and decrypts
+    /// objects under a bucket's CMEK, so it needs the key).
+    pub async fn service_agent(&self) -> Result<String, ProviderError> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/storage/v1/projects/{}/serviceAccount", enc(&self.project)),
+                &[],
+                None,
+                "the Cloud Storage service agent",
+            )
+            .await?;
+        v["email_address"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::Other {
+                what: "the Cloud Storage service agent".into(),
+                detail: "the answer names no email_address".into(),
+            })
+    }
+
+    /// cryptoKeys.get: a Cloud KMS key (`projects/P/locations/L/keyRings/R/cryptoKeys/K`).
+    pub async fn crypto_key(&self, name: &str) -> Result<Value, ProviderError> {
+        let url = format!("{}/v1/{name}", self.kms_base);
+        self.call_url(
+            reqwest::Method::GET,
+            &url,
+            &[],
+            None,
+            &format!("Cloud KMS key {name}"),
+        )
+        .await
+    }
+
+    /// getIamPolicy of a Cloud KMS key or key ring (policy version 3, so that conditional
+    /// bindings are reported with their condition).
+    pub async fn kms_iam_policy(&self, resource: &str) -> Result<Value, ProviderError> {
+        let url = format!("{}/v1/{resource}:getIamPolicy", self.kms_base);
+        self.call_url(
+            reqwest::Method::GET,
+            &url,
+            &[("options.requestedPolicyVersion", "3".to_string())],
+            None,
+            &format!("IAM policy of {resource}"),
+        )
+        .await
+    }
+
+    async fn call_url(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Value, ProviderError> {
+        let mut req = self.http.request(method, url).query(query);
         req = self.auth(req, "Cloud Storage").await?;
         if let Some(b) = body {
             req = req.json(&b);

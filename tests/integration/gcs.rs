@@ -170,6 +170,7 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 fn campaign(p: &str) -> String {
+    harness::gcp_key(&gcs_server().endpoint, &key(&format!("{p}vision")), "");
     format!(
         "version: 1\ncampaign: gcs\ngcp:\n  project: {PROJECT}\n  endpoint: {}\n  gcs: {{ buckets: [\"{p}ml-*\"], max_bytes_rewritten_per_call: 1048576 }}\nkeys:\n  vision: {{ gcp: {} }}\nmapping:\n  - {{ match: {{ bucket: \"{p}ml-*\" }}, key: vision }}\nstages:\n  - {{ name: canary, match: {{ bucket: \"{p}ml-models\" }} }}\n  - {{ name: rest }}\nlimits: {{ concurrency: 4, requests_per_second: 500 }}\n",
         gcs_server().endpoint,
@@ -492,6 +493,7 @@ async fn one_campaign_holds_aws_and_gcp_one_plan_one_journal() {
     let p = unique("both");
     let seeded = harness::seed_estate(&aws_endpoint, &p, 2);
     let gcs = seed(&p, 4).await;
+    harness::gcp_key(&gcs_server().endpoint, &key(&format!("{p}vision")), "");
     let gcp = format!(
         "gcp:\n  project: {PROJECT}\n  endpoint: {}\n  gcs: {{ buckets: [\"{p}ml-train\"] }}\n",
         gcs_server().endpoint
@@ -652,5 +654,106 @@ async fn gcs_rewrites_keep_the_storage_class_and_held_objects_are_blocked() {
         String::from_utf8_lossy(&out.stdout).contains("event-based hold"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The Cloud KMS preflight: a key the project's Cloud Storage service agent may not use (no
+/// binding, a conditional one, a disabled primary version, no key at all) blocks every bucket
+/// and object that would move onto it, with the binding to add; a proper binding plans them.
+#[tokio::test]
+async fn a_cloud_kms_key_without_the_service_agent_binding_blocks_its_buckets() {
+    let p = unique("ckms");
+    seed(&p, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("gcs.yaml");
+    let team = key(&format!("{p}vision"));
+    let plan_of = |mode: Option<&str>, name: &str| {
+        std::fs::write(&c, campaign(&p)).unwrap(); // binds the key properly
+        if let Some(mode) = mode {
+            // Start again from a key in the state under test.
+            harness::gcp_key(&gcs_server().endpoint, &team, "--clear");
+            harness::gcp_key(&gcs_server().endpoint, &team, mode);
+        }
+        let plan = dir.path().join(format!("{name}.plan.yaml"));
+        let out = rekey()
+            .args(["plan", "-c"])
+            .arg(&c)
+            .arg("-o")
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        rekey::plan::load(&plan).unwrap()
+    };
+    let buckets_blocked = |pf: &rekey::plan::PlanFile| {
+        let ours: Vec<_> = pf
+            .stages
+            .iter()
+            .flat_map(|s| &s.buckets)
+            .filter(|b| b.bucket.starts_with(&p))
+            .collect();
+        assert!(!ours.is_empty());
+        ours.iter().all(|b| {
+            b.actions.is_empty()
+                && b.blocked
+                    .iter()
+                    .any(|x| x.reason.contains("key-access preflight"))
+        })
+    };
+    use rekey::access::VerdictKind;
+    // Bound: allowed, resting on the binding; the buckets are planned.
+    let pf = plan_of(None, "bound");
+    let v = pf.access.iter().find(|v| v.key_arn == team).unwrap();
+    assert_eq!(v.verdict, VerdictKind::Allowed, "{v:?}");
+    assert!(
+        v.principal.starts_with("serviceAccount:service-")
+            && v.principal
+                .ends_with("@gs-project-accounts.iam.gserviceaccount.com")
+    );
+    assert!(
+        v.rests_on[0].contains("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
+        "{v:?}"
+    );
+    assert!(!buckets_blocked(&pf));
+    // No binding: not allowed, with the gcloud command that adds it; every bucket blocked.
+    let pf = plan_of(Some("--no-binding"), "unbound");
+    let v = pf.access.iter().find(|v| v.key_arn == team).unwrap();
+    assert_eq!(v.verdict, VerdictKind::NotAllowed, "{v:?}");
+    let add = v.add.as_deref().unwrap();
+    assert!(
+        add.starts_with("gcloud kms keys add-iam-policy-binding") && add.contains(&v.principal),
+        "{add}"
+    );
+    assert!(buckets_blocked(&pf), "{:?}", pf.stages);
+    // A conditional binding: unverified, blocked.
+    let pf = plan_of(Some("--conditional-binding"), "conditional");
+    let v = pf.access.iter().find(|v| v.key_arn == team).unwrap();
+    assert_eq!(v.verdict, VerdictKind::Unverified, "{v:?}");
+    assert!(buckets_blocked(&pf));
+    // A disabled primary version: blocked, the pinned state says so.
+    let pf = plan_of(Some("--disabled"), "disabled");
+    let v = pf.access.iter().find(|v| v.key_arn == team).unwrap();
+    assert_eq!(v.verdict, VerdictKind::NotAllowed, "{v:?}");
+    assert!(v.reason.as_deref().unwrap().contains("DISABLED"), "{v:?}");
+    assert_eq!(
+        pf.keys.values().find(|k| k.arn == team).unwrap().state,
+        "DISABLED"
+    );
+    assert!(buckets_blocked(&pf));
+    // Planned while bound, then the binding removed: apply refuses the stale plan (exit 4).
+    harness::gcp_key(&gcs_server().endpoint, &team, "--enable");
+    plan_of(None, "fresh");
+    harness::gcp_key(&gcs_server().endpoint, &team, "--clear");
+    let out = rekey()
+        .args(["apply"])
+        .arg(dir.path().join("fresh.plan.yaml"))
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may no longer use"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -319,3 +319,20 @@ pub fn gcs_server() -> &'static Moto {
     static M: OnceLock<Moto> = OnceLock::new();
     M.get_or_init(|| Moto::start_script("scripts/gcs_test_server.py", "/_rekey/reset", &[], &[]))
 }
+
+/// Make a Cloud KMS key on a GCS test server ready for Cloud Storage (tests/gcp_key.py): the
+/// key exists and the project's service agent may use it; `mode` e.g. `--no-binding`.
+pub fn gcp_key(endpoint: &str, name: &str, mode: &str) {
+    let mut cmd = Command::new(ensure_venv());
+    cmd.arg(repo_root().join("tests/gcp_key.py"))
+        .args([endpoint, name]);
+    if !mode.is_empty() {
+        cmd.arg(mode);
+    }
+    let out = cmd.output().expect("run tests/gcp_key.py");
+    assert!(
+        out.status.success(),
+        "gcp_key.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

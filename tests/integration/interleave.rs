@@ -213,6 +213,7 @@ fn campaign(kind: Kind, p: &str, gcs: Option<&str>) -> String {
         ),
     };
     let key = if kind == Kind::Gcs {
+        crate::harness::gcp_key(gcs.unwrap(), &gcs_key(&format!("{p}team")), "");
         format!("gcp: {}", gcs_key(&format!("{p}team")))
     } else {
         format!("aws: alias/{p}team")
@@ -278,6 +279,30 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
         Kind::Endpoint => {
             let account = "123456789012";
             let role = format!("arn:aws:iam::{account}:role/{p}exec");
+            // rekey's own identity (moto's caller, user `moto`) is named by the key policy, so
+            // the key-access preflight allows it to deploy the endpoint onto the key.
+            let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": [
+                { "Sid": "Root", "Effect": "Allow", "Principal": { "AWS": format!("arn:aws:iam::{account}:root") }, "Action": "kms:*", "Resource": "*" },
+                { "Sid": "Rekey", "Effect": "Allow", "Principal": { "AWS": format!("arn:aws:iam::{account}:user/moto") },
+                  "Action": ["kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*" }
+            ]});
+            // The caller exists in IAM (without policies of its own, none needed: the key
+            // policy names it), so that its permissions boundary is known to be absent.
+            let iam = harness::clients(&lab.aws.endpoint).await.iam;
+            if let Err(e) = iam.create_user().user_name("moto").send().await {
+                let exists = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_entity_already_exists_exception());
+                assert!(exists, "{e:?}");
+            }
+            lab.kms
+                .put_key_policy()
+                .key_id(&team_arn)
+                .policy_name("default")
+                .policy(policy.to_string())
+                .send()
+                .await
+                .unwrap();
             lab.sm
                 .create_model()
                 .model_name(format!("{p}model"))
