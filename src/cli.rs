@@ -621,6 +621,10 @@ async fn verify_campaign(
     let mut v = apply::Verification::default();
     let mut sink = |r: Record| {
         let Some(k) = &r.team_key else { return Ok(()) };
+        if matches!(&r.resource, Resource::SagemakerEndpoint(e) if e.nothing_to_cover()) {
+            // Not applicable: no storage or output a key covers.
+            return Ok(());
+        }
         v.checked += 1;
         if r.class == EncryptionClass::TargetCmk {
             v.compliant += 1;

@@ -282,6 +282,17 @@ pub struct SmEndpoint {
     pub access: Vec<crate::access::Verdict>,
 }
 
+impl SmEndpoint {
+    /// No storage a KmsKeyId covers (local NVMe or serverless variants only) and no data
+    /// capture or async output: nothing for a key to do.
+    pub fn nothing_to_cover(&self) -> bool {
+        crate::providers::sagemaker::volume_key(&self.variants).coverage
+            == crate::providers::sagemaker::Coverage::NotCovered
+            && !self.data_capture
+            && !self.async_output
+    }
+}
+
 /// A notebook instance or training job: reported (they cannot be re-keyed in place).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmOther {

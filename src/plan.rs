@@ -1080,10 +1080,7 @@ impl<'c> Planner<'c> {
             let volume_key = crate::providers::sagemaker::volume_key(&e.variants);
             // Nothing for the key to cover: every variant's storage is local NVMe or none, and
             // there is no capture or async output to re-key.
-            let not_applicable = volume_key.coverage
-                == crate::providers::sagemaker::Coverage::NotCovered
-                && !e.data_capture
-                && !e.async_output;
+            let not_applicable = e.nothing_to_cover();
             let action = if blocked {
                 "blocked"
             } else if not_applicable {
