@@ -38,7 +38,7 @@ pub const DECIDED_KEYS: &[&str] = &[
 
 /// What every verdict leaves out, because a member account cannot read it.
 pub const NOT_EVALUATED: &str =
-    "service control policies and resource control policies were not evaluated (not readable from a member account)";
+    "service control policies and resource control policies (not readable from a member account) and session policies were not evaluated";
 
 /// A policy document with where it came from (named in verdicts).
 #[derive(Debug, Clone, PartialEq)]
@@ -319,6 +319,14 @@ pub fn wildcard(pattern: &str, text: &str, ignore_case: bool) -> bool {
     pi == p.len()
 }
 
+/// IAM's ARN match: the six colon-separated parts compared one by one (a `*` never spans a
+/// colon), each with the wildcard rules.
+pub fn arn_like(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| wildcard(p, a, false))
+}
+
 fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
@@ -407,6 +415,20 @@ fn names(entries: &[String], usage: &Usage) -> Named {
         }
     }
     named
+}
+
+/// Whether a Principal list names an assumed-role session of the usage's role.
+fn names_a_session(entries: &[String], usage: &Usage) -> bool {
+    let Some((prefix, path)) = usage.principal.split_once(":role/") else {
+        return false;
+    };
+    let account = prefix.rsplit(':').next().unwrap_or_default();
+    let role = path.rsplit('/').next().unwrap_or_default();
+    entries.iter().any(|e| {
+        e.strip_prefix(&format!("arn:aws:sts::{account}:assumed-role/"))
+            .and_then(|rest| rest.split('/').next())
+            .is_some_and(|r| r == role)
+    })
 }
 
 /// Whether a NotPrincipal list leaves the usage's principal out (the Deny then does not apply
@@ -506,6 +528,23 @@ fn eval_operator(op: &str, value: Option<&str>, wanted: &[String]) -> Option<boo
             _ => None,
         };
     }
+    const KNOWN: &[&str] = &[
+        "StringEquals",
+        "StringNotEquals",
+        "StringEqualsIgnoreCase",
+        "StringNotEqualsIgnoreCase",
+        "StringLike",
+        "StringNotLike",
+        "ArnEquals",
+        "ArnLike",
+        "ArnNotEquals",
+        "ArnNotLike",
+        "Bool",
+    ];
+    if !KNOWN.contains(&base) {
+        // Numeric, date, IP and binary operators: not decided here, present key or not.
+        return None;
+    }
     let negated = matches!(
         base,
         "StringNotEquals"
@@ -525,7 +564,7 @@ fn eval_operator(op: &str, value: Option<&str>, wanted: &[String]) -> Option<boo
             any(&|w| w.eq_ignore_ascii_case(v))
         }
         "StringLike" | "StringNotLike" => any(&|w| wildcard(w, v, false)),
-        "ArnEquals" | "ArnLike" | "ArnNotEquals" | "ArnNotLike" => any(&|w| wildcard(w, v, false)),
+        "ArnEquals" | "ArnLike" | "ArnNotEquals" | "ArnNotLike" => any(&|w| arn_like(w, v)),
         "Bool" => any(&|w| w.eq_ignore_ascii_case(v)),
         _ => return None,
     };
@@ -561,13 +600,25 @@ impl Eval<'_> {
                     return T::No;
                 }
             } else {
-                let named = names(&principal_entries(&st["Principal"]), self.usage);
+                let entries = principal_entries(&st["Principal"]);
+                let named = names(&entries, self.usage);
                 let fits = if deny {
                     named != Named::Not
                 } else {
                     named == want
                 };
                 if !fits {
+                    if deny
+                        && names_a_session(&entries, self.usage)
+                        && action_applies(st, action)
+                        && resource_applies(st, self.key_arn)
+                    {
+                        // The role's requests are made in sessions whose names rekey cannot
+                        // know: a Deny naming one may apply.
+                        return T::Unknown(vec![format!(
+                            "{name}: a Deny names a session of this role (arn:aws:sts::...:assumed-role/...), which may be the one its requests use"
+                        )]);
+                    }
                     return T::No;
                 }
             }

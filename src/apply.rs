@@ -67,8 +67,8 @@ pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::Access
     let planned = p
         .stages
         .iter()
+        // Every endpoint's verdicts, whatever its action: its artifacts move in any case.
         .flat_map(|st| st.sagemaker.iter())
-        .filter(|sm| sm.action == "rekey-endpoint")
         .flat_map(|sm| {
             sm.access
                 .iter()

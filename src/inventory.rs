@@ -612,9 +612,29 @@ where
                 None => None,
             };
             let mut verdicts = Vec::new();
+            // (principal, why) of what rekey cannot follow: blocks the endpoint (I5).
+            let mut unseen: Vec<(String, String)> = config
+                .variants
+                .iter()
+                .filter(|v| v.model.is_none())
+                .map(|v| {
+                    (
+                        config.execution_role_arn.clone().unwrap_or_default(),
+                        format!(
+                            "variant {} names no model (inference components), whose models and their artifacts rekey does not read",
+                            v.name
+                        ),
+                    )
+                })
+                .collect();
             let mut models = Vec::new();
             for model_name in &config.model_names {
                 let m = aws.describe_model(model_name).await?;
+                unseen.extend(
+                    m.unseen
+                        .iter()
+                        .map(|why| (m.execution_role_arn.clone(), why.clone())),
+                );
                 let mut artifacts = Vec::new();
                 for url in &m.artifacts {
                     let Some((bucket, key)) =
@@ -730,7 +750,7 @@ where
                 let volume = crate::providers::sagemaker::volume_key(&e.variants);
                 if volume.coverage != crate::providers::sagemaker::Coverage::NotCovered || outputs {
                     let me = access.caller().await?;
-                    let role = "rekey's own identity, creating the endpoint config and updating the endpoint";
+                    let role = crate::preflight::REKEY_ROLE;
                     verdicts.push(
                         access
                             .verdict(&endpoint_deployer(&me, &region), &p.arn, role)
@@ -748,6 +768,20 @@ where
                     v.via_service.clone(),
                 ))
             });
+            let endpoint_key = record
+                .team_key
+                .as_deref()
+                .and_then(|k| pinned.get(&pin_id(k, account)))
+                .map(|p| p.arn.clone())
+                .unwrap_or_default();
+            for (principal, why) in unseen {
+                verdicts.push(crate::preflight::unseen(
+                    &principal,
+                    &endpoint_key,
+                    "execution role of the endpoint's models",
+                    why,
+                ));
+            }
             if let Resource::SagemakerEndpoint(e) = &mut record.resource {
                 e.access = verdicts;
             }

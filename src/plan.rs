@@ -1044,6 +1044,15 @@ impl<'c> Planner<'c> {
         for ep in std::mem::take(&mut self.endpoints) {
             let e = &ep.rec;
             let name = format!("sagemaker:endpoint/{}", e.name);
+            // An endpoint that is not planned itself (unmatched, or already on its key) still
+            // has artifacts that move: its allowed verdicts go to the plan's list, for apply to
+            // evaluate again.
+            let dropped = ep.team_key.is_none()
+                || (ep.class == EncryptionClass::TargetCmk && ep.blocked.is_none());
+            if dropped {
+                self.access
+                    .extend(e.access.iter().filter(|v| v.allowed()).cloned());
+            }
             let Some(key) = ep.team_key.clone() else {
                 self.unmatched.push(Unmatched {
                     bucket: name,
@@ -1061,6 +1070,10 @@ impl<'c> Planner<'c> {
                 (a, b) => a.or(b),
             };
             let Some(stage) = stage else {
+                if !dropped {
+                    self.access
+                        .extend(e.access.iter().filter(|v| v.allowed()).cloned());
+                }
                 self.unmatched.push(Unmatched {
                     bucket: name,
                     reason: NO_STAGE.into(),

@@ -67,9 +67,13 @@ impl<'a, A: AccessRead> AccessCache<'a, A> {
         Ok(v)
     }
 
-    /// The same usage evaluated again (apply's re-check of a planned verdict).
+    /// The same usage evaluated again (apply's re-check of a planned verdict). rekey's own
+    /// identity is the one running now, whoever made the plan.
     pub async fn again(&mut self, planned: &Verdict, region: &str) -> Result<Verdict, RekeyError> {
-        let usage = usage_of(planned, region);
+        let mut usage = usage_of(planned, region);
+        if planned.role == REKEY_ROLE {
+            usage.principal = self.caller().await?;
+        }
         self.verdict(&usage, &planned.key_arn, &planned.role).await
     }
 }
@@ -83,6 +87,30 @@ pub fn usage_of(v: &Verdict, region: &str) -> Usage {
             .iter()
             .any(|a| a.eq_ignore_ascii_case("kms:CreateGrant"));
     u
+}
+
+/// The role of rekey's own identity in the verdicts of an endpoint.
+pub const REKEY_ROLE: &str =
+    "rekey's own identity, creating the endpoint config and updating the endpoint";
+
+/// A verdict for what rekey cannot see (artifacts in a model package, models of inference
+/// components): `unverified`, so that it blocks.
+pub fn unseen(principal: &str, key_arn: &str, role: &str, why: String) -> Verdict {
+    Verdict {
+        principal: principal.to_string(),
+        key_arn: key_arn.to_string(),
+        role: role.to_string(),
+        actions: vec!["kms:Decrypt".into()],
+        via_service: None,
+        verdict: crate::access::VerdictKind::Unverified,
+        rests_on: Vec::new(),
+        reason: Some(format!(
+            "{why}: the key it needs cannot be checked; deploy it from S3 (ModelDataUrl / ModelDataSource) or re-key it by hand"
+        )),
+        add: None,
+        accepted: Vec::new(),
+        not_evaluated: crate::access::NOT_EVALUATED.to_string(),
+    }
 }
 
 pub fn s3_service(region: &str) -> String {
@@ -173,7 +201,12 @@ pub async fn consumer_verdicts<A: AccessRead>(
         } else {
             c.actions.iter().map(String::as_str).collect()
         };
-        let usage = Usage::principal(&c.principal, &actions, c.via.service(&region));
+        let mut usage = Usage::principal(&c.principal, &actions, c.via.service(&region));
+        // Grants made through SageMaker are for an AWS resource (as apply re-reads it).
+        usage.grant_for_resource = c.via == crate::campaign::ConsumerVia::Sagemaker
+            && actions
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("kms:CreateGrant"));
         for k in &c.keys {
             let Some(p) = pinned.get(&crate::inventory::pin_id(k, account)) else {
                 continue;

@@ -503,3 +503,72 @@ fn fix_statements() {
     };
     assert!(evaluate(&key, &seen(vec![]), &u, &Acceptance::default(), "t").allowed());
 }
+
+/// One evaluation of `policy` (no grants, nothing accepted).
+fn probe(policy: Value, identity: IdentityView, usage: Usage) -> Verdict {
+    let key = KeyFacts {
+        key_arn: KEY.into(),
+        policy: doc(&format!("key policy of {KEY}"), policy),
+        grants: Vec::new(),
+    };
+    evaluate(&key, &identity, &usage, &Acceptance::default(), "probe")
+}
+
+/// IAM: "If the key that you specify in a policy condition is not present in the request
+/// context, the values do not match and the condition is false. If the policy condition
+/// requires that the key is not matched, such as StringNotLike or ArnNotLike, and the right
+/// key is not present, the condition is true." NotIpAddress / NumericNotEquals /
+/// DateNotEquals are negated operators too; rekey does not decide them, so the Deny may apply:
+/// the verdict must not be `allowed` (I5).
+#[test]
+fn an_undecided_negated_operator_on_an_absent_key_is_not_allowed() {
+    for op in ["NotIpAddress", "NumericNotEquals", "DateNotEquals"] {
+        let v = probe(
+            json!([named(ROLE, json!("kms:*")),
+                   { "Sid": "DenyOdd", "Effect": "Deny", "Principal": "*", "Action": "kms:*",
+                     "Resource": "*", "Condition": { op: { "kms:ViaService": "x" } } }]),
+            seen(vec![]),
+            usage(ROLE, None),
+        );
+        assert_ne!(v.verdict, VerdictKind::Allowed, "{op}: {v:?}");
+    }
+}
+
+/// IAM User Guide, "Role session principals": a resource-based policy may name an assumed-role
+/// session (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`). SageMaker uses the execution role
+/// through such a session; a key-policy Deny naming a session of this role applies to the
+/// requests made under it. rekey cannot know the session names, so it cannot say `allowed`.
+#[test]
+fn a_deny_naming_a_session_of_the_role_is_not_ignored() {
+    let v = probe(
+        json!([named(ROLE, json!("kms:*")),
+               { "Sid": "DenySageMakerSession", "Effect": "Deny",
+                 "Principal": { "AWS": "arn:aws:sts::111122223333:assumed-role/sm-exec/SageMaker" },
+                 "Action": "kms:*", "Resource": "*" }]),
+        seen(vec![]),
+        usage(ROLE, Some(S3)),
+    );
+    assert_ne!(v.verdict, VerdictKind::Allowed, "{v:?}");
+}
+
+/// IAM, "ARN condition operators": the ARN is compared component by component, so a `*`
+/// never matches across a colon.
+#[test]
+fn arn_conditions_compare_component_by_component() {
+    assert!(arn_like(
+        "arn:aws:iam::*:role/x",
+        "arn:aws:iam::111122223333:role/x"
+    ));
+    assert!(!arn_like(
+        "arn:*:role/x",
+        "arn:aws:iam::111122223333:role/x"
+    ));
+    assert!(arn_like(
+        "arn:aws:sagemaker:*:*:endpoint/*",
+        "arn:aws:sagemaker:us-east-1:1:endpoint/a"
+    ));
+    assert!(!arn_like(
+        "arn:aws:sagemaker:*:endpoint/*",
+        "arn:aws:sagemaker:us-east-1:1:endpoint/a"
+    ));
+}

@@ -43,6 +43,9 @@ pub struct EndpointConfigInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantInfo {
     pub name: String,
+    /// The model it serves; none: inference components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -63,10 +66,10 @@ impl EndpointConfigInfo {
             ("ShadowProductionVariants", true),
         ] {
             for v in c[field].as_array().into_iter().flatten() {
-                if let Some(m) = text(&v["ModelName"]) {
-                    model_names.push(m);
-                }
+                let model = text(&v["ModelName"]);
+                model_names.extend(model.clone());
                 variants.push(VariantInfo {
+                    model,
                     name: text(&v["VariantName"]).unwrap_or_default(),
                     instance_type: text(&v["InstanceType"]),
                     serverless: v.get("ServerlessConfig").is_some_and(Value::is_object),
@@ -97,8 +100,11 @@ impl EndpointConfigInfo {
 pub struct ModelInfo {
     pub name: String,
     pub execution_role_arn: String,
-    /// `s3://...` model data URLs of the primary container and every other container.
+    /// `s3://...` model data URLs and data sources (objects or prefixes) of the primary
+    /// container and every other container.
     pub artifacts: Vec<String>,
+    /// Artifacts rekey cannot locate (model packages), with why.
+    pub unseen: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,23 +237,39 @@ impl SageMakerApi for AwsClients {
             .send()
             .await
             .map_err(|e| map_sdk_error(format!("model {name}"), e))?;
-        let mut artifacts: Vec<String> = out
-            .primary_container()
-            .and_then(|c| c.model_data_url())
-            .map(str::to_string)
-            .into_iter()
-            .collect();
-        artifacts.extend(
-            out.containers()
-                .iter()
-                .filter_map(|c| c.model_data_url().map(str::to_string)),
-        );
+        // Every S3 location the execution role reads: ModelDataUrl, ModelDataSource (an object
+        // or an uncompressed prefix) and AdditionalModelDataSources, of the primary container
+        // and of every container. A container whose artifacts come from elsewhere (a model
+        // package) cannot be followed: said, so that the preflight fails closed.
+        let mut artifacts = Vec::new();
+        let mut unseen = Vec::new();
+        for c in out.primary_container().into_iter().chain(out.containers()) {
+            let before = artifacts.len();
+            artifacts.extend(c.model_data_url().map(str::to_string));
+            artifacts.extend(
+                c.model_data_source()
+                    .and_then(|d| d.s3_data_source())
+                    .and_then(|s| s.s3_uri().map(str::to_string)),
+            );
+            artifacts.extend(c.additional_model_data_sources().iter().filter_map(|a| {
+                a.s3_data_source()
+                    .and_then(|s| s.s3_uri().map(str::to_string))
+            }));
+            if artifacts.len() == before {
+                if let Some(pkg) = c.model_package_name() {
+                    unseen.push(format!(
+                        "a container of model {name} takes its artifacts from model package {pkg}, which rekey does not follow"
+                    ));
+                }
+            }
+        }
         artifacts.sort();
         artifacts.dedup();
         Ok(ModelInfo {
             name: name.to_string(),
             execution_role_arn: out.execution_role_arn().unwrap_or_default().to_string(),
             artifacts,
+            unseen,
         })
     }
 
@@ -831,6 +853,7 @@ mod tests {
     fn nvme_and_serverless_variants_are_not_covered() {
         let v = |name: &str, t: Option<&str>, serverless: bool| VariantInfo {
             name: name.into(),
+            model: Some("m".into()),
             instance_type: t.map(str::to_string),
             serverless,
             shadow: false,

@@ -152,26 +152,63 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 )
             })
         };
+        let tags_of = |config: &serde_json::Value| {
+            let arn = config["EndpointConfigArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            async move {
+                if arn.is_empty() {
+                    return Ok(std::collections::BTreeMap::new());
+                }
+                retried(&self.policy, self.pacer, || self.s3.tags(&arn))
+                    .await
+                    .0
+                    .map(|t| {
+                        t.into_iter()
+                            .filter(|(k, _)| !k.starts_with("aws:"))
+                            .collect::<std::collections::BTreeMap<_, _>>()
+                    })
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let tags = tags_of(&source).await?;
+        // An existing config is rekey's only if it is the source re-keyed, tags included.
+        let check_tags = |found: std::collections::BTreeMap<String, String>| {
+            if found == tags {
+                Ok(())
+            } else {
+                Err(format!(
+                    "endpoint config {to} exists but its tags {found:?} are not {from}'s {tags:?} (left alone; delete or rename it, then apply again)"
+                ))
+            }
+        };
         match retried(&self.policy, self.pacer, || {
             self.s3.endpoint_config_json(to)
         })
         .await
         .0
         {
-            Ok(existing) => return check(&existing),
+            Ok(existing) => {
+                check(&existing)?;
+                return check_tags(tags_of(&existing).await?);
+            }
             Err(ProviderError::NotFound { .. }) => {}
             Err(e) => return Err(e.to_string()),
         }
-        let config_arn = source["EndpointConfigArn"].as_str().unwrap_or_default();
-        let tags = if config_arn.is_empty() {
-            Default::default()
-        } else {
-            retried(&self.policy, self.pacer, || self.s3.tags(config_arn))
-                .await
-                .0
-                .map_err(|e| e.to_string())?
-        };
-        let with_key = volume_key.coverage != Coverage::NotCovered;
+        // The volume key is sent wherever it may cover something, and wherever the source
+        // already had one (the service took a key for these instance types then).
+        let source_had_key = source["KmsKeyId"].as_str().is_some_and(|k| !k.is_empty());
+        let with_key = volume_key.coverage != Coverage::NotCovered || source_had_key;
+        let uncovered: Vec<String> = source["ProductionVariants"]
+            .as_array()
+            .into_iter()
+            .chain(source["ShadowProductionVariants"].as_array())
+            .flatten()
+            .filter_map(|v| v["InstanceType"].as_str())
+            .filter(|t| crate::providers::sagemaker::has_nvme(t))
+            .map(str::to_string)
+            .collect();
         let request = clone_request(&source, to, key_arn, with_key, &tags);
         let sent = retried(&self.policy, self.pacer, || {
             self.s3.create_endpoint_config_json(&request)
@@ -181,9 +218,13 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         match sent {
             Ok(_) => {}
             // Some instance types refuse a KmsKeyId (local NVMe storage): the plan said the
-            // key does not cover them, so the config goes without it.
+            // key does not cover them, so the config goes without it. Not when the source had
+            // a key (the refusal is then about the key, not the instance type).
             Err(ProviderError::Invalid { detail, .. })
-                if with_key && optional && refuses_volume_key(&detail) =>
+                if with_key
+                    && optional
+                    && !source_had_key
+                    && refuses_volume_key(&detail, &uncovered) =>
             {
                 let request = clone_request(&source, to, key_arn, false, &tags);
                 retried(&self.policy, self.pacer, || {
@@ -201,7 +242,8 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         .await
         .0
         .map_err(|e| e.to_string())?;
-        check(&created)
+        check(&created)?;
+        check_tags(tags_of(&created).await?)
     }
 
     pub(super) async fn run_endpoint(
@@ -304,9 +346,38 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
     }
 }
 
-/// Whether a refused CreateEndpointConfig refused the volume key (an instance type with local
-/// storage): the message names the key or local/instance storage.
-fn refuses_volume_key(detail: &str) -> bool {
+/// Whether a refused CreateEndpointConfig refused the volume key because of an instance type
+/// with local storage: the message names one of those types, or local/instance storage. A
+/// refusal of the key itself (disabled, another region, not accessible) is not one.
+fn refuses_volume_key(detail: &str, uncovered: &[String]) -> bool {
     let d = detail.to_ascii_lowercase();
-    d.contains("kmskeyid") || d.contains("local storage") || d.contains("instance storage")
+    d.contains("local storage")
+        || d.contains("instance storage")
+        || uncovered
+            .iter()
+            .any(|t| d.contains(&t.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_volume_key;
+
+    /// Only a refusal because of the instance type's local storage may drop the volume key; a
+    /// refusal of the key itself (disabled, wrong region, not accessible) must fail the step,
+    /// not create a config without KmsKeyId for the variants the key covers.
+    #[test]
+    fn a_refused_key_is_not_a_refused_instance_type() {
+        let uncovered = vec!["ml.m5d.xlarge".to_string()];
+        assert!(refuses_volume_key(
+            "ValidationException: KmsKeyId is not supported for instance type ml.m5d.xlarge, which has local instance storage.",
+            &uncovered
+        ));
+        for detail in [
+            "ValidationException: KmsKeyId arn:aws:kms:us-east-1:111122223333:key/x is disabled",
+            "ValidationException: Could not access KmsKeyId arn:aws:kms:us-east-1:111122223333:key/x",
+            "ValidationException: The KmsKeyId must be in region us-east-1",
+        ] {
+            assert!(!refuses_volume_key(detail, &uncovered), "{detail}");
+        }
+    }
 }

@@ -172,6 +172,7 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
             async_output_kms_key_arn: None,
             variants: vec![rekey::providers::sagemaker::VariantInfo {
                 name: "main".into(),
+                model: Some("fraud-xgb".into()),
                 instance_type: Some("ml.m5.large".into()),
                 serverless: false,
                 shadow: false,

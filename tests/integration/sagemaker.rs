@@ -768,3 +768,176 @@ async fn key_access_verdicts_name_their_statements_and_block_what_they_must() {
         .unwrap();
     assert_eq!(deny.verdict, Denied);
 }
+
+/// An endpoint planned `not-applicable` (NVMe only, nothing else to re-key) still has
+/// its execution role's verdict on the artifact key recorded as allowed in the plan, and its
+/// artifact is re-keyed. If the role loses access between plan and apply, apply must refuse
+/// (exit 4, stale plan) before re-keying the artifact.
+#[tokio::test]
+async fn a_not_applicable_endpoints_verdicts_are_evaluated_again_at_apply() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smna");
+    harness::seed_estate(&endpoint, &p, 1);
+    let script = r#"
+import boto3, json, sys
+ep, p = sys.argv[1], sys.argv[2]
+kw = dict(endpoint_url=ep, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
+sm = boto3.client('sagemaker', **kw); iam = boto3.client('iam', **kw); kms = boto3.client('kms', **kw)
+trust = json.dumps({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]})
+iam.create_role(RoleName=p+'solo-exec', AssumeRolePolicyDocument=trust)
+fraud = kms.describe_key(KeyId=f'alias/{p}ml-fraud')['KeyMetadata']['Arn']
+iam.put_role_policy(RoleName=p+'solo-exec', PolicyName='fraud-key', PolicyDocument=json.dumps({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Decrypt","kms:GenerateDataKey"],"Resource":fraud}]}))
+role = f'arn:aws:iam::123456789012:role/{p}solo-exec'
+sm.create_model(ModelName=p+'solo-model', ExecutionRoleArn=role, PrimaryContainer={"Image":"123456789012.dkr.ecr.us-east-1.amazonaws.com/xgboost:1","ModelDataUrl":f"s3://{p}ml-fraud-models/xgb/v0/model.tar.gz"})
+sm.create_endpoint_config(EndpointConfigName=p+'solo-ep-cfg', ProductionVariants=[{"VariantName":"main","ModelName":p+'solo-model',"InitialInstanceCount":1,"InstanceType":"ml.g4dn.xlarge"}])
+sm.create_endpoint(EndpointName=p+'solo-ep', EndpointConfigName=p+'solo-ep-cfg')
+print(json.dumps({"fraud": fraud}))
+"#;
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(dir.path(), &p, "{ endpoints: true }", "");
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let pf = plan_with(&endpoint, &campaign, &plan_path);
+    let solo = planned_item(&pf, &format!("{p}solo-ep"));
+    assert_eq!(solo.action, "not-applicable", "{solo:?}");
+    assert!(
+        solo.access
+            .iter()
+            .any(|v| v.allowed() && v.principal.ends_with(&format!("role/{p}solo-exec"))),
+        "the plan records the role's allowed verdict: {:?}",
+        solo.access
+    );
+    // The role loses its IAM permission on the key after planning.
+    let out = Command::new(harness::ensure_venv())
+        .args([
+            "-c",
+            "import boto3, sys\nboto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').delete_role_policy(RoleName=sys.argv[2]+'solo-exec', PolicyName='fraud-key')",
+            &endpoint,
+            &p,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harness::rekey(&endpoint)
+        .args(["apply"])
+        .arg(&plan_path)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let s3 = harness::clients(&endpoint).await.s3;
+    let h = s3
+        .head_object()
+        .bucket(format!("{p}ml-fraud-models"))
+        .key("xgb/v0/model.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        4,
+        "apply must refuse: solo-exec may no longer use the fraud key; artifact now on {:?}; {}",
+        h.ssekms_key_id(),
+        stderr(&out)
+    );
+}
+
+/// The plan checks rekey's own identity (the planner's) for CreateGrant on the team
+/// key; apply re-checks that same recorded principal, not the identity apply runs as. An apply
+/// under credentials that may not use the key must be refused before any endpoint moves.
+#[tokio::test]
+async fn apply_evaluates_the_identity_it_runs_as() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smid");
+    harness::seed_estate(&endpoint, &p, 1);
+    seed_sagemaker(&endpoint, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(dir.path(), &p, "{ endpoints: true }", "");
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let pf = plan_with(&endpoint, &campaign, &plan_path);
+    let fraud = planned_item(&pf, &format!("{p}fraud-ep"));
+    assert_eq!(fraud.action, "rekey-endpoint");
+    assert!(
+        fraud.access.iter().any(|v| v.allowed()
+            && v.principal.ends_with(":user/moto")
+            && v.actions.iter().any(|a| a == "kms:CreateGrant")),
+        "{:?}",
+        fraud.access
+    );
+    // Another identity, with no KMS permission at all, runs the apply.
+    let script = "import boto3, sys, json\niam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\niam.create_user(UserName=sys.argv[2]+'ci')\nk = iam.create_access_key(UserName=sys.argv[2]+'ci')['AccessKey']\nsts = boto3.client('sts', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id=k['AccessKeyId'], aws_secret_access_key=k['SecretAccessKey'])\nprint(json.dumps({'id': k['AccessKeyId'], 'secret': k['SecretAccessKey'], 'arn': sts.get_caller_identity()['Arn']}))";
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        who["arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("user/{p}ci")),
+        "{who}"
+    );
+    let out = harness::rekey(&endpoint)
+        .env("AWS_ACCESS_KEY_ID", who["id"].as_str().unwrap())
+        .env("AWS_SECRET_ACCESS_KEY", who["secret"].as_str().unwrap())
+        .args(["apply"])
+        .arg(&plan_path)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let now = describe_raw(&endpoint, "describe_endpoint", &format!("{p}fraud-ep"));
+    assert_eq!(
+        code(&out),
+        4,
+        "apply ran as {} (no KMS permission) and moved fraud-ep to {}: {}",
+        who["arn"],
+        now["EndpointConfigName"],
+        stderr(&out)
+    );
+}
+
+/// A model whose artifacts are given as ModelDataSource (uncompressed S3 prefix, the
+/// current SageMaker way) rather than ModelDataUrl: its execution role will read them under
+/// the team key, so the preflight must evaluate it, and block the artifacts when it may not.
+#[tokio::test]
+async fn model_data_source_artifacts_are_checked() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smmds");
+    harness::seed_estate(&endpoint, &p, 1);
+    let script = r#"
+import boto3, json, sys
+ep, p = sys.argv[1], sys.argv[2]
+kw = dict(endpoint_url=ep, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
+sm = boto3.client('sagemaker', **kw); iam = boto3.client('iam', **kw)
+trust = json.dumps({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]})
+iam.create_role(RoleName=p+'nokey-exec', AssumeRolePolicyDocument=trust)
+role = f'arn:aws:iam::123456789012:role/{p}nokey-exec'
+sm.create_model(ModelName=p+'mds-model', ExecutionRoleArn=role, PrimaryContainer={"Image":"123456789012.dkr.ecr.us-east-1.amazonaws.com/xgboost:1","ModelDataSource":{"S3DataSource":{"S3Uri":f"s3://{p}ml-fraud-models/xgb/v0/","S3DataType":"S3Prefix","CompressionType":"None"}}})
+sm.create_endpoint_config(EndpointConfigName=p+'mds-ep-cfg', ProductionVariants=[{"VariantName":"main","ModelName":p+'mds-model',"InitialInstanceCount":1,"InstanceType":"ml.m5.large"}])
+sm.create_endpoint(EndpointName=p+'mds-ep', EndpointConfigName=p+'mds-ep-cfg')
+"#;
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(dir.path(), &p, "{ endpoints: true }", "");
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let _pf = plan_with(&endpoint, &campaign, &plan_path);
+    let manifest =
+        std::fs::read_to_string(plan_path.with_file_name("demo.manifest.jsonl")).unwrap();
+    let artifact = manifest
+        .lines()
+        .find(|l| l.contains("xgb/v0/model.tar.gz"))
+        .unwrap();
+    assert!(
+        artifact.contains("\"step\":\"blocked\""),
+        "the artifact of {p}mds-ep moves onto a key its role {p}nokey-exec may not use: {artifact}"
+    );
+}
