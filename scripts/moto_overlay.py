@@ -678,6 +678,14 @@ class Overlay:
             if stored is not None:
                 return Response(json.dumps(stored), status=200, content_type="application/x-amz-json-1.1")
             return None
+        if target == "SageMaker.DeleteEndpointConfig":
+            # As SageMaker: a config may be deleted while an endpoint still runs it.
+            raw = read_body(environ) or b"{}"
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            name = json.loads(raw).get("EndpointConfigName", "")
+            self.sm_configs.pop((self.sm_account(environ), region, name), None)
+            return None
         if target == "SageMaker.DescribeEndpoint" and self.pending_updates:
             name = json.loads(read_body(environ) or b"{}").get("EndpointName")
             pending = self.pending_updates.get(name)

@@ -321,10 +321,17 @@ pub fn wildcard(pattern: &str, text: &str, ignore_case: bool) -> bool {
 
 /// IAM's ARN match: the six colon-separated parts compared one by one (a `*` never spans a
 /// colon), each with the wildcard rules.
-pub fn arn_like(pattern: &str, arn: &str) -> bool {
+/// `None`: a pattern that is not an ARN (nor `*`), which rekey does not decide.
+pub fn arn_like(pattern: &str, arn: &str) -> Option<bool> {
+    if pattern == "*" {
+        return Some(true);
+    }
     let p: Vec<&str> = pattern.splitn(6, ':').collect();
     let a: Vec<&str> = arn.splitn(6, ':').collect();
-    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| wildcard(p, a, false))
+    if p.len() != 6 {
+        return None;
+    }
+    Some(a.len() == 6 && p.iter().zip(&a).all(|(p, a)| wildcard(p, a, false)))
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -455,12 +462,14 @@ fn conditions_hold(
     ctx: &BTreeMap<&'static str, String>,
     accept: &Acceptance,
     deny: bool,
+    key_policy: bool,
     accepted: &mut Vec<String>,
 ) -> T {
     let Some(cond) = st.get("Condition").and_then(Value::as_object) else {
         return T::Yes(Vec::new());
     };
-    let statement_accepted = sid(st).is_some_and(|s| accept.statements.contains(s));
+    // Sids are accepted in key policies only (IAM policies and boundaries may reuse a Sid).
+    let statement_accepted = key_policy && sid(st).is_some_and(|s| accept.statements.contains(s));
     let mut result = T::Yes(Vec::new());
     for (op, block) in cond {
         let Some(block) = block.as_object() else {
@@ -564,7 +573,13 @@ fn eval_operator(op: &str, value: Option<&str>, wanted: &[String]) -> Option<boo
             any(&|w| w.eq_ignore_ascii_case(v))
         }
         "StringLike" | "StringNotLike" => any(&|w| wildcard(w, v, false)),
-        "ArnEquals" | "ArnLike" | "ArnNotEquals" | "ArnNotLike" => any(&|w| arn_like(w, v)),
+        "ArnEquals" | "ArnLike" | "ArnNotEquals" | "ArnNotLike" => {
+            let mut hit = false;
+            for w in wanted {
+                hit |= arn_like(w, v)?;
+            }
+            hit
+        }
         "Bool" => any(&|w| w.eq_ignore_ascii_case(v)),
         _ => return None,
     };
@@ -627,7 +642,15 @@ impl Eval<'_> {
             return T::No;
         }
         let ctx = self.usage.context(action);
-        match conditions_hold(st, name, &ctx, self.accept, deny, &mut self.accepted) {
+        match conditions_hold(
+            st,
+            name,
+            &ctx,
+            self.accept,
+            deny,
+            key_policy,
+            &mut self.accepted,
+        ) {
             T::Yes(_) => T::Yes(vec![name.to_string()]),
             other => other,
         }

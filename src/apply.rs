@@ -433,6 +433,7 @@ pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyE
                 key_arn: sm.kms_key_arn.clone(),
                 volume_key: sm.volume_key.clone(),
                 deployment_config: sm.deployment_config.clone(),
+                source_sha256: sm.source_sha256.clone(),
             };
             steps.push(NewStep {
                 stage: stage.name.clone(),

@@ -598,7 +598,12 @@ where
     if sm.endpoints {
         for name in aws.list_endpoints().await? {
             let (arn, status, config_name) = aws.describe_endpoint(&name).await?;
-            let config = aws.describe_endpoint_config(&config_name).await?;
+            let config_json = aws.endpoint_config_json(&config_name).await?;
+            let config = crate::providers::sagemaker::EndpointConfigInfo::from_json(
+                &config_name,
+                &config_json,
+            );
+            let mut model_infos = Vec::new();
             let (kms_key_arn, key_manager) = match &config.kms_key_id {
                 Some(k) => cache.describe(k).await?,
                 None => (None, None),
@@ -630,6 +635,7 @@ where
             let mut models = Vec::new();
             for model_name in &config.model_names {
                 let m = aws.describe_model(model_name).await?;
+                model_infos.push(m.clone());
                 unseen.extend(
                     m.unseen
                         .iter()
@@ -715,6 +721,10 @@ where
                 models,
                 tags: tags.clone(),
                 access: Vec::new(),
+                source_sha256: crate::providers::sagemaker::source_fingerprint(
+                    &config_json,
+                    &model_infos,
+                ),
             };
             let mut record = classify(campaign, pinned, Resource::SagemakerEndpoint(e), &tags);
             // Who uses the endpoint's own team key once it moves: the execution roles write

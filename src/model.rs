@@ -280,6 +280,9 @@ pub struct SmEndpoint {
     /// and its artifacts, with its verdict (DESIGN §5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<crate::access::Verdict>,
+    /// The fingerprint of the config and models the preflight checked.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_sha256: String,
 }
 
 impl SmEndpoint {

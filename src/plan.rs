@@ -145,6 +145,10 @@ pub struct SmPlan {
     /// (`RetainDeploymentConfig`), and always `RetainAllVariantProperties`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_config: Option<serde_json::Value>,
+    /// The fingerprint of the source config and models the preflight checked: apply clones
+    /// only that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
 }
 
 /// The deterministic name of an endpoint config cloned onto `key_arn`.
@@ -526,7 +530,8 @@ pub struct Planner<'c> {
     unmatched: Vec<Unmatched>,
     endpoints: Vec<EndpointAcc>,
     /// (bucket, key or prefix, endpoint index): which objects are whose model artifacts.
-    artifact_index: Vec<(String, String, usize)>,
+    /// (bucket, key or prefix, endpoint index, execution role reading it).
+    artifact_index: Vec<(String, String, usize, String)>,
     sagemaker_other: Vec<(usize, SmPlan)>,
     /// Key ARN → why what would move onto it is blocked (a consumer that may not use it).
     key_blocks: std::collections::HashMap<String, String>,
@@ -717,8 +722,12 @@ impl<'c> Planner<'c> {
                         if let Some((bucket, key)) =
                             a.url.strip_prefix("s3://").and_then(|p| p.split_once('/'))
                         {
-                            self.artifact_index
-                                .push((bucket.to_string(), key.to_string(), idx));
+                            self.artifact_index.push((
+                                bucket.to_string(),
+                                key.to_string(),
+                                idx,
+                                m.execution_role_arn.clone(),
+                            ));
                         }
                     }
                 }
@@ -782,6 +791,7 @@ impl<'c> Planner<'c> {
                     access: Vec::new(),
                     volume_key: Default::default(),
                     deployment_config: None,
+                    source_sha256: None,
                     manual_steps: if notebook {
                         vec![
                             format!("stop it: aws sagemaker stop-notebook-instance --notebook-instance-name {}", o.name),
@@ -849,7 +859,7 @@ impl<'c> Planner<'c> {
             &format!("s3://{}/{}", o.bucket, o.key),
         )?;
         let class = record.class;
-        let artifact_block = self.note_artifact(o, stage);
+        let artifact_block = self.note_artifact(o, stage, &to_key_arn);
         let key_block = self.key_block(&to_key_arn, gcs, &bucket_location);
         let engine = self.engine;
         let threshold = self.threshold;
@@ -1017,24 +1027,41 @@ impl<'c> Planner<'c> {
 
     /// Record that `o` (planned in `stage`) is a model artifact of the endpoints it belongs to;
     /// an endpoint whose role cannot use the team key blocks its artifacts.
-    fn note_artifact(&mut self, o: &S3Object, stage: usize) -> Option<String> {
+    /// An object an endpoint's model reads (its artifact URL, or under its prefix: any key
+    /// that starts with it, the S3Prefix rule, a superset of the folder): the endpoint goes no
+    /// earlier than it; it is blocked with a blocked endpoint, and unless each execution role
+    /// reading it was found allowed to decrypt with the very key it moves to (an object under
+    /// a prefix may map to another key, or be another account's, than the URL itself).
+    fn note_artifact(&mut self, o: &S3Object, stage: usize, to_key_arn: &str) -> Option<String> {
         let mut block = None;
         let Planner {
             artifact_index,
             endpoints,
             ..
         } = self;
-        for (bucket, prefix, idx) in artifact_index.iter() {
-            let under = o.key == *prefix
-                || o.key
-                    .starts_with(&format!("{}/", prefix.trim_end_matches('/')));
-            if *bucket != o.bucket || !under {
+        for (bucket, prefix, idx, role) in artifact_index.iter() {
+            if *bucket != o.bucket || !o.key.starts_with(prefix.as_str()) {
                 continue;
             }
             let ep = &mut endpoints[*idx];
             ep.artifact_stage = Some(ep.artifact_stage.map_or(stage, |s| s.max(stage)));
             if let Some(r) = &ep.blocked {
                 block = Some(format!("model artifact of endpoint {}: {r}", ep.rec.name));
+                continue;
+            }
+            let checked = ep.rec.access.iter().any(|v| {
+                v.principal == *role
+                    && v.key_arn == to_key_arn
+                    && v.allowed()
+                    && v.actions
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case("kms:Decrypt"))
+            });
+            if !checked {
+                block = Some(format!(
+                    "model artifact of endpoint {}: its execution role {role} was not found allowed to decrypt with {to_key_arn}, the key this object moves to (the preflight checked the key of s3://{bucket}/{prefix}); map the whole artifact location to one key, or plan again once the role may use this key",
+                    ep.rec.name
+                ));
             }
         }
         block
@@ -1128,6 +1155,7 @@ impl<'c> Planner<'c> {
                         })
                     }),
                     access: e.access.clone(),
+                    source_sha256: Some(e.source_sha256.clone()).filter(|s| !s.is_empty()),
                     deployment_config: (action == "rekey-endpoint")
                         .then_some(deployment_config)
                         .flatten(),

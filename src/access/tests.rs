@@ -555,20 +555,54 @@ fn a_deny_naming_a_session_of_the_role_is_not_ignored() {
 /// never matches across a colon.
 #[test]
 fn arn_conditions_compare_component_by_component() {
-    assert!(arn_like(
-        "arn:aws:iam::*:role/x",
-        "arn:aws:iam::111122223333:role/x"
-    ));
-    assert!(!arn_like(
-        "arn:*:role/x",
-        "arn:aws:iam::111122223333:role/x"
-    ));
-    assert!(arn_like(
-        "arn:aws:sagemaker:*:*:endpoint/*",
-        "arn:aws:sagemaker:us-east-1:1:endpoint/a"
-    ));
-    assert!(!arn_like(
-        "arn:aws:sagemaker:*:endpoint/*",
-        "arn:aws:sagemaker:us-east-1:1:endpoint/a"
-    ));
+    let role = "arn:aws:iam::111122223333:role/x";
+    assert_eq!(arn_like("arn:aws:iam::*:role/x", role), Some(true));
+    assert_eq!(
+        arn_like(
+            "arn:aws:sagemaker:*:*:endpoint/*",
+            "arn:aws:sagemaker:us-east-1:1:endpoint/a"
+        ),
+        Some(true)
+    );
+    // A pattern with fewer parts is not an ARN pattern: not decided (never a silent miss).
+    assert_eq!(arn_like("arn:*:role/x", role), None);
+    assert_eq!(arn_like("*", role), Some(true));
+}
+
+/// `accept_unverified.statements` is documented as *key-policy*
+/// statement Sids ("an Allow's condition holds, a Deny's does not"). It is applied to every
+/// document instead: a Deny in the role's own IAM policy (or its permissions boundary) that
+/// happens to share the Sid is taken as not applying, and the verdict becomes `allowed` while
+/// IAM's Deny (undecided condition: aws:SourceVpce is absent from requests S3 makes to KMS, so
+/// StringNotEquals holds) denies.
+#[test]
+fn a_key_policy_sid_acceptance_does_not_switch_off_an_iam_deny() {
+    let key = KeyFacts {
+        key_arn: KEY.into(),
+        policy: doc(
+            "key policy",
+            json!([root(),
+                   { "Sid": "CorpNetworkOnly", "Effect": "Allow", "Principal": { "AWS": ROLE },
+                     "Action": "kms:*", "Resource": "*",
+                     "Condition": { "StringEquals": { "aws:SourceVpce": "vpce-1" } } }]),
+        ),
+        grants: Vec::new(),
+    };
+    let iam_deny = doc(
+        "permissions boundary managed policy arn:aws:iam::111122223333:policy/guard (v1)",
+        json!([{ "Sid": "CorpNetworkOnly", "Effect": "Deny", "Action": "kms:*", "Resource": "*",
+                 "Condition": { "StringNotEquals": { "aws:SourceVpce": "vpce-1" } } }]),
+    );
+    let accept = Acceptance {
+        statements: ["CorpNetworkOnly".to_string()].into(),
+        ..Default::default()
+    };
+    let v = evaluate(
+        &key,
+        &seen(vec![iam_allow("*"), iam_deny]),
+        &usage(ROLE, Some(S3)),
+        &accept,
+        "t",
+    );
+    assert_ne!(v.verdict, VerdictKind::Allowed, "{v:?}");
 }

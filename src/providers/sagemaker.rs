@@ -613,6 +613,53 @@ pub fn volume_key(variants: &[VariantInfo]) -> VolumeKey {
     }
 }
 
+/// What the plan checked of an endpoint's source: its config (output-only fields left out,
+/// keys kept) and each model's execution role and artifacts. Apply refuses to clone a source
+/// whose fingerprint changed (a config or model deleted and created again under its name).
+pub fn source_fingerprint(config: &Value, models: &[ModelInfo]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut c = config.clone();
+    if let Some(m) = c.as_object_mut() {
+        for f in OUTPUT_ONLY {
+            m.remove(*f);
+        }
+    }
+    let mut models: Vec<Value> = models
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.name,
+                "role": m.execution_role_arn,
+                "artifacts": m.artifacts,
+                "unseen": m.unseen,
+            })
+        })
+        .collect();
+    models.sort_by_key(|m| m["name"].as_str().unwrap_or_default().to_string());
+    let doc = serde_json::json!({ "config": canonical(&c), "models": models });
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+    )
+}
+
+/// A JSON value with object keys sorted and numbers as f64 (1 and 1.0 alike).
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| v.clone(), Value::Number),
+        other => other.clone(),
+    }
+}
+
 /// Fields DescribeEndpointConfig reports that CreateEndpointConfig does not take (output only).
 pub const OUTPUT_ONLY: &[&str] = &["EndpointConfigArn", "CreationTime"];
 

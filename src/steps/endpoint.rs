@@ -11,6 +11,17 @@ use crate::retry::retried;
 /// How long an endpoint may take to come back InService.
 const ENDPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
+/// One endpoint step's move, as the plan says it.
+pub(super) struct EndpointMove<'a> {
+    pub name: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub key_arn: &'a str,
+    pub volume_key: &'a VolumeKey,
+    pub deployment: Option<&'a serde_json::Value>,
+    pub source_sha256: Option<&'a str>,
+}
+
 impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
     pub(super) async fn prepare_endpoint(
         &self,
@@ -132,20 +143,18 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
     /// if it compares equal beyond names, ARNs, times and keys. Err: why not, with the diff.
     async fn ensure_config(
         &self,
+        source: &serde_json::Value,
         from: &str,
         to: &str,
         key_arn: &str,
         volume_key: &VolumeKey,
     ) -> Result<(), String> {
-        let source = retried(&self.policy, self.pacer, || {
-            self.s3.endpoint_config_json(from)
-        })
-        .await
-        .0
-        .map_err(|e| e.to_string())?;
-        let optional = !volume_key.is_covered();
+        let source_had_key = source["KmsKeyId"].as_str().is_some_and(|k| !k.is_empty());
+        // The volume key may be missing only where the plan says it covers not everything and
+        // the source had none: a key the source had is never dropped (I2).
+        let optional = !volume_key.is_covered() && !source_had_key;
         let check = |candidate: &serde_json::Value| {
-            check_clone(&source, candidate, key_arn, optional).map_err(|diff| {
+            check_clone(source, candidate, key_arn, optional).map_err(|diff| {
                 format!(
                     "endpoint config {to} exists but is not {from} re-keyed (left alone; delete or rename it, then apply again): {}",
                     diff.join("; ")
@@ -172,7 +181,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     .map_err(|e| e.to_string())
             }
         };
-        let tags = tags_of(&source).await?;
+        let tags = tags_of(source).await?;
         // An existing config is rekey's only if it is the source re-keyed, tags included.
         let check_tags = |found: std::collections::BTreeMap<String, String>| {
             if found == tags {
@@ -198,7 +207,6 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         }
         // The volume key is sent wherever it may cover something, and wherever the source
         // already had one (the service took a key for these instance types then).
-        let source_had_key = source["KmsKeyId"].as_str().is_some_and(|k| !k.is_empty());
         let with_key = volume_key.coverage != Coverage::NotCovered || source_had_key;
         let uncovered: Vec<String> = source["ProductionVariants"]
             .as_array()
@@ -209,7 +217,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             .filter(|t| crate::providers::sagemaker::has_nvme(t))
             .map(str::to_string)
             .collect();
-        let request = clone_request(&source, to, key_arn, with_key, &tags);
+        let request = clone_request(source, to, key_arn, with_key, &tags);
         let sent = retried(&self.policy, self.pacer, || {
             self.s3.create_endpoint_config_json(&request)
         })
@@ -226,7 +234,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     && !source_had_key
                     && refuses_volume_key(&detail, &uncovered) =>
             {
-                let request = clone_request(&source, to, key_arn, false, &tags);
+                let request = clone_request(source, to, key_arn, false, &tags);
                 retried(&self.policy, self.pacer, || {
                     self.s3.create_endpoint_config_json(&request)
                 })
@@ -246,15 +254,65 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
         check_tags(tags_of(&created).await?)
     }
 
-    pub(super) async fn run_endpoint(
+    /// The source config as DescribeEndpointConfig answers now, if it (and its models) is what
+    /// the plan checked; Ok(Err): it changed since (drift, left alone).
+    async fn source_as_planned(
         &self,
-        name: &str,
         from: &str,
-        to: &str,
-        key_arn: &str,
-        volume_key: &VolumeKey,
-        deployment: Option<&serde_json::Value>,
-    ) -> StepOutcome {
+        planned: Option<&str>,
+    ) -> Result<Result<serde_json::Value, String>, String> {
+        let source = match retried(&self.policy, self.pacer, || {
+            self.s3.endpoint_config_json(from)
+        })
+        .await
+        .0
+        {
+            Ok(s) => s,
+            Err(ProviderError::NotFound { .. }) => {
+                return Ok(Err(format!(
+                    "endpoint config {from} no longer exists: nothing checked to clone; plan again"
+                )))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let Some(planned) = planned else {
+            return Ok(Ok(source));
+        };
+        let info = crate::providers::sagemaker::EndpointConfigInfo::from_json(from, &source);
+        let mut models = Vec::new();
+        for m in &info.model_names {
+            match retried(&self.policy, self.pacer, || self.s3.describe_model(m))
+                .await
+                .0
+            {
+                Ok(info) => models.push(info),
+                Err(ProviderError::NotFound { .. }) => {
+                    return Ok(Err(format!(
+                        "model {m} of endpoint config {from} no longer exists; plan again"
+                    )))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let now = crate::providers::sagemaker::source_fingerprint(&source, &models);
+        if now != planned {
+            return Ok(Err(format!(
+                "endpoint config {from} or its models changed since the plan (fingerprint {now}, planned {planned}): left as is; plan again to check what it is now"
+            )));
+        }
+        Ok(Ok(source))
+    }
+
+    pub(super) async fn run_endpoint(&self, m: EndpointMove<'_>) -> StepOutcome {
+        let EndpointMove {
+            name,
+            from,
+            to,
+            key_arn,
+            volume_key,
+            deployment,
+            source_sha256,
+        } = m;
         let current = match self.settled(name).await {
             Ok(c) => c,
             Err(ProviderError::NotFound { .. }) => {
@@ -276,7 +334,15 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             };
         }
         if current != to {
-            if let Err(reason) = self.ensure_config(from, to, key_arn, volume_key).await {
+            let source = match self.source_as_planned(from, source_sha256).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(reason)) => return StepOutcome::Drifted { reason },
+                Err(reason) => return StepOutcome::Failed { reason },
+            };
+            if let Err(reason) = self
+                .ensure_config(&source, from, to, key_arn, volume_key)
+                .await
+            {
                 return StepOutcome::Failed { reason };
             }
         }

@@ -113,6 +113,9 @@ pub enum StepSpec {
         /// UpdateEndpoint's DeploymentConfig; none: the endpoint's own is retained.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deployment_config: Option<serde_json::Value>,
+        /// The fingerprint of the source config and models the plan checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_sha256: Option<String>,
     },
 }
 

@@ -1330,16 +1330,18 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 key_arn,
                 volume_key,
                 deployment_config,
+                source_sha256,
                 ..
             } => (
-                self.run_endpoint(
+                self.run_endpoint(super::endpoint::EndpointMove {
                     name,
-                    from_config,
-                    to_config,
+                    from: from_config,
+                    to: to_config,
                     key_arn,
                     volume_key,
-                    deployment_config.as_ref(),
-                )
+                    deployment: deployment_config.as_ref(),
+                    source_sha256: source_sha256.as_deref(),
+                })
                 .await,
                 0,
             ),

@@ -178,6 +178,7 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                 shadow: false,
             }],
             access: Vec::new(),
+            source_sha256: String::new(),
             models: vec![rekey::model::SmModel {
                 name: "fraud-xgb".into(),
                 execution_role_arn: "arn:aws:iam::111111111111:role/fraud-serving".into(),

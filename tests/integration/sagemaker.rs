@@ -941,3 +941,189 @@ sm.create_endpoint(EndpointName=p+'mds-ep', EndpointConfigName=p+'mds-ep-cfg')
         "the artifact of {p}mds-ep moves onto a key its role {p}nokey-exec may not use: {artifact}"
     );
 }
+
+/// The artifact verdict is made for the key the *prefix URL* maps to, not
+/// for the keys its objects map to. A ModelDataSource S3Prefix whose objects are mapped by a
+/// narrower prefix rule (or a name/tag rule) than the prefix string itself gets no verdict at
+/// all, and the objects move onto a key the execution role may not use.
+#[tokio::test]
+async fn prefix_artifact_objects_mapped_to_another_key_are_checked() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smpfx");
+    harness::seed_estate(&endpoint, &p, 1);
+    let script = r#"
+import boto3, json, sys
+ep, p = sys.argv[1], sys.argv[2]
+kw = dict(endpoint_url=ep, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
+sm = boto3.client('sagemaker', **kw); iam = boto3.client('iam', **kw); s3 = boto3.client('s3', **kw)
+s3.create_bucket(Bucket=p+'ml-shared-models')
+s3.put_object(Bucket=p+'ml-shared-models', Key='llm/adapters/fraud.safetensors', Body=b'w')
+s3.put_object(Bucket=p+'ml-shared-models', Key='llm/base/config.json', Body=b'c')
+trust = json.dumps({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]})
+iam.create_role(RoleName=p+'nokey-exec', AssumeRolePolicyDocument=trust)
+role = f'arn:aws:iam::123456789012:role/{p}nokey-exec'
+sm.create_model(ModelName=p+'llm-model', ExecutionRoleArn=role, PrimaryContainer={"Image":"123456789012.dkr.ecr.us-east-1.amazonaws.com/llm:1","ModelDataSource":{"S3DataSource":{"S3Uri":f"s3://{p}ml-shared-models/llm/","S3DataType":"S3Prefix","CompressionType":"None"}}})
+sm.create_endpoint_config(EndpointConfigName=p+'llm-ep-cfg', ProductionVariants=[{"VariantName":"main","ModelName":p+'llm-model',"InitialInstanceCount":1,"InstanceType":"ml.m5.large"}])
+sm.create_endpoint(EndpointName=p+'llm-ep', EndpointConfigName=p+'llm-ep-cfg')
+"#;
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(dir.path(), &p, "{ endpoints: true }", "");
+    // The adapters under the model's prefix belong to the fraud team.
+    let text = std::fs::read_to_string(&campaign).unwrap().replacen(
+        "mapping:\n",
+        &format!(
+            "mapping:\n  - {{ match: {{ bucket: \"{p}ml-shared-models\", prefix: \"llm/adapters/\" }}, key: fraud }}\n"
+        ),
+        1,
+    );
+    std::fs::write(&campaign, text).unwrap();
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let _pf = plan_with(&endpoint, &campaign, &plan_path);
+    let manifest =
+        std::fs::read_to_string(plan_path.with_file_name("demo.manifest.jsonl")).unwrap();
+    let adapter = manifest
+        .lines()
+        .find(|l| l.contains("llm/adapters/fraud.safetensors"))
+        .expect("the adapter is planned");
+    assert!(
+        adapter.contains("\"step\":\"blocked\""),
+        "an artifact object of {p}llm-ep moves onto the fraud key, which its role {p}nokey-exec may not use: {adapter}"
+    );
+}
+
+/// Apply reads the source endpoint config by name at apply time. If it
+/// was deleted and created again under the same name since the plan (SageMaker allows deleting
+/// a config an endpoint uses), apply clones and deploys content that was never checked (here a
+/// model whose role may not use the key), and a rollback "restores" the new content.
+#[tokio::test]
+async fn a_source_config_replaced_since_the_plan_is_not_deployed() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smcfg");
+    harness::seed_estate(&endpoint, &p, 1);
+    seed_sagemaker(&endpoint, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(dir.path(), &p, "{ endpoints: true }", "");
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let pf = plan_with(&endpoint, &campaign, &plan_path);
+    let fraud = planned_item(&pf, &format!("{p}fraud-ep"));
+    assert_eq!(fraud.action, "rekey-endpoint", "{fraud:?}");
+    // After the plan: the config fraud-ep runs is replaced under the same name, now serving the
+    // model whose role (intruder) may not use the fraud key.
+    let script = r#"
+import boto3, sys
+ep, p = sys.argv[1], sys.argv[2]
+sm = boto3.client('sagemaker', endpoint_url=ep, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
+c = sm.describe_endpoint_config(EndpointConfigName=p+'fraud-ep-cfg')
+sm.delete_endpoint_config(EndpointConfigName=p+'fraud-ep-cfg')
+v = c['ProductionVariants'][0]; v['ModelName'] = p+'blocked-ep-model'
+kw = dict(EndpointConfigName=p+'fraud-ep-cfg', ProductionVariants=[v])
+if 'DataCaptureConfig' in c: kw['DataCaptureConfig'] = c['DataCaptureConfig']
+sm.create_endpoint_config(**kw)
+"#;
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harness::rekey(&endpoint)
+        .args(["apply"])
+        .arg(&plan_path)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    // The endpoint stays on its own config (whatever it now holds is not rekey's doing); the
+    // step is drift, named as such.
+    let now = describe_raw(&endpoint, "describe_endpoint", &format!("{p}fraud-ep"));
+    let cfg_name = now["EndpointConfigName"].as_str().unwrap().to_string();
+    assert_eq!(
+        cfg_name,
+        format!("{p}fraud-ep-cfg"),
+        "apply (exit {}) moved the endpoint onto a clone of content never checked: {}",
+        code(&out),
+        stderr(&out)
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed since the plan"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A config that already exists under the clone's name is taken as
+/// rekey's when it has *no* KmsKeyId although the source had one, whenever coverage is only
+/// partial. Deployed, the endpoint's covered variant ends on neither its original key nor the
+/// team key (I2), though creating it fresh rekey would never drop a key the source had.
+#[tokio::test]
+async fn an_existing_clone_without_the_volume_key_the_source_had_is_not_used() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("smvk");
+    harness::seed_estate(&endpoint, &p, 1);
+    seed_sagemaker(&endpoint, &p);
+    let script = r#"
+import boto3, json, sys
+ep, p = sys.argv[1], sys.argv[2]
+kw = dict(endpoint_url=ep, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
+sm = boto3.client('sagemaker', **kw); kms = boto3.client('kms', **kw)
+legacy = kms.describe_key(KeyId=f'alias/{p}legacy')['KeyMetadata']['Arn']
+sm.create_endpoint_config(EndpointConfigName=p+'mix-ep-cfg', KmsKeyId=legacy, ProductionVariants=[
+  {"VariantName":"a","ModelName":p+'fraud-ep-model',"InitialInstanceCount":1,"InstanceType":"ml.m5.large"},
+  {"VariantName":"b","ModelName":p+'fraud-ep-model',"InitialInstanceCount":1,"InstanceType":"ml.m5d.xlarge"}])
+sm.create_endpoint(EndpointName=p+'mix-ep', EndpointConfigName=p+'mix-ep-cfg')
+"#;
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(dir.path(), &p, "{ endpoints: true }", "");
+    let text = std::fs::read_to_string(&campaign).unwrap().replacen(
+        "mapping:\n",
+        &format!("mapping:\n  - {{ match: {{ kind: sagemaker-endpoint, name: \"{p}mix-ep\" }}, key: fraud }}\n"),
+        1,
+    );
+    std::fs::write(&campaign, text).unwrap();
+    let plan_path = dir.path().join("plans/demo.plan.yaml");
+    let pf = plan_with(&endpoint, &campaign, &plan_path);
+    let mix = planned_item(&pf, &format!("{p}mix-ep"));
+    assert_eq!(mix.action, "rekey-endpoint", "{mix:?}");
+    let to = mix.new_config.clone().unwrap();
+    // A config under the clone's name, the source field for field but without a KmsKeyId.
+    let script = r#"
+import boto3, sys
+ep, p, to = sys.argv[1], sys.argv[2], sys.argv[3]
+sm = boto3.client('sagemaker', endpoint_url=ep, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
+c = sm.describe_endpoint_config(EndpointConfigName=p+'mix-ep-cfg')
+sm.create_endpoint_config(EndpointConfigName=to, ProductionVariants=c['ProductionVariants'])
+"#;
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p, &to])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harness::rekey(&endpoint)
+        .args(["apply"])
+        .arg(&plan_path)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let now = describe_raw(&endpoint, "describe_endpoint", &format!("{p}mix-ep"));
+    let cfg = describe_raw(
+        &endpoint,
+        "describe_endpoint_config",
+        now["EndpointConfigName"].as_str().unwrap(),
+    );
+    assert!(
+        cfg.get("KmsKeyId").is_some(),
+        "apply (exit {}) moved {p}mix-ep (source KmsKeyId: the legacy key) to {} with no KmsKeyId: {}",
+        code(&out),
+        now["EndpointConfigName"],
+        stderr(&out)
+    );
+}
