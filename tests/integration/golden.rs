@@ -177,7 +177,20 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                 serverless: false,
                 shadow: false,
             }],
-            access: Vec::new(),
+            // As the preflight found it: the serving role may read its artifact's key.
+            access: vec![rekey::access::Verdict {
+                principal: "arn:aws:iam::111111111111:role/fraud-serving".into(),
+                key_arn: "arn:aws:kms:us-east-1:111111111111:key/11111111-1111-1111-1111-111111111111".into(),
+                role: "execution role of model fraud-xgb, reading s3://ml-fraud-models/xgb/v0/model.tar.gz".into(),
+                actions: vec!["kms:Decrypt".into()],
+                via_service: Some("s3.us-east-1.amazonaws.com".into()),
+                verdict: rekey::access::VerdictKind::Allowed,
+                rests_on: vec!["key policy of arn:aws:kms:us-east-1:111111111111:key/11111111-1111-1111-1111-111111111111 statement \"FraudServing\"".into()],
+                reason: None,
+                add: None,
+                accepted: Vec::new(),
+                not_evaluated: rekey::access::NOT_EVALUATED.into(),
+            }],
             source_sha256: String::new(),
             models: vec![rekey::model::SmModel {
                 name: "fraud-xgb".into(),
