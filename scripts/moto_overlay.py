@@ -22,7 +22,11 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
 8. HEAD/GET of a DSSE-KMS object report its KMS key (moto reports it only for aws:kms).
 7. GetBucketVersioning answers with the documented `VersioningConfiguration` root element
    (moto 5.2.5 answers `GetBucketVersioningResponse`, which the Rust SDK refuses to parse);
-   ListParts likewise with `ListPartsResult` (moto: `ListPartsResponse`).
+   ListParts likewise with `ListPartsResult` (moto: `ListPartsResponse`), and
+   GetBucketNotificationConfiguration with `NotificationConfiguration` (moto:
+   `GetBucketNotificationResponse` when there is none) and with the `EventBridgeConfiguration`
+   that moto forgets; GetBucketReplication with the configuration as it was put (moto drops
+   SourceSelectionCriteria).
 6. SSE-C objects are remembered as SSE-C: HEAD/GET without the customer key answer
    400, with it they report the algorithm and key MD5 (moto drops SSE-C entirely).
 10. Destination conditions: CopyObject honours `If-Match` / `If-None-Match` on the destination
@@ -242,6 +246,10 @@ class Overlay:
         # (account, region, name) -> DescribeEndpointConfig answer; recorded UpdateEndpoints.
         self.sm_configs = {}
         self.sm_updates = []
+        # Buckets whose notification configuration turns EventBridge on.
+        self.eventbridge = set()
+        # Bucket -> the replication configuration as put.
+        self.replication = {}
         self.refuse_kms_for = []
         self.faults = Faults()
         self.hooks = Hooks()
@@ -300,6 +308,8 @@ class Overlay:
 
     def dispatch(self, environ, start_response):
         if environ.get("PATH_INFO") == "/moto-api/reset":
+            self.eventbridge.clear()
+            self.replication.clear()
             self.sm_configs.clear()
             self.sm_updates.clear()
             self.refuse_kms_for = []
@@ -340,6 +350,19 @@ class Overlay:
         backend = s3_backend_for(bucket) if bucket else None
         if backend is not None and key is None and method == "GET" and "versioning" in query:
             return self.fix_versioning_root(environ, start_response)
+        if backend is not None and key is None and "replication" in query:
+            return self.replication_as_stored(environ, start_response, method, bucket)
+        if backend is not None and key is None and "notification" in query:
+            if method == "PUT":
+                # moto drops an empty <EventBridgeConfiguration/>: remember it.
+                body = read_body(environ)
+                if b"<EventBridgeConfiguration" in body:
+                    self.eventbridge.add(bucket)
+                else:
+                    self.eventbridge.discard(bucket)
+                return self.app(environ, start_response)
+            if method == "GET":
+                return self.notification_as_aws(environ, start_response, bucket)
         if backend is not None and key is None and method == "GET" and "encryption" in query:
             resp = self.bucket_encryption_with_blocked_types(backend, bucket)
             if resp is not None:
@@ -439,6 +462,54 @@ class Overlay:
         return self.fix_root(
             environ, start_response, b"GetBucketVersioningResponse", b"VersioningConfiguration"
         )
+
+    def replication_as_stored(self, environ, start_response, method, bucket):
+        """GetBucketReplication answers with the configuration as it was put (moto drops
+        SourceSelectionCriteria, among others)."""
+        body = read_body(environ) if method == "PUT" else b""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        answer = b"".join(self.app(environ, capture))
+        ok = captured["status"].startswith("2")
+        if method == "PUT" and ok:
+            self.replication[bucket] = body
+        elif method == "DELETE" and ok:
+            self.replication.pop(bucket, None)
+        elif method == "GET" and ok and bucket in self.replication:
+            answer = self.replication[bucket]
+            if not answer.lstrip().startswith(b"<?xml"):
+                answer = b'<?xml version="1.0" encoding="UTF-8"?>\n' + answer
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(answer))))
+        start_response(captured["status"], headers)
+        return [answer]
+
+    def notification_as_aws(self, environ, start_response, bucket):
+        """AWS's root element, and the EventBridge configuration moto forgets."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture))
+        body = body.replace(b"GetBucketNotificationResponse", b"NotificationConfiguration")
+        if bucket in self.eventbridge and captured["status"].startswith("200"):
+            if body.rstrip().endswith(b"/>"):
+                # An empty configuration element: open it.
+                body = body.rstrip()[:-2] + b"></NotificationConfiguration>"
+            body = body.replace(
+                b"</NotificationConfiguration>",
+                b"<EventBridgeConfiguration></EventBridgeConfiguration></NotificationConfiguration>",
+            )
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
 
     def fix_root(self, environ, start_response, wrong, right):
         """Answer with AWS's root element where moto names it otherwise."""

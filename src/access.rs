@@ -204,6 +204,12 @@ pub struct Verdict {
     pub actions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via_service: Option<String>,
+    /// A service principal's `aws:SourceArn` / `aws:SourceAccount` (apply evaluates the same
+    /// request again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_account: Option<String>,
     pub verdict: VerdictKind,
     /// The statements and grants the verdict rests on.
     pub rests_on: Vec<String>,
@@ -334,7 +340,8 @@ pub fn arn_like(pattern: &str, arn: &str) -> Option<bool> {
     Some(a.len() == 6 && p.iter().zip(&a).all(|(p, a)| wildcard(p, a, false)))
 }
 
-fn strings(v: &Value) -> Vec<String> {
+/// A policy field's values as strings (one string, or each element of an array).
+pub fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
@@ -519,7 +526,7 @@ fn conditions_hold(
 }
 
 /// Evaluate one condition operator; `None`: not decidable here.
-fn eval_operator(op: &str, value: Option<&str>, wanted: &[String]) -> Option<bool> {
+pub fn eval_operator(op: &str, value: Option<&str>, wanted: &[String]) -> Option<bool> {
     if op.contains(':') || wanted.iter().any(|w| w.contains("${")) {
         // ForAnyValue:/ForAllValues: set operators and policy variables.
         return None;
@@ -837,6 +844,8 @@ pub fn evaluate(
         role: role.to_string(),
         actions: usage.actions.clone(),
         via_service: usage.via_service.clone(),
+        source_arn: usage.source_arn.clone(),
+        source_account: usage.source_account.clone(),
         verdict,
         // Allowed: the statements that allow; denied: the Deny; unverified: what could not
         // be decided (each names its statement); not allowed: nothing reaches it.

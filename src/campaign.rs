@@ -82,6 +82,51 @@ impl ConsumerVia {
 pub struct Preflight {
     #[serde(default)]
     pub accept_unverified: crate::access::Acceptance,
+    /// Bucket hazards the operator accepts, per bucket glob.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_hazards: Vec<AcceptHazards>,
+}
+
+/// `{ bucket: "ml-dr-*", accept: [replication-gap] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptHazards {
+    pub bucket: String,
+    pub accept: Vec<Hazard>,
+}
+
+/// What around a bucket would break when it moves to a CMK (issue 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hazard {
+    /// A replication rule that does not replicate SSE-KMS objects.
+    ReplicationGap,
+    /// A bucket policy Deny that refuses SSE-KMS writes (the copies).
+    EncryptionPolicy,
+    /// A CloudFront origin access identity reads the bucket: it cannot read SSE-KMS objects.
+    OaiOrigin,
+}
+
+impl Hazard {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hazard::ReplicationGap => "replication-gap",
+            Hazard::EncryptionPolicy => "encryption-policy",
+            Hazard::OaiOrigin => "oai-origin",
+        }
+    }
+}
+
+impl Preflight {
+    /// Whether the campaign accepts `hazard` for `bucket`.
+    pub fn accepts(&self, bucket: &str, hazard: Hazard) -> bool {
+        self.accept_hazards.iter().any(|a| {
+            a.accept.contains(&hazard)
+                && globset::Glob::new(&a.bucket)
+                    .map(|g| g.compile_matcher().is_match(bucket))
+                    .unwrap_or(false)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -497,6 +542,28 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                 line,
                 "aws.sagemaker.deployment_config names no update policy".into(),
                 "add BlueGreenUpdatePolicy or RollingUpdatePolicy (or remove the section to keep the endpoint's own)".into(),
+            ));
+        }
+    }
+    for (i, a) in spec.preflight.accept_hazards.iter().enumerate() {
+        if let Err(e) = globset::Glob::new(&a.bucket) {
+            return Err(err(
+                locate_item(src, &["preflight", "accept_hazards"], i),
+                format!(
+                    "preflight.accept_hazards bucket {:?} is not a glob: {e}",
+                    a.bucket
+                ),
+                "name a bucket or a glob such as \"ml-dr-*\"".into(),
+            ));
+        }
+        if a.accept.is_empty() {
+            return Err(err(
+                locate_item(src, &["preflight", "accept_hazards"], i),
+                format!(
+                    "preflight.accept_hazards for {:?} accepts nothing",
+                    a.bucket
+                ),
+                "list the hazards accepted: replication-gap, encryption-policy, oai-origin".into(),
             ));
         }
     }

@@ -372,7 +372,7 @@ pub async fn run<S, K>(
 ) -> Result<InventoryStats, RekeyError>
 where
     S: S3Read,
-    K: KeyRead,
+    K: KeyRead + crate::providers::iam::AccessRead,
 {
     let mut stats = InventoryStats::default();
     let Some(s3_section) = campaign.s3() else {
@@ -384,6 +384,25 @@ where
         kms,
         known: Mutex::new(HashMap::new()),
     };
+    // The team keys objects of this account may move to: each bucket's readers are checked
+    // against each (few keys; reads cached per run).
+    let account_keys: Vec<String> = {
+        let mut k: Vec<String> = pinned
+            .iter()
+            .filter(|(id, _)| split_pin(id).1 == account)
+            .map(|(_, p)| p.arn.clone())
+            .collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    let owner_account = account_keys
+        .first()
+        .and_then(|k| k.split(':').nth(4))
+        .unwrap_or_default()
+        .to_string();
+    let mut access =
+        crate::preflight::AccessCache::new(kms, campaign.spec.preflight.accept_unverified.clone());
     let buckets: Vec<String> = s3
         .list_buckets()
         .await?
@@ -417,7 +436,14 @@ where
         let mut default_encryption = settings.default_encryption.clone();
         cache.resolve(&mut default_encryption).await?;
         let tags = settings.tags.clone();
+        let surroundings = s3.surroundings(bucket).await?;
+        let graph =
+            crate::preflight::bucket_graph(bucket, &owner_account, &settings.region, &surroundings);
+        let bucket_access =
+            crate::preflight::bucket_verdicts(&mut access, &graph, &account_keys).await?;
         let bucket_record = Resource::S3Bucket(S3Bucket {
+            surroundings,
+            access: bucket_access,
             account: account.into(),
             region: settings.region.clone(),
             bucket: bucket.clone(),
@@ -789,7 +815,7 @@ where
                     &principal,
                     &endpoint_key,
                     "execution role of the endpoint's models",
-                    why,
+                    format!("{why}: the key it needs cannot be checked; deploy it from S3 (ModelDataUrl / ModelDataSource) or re-key it by hand"),
                 ));
             }
             if let Resource::SagemakerEndpoint(e) = &mut record.resource {

@@ -196,6 +196,68 @@ pub struct S3Bucket {
     /// redirect without changing their ETag: each copy reads the object first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changes_in_place: bool,
+    /// What surrounds the bucket: its policy, replication and event notifications.
+    #[serde(default, skip_serializing_if = "Surroundings::is_empty")]
+    pub surroundings: Surroundings,
+    /// The consumer graph: every principal the bucket policy or replication lets use the
+    /// bucket, with its key-access verdict for each team key of the account (DESIGN §5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<crate::access::Verdict>,
+}
+
+/// A bucket's policy, replication and notification configuration, as read at inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Surroundings {
+    /// The bucket policy (JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+    #[serde(default, skip_serializing_if = "Notifications::is_empty")]
+    pub notifications: Notifications,
+}
+
+impl Surroundings {
+    pub fn is_empty(&self) -> bool {
+        *self == Surroundings::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    pub role: String,
+    pub rules: Vec<ReplicationRule>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationRule {
+    pub id: String,
+    pub enabled: bool,
+    /// The rule's prefix filter (empty: the whole bucket; a tag filter counts as the whole
+    /// bucket, the careful reading).
+    #[serde(default)]
+    pub prefix: String,
+    pub destination_bucket: String,
+    /// `SourceSelectionCriteria.SseKmsEncryptedObjects` is Enabled.
+    pub sse_kms_opt_in: bool,
+    /// `Destination.EncryptionConfiguration.ReplicaKmsKeyID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_kms_key: Option<String>,
+}
+
+/// Event notifications that fire on object creation (a copy is one), by destination kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notifications {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_create: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub eventbridge: bool,
+}
+
+impl Notifications {
+    pub fn is_empty(&self) -> bool {
+        self.on_create.is_empty() && !self.eventbridge
+    }
 }
 
 /// One S3 object version.

@@ -192,6 +192,46 @@ pub struct BucketPlan {
     /// request per object), so such a change is not reverted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recheck: bool,
+    /// What the stage's re-encryption sets off around the bucket.
+    #[serde(default, skip_serializing_if = "SideEffects::is_empty")]
+    pub side_effects: SideEffects,
+    /// Hazards around the bucket (blocking unless accepted), each with its fix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hazards: Vec<String>,
+}
+
+/// Events and copies a stage's re-encryption causes around a bucket. Every in-place copy is
+/// an `s3:ObjectCreated:Copy` event and a new object version, which replication replicates;
+/// for UpdateObjectEncryption the S3 documentation does not say whether it emits events or
+/// replicates, so rekey counts it the same (the careful reading).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideEffects {
+    /// Notification deliveries (objects × SNS/SQS/Lambda destinations subscribed to copies).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notification_events: u64,
+    /// Events sent to EventBridge (one per object when it is on).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eventbridge_events: u64,
+    /// Objects replication copies again (objects under an enabled rule's prefix).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replicated_copies: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replicated_bytes: u64,
+    /// Estimated extra cost: EventBridge $1.00 per million events, replication PUTs at
+    /// $0.005 per 1,000 (destination STANDARD), transfer not included (region unknown).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub estimated_cost_usd: f64,
+}
+
+impl SideEffects {
+    pub fn is_empty(&self) -> bool {
+        *self == SideEffects::default()
+    }
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn aws_provider() -> crate::model::Provider {
@@ -499,6 +539,7 @@ fn gcs_requests(o: &S3Object, class: EncryptionClass) -> Vec<(&'static str, u64)
 
 #[derive(Default)]
 struct StageBucketAcc {
+    side_effects: SideEffects,
     groups: BTreeMap<(String, S3Engine), GroupAcc>,
     blocked: BTreeMap<String, (u64, u64)>,
     flagged: BTreeMap<String, (u64, u64)>,
@@ -565,6 +606,35 @@ impl<'c> Planner<'c> {
             r.push_str(&format!("key-access preflight: {}", v.summary()));
         }
         self.access = verdicts;
+    }
+
+    /// Why nothing of the current bucket may move onto `key_arn`: a principal of its consumer
+    /// graph that may not use the key, or a hazard around it the campaign does not accept.
+    fn surroundings_block(&self, key_arn: &str) -> Option<String> {
+        self.surroundings_block_of(&self.current.as_ref()?.bucket, key_arn)
+    }
+
+    fn surroundings_block_of(&self, b: &S3Bucket, key_arn: &str) -> Option<String> {
+        let mut why: Vec<String> = b
+            .access
+            .iter()
+            .filter(|v| v.key_arn == key_arn && !v.allowed())
+            .map(|v| format!("consumer graph: {}", v.summary()))
+            .collect();
+        let preflight = &self.campaign.spec.preflight;
+        for h in crate::preflight::bucket_hazards(&b.bucket, &b.surroundings, key_arn) {
+            if !preflight.accepts(&b.bucket, h.hazard) {
+                why.push(format!(
+                    "hazard {}: {}; fix: {} (or accept it: preflight.accept_hazards: [{{ bucket: {}, accept: [{}] }}])",
+                    h.hazard.as_str(),
+                    h.detail,
+                    h.fix,
+                    b.bucket,
+                    h.hazard.as_str()
+                ));
+            }
+        }
+        (!why.is_empty()).then(|| why.join(" | "))
     }
 
     /// Why nothing may move onto `key_arn` in this bucket: a consumer or service agent that
@@ -673,6 +743,8 @@ impl<'c> Planner<'c> {
                         tags: g.labels.clone(),
                         acls: false,
                         changes_in_place: false,
+                        surroundings: Default::default(),
+                        access: Vec::new(),
                     },
                     team_key: record.team_key.clone(),
                     class: record.class,
@@ -860,7 +932,23 @@ impl<'c> Planner<'c> {
         )?;
         let class = record.class;
         let artifact_block = self.note_artifact(o, stage, &to_key_arn);
-        let key_block = self.key_block(&to_key_arn, gcs, &bucket_location);
+        let key_block = self
+            .key_block(&to_key_arn, gcs, &bucket_location)
+            .or_else(|| self.surroundings_block(&to_key_arn));
+        // What one re-encrypted object sets off around the bucket.
+        let effects = self.current.as_ref().map(|a| {
+            let s = &a.bucket.surroundings;
+            let replicated = s.replication.as_ref().is_some_and(|r| {
+                r.rules
+                    .iter()
+                    .any(|x| x.enabled && o.key.starts_with(x.prefix.as_str()))
+            });
+            (
+                s.notifications.on_create.len() as u64,
+                s.notifications.eventbridge,
+                replicated,
+            )
+        });
         let engine = self.engine;
         let threshold = self.threshold;
         let sa = self
@@ -944,6 +1032,15 @@ impl<'c> Planner<'c> {
             b.0 += 1;
             b.1 += o.size;
         } else {
+            if let Some((destinations, eventbridge, replicated)) = effects {
+                let e = &mut sa.side_effects;
+                e.notification_events += destinations;
+                e.eventbridge_events += u64::from(eventbridge);
+                if replicated {
+                    e.replicated_copies += 1;
+                    e.replicated_bytes += o.size;
+                }
+            }
             let g = sa.groups.entry((team_key.clone(), engine)).or_default();
             g.objects += 1;
             g.bytes += o.size;
@@ -1237,9 +1334,11 @@ impl<'c> Planner<'c> {
                                 objects: 0,
                                 bytes: 0,
                             });
-                        } else if let (false, Some(r)) =
-                            (on_target, self.key_block(&arn, gcs, &b.region))
-                        {
+                        } else if let (false, Some(r)) = (
+                            on_target,
+                            self.key_block(&arn, gcs, &b.region)
+                                .or_else(|| self.surroundings_block_of(&acc.bucket, &arn)),
+                        ) {
                             blocked.push(Blocked {
                                 reason: format!("bucket default: {r}"),
                                 objects: 0,
@@ -1300,6 +1399,55 @@ impl<'c> Planner<'c> {
                     bytes,
                 })
                 .collect();
+            let side_effects = {
+                let mut e = sa.side_effects.clone();
+                e.estimated_cost_usd =
+                    e.eventbridge_events as f64 * 1.0e-6 + e.replicated_copies as f64 * 0.005e-3;
+                e
+            };
+            let hazards: Vec<String> = acc
+                .team_key
+                .as_ref()
+                .and_then(|k| self.keys.get(&crate::inventory::pin_id(k, &b.account)))
+                .map(|k| {
+                    crate::preflight::bucket_hazards(&b.bucket, &b.surroundings, &k.arn)
+                        .into_iter()
+                        .map(|h| {
+                            let accepted =
+                                self.campaign.spec.preflight.accepts(&b.bucket, h.hazard);
+                            format!(
+                                "{}{}: {}; fix: {}",
+                                h.hazard.as_str(),
+                                if accepted {
+                                    " (accepted by the campaign)"
+                                } else {
+                                    ""
+                                },
+                                h.detail,
+                                h.fix
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            // The consumer graph's allowed verdicts for the keys this bucket moves onto: apply
+            // evaluates them again.
+            for action in &actions {
+                let key = match action {
+                    Action::ReencryptObjects { kms_key_arn, .. } => Some(kms_key_arn.clone()),
+                    Action::SetBucketDefault { to, .. } => to.kms_key_arn.clone(),
+                };
+                for v in acc
+                    .bucket
+                    .access
+                    .iter()
+                    .filter(|v| v.allowed() && Some(&v.key_arn) == key.as_ref())
+                {
+                    if !self.access.contains(v) {
+                        self.access.push(v.clone());
+                    }
+                }
+            }
             self.stages[stage].push(BucketPlan {
                 flagged,
                 provider: acc.provider,
@@ -1311,6 +1459,8 @@ impl<'c> Planner<'c> {
                 blocked,
                 skipped_on_target: sa.skipped,
                 manifest_lines: sa.lines,
+                side_effects,
+                hazards,
                 acls: b.acls,
                 recheck: b.changes_in_place,
             });

@@ -82,6 +82,8 @@ impl<'a, A: AccessRead> AccessCache<'a, A> {
 pub fn usage_of(v: &Verdict, region: &str) -> Usage {
     let actions: Vec<&str> = v.actions.iter().map(String::as_str).collect();
     let mut u = Usage::principal(&v.principal, &actions, v.via_service.clone());
+    u.source_arn = v.source_arn.clone();
+    u.source_account = v.source_account.clone();
     u.grant_for_resource = v.via_service.as_deref() == Some(&sagemaker_service(region))
         && actions
             .iter()
@@ -102,11 +104,11 @@ pub fn unseen(principal: &str, key_arn: &str, role: &str, why: String) -> Verdic
         role: role.to_string(),
         actions: vec!["kms:Decrypt".into()],
         via_service: None,
+        source_arn: None,
+        source_account: None,
         verdict: crate::access::VerdictKind::Unverified,
         rests_on: Vec::new(),
-        reason: Some(format!(
-            "{why}: the key it needs cannot be checked; deploy it from S3 (ModelDataUrl / ModelDataSource) or re-key it by hand"
-        )),
+        reason: Some(why),
         add: None,
         accepted: Vec::new(),
         not_evaluated: crate::access::NOT_EVALUATED.to_string(),
@@ -283,6 +285,8 @@ pub async fn gcp_key_verdicts_with(
                 "cloudkms.cryptoKeyVersions.useToDecrypt".into(),
             ],
             via_service: None,
+            source_arn: None,
+            source_account: None,
             verdict: VerdictKind::NotAllowed,
             rests_on: Vec::new(),
             reason: None,
@@ -363,4 +367,314 @@ pub async fn gcp_key_verdicts_with(
         out.push(v);
     }
     Ok(out)
+}
+
+/// Who a bucket lets read or write its objects, from its policy's Allow statements and its
+/// replication role, with where each comes from. `*` and principals rekey cannot evaluate come
+/// back as `unseen` (principal, source, why); CloudFront origin access identities as `oai`
+/// (source).
+#[derive(Debug, Default)]
+pub struct BucketGraph {
+    pub users: Vec<(Usage, String)>,
+    pub unseen: Vec<(String, String, String)>,
+    pub oai: Vec<String>,
+}
+
+/// Whether a principal entry is a CloudFront origin access identity.
+pub fn is_oai(entry: &str) -> bool {
+    entry.contains("CloudFront Origin Access Identity") || entry.starts_with("canonical:")
+}
+
+pub fn bucket_graph(
+    bucket: &str,
+    owner_account: &str,
+    region: &str,
+    s: &crate::model::Surroundings,
+) -> BucketGraph {
+    use crate::access::{strings, wildcard};
+    let mut g = BucketGraph::default();
+    if let Some(text) = &s.policy {
+        let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let list: Vec<&serde_json::Value> = match &doc["Statement"] {
+            serde_json::Value::Array(a) => a.iter().collect(),
+            o @ serde_json::Value::Object(_) => vec![o],
+            _ => Vec::new(),
+        };
+        for (i, st) in list.into_iter().enumerate() {
+            if st["Effect"].as_str() != Some("Allow") {
+                continue;
+            }
+            let sid = st["Sid"]
+                .as_str()
+                .map_or_else(|| format!("#{}", i + 1), |s| format!("{s:?}"));
+            let source = format!("bucket policy of s3://{bucket}, statement {sid}");
+            let acts = if st.get("NotAction").is_some() {
+                vec!["*".to_string()]
+            } else {
+                strings(&st["Action"])
+            };
+            let reads = acts.iter().any(|a| wildcard(a, "s3:GetObject", true));
+            let writes = acts.iter().any(|a| wildcard(a, "s3:PutObject", true));
+            if !reads && !writes {
+                continue;
+            }
+            let mut actions = Vec::new();
+            if reads || writes {
+                actions.push("kms:Decrypt");
+            }
+            if writes {
+                actions.push("kms:GenerateDataKey");
+            }
+            let principal = &st["Principal"];
+            let mut entries: Vec<(String, bool)> = Vec::new(); // (entry, service)
+            match principal {
+                serde_json::Value::String(p) => entries.push((p.clone(), false)),
+                serde_json::Value::Object(m) => {
+                    for (kind, v) in m {
+                        for e in strings(v) {
+                            match kind.as_str() {
+                                "Service" => entries.push((e, true)),
+                                "CanonicalUser" => entries.push((format!("canonical:{e}"), false)),
+                                _ => entries.push((e, false)),
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if st.get("NotPrincipal").is_some() {
+                g.unseen.push((
+                    "NotPrincipal".into(),
+                    source.clone(),
+                    "an Allow with NotPrincipal lets almost anyone in: rekey cannot list them"
+                        .into(),
+                ));
+            }
+            for (e, service) in entries {
+                if is_oai(&e) {
+                    g.oai.push(source.clone());
+                    continue;
+                }
+                if service {
+                    let mut u = Usage::principal(&e, &actions, None);
+                    // An OAC statement names its distribution in aws:SourceArn.
+                    u.source_arn = st["Condition"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|c| c.values())
+                        .filter_map(|b| b.as_object())
+                        .flat_map(|b| b.iter())
+                        .find(|(k, _)| k.eq_ignore_ascii_case("aws:SourceArn"))
+                        .and_then(|(_, v)| strings(v).into_iter().next());
+                    u.source_account = Some(owner_account.to_string());
+                    g.users.push((u, source.clone()));
+                    continue;
+                }
+                if e == "*" {
+                    g.unseen.push((
+                        "*".into(),
+                        source.clone(),
+                        "the statement lets any principal in (Principal \"*\"): rekey cannot list who reads through it; declare them under consumers:".into(),
+                    ));
+                    continue;
+                }
+                let account = if e.len() == 12 && e.chars().all(|c| c.is_ascii_digit()) {
+                    e.clone()
+                } else {
+                    e.split(':').nth(4).unwrap_or_default().to_string()
+                };
+                let root = e == account || e.ends_with(":root");
+                if root && account == owner_account {
+                    // The owner's own IAM decides for its principals: they are `consumers:`.
+                    continue;
+                }
+                let principal = if root {
+                    format!("arn:aws:iam::{account}:root")
+                } else {
+                    e.clone()
+                };
+                g.users.push((
+                    Usage::principal(&principal, &actions, Some(s3_service(region))),
+                    source.clone(),
+                ));
+            }
+        }
+    }
+    if let Some(r) = &s.replication {
+        if r.rules.iter().any(|x| x.enabled) {
+            g.users.push((
+                Usage::principal(&r.role, &["kms:Decrypt"], Some(s3_service(region))),
+                format!("replication role of s3://{bucket}"),
+            ));
+        }
+    }
+    g
+}
+
+/// The verdicts of a bucket's graph for each of `keys` (the team keys objects may move to).
+pub async fn bucket_verdicts<A: AccessRead>(
+    cache: &mut AccessCache<'_, A>,
+    graph: &BucketGraph,
+    keys: &[String],
+) -> Result<Vec<Verdict>, RekeyError> {
+    let mut out = Vec::new();
+    for key in keys {
+        for (usage, source) in &graph.users {
+            let role = format!(
+                "{source} ({})",
+                if usage.actions.len() > 1 {
+                    "reads and writes"
+                } else {
+                    "reads"
+                }
+            );
+            out.push(cache.verdict(usage, key, &role).await?);
+        }
+        for (principal, source, why) in &graph.unseen {
+            let mut v = unseen(principal, key, source, why.clone());
+            if cache.accept.principals.contains(principal) {
+                v.verdict = crate::access::VerdictKind::Allowed;
+                v.accepted = vec![format!(
+                    "principal {principal} (preflight.accept_unverified)"
+                )];
+                v.reason = None;
+            }
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// A hazard around a bucket: what breaks, and the exact change that avoids it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HazardFound {
+    pub hazard: crate::campaign::Hazard,
+    pub detail: String,
+    pub fix: String,
+}
+
+/// The hazards of moving `bucket`'s objects onto `key_arn` (DESIGN §5, issue 10).
+pub fn bucket_hazards(
+    bucket: &str,
+    s: &crate::model::Surroundings,
+    key_arn: &str,
+) -> Vec<HazardFound> {
+    use crate::access::{eval_operator, strings, wildcard};
+    use crate::campaign::Hazard;
+    let mut out = Vec::new();
+    if let Some(r) = &s.replication {
+        for rule in r.rules.iter().filter(|x| x.enabled) {
+            if rule.sse_kms_opt_in && rule.replica_kms_key.is_some() {
+                continue;
+            }
+            let fix = serde_json::json!({
+                "ID": rule.id,
+                "Status": "Enabled",
+                "Filter": { "Prefix": rule.prefix },
+                "SourceSelectionCriteria": { "SseKmsEncryptedObjects": { "Status": "Enabled" } },
+                "Destination": {
+                    "Bucket": rule.destination_bucket,
+                    "EncryptionConfiguration": { "ReplicaKmsKeyID": "<a key ARN in the destination bucket's region>" }
+                }
+            });
+            out.push(HazardFound {
+                hazard: Hazard::ReplicationGap,
+                detail: format!(
+                    "replication rule {:?} of s3://{bucket} does not replicate SSE-KMS objects ({}): once the bucket is on {key_arn}, new writes and the re-encrypted objects stop reaching {}",
+                    rule.id,
+                    if rule.sse_kms_opt_in { "no ReplicaKmsKeyID" } else { "SourceSelectionCriteria.SseKmsEncryptedObjects is not Enabled" },
+                    rule.destination_bucket
+                ),
+                fix: format!(
+                    "replace the rule with {fix} and let the replication role {} use kms:Decrypt on {key_arn} and kms:Encrypt on the replica key",
+                    r.role
+                ),
+            });
+        }
+    }
+    if let Some(text) = &s.policy {
+        let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let list: Vec<&serde_json::Value> = match &doc["Statement"] {
+            serde_json::Value::Array(a) => a.iter().collect(),
+            o @ serde_json::Value::Object(_) => vec![o],
+            _ => Vec::new(),
+        };
+        let ctx = |k: &str| match k.to_ascii_lowercase().as_str() {
+            "s3:x-amz-server-side-encryption" => Some("aws:kms".to_string()),
+            "s3:x-amz-server-side-encryption-aws-kms-key-id" => Some(key_arn.to_string()),
+            _ => None,
+        };
+        for (i, st) in list.into_iter().enumerate() {
+            if st["Effect"].as_str() != Some("Deny") {
+                continue;
+            }
+            let puts = if let Some(not) = st.get("NotAction") {
+                !strings(not)
+                    .iter()
+                    .any(|a| wildcard(a, "s3:PutObject", true))
+            } else {
+                strings(&st["Action"])
+                    .iter()
+                    .any(|a| wildcard(a, "s3:PutObject", true))
+            };
+            let Some(cond) = st["Condition"].as_object() else {
+                continue;
+            };
+            let pins_encryption = cond.values().filter_map(|b| b.as_object()).any(|b| {
+                b.keys().any(|k| {
+                    k.to_ascii_lowercase()
+                        .starts_with("s3:x-amz-server-side-encryption")
+                })
+            });
+            if !puts || !pins_encryption {
+                continue;
+            }
+            // Does the Deny apply to an SSE-KMS write with the team key? Undecidable: yes.
+            let applies = cond.iter().all(|(op, b)| {
+                b.as_object().is_none_or(|b| {
+                    b.iter().all(|(k, v)| {
+                        eval_operator(op, ctx(k).as_deref(), &strings(v)).unwrap_or(true)
+                    })
+                })
+            });
+            if !applies {
+                continue;
+            }
+            let sid = st["Sid"]
+                .as_str()
+                .map_or_else(|| format!("#{}", i + 1), |s| format!("{s:?}"));
+            let mut fixed = st.clone();
+            fixed["Condition"] = serde_json::json!({
+                "StringNotEquals": { "s3:x-amz-server-side-encryption": "aws:kms" }
+            });
+            out.push(HazardFound {
+                hazard: Hazard::EncryptionPolicy,
+                detail: format!(
+                    "bucket policy statement {sid} of s3://{bucket} denies PutObject with SSE-KMS under {key_arn}: every re-encrypting copy (and every new write once the default changes) would be refused"
+                ),
+                fix: format!("replace the statement with {fixed}"),
+            });
+        }
+    }
+    let oai = bucket_graph(bucket, "", "", s).oai;
+    for source in oai {
+        out.push(HazardFound {
+            hazard: Hazard::OaiOrigin,
+            detail: format!(
+                "{source} lets a CloudFront origin access identity read s3://{bucket}: an OAI cannot read SSE-KMS objects"
+            ),
+            fix: format!(
+                "move the distribution to origin access control (OAC), allow cloudfront.amazonaws.com in the bucket policy, and add to the key policy of {key_arn}: {}",
+                serde_json::json!({
+                    "Sid": "AllowCloudFrontOAC",
+                    "Effect": "Allow",
+                    "Principal": { "Service": "cloudfront.amazonaws.com" },
+                    "Action": "kms:Decrypt",
+                    "Resource": "*",
+                    "Condition": { "StringEquals": { "aws:SourceArn": "arn:aws:cloudfront::<account>:distribution/<id>" } }
+                })
+            ),
+        });
+    }
+    out
 }

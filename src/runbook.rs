@@ -181,6 +181,20 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                     plural(b.skipped_on_target, "object", "objects")
                 ));
             }
+            let e = &b.side_effects;
+            if !e.is_empty() {
+                lines.push(format!(
+                    "sets off {} notification deliveries, {} EventBridge events and {} replicated copies ({}), about ${:.2} more: warn the owners of those pipelines and of the replica before the window",
+                    e.notification_events,
+                    e.eventbridge_events,
+                    e.replicated_copies,
+                    bytes(e.replicated_bytes),
+                    e.estimated_cost_usd
+                ));
+            }
+            for h in &b.hazards {
+                lines.push(format!("hazard {h}"));
+            }
             let _ = writeln!(
                 o,
                 "- `{}` ({}, {}): {}",

@@ -289,6 +289,94 @@ impl S3Read for AwsClients {
         })
     }
 
+    async fn surroundings(
+        &self,
+        bucket: &str,
+    ) -> Result<crate::model::Surroundings, ProviderError> {
+        use crate::model::{Notifications, Replication, ReplicationRule, Surroundings};
+        let what = || format!("s3://{bucket}");
+        let policy = match self.s3.get_bucket_policy().bucket(bucket).send().await {
+            Ok(out) => out.policy().map(str::to_string),
+            Err(e) if e.code() == Some("NoSuchBucketPolicy") => None,
+            Err(e) => return Err(map_sdk_error(what(), e)),
+        };
+        let replication = match self.s3.get_bucket_replication().bucket(bucket).send().await {
+            // A rule of the first schema has its prefix at the top (deprecated in the SDK).
+            #[allow(deprecated)]
+            Ok(out) => out.replication_configuration().map(|c| Replication {
+                role: c.role().to_string(),
+                rules: c
+                    .rules()
+                    .iter()
+                    .map(|r| ReplicationRule {
+                        id: r.id().unwrap_or_default().to_string(),
+                        enabled: r.status().as_str() == "Enabled",
+                        prefix: r
+                            .filter()
+                            .and_then(|f| f.prefix().or_else(|| f.and().and_then(|a| a.prefix())))
+                            .or(r.prefix())
+                            .unwrap_or_default()
+                            .to_string(),
+                        destination_bucket: r
+                            .destination()
+                            .map(|d| d.bucket().to_string())
+                            .unwrap_or_default(),
+                        sse_kms_opt_in: r
+                            .source_selection_criteria()
+                            .and_then(|c| c.sse_kms_encrypted_objects())
+                            .is_some_and(|s| s.status().as_str() == "Enabled"),
+                        replica_kms_key: r
+                            .destination()
+                            .and_then(|d| d.encryption_configuration())
+                            .and_then(|e| e.replica_kms_key_id())
+                            .map(str::to_string),
+                    })
+                    .collect(),
+            }),
+            Err(e) if e.code() == Some("ReplicationConfigurationNotFoundError") => None,
+            Err(e) => return Err(map_sdk_error(what(), e)),
+        };
+        let n = self
+            .s3
+            .get_bucket_notification_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?;
+        // A copy is an ObjectCreated:Copy event: any configuration subscribed to it (or to
+        // every ObjectCreated event) fires once per copied object.
+        let on_create = |events: &[aws_sdk_s3::types::Event]| {
+            events.iter().any(|e| {
+                let e = e.as_str();
+                e == "s3:ObjectCreated:*" || e == "s3:ObjectCreated:Copy"
+            })
+        };
+        let mut fired = Vec::new();
+        for t in n.topic_configurations() {
+            if on_create(t.events()) {
+                fired.push(format!("SNS {}", t.topic_arn()));
+            }
+        }
+        for q in n.queue_configurations() {
+            if on_create(q.events()) {
+                fired.push(format!("SQS {}", q.queue_arn()));
+            }
+        }
+        for l in n.lambda_function_configurations() {
+            if on_create(l.events()) {
+                fired.push(format!("Lambda {}", l.lambda_function_arn()));
+            }
+        }
+        Ok(Surroundings {
+            policy,
+            replication,
+            notifications: Notifications {
+                on_create: fired,
+                eventbridge: n.event_bridge_configuration().is_some(),
+            },
+        })
+    }
+
     async fn list_page(
         &self,
         bucket: &str,

@@ -74,6 +74,11 @@ pub trait S3Read: Send + Sync {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<BucketSettings, ProviderError>> + Send;
+    /// The bucket's policy, replication and event notification configuration.
+    fn surroundings(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<crate::model::Surroundings, ProviderError>> + Send;
     /// One page of current objects (`all_versions` false) or of every version; delete
     /// markers are left out (they hold no data to encrypt).
     fn list_page(

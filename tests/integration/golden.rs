@@ -111,6 +111,8 @@ fn bucket(name: &str, default: S3Encryption, versioning: &str, tags: &[(&str, &s
             .collect(),
         acls: false,
         changes_in_place: false,
+        surroundings: Default::default(),
+        access: Vec::new(),
     }
 }
 
@@ -184,6 +186,8 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                 role: "execution role of model fraud-xgb, reading s3://ml-fraud-models/xgb/v0/model.tar.gz".into(),
                 actions: vec!["kms:Decrypt".into()],
                 via_service: Some("s3.us-east-1.amazonaws.com".into()),
+                source_arn: None,
+                source_account: None,
                 verdict: rekey::access::VerdictKind::Allowed,
                 rests_on: vec!["key policy of arn:aws:kms:us-east-1:111111111111:key/11111111-1111-1111-1111-111111111111 statement \"FraudServing\"".into()],
                 reason: None,

@@ -772,6 +772,134 @@ async fn bucket_rules_ownership_and_list_parts_as_aws() {
     assert!(bucket_settings_as_aws(&plain().endpoint).await.is_err());
 }
 
+/// GetBucketNotificationConfiguration reads through the SDK (moto's root element is not AWS's
+/// for a bucket without one) and reports EventBridge when it is on (moto forgets it).
+async fn empty_notifications_as_aws(endpoint: &str) -> Result<(), String> {
+    let e = env(endpoint, "notif").await;
+    e.s3.get_bucket_notification_configuration()
+        .bucket(&e.bucket)
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    // EventBridge on: reported back.
+    e.s3.put_bucket_notification_configuration()
+        .bucket(&e.bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .event_bridge_configuration(
+                    aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    let got =
+        e.s3.get_bucket_notification_configuration()
+            .bucket(&e.bucket)
+            .send()
+            .await
+            .map_err(|err| format!("{err:?}"))?;
+    if got.event_bridge_configuration().is_none() {
+        return Err("EventBridgeConfiguration not reported".into());
+    }
+    Ok(())
+}
+
+/// GetBucketReplication reports the rule's SourceSelectionCriteria (moto drops it).
+async fn replication_as_put(endpoint: &str) -> Result<(), String> {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule,
+        ReplicationRuleFilter, ReplicationRuleStatus, SourceSelectionCriteria,
+        SseKmsEncryptedObjects, SseKmsEncryptedObjectsStatus, VersioningConfiguration,
+    };
+    let e = env(endpoint, "repl").await;
+    let dest = format!("{}-dr", e.bucket);
+    e.s3.create_bucket()
+        .bucket(&dest)
+        .send()
+        .await
+        .map_err(|x| format!("{x:?}"))?;
+    for b in [&e.bucket, &dest] {
+        e.s3.put_bucket_versioning()
+            .bucket(b)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|x| format!("{x:?}"))?;
+    }
+    let rule = ReplicationRule::builder()
+        .id("r")
+        .priority(1)
+        .status(ReplicationRuleStatus::Enabled)
+        .filter(ReplicationRuleFilter::builder().prefix("").build())
+        .source_selection_criteria(
+            SourceSelectionCriteria::builder()
+                .sse_kms_encrypted_objects(
+                    SseKmsEncryptedObjects::builder()
+                        .status(SseKmsEncryptedObjectsStatus::Enabled)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .destination(
+            Destination::builder()
+                .bucket(format!("arn:aws:s3:::{dest}"))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    e.s3.put_bucket_replication()
+        .bucket(&e.bucket)
+        .replication_configuration(
+            ReplicationConfiguration::builder()
+                .role("arn:aws:iam::123456789012:role/r")
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .map_err(|x| format!("{x:?}"))?;
+    let got =
+        e.s3.get_bucket_replication()
+            .bucket(&e.bucket)
+            .send()
+            .await
+            .map_err(|x| format!("{x:?}"))?;
+    let kept = got
+        .replication_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.source_selection_criteria())
+        .and_then(|c| c.sse_kms_encrypted_objects())
+        .is_some();
+    if kept {
+        Ok(())
+    } else {
+        Err("SourceSelectionCriteria dropped".into())
+    }
+}
+
+#[tokio::test]
+async fn replication_rules_read_back_as_put() {
+    replication_as_put(&overlay().endpoint).await.unwrap();
+    assert!(replication_as_put(&plain().endpoint).await.is_err());
+}
+
+#[tokio::test]
+async fn empty_notification_configuration_reads_as_aws() {
+    empty_notifications_as_aws(&overlay().endpoint)
+        .await
+        .unwrap();
+    assert!(empty_notifications_as_aws(&plain().endpoint).await.is_err());
+}
+
 /// The test hooks: counted per access key; a 5xx served after the request took effect; a
 /// pause the test releases.
 #[tokio::test]

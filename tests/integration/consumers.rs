@@ -1,0 +1,225 @@
+//! No consumer broken (issue 10): what surrounds a bucket — replication, event notifications,
+//! bucket policies, cross-account readers, CloudFront origins — is read at inventory, judged
+//! in the plan, and blocks a bucket until it is fixed or accepted.
+
+use std::process::Command;
+
+use rekey::plan::{self, Action, PlanFile};
+
+use crate::apply::stderr;
+use crate::harness::{self, overlay, unique};
+
+fn seed(endpoint: &str, p: &str, mode: &str) -> serde_json::Value {
+    let out = Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/seed_bucket_consumers.py"))
+        .args([endpoint, p, mode])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn plan_of(endpoint: &str, dir: &std::path::Path, p: &str, extra: &str, name: &str) -> PlanFile {
+    let campaign = dir.join(format!("{name}.yaml"));
+    let yaml = crate::apply::campaign_yaml(
+        p,
+        "",
+        "limits: { concurrency: 4, requests_per_second: 200 }",
+    );
+    std::fs::write(&campaign, format!("{yaml}{extra}")).unwrap();
+    let path = dir.join(format!("plans/{name}.plan.yaml"));
+    let out = harness::rekey(endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    plan::load(&path).unwrap()
+}
+
+/// Every bucket plan of `bucket` across stages.
+fn buckets<'a>(pf: &'a PlanFile, bucket: &str) -> Vec<&'a plan::BucketPlan> {
+    pf.stages
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .filter(|b| b.bucket == bucket)
+        .collect()
+}
+
+fn moves(pf: &PlanFile, bucket: &str) -> bool {
+    buckets(pf, bucket).iter().any(|b| !b.actions.is_empty())
+}
+
+fn blocked_for(pf: &PlanFile, bucket: &str, what: &str) -> Option<String> {
+    buckets(pf, bucket)
+        .iter()
+        .flat_map(|b| &b.blocked)
+        .map(|x| x.reason.clone())
+        .find(|r| r.contains(what))
+}
+
+fn objects_moved(pf: &PlanFile, bucket: &str) -> u64 {
+    buckets(pf, bucket)
+        .iter()
+        .flat_map(|b| &b.actions)
+        .map(|a| match a {
+            Action::ReencryptObjects { objects, .. } => *objects,
+            Action::SetBucketDefault { .. } => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn hazards_and_readers_block_their_buckets_until_fixed() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("cons");
+    harness::seed_estate(&endpoint, &p, 3);
+    let seeded = seed(&endpoint, &p, "");
+    let dir = tempfile::tempdir().unwrap();
+    let b = |n: &str| format!("{p}{n}");
+
+    let pf = plan_of(&endpoint, dir.path(), &p, "", "before");
+    // Replication without the SSE-KMS opt-in: blocked, with the rule to put instead.
+    let r = blocked_for(&pf, &b("ml-fraud-models"), "hazard replication-gap")
+        .unwrap_or_else(|| panic!("{:?}", buckets(&pf, &b("ml-fraud-models"))));
+    assert!(
+        r.contains("SseKmsEncryptedObjects") && r.contains("ReplicaKmsKeyID"),
+        "{r}"
+    );
+    assert!(!moves(&pf, &b("ml-fraud-models")));
+    // A policy that pins SSE-S3: blocked, with the statement rewritten.
+    let r = blocked_for(&pf, &b("ml-fraud-sandbox"), "hazard encryption-policy").unwrap();
+    assert!(
+        r.contains("\"OnlySseS3\"") && r.contains("\"aws:kms\""),
+        "{r}"
+    );
+    assert!(!moves(&pf, &b("ml-fraud-sandbox")));
+    // A cross-account reader the key policy does not name: blocked; the same-account reader
+    // the key policy names is allowed (it alone would not block).
+    let r = blocked_for(&pf, &b("ml-vision-data"), "consumer graph").unwrap();
+    assert!(
+        r.contains(seeded["cross"].as_str().unwrap()) && r.contains("not-allowed"),
+        "{r}"
+    );
+    assert!(!r.contains(seeded["reader_ok"].as_str().unwrap()), "{r}");
+    assert!(!moves(&pf, &b("ml-vision-data")));
+    // An origin access identity: blocked, with the OAC statement for the key policy.
+    let r = blocked_for(&pf, &b("ml-vision-locked"), "hazard oai-origin").unwrap();
+    assert!(
+        r.contains("cloudfront.amazonaws.com") && r.contains("aws:SourceArn"),
+        "{r}"
+    );
+    // Nothing of these buckets is in the manifest as a step.
+    let manifest = std::fs::read_to_string(dir.path().join("plans/before.manifest.jsonl")).unwrap();
+    for line in manifest
+        .lines()
+        .filter(|l| l.contains(&b("ml-fraud-models")))
+    {
+        assert!(line.contains("\"step\":\"blocked\""), "{line}");
+    }
+
+    // Accepting the replication gap for that bucket plans it; the side effects are counted.
+    let accept = "preflight: { accept_hazards: [ { bucket: \"*ml-fraud-models\", accept: [replication-gap] } ] }\n";
+    let pf = plan_of(&endpoint, dir.path(), &p, accept, "accepted");
+    assert!(moves(&pf, &b("ml-fraud-models")));
+    let bp = buckets(&pf, &b("ml-fraud-models"));
+    assert!(bp.iter().any(|x| x
+        .hazards
+        .iter()
+        .any(|h| h.contains("(accepted by the campaign)"))));
+    let moved = objects_moved(&pf, &b("ml-fraud-models"));
+    assert!(moved > 0);
+    let effects =
+        |f: fn(&plan::SideEffects) -> u64| bp.iter().map(|x| f(&x.side_effects)).sum::<u64>();
+    assert_eq!(
+        effects(|e| e.notification_events),
+        moved,
+        "one SQS delivery per object"
+    );
+    assert_eq!(
+        effects(|e| e.eventbridge_events),
+        moved,
+        "one EventBridge event per object"
+    );
+    assert_eq!(
+        effects(|e| e.replicated_copies),
+        moved,
+        "every copy replicates again"
+    );
+
+    // Fixed: each bucket goes through, and the allowed readers are in the plan for apply to
+    // check again.
+    seed(&endpoint, &p, "fix");
+    let pf = plan_of(&endpoint, dir.path(), &p, "", "fixed");
+    for n in [
+        "ml-fraud-models",
+        "ml-fraud-sandbox",
+        "ml-vision-data",
+        "ml-vision-locked",
+    ] {
+        assert!(
+            blocked_for(&pf, &b(n), "hazard").is_none()
+                && blocked_for(&pf, &b(n), "consumer graph").is_none(),
+            "{n}: {:?}",
+            buckets(&pf, &b(n))
+        );
+    }
+    assert!(moves(&pf, &b("ml-fraud-models")) && moves(&pf, &b("ml-vision-data")));
+    assert!(
+        pf.access
+            .iter()
+            .any(|v| v.principal == seeded["reader_ok"].as_str().unwrap() && v.allowed()),
+        "{:?}",
+        pf.access
+    );
+    assert!(
+        pf.access
+            .iter()
+            .any(|v| v.principal == "cloudfront.amazonaws.com" && v.allowed()),
+        "the OAC distribution may decrypt: {:?}",
+        pf.access
+    );
+
+    // Apply evaluates the graph again: as planned, it goes through (the fraud stage; moto
+    // denies every PutObject under a Deny with an SSE condition, whatever the header) ...
+    let plan_path = dir.path().join("plans/fixed.plan.yaml");
+    let apply = |stage: &str| {
+        harness::rekey(&endpoint)
+            .args(["apply"])
+            .arg(&plan_path)
+            .args(["--stage", stage, "--yes"])
+            .output()
+            .unwrap()
+    };
+    let out = apply("fraud");
+    assert_eq!(crate::apply::code(&out), 0, "{}", stderr(&out));
+    // ... and once the key policy no longer names the reader, it refuses the stale plan.
+    let kms = harness::clients(&endpoint).await.kms;
+    let vision = kms
+        .describe_key()
+        .key_id(format!("alias/{p}ml-vision"))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    kms.put_key_policy()
+        .key_id(&vision)
+        .policy_name("default")
+        .policy(r#"{"Statement":[{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let out = apply("rest");
+    assert_eq!(crate::apply::code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(seeded["reader_ok"].as_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+}
