@@ -26,7 +26,9 @@ pub use crate::verify::{render_verification, verify_plan, Finding, Verification,
 
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
 /// and is still what its alias points at. A moved alias makes the plan stale.
-pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::AccessRead>(
+pub async fn preflight<
+    K: KeyRead + SageMakerApi + crate::providers::iam::AccessRead + crate::providers::S3Read,
+>(
     p: &PlanFile,
     accounts: &Accounts<K>,
     gcs: Option<&GcsClient>,
@@ -63,6 +65,29 @@ pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::Access
             }
         }
     }
+    // What surrounds each S3 bucket (policy, replication, notifications) is what the plan
+    // judged: a reader added since, or a rule changed, makes the plan stale.
+    let mut seen = std::collections::BTreeSet::new();
+    for st in &p.stages {
+        for b in &st.buckets {
+            let Some(planned) = &b.surroundings_sha256 else {
+                continue;
+            };
+            if b.actions.is_empty() || !seen.insert(b.bucket.clone()) {
+                continue;
+            }
+            let aws = client(accounts, &b.account)?;
+            let now = aws.surroundings(&b.bucket).await?.fingerprint();
+            if &now != planned {
+                return Err(RekeyError::StalePlan {
+                    reason: format!(
+                        "s3://{}: its bucket policy, replication or event notifications changed since planning (its readers and hazards were judged on what it was): plan again",
+                        b.bucket
+                    ),
+                });
+            }
+        }
+    }
     let mut caches = BTreeMap::new();
     let planned = p
         .stages
@@ -81,7 +106,7 @@ pub async fn preflight<K: KeyRead + SageMakerApi + crate::providers::iam::Access
                 .map(|v| ("consumer".to_string(), v)),
         );
     for (what, v) in planned {
-        if !v.allowed() {
+        if !v.allowed() || !crate::preflight::rechecked(v) {
             continue;
         }
         let Some(account) = p

@@ -396,13 +396,16 @@ where
         k.dedup();
         k
     };
-    let owner_account = account_keys
-        .first()
-        .and_then(|k| k.split(':').nth(4))
-        .unwrap_or_default()
-        .to_string();
     let mut access =
         crate::preflight::AccessCache::new(kms, campaign.spec.preflight.accept_unverified.clone());
+    // The buckets' owner: the account rekey reads them as (keys may live in another account).
+    let owner_account = access
+        .caller()
+        .await?
+        .split(':')
+        .nth(4)
+        .unwrap_or_default()
+        .to_string();
     let buckets: Vec<String> = s3
         .list_buckets()
         .await?

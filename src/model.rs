@@ -221,6 +221,13 @@ impl Surroundings {
     pub fn is_empty(&self) -> bool {
         *self == Surroundings::default()
     }
+
+    /// What the plan judged: apply and verify refuse a bucket whose surroundings changed.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = serde_json::to_string(self).unwrap_or_default();
+        format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

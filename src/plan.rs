@@ -198,6 +198,10 @@ pub struct BucketPlan {
     /// Hazards around the bucket (blocking unless accepted), each with its fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hazards: Vec<String>,
+    /// The fingerprint of the bucket's policy, replication and notifications the plan judged
+    /// (S3): apply refuses the plan, and verify reports the bucket, if they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surroundings_sha256: Option<String>,
 }
 
 /// Events and copies a stage's re-encryption causes around a bucket. Every in-place copy is
@@ -1437,12 +1441,11 @@ impl<'c> Planner<'c> {
                     Action::ReencryptObjects { kms_key_arn, .. } => Some(kms_key_arn.clone()),
                     Action::SetBucketDefault { to, .. } => to.kms_key_arn.clone(),
                 };
-                for v in acc
-                    .bucket
-                    .access
-                    .iter()
-                    .filter(|v| v.allowed() && Some(&v.key_arn) == key.as_ref())
-                {
+                for v in acc.bucket.access.iter().filter(|v| {
+                    v.allowed()
+                        && crate::preflight::rechecked(v)
+                        && Some(&v.key_arn) == key.as_ref()
+                }) {
                     if !self.access.contains(v) {
                         self.access.push(v.clone());
                     }
@@ -1461,6 +1464,8 @@ impl<'c> Planner<'c> {
                 manifest_lines: sa.lines,
                 side_effects,
                 hazards,
+                surroundings_sha256: (acc.provider == crate::model::Provider::Aws)
+                    .then(|| b.surroundings.fingerprint()),
                 acls: b.acls,
                 recheck: b.changes_in_place,
             });

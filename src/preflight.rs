@@ -380,9 +380,29 @@ pub struct BucketGraph {
     pub oai: Vec<String>,
 }
 
-/// Whether a principal entry is a CloudFront origin access identity.
+/// Whether a principal entry is a CloudFront origin access identity (S3 reports an OAI named
+/// by its canonical id in this ARN form).
 pub fn is_oai(entry: &str) -> bool {
-    entry.contains("CloudFront Origin Access Identity") || entry.starts_with("canonical:")
+    entry.contains("CloudFront Origin Access Identity")
+}
+
+/// S3 actions that read object data (under SSE-KMS they need kms:Decrypt).
+pub const READ_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectVersionForReplication",
+    "s3:GetObjectTorrent",
+    "s3:GetObjectVersionTorrent",
+    "s3:RestoreObject",
+];
+
+/// S3 actions that write object data (under SSE-KMS they need kms:GenerateDataKey).
+pub const WRITE_ACTIONS: &[&str] = &["s3:PutObject", "s3:ReplicateObject"];
+
+/// Whether apply and verify can evaluate a planned verdict again: principals rekey could not
+/// evaluate at all (`*`, NotPrincipal, canonical users), accepted by the campaign, are not.
+pub fn rechecked(v: &Verdict) -> bool {
+    v.principal.starts_with("arn:") || v.principal.ends_with(".amazonaws.com")
 }
 
 pub fn bucket_graph(
@@ -394,7 +414,17 @@ pub fn bucket_graph(
     use crate::access::{strings, wildcard};
     let mut g = BucketGraph::default();
     if let Some(text) = &s.policy {
-        let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let doc: serde_json::Value = match serde_json::from_str(text) {
+            Ok(d) => d,
+            Err(e) => {
+                g.unseen.push((
+                    "(bucket policy)".into(),
+                    format!("bucket policy of s3://{bucket}"),
+                    format!("the bucket policy is not readable JSON ({e}): its readers cannot be listed"),
+                ));
+                serde_json::Value::Null
+            }
+        };
         let list: Vec<&serde_json::Value> = match &doc["Statement"] {
             serde_json::Value::Array(a) => a.iter().collect(),
             o @ serde_json::Value::Object(_) => vec![o],
@@ -413,8 +443,13 @@ pub fn bucket_graph(
             } else {
                 strings(&st["Action"])
             };
-            let reads = acts.iter().any(|a| wildcard(a, "s3:GetObject", true));
-            let writes = acts.iter().any(|a| wildcard(a, "s3:PutObject", true));
+            // Every action that reads object data (SSE-KMS: kms:Decrypt) or writes it.
+            let reads = acts
+                .iter()
+                .any(|a| READ_ACTIONS.iter().any(|r| wildcard(a, r, true)));
+            let writes = acts
+                .iter()
+                .any(|a| WRITE_ACTIONS.iter().any(|w| wildcard(a, w, true)));
             if !reads && !writes {
                 continue;
             }
@@ -455,19 +490,44 @@ pub fn bucket_graph(
                     g.oai.push(source.clone());
                     continue;
                 }
+                if let Some(id) = e.strip_prefix("canonical:") {
+                    g.unseen.push((
+                        e.clone(),
+                        source.clone(),
+                        format!("canonical user {id} (another account, or a CloudFront origin access identity): rekey cannot evaluate it; name it under consumers: by its role, or accept it"),
+                    ));
+                    continue;
+                }
                 if service {
-                    let mut u = Usage::principal(&e, &actions, None);
-                    // An OAC statement names its distribution in aws:SourceArn.
-                    u.source_arn = st["Condition"]
-                        .as_object()
+                    // An OAC statement names its distributions in aws:SourceArn: each one is a
+                    // reader of its own (the key policy must allow each).
+                    let cond = |key: &str| -> Vec<String> {
+                        st["Condition"]
+                            .as_object()
+                            .into_iter()
+                            .flat_map(|c| c.values())
+                            .filter_map(|b| b.as_object())
+                            .flat_map(|b| b.iter())
+                            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                            .flat_map(|(_, v)| strings(v))
+                            .collect()
+                    };
+                    let arns = cond("aws:SourceArn");
+                    let account = cond("aws:SourceAccount")
                         .into_iter()
-                        .flat_map(|c| c.values())
-                        .filter_map(|b| b.as_object())
-                        .flat_map(|b| b.iter())
-                        .find(|(k, _)| k.eq_ignore_ascii_case("aws:SourceArn"))
-                        .and_then(|(_, v)| strings(v).into_iter().next());
-                    u.source_account = Some(owner_account.to_string());
-                    g.users.push((u, source.clone()));
+                        .next()
+                        .unwrap_or_else(|| owner_account.to_string());
+                    let arns: Vec<Option<String>> = if arns.is_empty() {
+                        vec![None]
+                    } else {
+                        arns.into_iter().map(Some).collect()
+                    };
+                    for arn in arns {
+                        let mut u = Usage::principal(&e, &actions, None);
+                        u.source_arn = arn;
+                        u.source_account = Some(account.clone());
+                        g.users.push((u, source.clone()));
+                    }
                     continue;
                 }
                 if e == "*" {
@@ -594,6 +654,13 @@ pub fn bucket_hazards(
     }
     if let Some(text) = &s.policy {
         let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        if doc.is_null() {
+            out.push(HazardFound {
+                hazard: Hazard::EncryptionPolicy,
+                detail: format!("the bucket policy of s3://{bucket} is not readable JSON: whether it refuses SSE-KMS writes cannot be told"),
+                fix: "read the policy (aws s3api get-bucket-policy) and plan again".into(),
+            });
+        }
         let list: Vec<&serde_json::Value> = match &doc["Statement"] {
             serde_json::Value::Array(a) => a.iter().collect(),
             o @ serde_json::Value::Object(_) => vec![o],
@@ -633,7 +700,14 @@ pub fn bucket_hazards(
             let applies = cond.iter().all(|(op, b)| {
                 b.as_object().is_none_or(|b| {
                     b.iter().all(|(k, v)| {
-                        eval_operator(op, ctx(k).as_deref(), &strings(v)).unwrap_or(true)
+                        // A key outside the modelled request (aws:PrincipalOrgID, ...): it may
+                        // well be in the copies' context, so the Deny may apply.
+                        match ctx(k) {
+                            Some(value) => {
+                                eval_operator(op, Some(&value), &strings(v)).unwrap_or(true)
+                            }
+                            None => true,
+                        }
                     })
                 })
             });
@@ -678,3 +752,6 @@ pub fn bucket_hazards(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,6 +46,113 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The consumer graph after apply (issue 10): every principal the plan found allowed to use a
+/// team key still is (evaluated again as apply does), and every replication rule of a planned
+/// S3 bucket still replicates its SSE-KMS objects.
+async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
+    p: &PlanFile,
+    accounts: &Accounts<S>,
+    v: &mut Verification,
+) -> Result<(), RekeyError> {
+    let mut caches = std::collections::BTreeMap::new();
+    let planned = p
+        .stages
+        .iter()
+        .flat_map(|st| st.sagemaker.iter())
+        .flat_map(|sm| sm.access.iter())
+        .chain(p.access.iter())
+        .filter(|x| {
+            x.allowed() && crate::preflight::rechecked(x) && !x.key_arn.starts_with("projects/")
+        });
+    for x in planned {
+        let Some(account) = p
+            .keys
+            .iter()
+            .find(|(_, k)| k.arn == x.key_arn)
+            .map(|(id, _)| crate::inventory::split_pin(id).1.to_string())
+        else {
+            continue;
+        };
+        let aws = client(accounts, &account)?;
+        let cache = caches.entry(account).or_insert_with(|| {
+            crate::preflight::AccessCache::new(aws, p.settings.accept_unverified.clone())
+        });
+        let now = cache.again(x, &p.settings.region).await?;
+        v.checked += 1;
+        if now.allowed() {
+            v.compliant += 1;
+        } else {
+            v.non_compliant.push(Finding {
+                target: format!("key access of {} ({})", x.principal, x.role),
+                expected_key_arn: x.key_arn.clone(),
+                found: now.verdict.as_str().to_string(),
+                reason: Some(now.summary()),
+            });
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for st in &p.stages {
+        for b in &st.buckets {
+            if b.provider != crate::model::Provider::Aws
+                || b.actions.is_empty()
+                || !seen.insert(b.bucket.clone())
+            {
+                continue;
+            }
+            let Some(key) = b
+                .key
+                .as_ref()
+                .and_then(|k| p.keys.get(&crate::inventory::pin_id(k, &b.account)))
+            else {
+                continue;
+            };
+            let accepted = p.stages.iter().flat_map(|s| &s.buckets).any(|x| {
+                x.bucket == b.bucket
+                    && x.hazards
+                        .iter()
+                        .any(|h| h.starts_with("replication-gap (accepted"))
+            });
+            if accepted {
+                continue;
+            }
+            let aws = client(accounts, &b.account)?;
+            let around = aws.surroundings(&b.bucket).await?;
+            if b.surroundings_sha256
+                .as_ref()
+                .is_some_and(|f| *f != around.fingerprint())
+            {
+                v.checked += 1;
+                v.non_compliant.push(Finding {
+                    target: format!("s3://{} (policy, replication or notifications)", b.bucket),
+                    expected_key_arn: key.arn.clone(),
+                    found: "changed since the plan".into(),
+                    reason: Some("its readers and hazards were judged on what it was: plan again to judge what it is".into()),
+                });
+            }
+            if around.replication.is_none() {
+                continue;
+            }
+            v.checked += 1;
+            let gaps: Vec<String> = crate::preflight::bucket_hazards(&b.bucket, &around, &key.arn)
+                .into_iter()
+                .filter(|h| h.hazard == crate::campaign::Hazard::ReplicationGap)
+                .map(|h| h.detail)
+                .collect();
+            if gaps.is_empty() {
+                v.compliant += 1;
+            } else {
+                v.non_compliant.push(Finding {
+                    target: format!("s3://{} (replication)", b.bucket),
+                    expected_key_arn: key.arn.clone(),
+                    found: "replication-gap".into(),
+                    reason: Some(gaps.join("; ")),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How verify reads the cloud.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -64,7 +171,9 @@ pub fn describe(enc: &S3Encryption) -> String {
 
 /// Verify a plan against the cloud: every bucket default, endpoint and planned object is on
 /// its team key now; blocked and manual resources are not compliant unless ignored.
-pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
+pub async fn verify_plan<
+    S: S3Read + S3Write + KeyRead + SageMakerApi + crate::providers::iam::AccessRead,
+>(
     p: &PlanFile,
     plan_path: &Path,
     accounts: &Accounts<S>,
@@ -227,6 +336,7 @@ pub async fn verify_plan<S: S3Read + S3Write + KeyRead + SageMakerApi>(
             }
         }
     }
+    verify_graph(p, accounts, &mut v).await?;
     let steps = plan_steps(p, plan_path)?;
     let mut objects: Vec<ObjectStep> = Vec::new();
     for s in &steps {

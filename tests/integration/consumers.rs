@@ -222,4 +222,159 @@ async fn hazards_and_readers_block_their_buckets_until_fixed() {
         "{}",
         stderr(&out)
     );
+
+    // Verify checks the same graph after apply: the reader that lost its key access, and a
+    // replication rule that no longer replicates SSE-KMS objects, are findings.
+    let script = "import boto3, sys\nfrom botocore.config import Config\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing', config=Config(s3={'addressing_style': 'path'}))\np = sys.argv[2]\ns3.put_bucket_replication(Bucket=p + 'ml-fraud-models', ReplicationConfiguration={'Role': f'arn:aws:iam::123456789012:role/{p}replication', 'Rules': [{'ID': 'to-dr', 'Status': 'Enabled', 'Priority': 1, 'Filter': {'Prefix': ''}, 'DeleteMarkerReplication': {'Status': 'Disabled'}, 'Destination': {'Bucket': f'arn:aws:s3:::{p}dr-fraud'}}]})";
+    let out = Command::new(harness::ensure_venv())
+        .args(["-c", script, &endpoint, &p])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harness::rekey(&endpoint)
+        .args(["verify"])
+        .arg(&plan_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(crate::apply::code(&out), 6, "{text}");
+    assert!(
+        text.contains(&format!(
+            "key access of {}",
+            seeded["reader_ok"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("s3://{p}ml-fraud-models (replication)")),
+        "{text}"
+    );
+}
+
+const CROSS: &str = "arn:aws:iam::210987654321:role/analytics";
+
+fn plan_at(
+    endpoint: &str,
+    dir: &std::path::Path,
+    p: &str,
+    name: &str,
+) -> (std::path::PathBuf, plan::PlanFile) {
+    let campaign = dir.join(format!("{name}.yaml"));
+    let yaml = crate::apply::campaign_yaml(
+        p,
+        "",
+        "limits: { concurrency: 4, requests_per_second: 200 }",
+    );
+    std::fs::write(&campaign, yaml).unwrap();
+    let path = dir.join(format!("plans/{name}.plan.yaml"));
+    let out = harness::rekey(endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pf = plan::load(&path).unwrap();
+    (path, pf)
+}
+
+fn reader_policy(bucket: &str, action: &str) -> String {
+    serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"Analytics","Effect":"Allow","Principal":{"AWS":CROSS},
+        "Action":[action,"s3:ListBucket"],
+        "Resource":[format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]}]})
+    .to_string()
+}
+
+/// A cross-account reader granted s3:GetObjectVersion (not s3:GetObject): the vision key
+/// policy does not name it, yet the plan moves every object of the bucket onto the key.
+#[tokio::test]
+async fn a_get_object_version_reader_blocks_like_any_reader() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("cgov");
+    harness::seed_estate(&endpoint, &p, 3);
+    let data = format!("{p}ml-vision-data");
+    let s3 = harness::clients(&endpoint).await.s3;
+    s3.put_bucket_policy()
+        .bucket(&data)
+        .policy(reader_policy(&data, "s3:GetObjectVersion"))
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pf) = plan_at(&endpoint, dir.path(), &p, "rv1");
+    let moved = objects_moved_in(&pf, &data);
+    assert_eq!(moved, 0, "{moved} objects of {data} move onto the vision key although {CROSS} reads them (s3:GetObjectVersion) and the key policy does not name it");
+}
+
+/// Plan with no bucket policy, then a cross-account reader is added before apply: apply does
+/// not read the bucket policy again and moves the objects.
+#[tokio::test]
+async fn a_reader_added_after_the_plan_makes_it_stale() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("cadd");
+    harness::seed_estate(&endpoint, &p, 3);
+    let data = format!("{p}ml-vision-data");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, pf) = plan_at(&endpoint, dir.path(), &p, "rv2");
+    assert!(objects_moved_in(&pf, &data) > 0);
+    // Control: the same policy present at plan time blocks the bucket.
+    let s3 = harness::clients(&endpoint).await.s3;
+    s3.put_bucket_policy()
+        .bucket(&data)
+        .policy(reader_policy(&data, "s3:GetObject"))
+        .send()
+        .await
+        .unwrap();
+    let (_, control) = plan_at(&endpoint, dir.path(), &p, "rv2-control");
+    assert_eq!(
+        objects_moved_in(&control, &data),
+        0,
+        "control: the reader blocks at plan time"
+    );
+    let out = harness::rekey(&endpoint)
+        .arg("apply")
+        .arg(&path)
+        .args(["--stage", "rest", "--yes"])
+        .output()
+        .unwrap();
+    // Apply reads the bucket's surroundings again: changed since the plan, it refuses.
+    assert_eq!(crate::apply::code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed since planning"),
+        "{}",
+        stderr(&out)
+    );
+    let head = s3
+        .head_object()
+        .bucket(&data)
+        .key("shards/00000.tfrecord")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        head.server_side_encryption()
+            .map(|s| s.as_str().to_string()),
+        Some("aws:kms".to_string())
+    );
+    // Verify names the bucket whose surroundings changed.
+    let v = harness::rekey(&endpoint)
+        .arg("verify")
+        .arg(&path)
+        .args(["--ignore-blocked"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout).to_string();
+    assert_eq!(crate::apply::code(&v), 6, "{text}");
+    assert!(
+        text.contains(&format!(
+            "s3://{data} (policy, replication or notifications)"
+        )),
+        "{text}"
+    );
+}
+
+fn objects_moved_in(pf: &plan::PlanFile, bucket: &str) -> u64 {
+    objects_moved(pf, bucket)
 }

@@ -1,0 +1,190 @@
+//! The consumer graph and the hazards around a bucket: each test states what AWS does and
+//! asserts that rekey sees it (from an independent review of issue 10).
+
+use super::*;
+use crate::model::{Replication, ReplicationRule, Surroundings};
+
+const OWNER: &str = "123456789012";
+const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+
+fn with_policy(p: serde_json::Value) -> Surroundings {
+    Surroundings {
+        policy: Some(p.to_string()),
+        ..Default::default()
+    }
+}
+
+fn principals(s: &Surroundings) -> Vec<String> {
+    let g = bucket_graph("b", OWNER, "us-east-1", s);
+    g.users
+        .iter()
+        .map(|(u, _)| u.principal.clone())
+        .chain(g.unseen.iter().map(|(p, _, _)| p.clone()))
+        .collect()
+}
+
+/// s3:GetObjectVersion is a read of object data (SSE-KMS: kms:Decrypt). The docs call the
+/// readers "an Allow of the bucket policy lets read (`s3:GetObject*`)".
+#[test]
+fn get_object_version_reader_is_in_the_graph() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"VersionedReader","Effect":"Allow",
+        "Principal":{"AWS":"arn:aws:iam::210987654321:role/analytics"},
+        "Action":["s3:GetObjectVersion","s3:ListBucketVersions"],
+        "Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"]}]}));
+    assert!(
+        principals(&s).iter().any(|p| p.contains("210987654321")),
+        "a GetObjectVersion reader of another account is not in the consumer graph: {:?}",
+        principals(&s)
+    );
+}
+
+/// A cross-account replication role writes replicas into this bucket (s3:ReplicateObject).
+#[test]
+fn replicate_object_writer_is_in_the_graph() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"FromSource","Effect":"Allow",
+        "Principal":{"AWS":"arn:aws:iam::210987654321:role/replication"},
+        "Action":["s3:ReplicateObject","s3:ReplicateDelete","s3:ReplicateTags"],
+        "Resource":"arn:aws:s3:::b/*"}]}));
+    assert!(
+        principals(&s).iter().any(|p| p.contains("210987654321")),
+        "the replication writer of the source account is not in the graph: {:?}",
+        principals(&s)
+    );
+}
+
+/// An OAC statement for two distributions: both read the bucket; only the first is evaluated.
+#[test]
+fn every_oac_distribution_is_evaluated() {
+    let a = "arn:aws:cloudfront::123456789012:distribution/EAAAAAAAAAAAAA";
+    let b = "arn:aws:cloudfront::123456789012:distribution/EBBBBBBBBBBBBB";
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+        "Condition":{"StringEquals":{"AWS:SourceArn":[a,b]}}}]}));
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    let arns: Vec<Option<String>> = g.users.iter().map(|(u, _)| u.source_arn.clone()).collect();
+    assert!(
+        arns.contains(&Some(b.to_string())),
+        "distribution B is never evaluated against the key: {arns:?}"
+    );
+}
+
+/// A Deny that refuses non-AES256 writes of the account's own principals: rekey's copies
+/// (aws:kms, made by a principal of 123456789012) are refused by S3.
+#[test]
+fn encryption_deny_with_a_request_context_condition_is_a_hazard() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"OwnSseS3","Effect":"Deny","Principal":"*","Action":"s3:PutObject",
+        "Resource":"arn:aws:s3:::b/*",
+        "Condition":{
+            "StringNotEquals":{"s3:x-amz-server-side-encryption":"AES256"},
+            "StringEquals":{"aws:PrincipalAccount":OWNER}}}]}));
+    let h = bucket_hazards("b", &s, KEY);
+    assert!(
+        !h.is_empty(),
+        "the Deny applies to rekey's copies (aws:PrincipalAccount is present on every request), yet no hazard"
+    );
+}
+
+/// Same with the organisation: undecidable here, must not pass (I5).
+#[test]
+fn encryption_deny_with_org_condition_is_a_hazard() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"OrgSseS3","Effect":"Deny","Principal":"*","Action":"s3:PutObject",
+        "Resource":"arn:aws:s3:::b/*",
+        "Condition":{
+            "StringNotEquals":{"s3:x-amz-server-side-encryption":"AES256"},
+            "StringEquals":{"aws:PrincipalOrgID":"o-abcdef1234"}}}]}));
+    assert!(
+        !bucket_hazards("b", &s, KEY).is_empty(),
+        "an undecidable condition (aws:PrincipalOrgID) is taken as false: no hazard"
+    );
+}
+
+/// Keys in a central key account (999999999999), bucket in 123456789012: inventory passes the
+/// first key's account as the bucket owner. The key account's root is a cross-account reader
+/// whose IAM rekey cannot see; it must be in the graph.
+#[test]
+fn key_account_root_reader_is_not_dropped_as_owner() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"SecurityAccount","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::999999999999:root"},
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}));
+    // The owner is the account rekey reads the bucket as (STS), not the keys' account.
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert!(
+        g.users
+            .iter()
+            .any(|(u, _)| u.principal == "arn:aws:iam::999999999999:root"),
+        "the reader 999999999999 vanished from the graph"
+    );
+}
+
+/// A CanonicalUser principal is any account's canonical id, not only an OAI; accepting
+/// oai-origin (for a real OAI on the same bucket) must not accept a cross-account reader.
+#[test]
+fn canonical_user_reader_is_evaluated_not_only_an_oai() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"Partner","Effect":"Allow",
+        "Principal":{"CanonicalUser":"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"},
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}));
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert!(
+        !g.users.is_empty() || !g.unseen.is_empty(),
+        "the canonical-user reader is only an oai-origin hazard ({:?}), never a graph principal",
+        g.oai
+    );
+}
+
+/// An unparsable policy: the graph cannot be built; it must not come back empty (I5).
+#[test]
+fn unparsable_policy_is_not_an_empty_graph() {
+    let s = Surroundings {
+        policy: Some("{\"Statement\": [".into()),
+        ..Default::default()
+    };
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert!(
+        !g.unseen.is_empty() || !bucket_hazards("b", &s, KEY).is_empty(),
+        "an unreadable policy yields no principal and no hazard"
+    );
+}
+
+/// Sanity (expected to pass): a V1 rule without the opt-in is a gap.
+#[test]
+fn sanity_replication_gap() {
+    let s = Surroundings {
+        replication: Some(Replication {
+            role: "arn:aws:iam::123456789012:role/r".into(),
+            rules: vec![ReplicationRule {
+                id: "v1".into(),
+                enabled: true,
+                prefix: "logs/".into(),
+                destination_bucket: "arn:aws:s3:::dr".into(),
+                sse_kms_opt_in: false,
+                replica_kms_key: None,
+            }],
+        }),
+        ..Default::default()
+    };
+    assert_eq!(bucket_hazards("b", &s, KEY).len(), 1);
+}
+
+/// An accepted `Principal: "*"` verdict is `allowed` in the plan; apply and verify cannot
+/// evaluate `*` again, so it is not among what they re-check (else every apply would refuse).
+#[test]
+fn accepted_star_is_not_rechecked() {
+    let s = with_policy(
+        serde_json::json!({"Statement":[{"Effect":"Allow","Principal":"*",
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}),
+    );
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert_eq!(g.unseen.len(), 1);
+    assert!(!rechecked(&unseen("*", KEY, "r", "w".into())));
+    assert!(!rechecked(&unseen("canonical:79a5", KEY, "r", "w".into())));
+    let named = Usage::principal("arn:aws:iam::1:role/r", &["kms:Decrypt"], None);
+    let mut v = unseen(&named.principal, KEY, "r", "w".into());
+    v.verdict = crate::access::VerdictKind::Allowed;
+    assert!(rechecked(&v));
+}
