@@ -24,6 +24,48 @@ use crate::window::{WindowSpec, WindowState};
 pub use crate::rollback::{rollback, RollbackOptions};
 pub use crate::verify::{render_verification, verify_plan, Finding, Verification, VerifyOptions};
 
+/// Every AWS verdict the plan recorded as allowed (endpoints, whatever their action; the
+/// consumers and bucket graphs), evaluated again now, as (what, planned, now). Apply refuses
+/// a worse one; verify reports it.
+pub(crate) async fn recheck_verdicts<K: crate::providers::iam::AccessRead>(
+    p: &PlanFile,
+    accounts: &Accounts<K>,
+) -> Result<Vec<(String, crate::access::Verdict, crate::access::Verdict)>, RekeyError> {
+    let mut caches = BTreeMap::new();
+    let planned = p
+        .stages
+        .iter()
+        // Every endpoint's verdicts, whatever its action: its artifacts move in any case.
+        .flat_map(|st| st.sagemaker.iter())
+        .flat_map(|sm| {
+            sm.access
+                .iter()
+                .map(move |v| (format!("endpoint {}", sm.name), v))
+        })
+        .chain(p.access.iter().map(|v| ("consumer".to_string(), v)))
+        .filter(|(_, v)| {
+            v.allowed() && crate::preflight::rechecked(v) && !v.key_arn.starts_with("projects/")
+        });
+    let mut out = Vec::new();
+    for (what, v) in planned {
+        let Some(account) = p
+            .keys
+            .iter()
+            .find(|(_, k)| k.arn == v.key_arn)
+            .map(|(id, _)| crate::inventory::split_pin(id).1.to_string())
+        else {
+            continue;
+        };
+        let aws = client(accounts, &account)?;
+        let cache = caches.entry(account.clone()).or_insert_with(|| {
+            crate::preflight::AccessCache::new(aws, p.settings.accept_unverified.clone())
+        });
+        let now = cache.again(v, &p.settings.region).await?;
+        out.push((what, v.clone(), now));
+    }
+    Ok(out)
+}
+
 /// Preflight: every pinned key still exists, is enabled, symmetric, in the plan's region,
 /// and is still what its alias points at. A moved alias makes the plan stale.
 pub async fn preflight<
@@ -88,41 +130,8 @@ pub async fn preflight<
             }
         }
     }
-    let mut caches = BTreeMap::new();
-    let planned = p
-        .stages
-        .iter()
-        // Every endpoint's verdicts, whatever its action: its artifacts move in any case.
-        .flat_map(|st| st.sagemaker.iter())
-        .flat_map(|sm| {
-            sm.access
-                .iter()
-                .map(move |v| (format!("endpoint {}", sm.name), v))
-        })
-        .chain(
-            p.access
-                .iter()
-                .filter(|v| !v.key_arn.starts_with("projects/"))
-                .map(|v| ("consumer".to_string(), v)),
-        );
-    for (what, v) in planned {
-        if !v.allowed() || !crate::preflight::rechecked(v) {
-            continue;
-        }
-        let Some(account) = p
-            .keys
-            .iter()
-            .find(|(_, k)| k.arn == v.key_arn)
-            .map(|(id, _)| crate::inventory::split_pin(id).1.to_string())
-        else {
-            continue;
-        };
-        let aws = client(accounts, &account)?;
-        let cache = caches.entry(account.clone()).or_insert_with(|| {
-            crate::preflight::AccessCache::new(aws, p.settings.accept_unverified.clone())
-        });
-        let now = cache.again(v, &p.settings.region).await?;
-        if let Some(why) = crate::preflight::worse(v, &now) {
+    for (what, planned, now) in recheck_verdicts(p, accounts).await? {
+        if let Some(why) = crate::preflight::worse(&planned, &now) {
             return Err(RekeyError::StalePlan {
                 reason: format!(
                     "{what}: {why} — a key or IAM policy changed since planning{}",

@@ -54,30 +54,7 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
     accounts: &Accounts<S>,
     v: &mut Verification,
 ) -> Result<(), RekeyError> {
-    let mut caches = std::collections::BTreeMap::new();
-    let planned = p
-        .stages
-        .iter()
-        .flat_map(|st| st.sagemaker.iter())
-        .flat_map(|sm| sm.access.iter())
-        .chain(p.access.iter())
-        .filter(|x| {
-            x.allowed() && crate::preflight::rechecked(x) && !x.key_arn.starts_with("projects/")
-        });
-    for x in planned {
-        let Some(account) = p
-            .keys
-            .iter()
-            .find(|(_, k)| k.arn == x.key_arn)
-            .map(|(id, _)| crate::inventory::split_pin(id).1.to_string())
-        else {
-            continue;
-        };
-        let aws = client(accounts, &account)?;
-        let cache = caches.entry(account).or_insert_with(|| {
-            crate::preflight::AccessCache::new(aws, p.settings.accept_unverified.clone())
-        });
-        let now = cache.again(x, &p.settings.region).await?;
+    for (_, x, now) in crate::apply::recheck_verdicts(p, accounts).await? {
         v.checked += 1;
         if now.allowed() {
             v.compliant += 1;
