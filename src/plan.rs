@@ -5,7 +5,7 @@
 //! streamed to one temporary file per stage and joined in stage order at the end, so memory
 //! holds one bucket's counters, never the estate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -559,6 +559,9 @@ struct BucketAcc {
     own_stage: Option<usize>,
     stages: BTreeMap<usize, StageBucketAcc>,
     unmatched: BTreeMap<&'static str, (u64, u64)>,
+    /// Key ARN → why nothing may move onto it here (its graph and hazards): judged once per
+    /// key, not per object.
+    surroundings_blocks: HashMap<String, Option<String>>,
 }
 
 /// Builds a plan from inventory records.
@@ -579,7 +582,7 @@ pub struct Planner<'c> {
     artifact_index: Vec<(String, String, usize, String)>,
     sagemaker_other: Vec<(usize, SmPlan)>,
     /// Key ARN → why what would move onto it is blocked (a consumer that may not use it).
-    key_blocks: std::collections::HashMap<String, String>,
+    key_blocks: HashMap<String, String>,
     access: Vec<crate::access::Verdict>,
     fingerprint: Sha256,
     _dir: tempfile::TempDir,
@@ -614,8 +617,19 @@ impl<'c> Planner<'c> {
 
     /// Why nothing of the current bucket may move onto `key_arn`: a principal of its consumer
     /// graph that may not use the key, or a hazard around it the campaign does not accept.
-    fn surroundings_block(&self, key_arn: &str) -> Option<String> {
-        self.surroundings_block_of(&self.current.as_ref()?.bucket, key_arn)
+    fn cached_surroundings_block(&mut self, key_arn: &str) -> Option<String> {
+        if let Some(hit) = self
+            .current
+            .as_ref()
+            .and_then(|a| a.surroundings_blocks.get(key_arn))
+        {
+            return hit.clone();
+        }
+        let r = self.surroundings_block_of(&self.current.as_ref()?.bucket, key_arn);
+        if let Some(a) = self.current.as_mut() {
+            a.surroundings_blocks.insert(key_arn.to_string(), r.clone());
+        }
+        r
     }
 
     fn surroundings_block_of(&self, b: &S3Bucket, key_arn: &str) -> Option<String> {
@@ -718,6 +732,7 @@ impl<'c> Planner<'c> {
                     own_stage,
                     stages: BTreeMap::new(),
                     unmatched: BTreeMap::new(),
+                    surroundings_blocks: HashMap::new(),
                 });
                 Ok(())
             }
@@ -755,6 +770,7 @@ impl<'c> Planner<'c> {
                     own_stage,
                     stages: BTreeMap::new(),
                     unmatched: BTreeMap::new(),
+                    surroundings_blocks: HashMap::new(),
                 });
                 Ok(())
             }
@@ -936,9 +952,10 @@ impl<'c> Planner<'c> {
         )?;
         let class = record.class;
         let artifact_block = self.note_artifact(o, stage, &to_key_arn);
-        let key_block = self
-            .key_block(&to_key_arn, gcs, &bucket_location)
-            .or_else(|| self.surroundings_block(&to_key_arn));
+        let key_block = match self.key_block(&to_key_arn, gcs, &bucket_location) {
+            Some(r) => Some(r),
+            None => self.cached_surroundings_block(&to_key_arn),
+        };
         // What one re-encrypted object sets off around the bucket.
         let effects = self.current.as_ref().map(|a| {
             let s = &a.bucket.surroundings;
