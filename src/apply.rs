@@ -112,12 +112,20 @@ pub async fn preflight<
     let mut seen = std::collections::BTreeSet::new();
     for st in &p.stages {
         for b in &st.buckets {
-            let Some(planned) = &b.surroundings_sha256 else {
-                continue;
-            };
-            if b.actions.is_empty() || !seen.insert(b.bucket.clone()) {
+            if b.provider != crate::model::Provider::Aws
+                || b.actions.is_empty()
+                || !seen.insert(b.bucket.clone())
+            {
                 continue;
             }
+            let Some(planned) = &b.surroundings_sha256 else {
+                return Err(RekeyError::StalePlan {
+                    reason: format!(
+                        "s3://{}: the plan does not record the bucket's policy, replication and notifications (made by an older rekey): plan again so that its readers and hazards are judged",
+                        b.bucket
+                    ),
+                });
+            };
             let aws = client(accounts, &b.account)?;
             let now = aws.surroundings(&b.bucket).await?.fingerprint();
             if &now != planned {

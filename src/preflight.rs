@@ -501,31 +501,63 @@ pub fn bucket_graph(
                 if service {
                     // An OAC statement names its distributions in aws:SourceArn: each one is a
                     // reader of its own (the key policy must allow each).
-                    let cond = |key: &str| -> Vec<String> {
-                        st["Condition"]
-                            .as_object()
-                            .into_iter()
-                            .flat_map(|c| c.values())
-                            .filter_map(|b| b.as_object())
-                            .flat_map(|b| b.iter())
-                            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-                            .flat_map(|(_, v)| strings(v))
-                            .collect()
+                    // Values of a condition key under a plain equality operator; None: the
+                    // key appears under another operator (negated, set, wildcard), so the
+                    // readers it admits cannot be listed.
+                    let cond = |key: &str| -> Option<Vec<String>> {
+                        let mut out = Vec::new();
+                        for (op, b) in st["Condition"].as_object().into_iter().flatten() {
+                            for (k, v) in b.as_object().into_iter().flatten() {
+                                if !k.eq_ignore_ascii_case(key) {
+                                    continue;
+                                }
+                                let values = strings(v);
+                                let plain = matches!(op.as_str(), "StringEquals" | "ArnEquals")
+                                    || (matches!(op.as_str(), "StringLike" | "ArnLike")
+                                        && values.iter().all(|x| !x.contains(['*', '?'])));
+                                if !plain {
+                                    return None;
+                                }
+                                out.extend(values);
+                            }
+                        }
+                        Some(out)
                     };
-                    let arns = cond("aws:SourceArn");
-                    let account = cond("aws:SourceAccount")
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| owner_account.to_string());
-                    let arns: Vec<Option<String>> = if arns.is_empty() {
-                        vec![None]
-                    } else {
-                        arns.into_iter().map(Some).collect()
+                    let (Some(arns), Some(accounts)) =
+                        (cond("aws:SourceArn"), cond("aws:SourceAccount"))
+                    else {
+                        g.unseen.push((
+                            e.clone(),
+                            source.clone(),
+                            format!("{e} is let in under a negated or wildcard aws:SourceArn / aws:SourceAccount condition: the distributions it admits cannot be listed"),
+                        ));
+                        continue;
                     };
-                    for arn in arns {
+                    // One reader per distribution (its account from its ARN), else one per
+                    // source account named, else the owner's.
+                    let mut readers: Vec<(Option<String>, String)> = arns
+                        .iter()
+                        .map(|arn| {
+                            let account = arn
+                                .split(':')
+                                .nth(4)
+                                .filter(|a| !a.is_empty())
+                                .map(str::to_string)
+                                .or_else(|| accounts.first().cloned())
+                                .unwrap_or_else(|| owner_account.to_string());
+                            (Some(arn.clone()), account)
+                        })
+                        .collect();
+                    if readers.is_empty() {
+                        readers = accounts.iter().map(|a| (None, a.clone())).collect();
+                    }
+                    if readers.is_empty() {
+                        readers.push((None, owner_account.to_string()));
+                    }
+                    for (arn, account) in readers {
                         let mut u = Usage::principal(&e, &actions, None);
                         u.source_arn = arn;
-                        u.source_account = Some(account.clone());
+                        u.source_account = Some(account);
                         g.users.push((u, source.clone()));
                     }
                     continue;

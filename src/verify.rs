@@ -76,6 +76,24 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
             {
                 continue;
             }
+            let aws = client(accounts, &b.account)?;
+            let around = aws.surroundings(&b.bucket).await?;
+            // What surrounds the bucket is what the plan judged (a plan without the
+            // fingerprint judged nothing of it).
+            if b.surroundings_sha256.as_deref() != Some(around.fingerprint().as_str()) {
+                v.checked += 1;
+                v.non_compliant.push(Finding {
+                    target: format!("s3://{} (policy, replication or notifications)", b.bucket),
+                    expected_key_arn: String::new(),
+                    found: if b.surroundings_sha256.is_some() {
+                        "changed since the plan"
+                    } else {
+                        "not judged by the plan"
+                    }
+                    .into(),
+                    reason: Some("its readers and hazards were judged on what it was: plan again to judge what it is".into()),
+                });
+            }
             let Some(key) = b
                 .key
                 .as_ref()
@@ -91,20 +109,6 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
             });
             if accepted {
                 continue;
-            }
-            let aws = client(accounts, &b.account)?;
-            let around = aws.surroundings(&b.bucket).await?;
-            if b.surroundings_sha256
-                .as_ref()
-                .is_some_and(|f| *f != around.fingerprint())
-            {
-                v.checked += 1;
-                v.non_compliant.push(Finding {
-                    target: format!("s3://{} (policy, replication or notifications)", b.bucket),
-                    expected_key_arn: key.arn.clone(),
-                    found: "changed since the plan".into(),
-                    reason: Some("its readers and hazards were judged on what it was: plan again to judge what it is".into()),
-                });
             }
             if around.replication.is_none() {
                 continue;

@@ -188,3 +188,101 @@ fn accepted_star_is_not_rechecked() {
     v.verdict = crate::access::VerdictKind::Allowed;
     assert!(rechecked(&v));
 }
+
+// ---- review 10b ----
+
+fn key_facts(statements: serde_json::Value) -> crate::access::KeyFacts {
+    crate::access::KeyFacts {
+        key_arn: KEY.into(),
+        policy: crate::access::Doc::parse(
+            "key policy",
+            &serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string(),
+        )
+        .unwrap(),
+        grants: Vec::new(),
+    }
+}
+
+fn verdicts_of(s: &Surroundings, key: &crate::access::KeyFacts) -> Vec<crate::access::Verdict> {
+    let g = bucket_graph("b", OWNER, "us-east-1", s);
+    let none = crate::access::IdentityView::Unseen("service".into());
+    g.users
+        .iter()
+        .map(|(u, src)| {
+            crate::access::evaluate(key, &none, u, &crate::access::Acceptance::default(), src)
+        })
+        .chain(
+            g.unseen
+                .iter()
+                .map(|(p, src, why)| unseen(p, KEY, src, why.clone())),
+        )
+        .collect()
+}
+
+/// A distribution of another account (210987654321) reads the bucket through OAC; the bucket
+/// policy pins it by aws:SourceArn only. AWS sets aws:SourceAccount of CloudFront's request to
+/// the distribution's account (210987654321), so a key policy that allows cloudfront only for
+/// SourceAccount 123456789012 refuses it. rekey fills in the bucket owner and says allowed.
+#[test]
+fn oac_source_account_is_the_distributions_not_the_bucket_owners() {
+    let dist = "arn:aws:cloudfront::210987654321:distribution/EXXXXXXXXXXXXX";
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+        "Condition":{"StringEquals":{"AWS:SourceArn":dist}}}]}));
+    let key = key_facts(serde_json::json!([{
+        "Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+        "Action":"kms:Decrypt","Resource":"*",
+        "Condition":{"StringEquals":{"aws:SourceAccount":OWNER}}}]));
+    let v = verdicts_of(&s, &key);
+    assert!(
+        v.iter().all(|v| !v.allowed()),
+        "distribution {dist} is judged allowed with SourceAccount {:?}: {v:?}",
+        v.iter()
+            .map(|v| v.source_account.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A negated operator: every distribution EXCEPT EOLD may read. rekey evaluates EOLD alone
+/// (the one that cannot read); a key policy allowing only EOLD is then `allowed`, while every
+/// distribution that really reads is refused by KMS.
+#[test]
+fn negated_source_arn_condition_is_not_a_reader_list() {
+    let old = "arn:aws:cloudfront::123456789012:distribution/EOLDOLDOLDOLD";
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+        "Condition":{"ArnNotEquals":{"aws:SourceArn":old}}}]}));
+    let key = key_facts(serde_json::json!([{
+        "Sid":"OnlyOld","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+        "Action":"kms:Decrypt","Resource":"*",
+        "Condition":{"ArnEquals":{"aws:SourceArn":old}}}]));
+    let v = verdicts_of(&s, &key);
+    assert!(
+        v.iter().any(|v| !v.allowed()),
+        "ArnNotEquals EOLD taken as 'EOLD reads': every verdict allowed: {v:?}"
+    );
+}
+
+/// A wildcard SourceArn (every distribution of the account) is evaluated as the literal
+/// pattern: a key-policy Deny of one distribution never matches it.
+#[test]
+fn wildcard_source_arn_is_not_one_literal_reader() {
+    let s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+        "Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:cloudfront::123456789012:distribution/*"}}}]}));
+    let key = key_facts(serde_json::json!([
+        {"Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+         "Action":"kms:Decrypt","Resource":"*",
+         "Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:cloudfront::123456789012:distribution/*"}}},
+        {"Sid":"NotLegacy","Effect":"Deny","Principal":{"Service":"cloudfront.amazonaws.com"},
+         "Action":"kms:Decrypt","Resource":"*",
+         "Condition":{"ArnEquals":{"aws:SourceArn":"arn:aws:cloudfront::123456789012:distribution/ELEGACY"}}}]));
+    let v = verdicts_of(&s, &key);
+    assert!(
+        v.iter().any(|v| !v.allowed()),
+        "distribution ELEGACY reads the bucket and is denied the key, yet: {v:?}"
+    );
+}

@@ -378,3 +378,45 @@ async fn a_reader_added_after_the_plan_makes_it_stale() {
 fn objects_moved_in(pf: &plan::PlanFile, bucket: &str) -> u64 {
     objects_moved(pf, bucket)
 }
+
+/// A plan without `surroundings_sha256` (written by the rekey before issue 10,
+/// same format_version 1) is accepted; apply then skips the surroundings check for every S3
+/// bucket and moves a bucket whose cross-account reader cannot use the key.
+#[tokio::test]
+async fn a_plan_without_the_fingerprint_is_not_applied_unchecked() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("cold");
+    harness::seed_estate(&endpoint, &p, 3);
+    let data = format!("{p}ml-vision-data");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, pf) = plan_at(&endpoint, dir.path(), &p, "old1");
+    assert!(objects_moved_in(&pf, &data) > 0);
+    // The plan as the earlier rekey wrote it: no fingerprint.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("surroundings_sha256"));
+    let old: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("surroundings_sha256:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, old).unwrap();
+    let s3 = harness::clients(&endpoint).await.s3;
+    s3.put_bucket_policy()
+        .bucket(&data)
+        .policy(reader_policy(&data, "s3:GetObject"))
+        .send()
+        .await
+        .unwrap();
+    let out = harness::rekey(&endpoint)
+        .arg("apply")
+        .arg(&path)
+        .args(["--stage", "rest", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        crate::apply::code(&out),
+        4,
+        "a plan with no fingerprint was applied although {CROSS} now reads s3://{data}: {}",
+        stderr(&out)
+    );
+}
