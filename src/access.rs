@@ -357,13 +357,18 @@ pub fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-fn statements(doc: &Doc) -> Vec<(String, &Value)> {
-    let list: Vec<&Value> = match &doc.value["Statement"] {
+/// A policy document's statements: its `Statement` array, or the one statement object.
+pub fn statement_list(doc: &Value) -> Vec<&Value> {
+    match &doc["Statement"] {
         Value::Array(a) => a.iter().collect(),
         s @ Value::Object(_) => vec![s],
         _ => Vec::new(),
-    };
-    list.into_iter()
+    }
+}
+
+fn statements(doc: &Doc) -> Vec<(String, &Value)> {
+    statement_list(&doc.value)
+        .into_iter()
         .enumerate()
         .map(|(i, st)| {
             let name = match st["Sid"].as_str().filter(|s| !s.is_empty()) {

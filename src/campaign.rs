@@ -348,6 +348,15 @@ impl LoadedCampaign {
     pub fn s3(&self) -> Option<&S3Section> {
         self.spec.aws.as_ref().and_then(|a| a.s3.as_ref())
     }
+
+    /// The AWS region of the campaign (empty without an `aws:` section).
+    pub fn region(&self) -> &str {
+        self.spec
+            .aws
+            .as_ref()
+            .map(|a| a.region.as_str())
+            .unwrap_or_default()
+    }
 }
 
 /// Read, parse and validate a campaign file.

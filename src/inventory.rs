@@ -82,12 +82,7 @@ pub async fn resolve_keys_in<K: KeyRead>(
     reporter: &dyn Reporter,
 ) -> Result<PinnedKeys, RekeyError> {
     let mut pinned = PinnedKeys::new();
-    let region = campaign
-        .spec
-        .aws
-        .as_ref()
-        .map(|a| a.region.as_str())
-        .unwrap_or_default();
+    let region = campaign.region();
     let file = campaign.path.display();
     for (name, k) in &campaign.spec.keys {
         let Some(alias) = &k.aws else { continue };
@@ -415,12 +410,7 @@ where
     reporter.event(&Event::BucketsSelected {
         buckets: buckets.clone(),
     });
-    let region = campaign
-        .spec
-        .aws
-        .as_ref()
-        .map(|a| a.region.clone())
-        .unwrap_or_default();
+    let region = campaign.region().to_string();
     for (index, bucket) in buckets.iter().enumerate() {
         reporter.event(&Event::BucketStarted {
             bucket: bucket.clone(),
@@ -611,12 +601,7 @@ where
     else {
         return Ok(0);
     };
-    let region = campaign
-        .spec
-        .aws
-        .as_ref()
-        .map(|a| a.region.clone())
-        .unwrap_or_default();
+    let region = campaign.region().to_string();
     let cache = KeyCache {
         kms: aws,
         known: Mutex::new(HashMap::new()),

@@ -1628,13 +1628,7 @@ impl<'c> Planner<'c> {
             keys: self.keys,
             access: self.access,
             settings: Settings {
-                region: self
-                    .campaign
-                    .spec
-                    .aws
-                    .as_ref()
-                    .map(|a| a.region.clone())
-                    .unwrap_or_default(),
+                region: self.campaign.region().to_string(),
                 engine: self.engine,
                 versions: s3.map(|s| s.versions).unwrap_or_default(),
                 multipart_threshold: self.threshold,

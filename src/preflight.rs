@@ -189,12 +189,7 @@ pub async fn consumer_verdicts<A: AccessRead>(
     aws: &A,
     pinned: &crate::inventory::PinnedKeys,
 ) -> Result<Vec<Verdict>, RekeyError> {
-    let region = campaign
-        .spec
-        .aws
-        .as_ref()
-        .map(|a| a.region.clone())
-        .unwrap_or_default();
+    let region = campaign.region().to_string();
     let mut cache = AccessCache::new(aws, campaign.spec.preflight.accept_unverified.clone());
     let mut out = Vec::new();
     for c in &campaign.spec.consumers {
@@ -425,11 +420,7 @@ pub fn bucket_graph(
                 serde_json::Value::Null
             }
         };
-        let list: Vec<&serde_json::Value> = match &doc["Statement"] {
-            serde_json::Value::Array(a) => a.iter().collect(),
-            o @ serde_json::Value::Object(_) => vec![o],
-            _ => Vec::new(),
-        };
+        let list = crate::access::statement_list(&doc);
         for (i, st) in list.into_iter().enumerate() {
             if st["Effect"].as_str() != Some("Allow") {
                 continue;
@@ -693,11 +684,7 @@ pub fn bucket_hazards(
                 fix: "read the policy (aws s3api get-bucket-policy) and plan again".into(),
             });
         }
-        let list: Vec<&serde_json::Value> = match &doc["Statement"] {
-            serde_json::Value::Array(a) => a.iter().collect(),
-            o @ serde_json::Value::Object(_) => vec![o],
-            _ => Vec::new(),
-        };
+        let list = crate::access::statement_list(&doc);
         let ctx = |k: &str| match k.to_ascii_lowercase().as_str() {
             "s3:x-amz-server-side-encryption" => Some("aws:kms".to_string()),
             "s3:x-amz-server-side-encryption-aws-kms-key-id" => Some(key_arn.to_string()),

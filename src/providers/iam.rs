@@ -106,6 +106,26 @@ impl AwsClients {
         Self::doc(format!("managed policy {policy_arn} ({version})"), raw)
     }
 
+    /// A permissions boundary (a managed policy), named as one.
+    async fn boundary(&self, arn: Option<&str>) -> Result<Option<Doc>, ProviderError> {
+        let Some(arn) = arn else { return Ok(None) };
+        let mut d = self.managed(arn).await?;
+        d.source = format!("permissions boundary {}", d.source);
+        Ok(Some(d))
+    }
+
+    /// The default versions of attached managed policies.
+    async fn all_managed(
+        &self,
+        attached: &[aws_sdk_iam::types::AttachedPolicy],
+    ) -> Result<Vec<Doc>, ProviderError> {
+        let mut out = Vec::new();
+        for a in attached.iter().filter_map(|p| p.policy_arn()) {
+            out.push(self.managed(a).await?);
+        }
+        Ok(out)
+    }
+
     async fn role_identity(&self, name: &str, arn: &str) -> Result<Identity, ProviderError> {
         let what = || format!("role {arn}");
         let role = self
@@ -115,16 +135,16 @@ impl AwsClients {
             .send()
             .await
             .map_err(|e| map_sdk_error(what(), e))?;
-        let mut id = Identity::default();
-        if let Some(b) = role
-            .role()
-            .and_then(|r| r.permissions_boundary())
-            .and_then(|b| b.permissions_boundary_arn())
-        {
-            let mut d = self.managed(b).await?;
-            d.source = format!("permissions boundary {}", d.source);
-            id.boundary = Some(d);
-        }
+        let mut id = Identity {
+            policies: Vec::new(),
+            boundary: self
+                .boundary(
+                    role.role()
+                        .and_then(|r| r.permissions_boundary())
+                        .and_then(|b| b.permissions_boundary_arn()),
+                )
+                .await?,
+        };
         let mut marker = None;
         loop {
             let page = self
@@ -163,11 +183,8 @@ impl AwsClients {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(what(), e))?;
-            for p in page.attached_policies() {
-                if let Some(a) = p.policy_arn() {
-                    id.policies.push(self.managed(a).await?);
-                }
-            }
+            id.policies
+                .extend(self.all_managed(page.attached_policies()).await?);
             match page.marker().filter(|_| page.is_truncated()) {
                 Some(m) => marker = Some(m.to_string()),
                 None => break,
@@ -185,16 +202,16 @@ impl AwsClients {
             .send()
             .await
             .map_err(|e| map_sdk_error(what(), e))?;
-        let mut id = Identity::default();
-        if let Some(b) = user
-            .user()
-            .and_then(|u| u.permissions_boundary())
-            .and_then(|b| b.permissions_boundary_arn())
-        {
-            let mut d = self.managed(b).await?;
-            d.source = format!("permissions boundary {}", d.source);
-            id.boundary = Some(d);
-        }
+        let mut id = Identity {
+            policies: Vec::new(),
+            boundary: self
+                .boundary(
+                    user.user()
+                        .and_then(|u| u.permissions_boundary())
+                        .and_then(|b| b.permissions_boundary_arn()),
+                )
+                .await?,
+        };
         let inline = self
             .iam
             .list_user_policies()
@@ -229,11 +246,8 @@ impl AwsClients {
             .send()
             .await
             .map_err(|e| map_sdk_error(what(), e))?;
-        for p in attached.attached_policies() {
-            if let Some(a) = p.policy_arn() {
-                id.policies.push(self.managed(a).await?);
-            }
-        }
+        id.policies
+            .extend(self.all_managed(attached.attached_policies()).await?);
         let groups = self
             .iam
             .list_groups_for_user()
@@ -271,11 +285,8 @@ impl AwsClients {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(format!("group {gname}"), e))?;
-            for p in attached.attached_policies() {
-                if let Some(a) = p.policy_arn() {
-                    id.policies.push(self.managed(a).await?);
-                }
-            }
+            id.policies
+                .extend(self.all_managed(attached.attached_policies()).await?);
         }
         Ok(id)
     }

@@ -259,24 +259,8 @@ fn plan_at(
     p: &str,
     name: &str,
 ) -> (std::path::PathBuf, plan::PlanFile) {
-    let campaign = dir.join(format!("{name}.yaml"));
-    let yaml = crate::apply::campaign_yaml(
-        p,
-        "",
-        "limits: { concurrency: 4, requests_per_second: 200 }",
-    );
-    std::fs::write(&campaign, yaml).unwrap();
-    let path = dir.join(format!("plans/{name}.plan.yaml"));
-    let out = harness::rekey(endpoint)
-        .args(["plan", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let pf = plan::load(&path).unwrap();
-    (path, pf)
+    let pf = plan_of(endpoint, dir, p, "", name);
+    (dir.join(format!("plans/{name}.plan.yaml")), pf)
 }
 
 fn reader_policy(bucket: &str, action: &str) -> String {
@@ -304,7 +288,7 @@ async fn a_get_object_version_reader_blocks_like_any_reader() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (_, pf) = plan_at(&endpoint, dir.path(), &p, "rv1");
-    let moved = objects_moved_in(&pf, &data);
+    let moved = objects_moved(&pf, &data);
     assert_eq!(moved, 0, "{moved} objects of {data} move onto the vision key although {CROSS} reads them (s3:GetObjectVersion) and the key policy does not name it");
 }
 
@@ -318,7 +302,7 @@ async fn a_reader_added_after_the_plan_makes_it_stale() {
     let data = format!("{p}ml-vision-data");
     let dir = tempfile::tempdir().unwrap();
     let (path, pf) = plan_at(&endpoint, dir.path(), &p, "rv2");
-    assert!(objects_moved_in(&pf, &data) > 0);
+    assert!(objects_moved(&pf, &data) > 0);
     // Control: the same policy present at plan time blocks the bucket.
     let s3 = harness::clients(&endpoint).await.s3;
     s3.put_bucket_policy()
@@ -329,7 +313,7 @@ async fn a_reader_added_after_the_plan_makes_it_stale() {
         .unwrap();
     let (_, control) = plan_at(&endpoint, dir.path(), &p, "rv2-control");
     assert_eq!(
-        objects_moved_in(&control, &data),
+        objects_moved(&control, &data),
         0,
         "control: the reader blocks at plan time"
     );
@@ -375,10 +359,6 @@ async fn a_reader_added_after_the_plan_makes_it_stale() {
     );
 }
 
-fn objects_moved_in(pf: &plan::PlanFile, bucket: &str) -> u64 {
-    objects_moved(pf, bucket)
-}
-
 /// A plan without `surroundings_sha256` (written by the rekey before issue 10,
 /// same format_version 1) is accepted; apply then skips the surroundings check for every S3
 /// bucket and moves a bucket whose cross-account reader cannot use the key.
@@ -390,7 +370,7 @@ async fn a_plan_without_the_fingerprint_is_not_applied_unchecked() {
     let data = format!("{p}ml-vision-data");
     let dir = tempfile::tempdir().unwrap();
     let (path, pf) = plan_at(&endpoint, dir.path(), &p, "old1");
-    assert!(objects_moved_in(&pf, &data) > 0);
+    assert!(objects_moved(&pf, &data) > 0);
     // The plan as the earlier rekey wrote it: no fingerprint.
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("surroundings_sha256"));
