@@ -54,6 +54,13 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
    counts (as set by UpdateEndpointWeightsAndCapacities), otherwise they reset to the new
    config's initial values.
 
+16. CloudFront distribution origins keep `S3OriginConfig.OriginAccessIdentity` and
+   `OriginAccessControlId` (moto 5.2.5 drops both from every answer), so that a reader of
+   ListDistributions sees how each origin signs its requests to S3.
+17. S3 Control answers under AWS's root elements (`ListAccessPointsResult`,
+   `GetAccessPointPolicyResult`, ...; moto 5.2.5 answers `...Response`, which the Rust SDK
+   refuses to parse).
+
 Only path-style S3 requests are inspected (the SDK uses path style against an endpoint).
 """
 
@@ -332,6 +339,8 @@ class Overlay:
                 read_body(environ)
                 return s3_error(503, "SlowDown", "Please reduce your request rate.")(environ, start_response)
         try:
+            if service == "s3" and environ.get("PATH_INFO", "").startswith("/v20180820/"):
+                return self.s3control_as_aws(environ, start_response)
             if service == "s3":
                 return self.s3(environ, start_response, region or "us-east-1")
             if service == "sagemaker":
@@ -341,6 +350,24 @@ class Overlay:
         except KeyProblem as problem:
             return s3_error(400, problem.code, problem.message)(environ, start_response)
         return self.app(environ, start_response)
+
+    # ---- S3 Control (behaviour 17) ---------------------------------------------------------
+    def s3control_as_aws(self, environ, start_response):
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        body = b"".join(self.app(environ, capture))
+        if not body.lstrip().startswith(b"<?xml") or b"<ErrorResponse" in body:
+            start_response(captured["status"], captured["headers"])
+            return [body]
+        body = re.sub(rb"<(/?)(\w+)Response([ >])", rb"<\1\2Result\3", body, count=2)
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
 
     # ---- S3 -------------------------------------------------------------------------
     def s3(self, environ, start_response, region):
@@ -837,6 +864,23 @@ def watch_parent(pid):
     threading.Thread(target=loop, daemon=True).start()
 
 
+def keep_cloudfront_origin_access():
+    """Behaviour 16: moto's answers are serialised from the model's attributes, named after
+    the API's members; the origin model sets neither of these."""
+    from moto.cloudfront import models as cf
+
+    plain_init = cf.Origin.__init__
+
+    def init(self, origin):
+        plain_init(self, origin)
+        oai = (origin.get("S3OriginConfig") or {}).get("OriginAccessIdentity")
+        if "S3OriginConfig" in origin:
+            self.s3_origin_config = {"OriginAccessIdentity": oai or ""}
+        self.origin_access_control_id = origin.get("OriginAccessControlId") or ""
+
+    cf.Origin.__init__ = init
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -851,6 +895,7 @@ def main(argv=None):
     app = DomainDispatcherApplication(create_backend_app)
     if not args.plain:
         app = Overlay(app)
+        keep_cloudfront_origin_access()
 
     import socket
 

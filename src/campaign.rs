@@ -105,6 +105,9 @@ pub enum Hazard {
     EncryptionPolicy,
     /// A CloudFront origin access identity reads the bucket: it cannot read SSE-KMS objects.
     OaiOrigin,
+    /// A CloudFront origin reads the bucket anonymously (no OAC or OAI, or the website
+    /// endpoint): anonymous requests cannot read SSE-KMS objects.
+    PublicOrigin,
 }
 
 impl Hazard {
@@ -113,6 +116,7 @@ impl Hazard {
             Hazard::ReplicationGap => "replication-gap",
             Hazard::EncryptionPolicy => "encryption-policy",
             Hazard::OaiOrigin => "oai-origin",
+            Hazard::PublicOrigin => "public-origin",
         }
     }
 }

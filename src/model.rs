@@ -215,6 +215,68 @@ pub struct Surroundings {
     pub replication: Option<Replication>,
     #[serde(default, skip_serializing_if = "Notifications::is_empty")]
     pub notifications: Notifications,
+    /// The bucket's access points in the owner's account, each with its policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_points: Vec<AccessPoint>,
+    /// CloudFront origins (in the campaign's account) that read the bucket, directly or
+    /// through one of its access points' aliases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<CdnOrigin>,
+}
+
+/// An S3 access point of a bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessPoint {
+    pub name: String,
+    pub arn: String,
+    /// The alias a client (or a CloudFront origin) may use in place of the bucket name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub alias: String,
+    /// The access point policy (JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// One origin of a CloudFront distribution whose domain is the bucket (or an alias of one of
+/// its access points), and how CloudFront signs its requests to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdnOrigin {
+    /// The distribution's ARN.
+    pub distribution: String,
+    /// The origin's id within the distribution.
+    pub origin: String,
+    pub domain: String,
+    /// The origin access control, when CloudFront signs with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oac: Option<String>,
+    /// The origin access identity (`origin-access-identity/cloudfront/ID`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oai: Option<String>,
+    /// The origin is the bucket's website endpoint (a custom origin; anonymous reads).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub website: bool,
+}
+
+/// The bucket (or access point alias) an origin domain names, and whether it is the website
+/// endpoint: `b.s3.amazonaws.com`, `b.s3.REGION.amazonaws.com`, `b.s3-REGION.amazonaws.com`,
+/// `b.s3.dualstack.REGION.amazonaws.com`, `b.s3-website-REGION.amazonaws.com`,
+/// `b.s3-website.REGION.amazonaws.com` (and `.amazonaws.com.cn`). None: not an S3 domain.
+pub fn origin_bucket(domain: &str) -> Option<(String, bool)> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let host = domain
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| domain.strip_suffix(".amazonaws.com.cn"))?;
+    // The last ".s3" that starts the service part (a bucket name may itself hold ".s3").
+    let mut at = None;
+    for (i, _) in host.match_indices(".s3") {
+        let rest = &host[i + 3..];
+        if rest.is_empty() || rest.starts_with('.') || rest.starts_with('-') {
+            at = Some(i);
+        }
+    }
+    let i = at?;
+    let website = host[i + 3..].starts_with("-website");
+    (i > 0).then(|| (host[..i].to_string(), website))
 }
 
 impl Surroundings {
@@ -539,6 +601,40 @@ impl KmsKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_domains_name_their_bucket() {
+        let cases = [
+            ("b.s3.amazonaws.com", Some(("b", false))),
+            (
+                "my.bucket.s3.us-east-1.amazonaws.com",
+                Some(("my.bucket", false)),
+            ),
+            (
+                "logs.s3-archive.s3-eu-west-1.amazonaws.com",
+                Some(("logs.s3-archive", false)),
+            ),
+            ("b.s3.dualstack.eu-west-1.amazonaws.com", Some(("b", false))),
+            ("b.s3-website-us-east-1.amazonaws.com", Some(("b", true))),
+            ("b.s3-website.eu-central-1.amazonaws.com", Some(("b", true))),
+            ("B.S3.cn-north-1.amazonaws.com.cn.", Some(("b", false))),
+            (
+                "ap-abc-s3alias.s3.us-east-1.amazonaws.com",
+                Some(("ap-abc-s3alias", false)),
+            ),
+            ("example.com", None),
+            ("s3.amazonaws.com", None),
+            ("b.elb.amazonaws.com", None),
+        ];
+        for (domain, want) in cases {
+            let got = origin_bucket(domain);
+            assert_eq!(
+                got.as_ref().map(|(b, w)| (b.as_str(), *w)),
+                want,
+                "{domain}"
+            );
+        }
+    }
 
     fn kms(arn: &str, manager: &str) -> S3Encryption {
         S3Encryption {

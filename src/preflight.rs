@@ -367,12 +367,15 @@ pub async fn gcp_key_verdicts_with(
 /// Who a bucket lets read or write its objects, from its policy's Allow statements and its
 /// replication role, with where each comes from. `*` and principals rekey cannot evaluate come
 /// back as `unseen` (principal, source, why); CloudFront origin access identities as `oai`
-/// (source).
+/// (source). Access point policies and the account's CloudFront origins count as grants too.
 #[derive(Debug, Default)]
 pub struct BucketGraph {
     pub users: Vec<(Usage, String)>,
     pub unseen: Vec<(String, String, String)>,
     pub oai: Vec<String>,
+    /// CloudFront origins that read the bucket anonymously (no OAC, no OAI; or its website
+    /// endpoint): anonymous requests cannot read SSE-KMS objects.
+    pub anonymous: Vec<String>,
 }
 
 /// Whether a principal entry is a CloudFront origin access identity (S3 reports an OAI named
@@ -406,29 +409,138 @@ pub fn bucket_graph(
     region: &str,
     s: &crate::model::Surroundings,
 ) -> BucketGraph {
-    use crate::access::{strings, wildcard};
     let mut g = BucketGraph::default();
+    let mut ctx = PolicyContext {
+        owner_account,
+        region,
+        graph: &mut g,
+    };
     if let Some(text) = &s.policy {
+        ctx.readers_of(text, &format!("bucket policy of s3://{bucket}"), true);
+    }
+    for ap in &s.access_points {
+        if let Some(text) = &ap.policy {
+            ctx.readers_of(
+                text,
+                &format!("policy of access point {} ({})", ap.name, ap.arn),
+                false,
+            );
+        }
+    }
+    for o in &s.origins {
+        let source = format!(
+            "CloudFront distribution {} (origin {:?}, {})",
+            o.distribution, o.origin, o.domain
+        );
+        if let Some(oac) = &o.oac {
+            // CloudFront signs as its service principal, for this distribution.
+            let account = o
+                .distribution
+                .split(':')
+                .nth(4)
+                .filter(|a| !a.is_empty())
+                .unwrap_or(owner_account);
+            let mut u = Usage::principal("cloudfront.amazonaws.com", &["kms:Decrypt"], None);
+            u.source_arn = Some(o.distribution.clone());
+            u.source_account = Some(account.to_string());
+            add_user(
+                &mut g,
+                u,
+                format!("{source} through origin access control {oac}"),
+            );
+        } else if let Some(oai) = &o.oai {
+            g.oai.push(format!("{source} through {oai}"));
+        } else {
+            g.anonymous.push(format!(
+                "{source}{}",
+                if o.website {
+                    ", the bucket's website endpoint"
+                } else {
+                    " without origin access control"
+                }
+            ));
+        }
+    }
+    if let Some(r) = &s.replication {
+        if r.rules.iter().any(|x| x.enabled) {
+            add_user(
+                &mut g,
+                Usage::principal(&r.role, &["kms:Decrypt"], Some(s3_service(region))),
+                format!("replication role of s3://{bucket}"),
+            );
+        }
+    }
+    g
+}
+
+/// A user of the bucket, once: the same usage from several grants keeps every source.
+fn add_user(g: &mut BucketGraph, usage: Usage, source: String) {
+    match g.users.iter_mut().find(|(u, _)| *u == usage) {
+        Some((_, sources)) => {
+            if !sources.split("; ").any(|x| x == source) {
+                sources.push_str("; ");
+                sources.push_str(&source);
+            }
+        }
+        None => g.users.push((usage, source)),
+    }
+}
+
+/// Values of a condition key of a statement under a plain equality operator (empty: the key
+/// is not there); None: the key appears under another operator (negated, set, wildcard), so
+/// what it admits cannot be listed.
+fn plain_condition(st: &serde_json::Value, key: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for (op, b) in st["Condition"].as_object().into_iter().flatten() {
+        for (k, v) in b.as_object().into_iter().flatten() {
+            if !k.eq_ignore_ascii_case(key) {
+                continue;
+            }
+            let values = crate::access::strings(v);
+            let plain = matches!(op.as_str(), "StringEquals" | "ArnEquals")
+                || (matches!(op.as_str(), "StringLike" | "ArnLike")
+                    && values.iter().all(|x| !x.contains(['*', '?'])));
+            if !plain {
+                return None;
+            }
+            out.extend(values);
+        }
+    }
+    Some(out)
+}
+
+/// Reading the Allow statements of a bucket or access point policy into a graph.
+struct PolicyContext<'a> {
+    owner_account: &'a str,
+    region: &'a str,
+    graph: &'a mut BucketGraph,
+}
+
+impl PolicyContext<'_> {
+    /// The principals `text` (a policy document) lets read or write objects. `bucket_policy`:
+    /// a `*` statement that only delegates to the owner's access points adds nobody (their
+    /// policies are read for who they let in).
+    fn readers_of(&mut self, text: &str, label: &str, bucket_policy: bool) {
+        use crate::access::{strings, wildcard};
         let doc: serde_json::Value = match serde_json::from_str(text) {
             Ok(d) => d,
             Err(e) => {
-                g.unseen.push((
-                    "(bucket policy)".into(),
-                    format!("bucket policy of s3://{bucket}"),
-                    format!("the bucket policy is not readable JSON ({e}): its readers cannot be listed"),
+                self.graph.unseen.push((
+                    format!("({label})"),
+                    label.to_string(),
+                    format!("the {label} is not readable JSON ({e}): its readers cannot be listed"),
                 ));
-                serde_json::Value::Null
+                return;
             }
         };
-        let list = crate::access::statement_list(&doc);
-        for (i, st) in list.into_iter().enumerate() {
+        for (i, st) in crate::access::statement_list(&doc).into_iter().enumerate() {
             if st["Effect"].as_str() != Some("Allow") {
                 continue;
             }
             let sid = st["Sid"]
                 .as_str()
                 .map_or_else(|| format!("#{}", i + 1), |s| format!("{s:?}"));
-            let source = format!("bucket policy of s3://{bucket}, statement {sid}");
+            let source = format!("{label}, statement {sid}");
             let acts = if st.get("NotAction").is_some() {
                 vec!["*".to_string()]
             } else {
@@ -444,16 +556,12 @@ pub fn bucket_graph(
             if !reads && !writes {
                 continue;
             }
-            let mut actions = Vec::new();
-            if reads || writes {
-                actions.push("kms:Decrypt");
-            }
+            let mut actions = vec!["kms:Decrypt"];
             if writes {
                 actions.push("kms:GenerateDataKey");
             }
-            let principal = &st["Principal"];
             let mut entries: Vec<(String, bool)> = Vec::new(); // (entry, service)
-            match principal {
+            match &st["Principal"] {
                 serde_json::Value::String(p) => entries.push((p.clone(), false)),
                 serde_json::Value::Object(m) => {
                     for (kind, v) in m {
@@ -469,7 +577,7 @@ pub fn bucket_graph(
                 _ => {}
             }
             if st.get("NotPrincipal").is_some() {
-                g.unseen.push((
+                self.graph.unseen.push((
                     "NotPrincipal".into(),
                     source.clone(),
                     "an Allow with NotPrincipal lets almost anyone in: rekey cannot list them"
@@ -477,121 +585,135 @@ pub fn bucket_graph(
                 ));
             }
             for (e, service) in entries {
-                if is_oai(&e) {
-                    g.oai.push(source.clone());
-                    continue;
-                }
-                if let Some(id) = e.strip_prefix("canonical:") {
-                    g.unseen.push((
-                        e.clone(),
-                        source.clone(),
-                        format!("canonical user {id} (another account, or a CloudFront origin access identity): rekey cannot evaluate it; name it under consumers: by its role, or accept it"),
-                    ));
-                    continue;
-                }
-                if service {
-                    // An OAC statement names its distributions in aws:SourceArn: each one is a
-                    // reader of its own (the key policy must allow each).
-                    // Values of a condition key under a plain equality operator; None: the
-                    // key appears under another operator (negated, set, wildcard), so the
-                    // readers it admits cannot be listed.
-                    let cond = |key: &str| -> Option<Vec<String>> {
-                        let mut out = Vec::new();
-                        for (op, b) in st["Condition"].as_object().into_iter().flatten() {
-                            for (k, v) in b.as_object().into_iter().flatten() {
-                                if !k.eq_ignore_ascii_case(key) {
-                                    continue;
-                                }
-                                let values = strings(v);
-                                let plain = matches!(op.as_str(), "StringEquals" | "ArnEquals")
-                                    || (matches!(op.as_str(), "StringLike" | "ArnLike")
-                                        && values.iter().all(|x| !x.contains(['*', '?'])));
-                                if !plain {
-                                    return None;
-                                }
-                                out.extend(values);
-                            }
-                        }
-                        Some(out)
-                    };
-                    let (Some(arns), Some(accounts)) =
-                        (cond("aws:SourceArn"), cond("aws:SourceAccount"))
-                    else {
-                        g.unseen.push((
-                            e.clone(),
-                            source.clone(),
-                            format!("{e} is let in under a negated or wildcard aws:SourceArn / aws:SourceAccount condition: the distributions it admits cannot be listed"),
-                        ));
-                        continue;
-                    };
-                    // One reader per distribution (its account from its ARN), else one per
-                    // source account named, else the owner's.
-                    let mut readers: Vec<(Option<String>, String)> = arns
-                        .iter()
-                        .map(|arn| {
-                            let account = arn
-                                .split(':')
-                                .nth(4)
-                                .filter(|a| !a.is_empty())
-                                .map(str::to_string)
-                                .or_else(|| accounts.first().cloned())
-                                .unwrap_or_else(|| owner_account.to_string());
-                            (Some(arn.clone()), account)
-                        })
-                        .collect();
-                    if readers.is_empty() {
-                        readers = accounts.iter().map(|a| (None, a.clone())).collect();
-                    }
-                    if readers.is_empty() {
-                        readers.push((None, owner_account.to_string()));
-                    }
-                    for (arn, account) in readers {
-                        let mut u = Usage::principal(&e, &actions, None);
-                        u.source_arn = arn;
-                        u.source_account = Some(account);
-                        g.users.push((u, source.clone()));
-                    }
-                    continue;
-                }
-                if e == "*" {
-                    g.unseen.push((
-                        "*".into(),
-                        source.clone(),
-                        "the statement lets any principal in (Principal \"*\"): rekey cannot list who reads through it; declare them under consumers:".into(),
-                    ));
-                    continue;
-                }
-                let account = if e.len() == 12 && e.chars().all(|c| c.is_ascii_digit()) {
-                    e.clone()
-                } else {
-                    e.split(':').nth(4).unwrap_or_default().to_string()
-                };
-                let root = e == account || e.ends_with(":root");
-                if root && account == owner_account {
-                    // The owner's own IAM decides for its principals: they are `consumers:`.
-                    continue;
-                }
-                let principal = if root {
-                    format!("arn:aws:iam::{account}:root")
-                } else {
-                    e.clone()
-                };
-                g.users.push((
-                    Usage::principal(&principal, &actions, Some(s3_service(region))),
-                    source.clone(),
-                ));
+                self.entry(&st, &e, service, &actions, &source, bucket_policy);
             }
         }
     }
-    if let Some(r) = &s.replication {
-        if r.rules.iter().any(|x| x.enabled) {
-            g.users.push((
-                Usage::principal(&r.role, &["kms:Decrypt"], Some(s3_service(region))),
-                format!("replication role of s3://{bucket}"),
-            ));
+
+    fn entry(
+        &mut self,
+        st: &serde_json::Value,
+        e: &str,
+        service: bool,
+        actions: &[&str],
+        source: &str,
+        bucket_policy: bool,
+    ) {
+        let owner_account = self.owner_account;
+        let g = &mut *self.graph;
+        if is_oai(e) {
+            g.oai.push(source.to_string());
+            return;
         }
+        if let Some(id) = e.strip_prefix("canonical:") {
+            g.unseen.push((
+                e.to_string(),
+                source.to_string(),
+                format!("canonical user {id} (another account, or a CloudFront origin access identity): rekey cannot evaluate it; name it under consumers: by its role, or accept it"),
+            ));
+            return;
+        }
+        if service {
+            // An OAC statement names its distributions in aws:SourceArn: each one is a reader
+            // of its own (the key policy must allow each).
+            let (Some(arns), Some(accounts)) = (
+                plain_condition(st, "aws:SourceArn"),
+                plain_condition(st, "aws:SourceAccount"),
+            ) else {
+                g.unseen.push((
+                    e.to_string(),
+                    source.to_string(),
+                    format!("{e} is let in under a negated or wildcard aws:SourceArn / aws:SourceAccount condition: the distributions it admits cannot be listed"),
+                ));
+                return;
+            };
+            // One reader per distribution (its account from its ARN), else one per source
+            // account named, else the owner's.
+            let mut readers: Vec<(Option<String>, String)> = arns
+                .iter()
+                .map(|arn| {
+                    let account = arn
+                        .split(':')
+                        .nth(4)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .or_else(|| accounts.first().cloned())
+                        .unwrap_or_else(|| owner_account.to_string());
+                    (Some(arn.clone()), account)
+                })
+                .collect();
+            if readers.is_empty() {
+                readers = accounts.iter().map(|a| (None, a.clone())).collect();
+            }
+            if readers.is_empty() {
+                readers.push((None, owner_account.to_string()));
+            }
+            for (arn, account) in readers {
+                let mut u = Usage::principal(e, actions, None);
+                u.source_arn = arn;
+                u.source_account = Some(account);
+                add_user(g, u, source.to_string());
+            }
+            return;
+        }
+        if e == "*" {
+            if bucket_policy {
+                // The usual delegation of access control to access points: `*` under
+                // s3:DataAccessPointAccount / s3:DataAccessPointArn. The owner's access
+                // points are read; another account's are not visible.
+                let accounts = plain_condition(st, "s3:DataAccessPointAccount");
+                let arns = plain_condition(st, "s3:DataAccessPointArn");
+                if let (Some(accounts), Some(arns)) = (accounts, arns) {
+                    let named: Vec<String> = accounts
+                        .into_iter()
+                        .chain(
+                            arns.iter()
+                                .map(|a| a.split(':').nth(4).unwrap_or_default().to_string()),
+                        )
+                        .collect();
+                    if !named.is_empty() {
+                        let foreign: Vec<&String> =
+                            named.iter().filter(|a| *a != owner_account).collect();
+                        if foreign.is_empty() {
+                            return;
+                        }
+                        g.unseen.push((
+                            "*".into(),
+                            source.to_string(),
+                            format!("the statement delegates to access points of account(s) {}, whose policies rekey cannot read from this account: declare their readers under consumers:", foreign.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                        ));
+                        return;
+                    }
+                }
+            }
+            g.unseen.push((
+                "*".into(),
+                source.to_string(),
+                "the statement lets any principal in (Principal \"*\"): rekey cannot list who reads through it; declare them under consumers:".into(),
+            ));
+            return;
+        }
+        let account = if e.len() == 12 && e.chars().all(|c| c.is_ascii_digit()) {
+            e.to_string()
+        } else {
+            e.split(':').nth(4).unwrap_or_default().to_string()
+        };
+        let root = e == account || e.ends_with(":root");
+        if root && account == owner_account {
+            // The owner's own IAM decides for its principals: they are `consumers:`.
+            return;
+        }
+        let principal = if root {
+            format!("arn:aws:iam::{account}:root")
+        } else {
+            e.to_string()
+        };
+        add_user(
+            g,
+            Usage::principal(&principal, actions, Some(s3_service(self.region))),
+            source.to_string(),
+        );
     }
-    g
 }
 
 /// The verdicts of a bucket's graph for each of `keys` (the team keys objects may move to).
@@ -749,8 +871,27 @@ pub fn bucket_hazards(
             });
         }
     }
-    let oai = bucket_graph(bucket, "", "", s).oai;
-    for source in oai {
+    let graph = bucket_graph(bucket, "", "", s);
+    // The key policy statement an OAC reader needs: for the distribution named in `source`
+    // when there is one.
+    let oac_statement = |source: &str| {
+        let arn = s
+            .origins
+            .iter()
+            .find(|o| source.contains(&o.distribution))
+            .map_or("arn:aws:cloudfront::<account>:distribution/<id>", |o| {
+                o.distribution.as_str()
+            });
+        serde_json::json!({
+            "Sid": "AllowCloudFrontOAC",
+            "Effect": "Allow",
+            "Principal": { "Service": "cloudfront.amazonaws.com" },
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": { "StringEquals": { "aws:SourceArn": arn } }
+        })
+    };
+    for source in &graph.oai {
         out.push(HazardFound {
             hazard: Hazard::OaiOrigin,
             detail: format!(
@@ -758,14 +899,19 @@ pub fn bucket_hazards(
             ),
             fix: format!(
                 "move the distribution to origin access control (OAC), allow cloudfront.amazonaws.com in the bucket policy, and add to the key policy of {key_arn}: {}",
-                serde_json::json!({
-                    "Sid": "AllowCloudFrontOAC",
-                    "Effect": "Allow",
-                    "Principal": { "Service": "cloudfront.amazonaws.com" },
-                    "Action": "kms:Decrypt",
-                    "Resource": "*",
-                    "Condition": { "StringEquals": { "aws:SourceArn": "arn:aws:cloudfront::<account>:distribution/<id>" } }
-                })
+                oac_statement(source)
+            ),
+        });
+    }
+    for source in &graph.anonymous {
+        out.push(HazardFound {
+            hazard: Hazard::PublicOrigin,
+            detail: format!(
+                "{source} reads s3://{bucket} anonymously: anonymous requests cannot read SSE-KMS objects"
+            ),
+            fix: format!(
+                "give the origin an origin access control (OAC) on the bucket's REST endpoint, allow cloudfront.amazonaws.com in the bucket policy for the distribution, and add to the key policy of {key_arn}: {}",
+                oac_statement(source)
             ),
         });
     }

@@ -286,3 +286,119 @@ fn wildcard_source_arn_is_not_one_literal_reader() {
         "distribution ELEGACY reads the bucket and is denied the key, yet: {v:?}"
     );
 }
+
+/// The usual delegation to access points (`*` under s3:DataAccessPointAccount) adds no reader
+/// for the owner's access points (their policies are read); another account's access points
+/// are unseen; any other `*` stays unseen.
+#[test]
+fn delegation_to_access_points() {
+    let delegate = |account: &str| {
+        with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+            "Sid":"Delegate","Effect":"Allow","Principal":{"AWS":"*"},"Action":"*",
+            "Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],
+            "Condition":{"StringEquals":{"s3:DataAccessPointAccount":account}}}]}))
+    };
+    assert!(principals(&delegate(OWNER)).is_empty());
+    let g = bucket_graph("b", OWNER, "us-east-1", &delegate("210987654321"));
+    assert_eq!(g.unseen.len(), 1);
+    assert!(g.unseen[0].2.contains("210987654321"), "{:?}", g.unseen);
+    // A negated delegation admits everyone else: unseen.
+    let s = with_policy(serde_json::json!({"Statement":[{
+        "Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+        "Condition":{"StringNotEquals":{"s3:DataAccessPointAccount":OWNER}}}]}));
+    assert_eq!(principals(&s), ["*"]);
+}
+
+/// An access point policy's readers are in the graph with the access point as their source;
+/// the same OAC reader granted by the bucket policy and found as a distribution is one user
+/// with both sources.
+#[test]
+fn access_points_and_distributions_feed_the_graph() {
+    use crate::model::{AccessPoint, CdnOrigin};
+    let dist = "arn:aws:cloudfront::123456789012:distribution/EAAAAAAAAAAAAA";
+    let s = Surroundings {
+        policy: Some(
+            serde_json::json!({"Statement":[{"Sid":"OAC","Effect":"Allow",
+            "Principal":{"Service":"cloudfront.amazonaws.com"},"Action":"s3:GetObject",
+            "Resource":"arn:aws:s3:::b/*",
+            "Condition":{"StringEquals":{"AWS:SourceArn":dist}}}]})
+            .to_string(),
+        ),
+        access_points: vec![AccessPoint {
+            name: "analytics".into(),
+            arn: "arn:aws:s3:us-east-1:123456789012:accesspoint/analytics".into(),
+            alias: "analytics-abc-s3alias".into(),
+            policy: Some(
+                serde_json::json!({"Statement":[{"Effect":"Allow",
+                "Principal":{"AWS":"arn:aws:iam::210987654321:role/r"},
+                "Action":"s3:GetObject",
+                "Resource":"arn:aws:s3:us-east-1:123456789012:accesspoint/analytics/object/*"}]})
+                .to_string(),
+            ),
+        }],
+        origins: vec![CdnOrigin {
+            distribution: dist.into(),
+            origin: "o".into(),
+            domain: "b.s3.us-east-1.amazonaws.com".into(),
+            oac: Some("OAC1".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert_eq!(g.users.len(), 2, "{:?}", g.users);
+    let (cf, sources) = g
+        .users
+        .iter()
+        .find(|(u, _)| u.principal == "cloudfront.amazonaws.com")
+        .unwrap();
+    assert_eq!(cf.source_arn.as_deref(), Some(dist));
+    assert!(
+        sources.contains("bucket policy") && sources.contains("origin access control OAC1"),
+        "{sources}"
+    );
+    let (_, sources) = g
+        .users
+        .iter()
+        .find(|(u, _)| u.principal.contains("210987654321"))
+        .unwrap();
+    assert!(sources.contains("access point analytics"), "{sources}");
+}
+
+/// Origins without OAC: an OAI is oai-origin, a website endpoint or an unsigned S3 origin is
+/// public-origin; each fix names the distribution.
+#[test]
+fn unsigned_origins_are_hazards() {
+    use crate::campaign::Hazard;
+    use crate::model::CdnOrigin;
+    let origin = |id: &str, domain: &str, oai: Option<&str>, website: bool| CdnOrigin {
+        distribution: format!("arn:aws:cloudfront::123456789012:distribution/{id}"),
+        origin: "o".into(),
+        domain: domain.into(),
+        oac: None,
+        oai: oai.map(str::to_string),
+        website,
+    };
+    let s = Surroundings {
+        origins: vec![
+            origin(
+                "EOAI",
+                "b.s3.amazonaws.com",
+                Some("origin-access-identity/cloudfront/E1"),
+                false,
+            ),
+            origin("EWEB", "b.s3-website-us-east-1.amazonaws.com", None, true),
+            origin("EPUB", "b.s3.us-east-1.amazonaws.com", None, false),
+        ],
+        ..Default::default()
+    };
+    let h = bucket_hazards("b", &s, KEY);
+    let of =
+        |kind: Hazard| -> Vec<&HazardFound> { h.iter().filter(|x| x.hazard == kind).collect() };
+    assert_eq!(of(Hazard::OaiOrigin).len(), 1);
+    assert!(of(Hazard::OaiOrigin)[0].fix.contains("distribution/EOAI"));
+    assert_eq!(of(Hazard::PublicOrigin).len(), 2);
+    assert!(of(Hazard::PublicOrigin)
+        .iter()
+        .any(|x| x.detail.contains("website endpoint") && x.fix.contains("distribution/EWEB")));
+}

@@ -23,8 +23,13 @@ pub struct AwsClients {
     pub sagemaker: aws_sdk_sagemaker::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    pub s3control: aws_sdk_s3control::Client,
+    pub cloudfront: aws_sdk_cloudfront::Client,
     pub region: String,
     pub list_page_size: i32,
+    /// The caller's account and the account's CloudFront origins, each read once per run.
+    account: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    cdn_origins: std::sync::Arc<tokio::sync::OnceCell<Vec<crate::model::CdnOrigin>>>,
 }
 
 impl AwsClients {
@@ -93,16 +98,189 @@ impl AwsClients {
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)
             .force_path_style(path_style)
             .build();
+        let mut control = aws_sdk_s3control::config::Builder::from(conf);
+        if path_style {
+            control = control.interceptor(AccountHostOnLoopback);
+        }
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             kms: aws_sdk_kms::Client::new(conf),
             sagemaker: aws_sdk_sagemaker::Client::new(conf),
             iam: aws_sdk_iam::Client::new(conf),
             sts: aws_sdk_sts::Client::new(conf),
+            s3control: aws_sdk_s3control::Client::from_conf(control.build()),
+            cloudfront: aws_sdk_cloudfront::Client::new(conf),
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
             list_page_size: 1000,
+            account: Default::default(),
+            cdn_origins: Default::default(),
         }
     }
+
+    /// The account of the caller (STS GetCallerIdentity), read once.
+    pub async fn account(&self) -> Result<String, ProviderError> {
+        self.account
+            .get_or_try_init(|| async {
+                let out = self.sts.get_caller_identity().send().await.map_err(|e| {
+                    map_sdk_error("the caller's identity (sts:GetCallerIdentity)", e)
+                })?;
+                Ok(out.account().unwrap_or_default().to_string())
+            })
+            .await
+            .cloned()
+    }
+
+    /// Every origin of every CloudFront distribution of the account, read once.
+    async fn cdn_origins(&self) -> Result<&[crate::model::CdnOrigin], ProviderError> {
+        self.cdn_origins
+            .get_or_try_init(|| async {
+                let mut out = Vec::new();
+                let mut marker: Option<String> = None;
+                // Bounded: 10,000 pages of 100 distributions is far past any account's quota.
+                for _ in 0..10_000 {
+                    let page = self
+                        .cloudfront
+                        .list_distributions()
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            map_sdk_error(
+                                "CloudFront distributions (cloudfront:ListDistributions)",
+                                e,
+                            )
+                        })?;
+                    let Some(list) = page.distribution_list() else {
+                        break;
+                    };
+                    for d in list.items() {
+                        for o in d.origins().map(|o| o.items()).unwrap_or_default() {
+                            let (_, website) =
+                                crate::model::origin_bucket(o.domain_name()).unwrap_or_default();
+                            out.push(crate::model::CdnOrigin {
+                                distribution: d.arn().to_string(),
+                                origin: o.id().to_string(),
+                                domain: o.domain_name().to_string(),
+                                oac: o
+                                    .origin_access_control_id()
+                                    .filter(|x| !x.is_empty())
+                                    .map(str::to_string),
+                                oai: o
+                                    .s3_origin_config()
+                                    .map(|c| c.origin_access_identity())
+                                    .filter(|x| !x.is_empty())
+                                    .map(str::to_string),
+                                website,
+                            });
+                        }
+                    }
+                    match list.next_marker().filter(|m| !m.is_empty()) {
+                        Some(m) if list.is_truncated() => marker = Some(m.to_string()),
+                        _ => break,
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map(Vec::as_slice)
+    }
+
+    /// The bucket's access points in `account`, each with its policy.
+    async fn access_points(
+        &self,
+        account: &str,
+        bucket: &str,
+    ) -> Result<Vec<crate::model::AccessPoint>, ProviderError> {
+        let what = || format!("access points of s3://{bucket} (s3:ListAccessPoints)");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..10_000 {
+            let page = self
+                .s3control
+                .list_access_points()
+                .account_id(account)
+                .bucket(bucket)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(what(), e))?;
+            for ap in page.access_point_list() {
+                let name = ap.name().to_string();
+                let policy = match self
+                    .s3control
+                    .get_access_point_policy()
+                    .account_id(account)
+                    .name(&name)
+                    .send()
+                    .await
+                {
+                    Ok(p) => p.policy().map(str::to_string),
+                    Err(e) if e.code() == Some("NoSuchAccessPointPolicy") => None,
+                    Err(e) => {
+                        return Err(map_sdk_error(
+                            format!("policy of access point {name} (s3:GetAccessPointPolicy)"),
+                            e,
+                        ))
+                    }
+                };
+                out.push(crate::model::AccessPoint {
+                    arn: ap.access_point_arn().unwrap_or_default().to_string(),
+                    alias: ap.alias().unwrap_or_default().to_string(),
+                    name,
+                    policy,
+                });
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// S3 Control addresses `{AccountId}.{endpoint host}`. Against an endpoint on a loopback
+/// address (an emulator) that name cannot resolve, so the account prefix is taken off again
+/// before signing; any other endpoint keeps it.
+#[derive(Debug)]
+struct AccountHostOnLoopback;
+
+impl aws_sdk_s3control::config::Intercept for AccountHostOnLoopback {
+    fn name(&self) -> &'static str {
+        "AccountHostOnLoopback"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_s3control::config::interceptors::BeforeTransmitInterceptorContextMut<
+            '_,
+        >,
+        _components: &aws_sdk_s3control::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3control::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let uri = context.request().uri().to_string();
+        if let Some(fixed) = loopback_without_account(&uri) {
+            context.request_mut().set_uri(fixed.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// `http://123456789012.127.0.0.1:5000/path` → `http://127.0.0.1:5000/path` (also for
+/// `localhost`); None for anything else.
+fn loopback_without_account(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let (account, host) = rest.split_once('.')?;
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let name = host.split([':', '/']).next().unwrap_or_default();
+    let loopback = name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback.then(|| format!("{scheme}://{host}"))
 }
 
 /// Map any SDK error into the shared error type, by error code first and HTTP status next.
@@ -367,6 +545,20 @@ impl S3Read for AwsClients {
                 fired.push(format!("Lambda {}", l.lambda_function_arn()));
             }
         }
+        let account = self.account().await?;
+        let access_points = self.access_points(&account, bucket).await?;
+        // Origins that read the bucket: by its name, or by an alias of one of its access points.
+        let origins = self
+            .cdn_origins()
+            .await?
+            .iter()
+            .filter(|o| {
+                crate::model::origin_bucket(&o.domain).is_some_and(|(name, _)| {
+                    name == bucket || access_points.iter().any(|a| a.alias == name)
+                })
+            })
+            .cloned()
+            .collect();
         Ok(Surroundings {
             policy,
             replication,
@@ -374,6 +566,8 @@ impl S3Read for AwsClients {
                 on_create: fired,
                 eventbridge: n.event_bridge_configuration().is_some(),
             },
+            access_points,
+            origins,
         })
     }
 
@@ -1295,5 +1489,32 @@ impl AwsClients {
                 && e.message()
                     .is_some_and(|m| m.contains("Server Side Encryption"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_without_account;
+
+    #[test]
+    fn account_prefix_comes_off_only_on_loopback() {
+        assert_eq!(
+            loopback_without_account("http://123456789012.127.0.0.1:5000/v20180820/accesspoint")
+                .as_deref(),
+            Some("http://127.0.0.1:5000/v20180820/accesspoint")
+        );
+        assert_eq!(
+            loopback_without_account("http://123456789012.localhost:5000/x").as_deref(),
+            Some("http://localhost:5000/x")
+        );
+        assert_eq!(
+            loopback_without_account("https://123456789012.s3-control.us-east-1.amazonaws.com/x"),
+            None
+        );
+        assert_eq!(
+            loopback_without_account("https://123456789012.10.0.0.5/x"),
+            None
+        );
+        assert_eq!(loopback_without_account("http://127.0.0.1:5000/x"), None);
     }
 }

@@ -400,3 +400,133 @@ async fn a_plan_without_the_fingerprint_is_not_applied_unchecked() {
         stderr(&out)
     );
 }
+
+/// Access points and CloudFront distributions are read, not only declared: an access point
+/// policy's cross-account reader, a distribution's OAC (judged against the key policy with its
+/// own ARN), an OAI behind an access point alias and a website-endpoint origin each block;
+/// the bucket policy's delegation to the owner's access points adds no unseen principal.
+#[tokio::test]
+async fn access_points_and_distributions_are_in_the_graph() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("cdn");
+    harness::seed_estate(&endpoint, &p, 2);
+    let seeded = origins(&endpoint, &p, "");
+    let dir = tempfile::tempdir().unwrap();
+    let b = |n: &str| format!("{p}{n}");
+    let arn = |k: &str| seeded[k].as_str().unwrap().to_string();
+
+    let pf = plan_of(&endpoint, dir.path(), &p, "", "before");
+    // The access point's reader of another account: the key policy does not name it.
+    let r = blocked_for(&pf, &b("ml-vision-data"), "consumer graph")
+        .unwrap_or_else(|| panic!("{:?}", buckets(&pf, &b("ml-vision-data"))));
+    assert!(
+        r.contains(&arn("ap_reader")) && r.contains("not-allowed") && r.contains("analytics"),
+        "{r}"
+    );
+    assert!(
+        !r.contains("Principal \"*\""),
+        "the delegation to the owner's access points is not an unseen reader: {r}"
+    );
+    // Its website endpoint is a CloudFront origin: anonymous reads.
+    let r = blocked_for(&pf, &b("ml-vision-data"), "hazard public-origin").unwrap();
+    assert!(r.contains(&arn("website")), "{r}");
+    // The OAC distribution, judged with its own ARN against the vision key policy.
+    let r = blocked_for(&pf, &b("ml-vision-locked"), "consumer graph")
+        .unwrap_or_else(|| panic!("{:?}", buckets(&pf, &b("ml-vision-locked"))));
+    assert!(
+        r.contains("cloudfront.amazonaws.com") && r.contains(&arn("oac")),
+        "{r}"
+    );
+    // The OAI distribution reaches the sandbox through its access point's alias.
+    let r = blocked_for(&pf, &b("ml-fraud-sandbox"), "hazard oai-origin")
+        .unwrap_or_else(|| panic!("{:?}", buckets(&pf, &b("ml-fraud-sandbox"))));
+    assert!(
+        r.contains(&arn("oai")) && r.contains("aws:SourceArn"),
+        "{r}"
+    );
+    for n in ["ml-vision-data", "ml-vision-locked", "ml-fraud-sandbox"] {
+        assert!(!moves(&pf, &b(n)), "{n}");
+    }
+
+    // Fixed (key policies name the readers, the OAI distribution moved to OAC) and what
+    // cannot be fixed from here accepted by name: every bucket goes through.
+    origins(&endpoint, &p, "fix");
+    let accept = format!(
+        "preflight:\n  accept_unverified: {{ principals: [\"{}\"] }}\n  accept_hazards: [ {{ bucket: \"*ml-vision-data\", accept: [public-origin] }} ]\n",
+        arn("ap_reader")
+    );
+    let pf = plan_of(&endpoint, dir.path(), &p, &accept, "fixed");
+    for n in ["ml-vision-data", "ml-vision-locked", "ml-fraud-sandbox"] {
+        assert!(
+            blocked_for(&pf, &b(n), "hazard").is_none()
+                && blocked_for(&pf, &b(n), "consumer graph").is_none(),
+            "{n}: {:?}",
+            buckets(&pf, &b(n))
+        );
+        assert!(moves(&pf, &b(n)), "{n}");
+    }
+    for d in ["oac", "oai"] {
+        assert!(
+            pf.access
+                .iter()
+                .any(|v| v.principal == "cloudfront.amazonaws.com"
+                    && v.source_arn.as_deref() == Some(arn(d).as_str())
+                    && v.allowed()),
+            "{d}: {:?}",
+            pf.access
+        );
+    }
+
+    // A distribution added after planning makes the plan stale for its bucket: verify says
+    // so, and apply refuses before any write.
+    let plan_path = dir.path().join("plans/fixed.plan.yaml");
+    let verify = || {
+        let out = harness::rekey(&endpoint)
+            .args(["verify"])
+            .arg(&plan_path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let locked = format!(
+        "s3://{} (policy, replication or notifications)",
+        b("ml-vision-locked")
+    );
+    let text = verify();
+    assert!(!text.contains(&locked), "{text}");
+    let out = Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/seed_origins.py"))
+        .args([
+            &endpoint,
+            &format!("{p}late"),
+            "bare",
+            &b("ml-vision-locked"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = verify();
+    assert!(text.contains(&locked), "{text}");
+    let out = harness::rekey(&endpoint)
+        .args(["apply"])
+        .arg(&plan_path)
+        .args(["--stage", "rest", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(crate::apply::code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&b("ml-vision-locked")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn origins(endpoint: &str, p: &str, mode: &str) -> serde_json::Value {
+    let out = Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/seed_origins.py"))
+        .args([endpoint, p, mode])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}

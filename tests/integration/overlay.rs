@@ -985,3 +985,99 @@ async fn hooks_count_fail_and_pause_per_access_key() {
     h.await.unwrap().unwrap();
     arm(&endpoint, scope, serde_json::json!({ "action": "off" }));
 }
+
+/// Seed `tests/seed_origins.py bare` for a new bucket: (distribution ARN, access point name).
+fn bare_origins(endpoint: &str, tag: &str) -> (String, String, String) {
+    let p = unique(tag);
+    let bucket = format!("{p}origin");
+    let out = std::process::Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/seed_origins.py"))
+        .args([endpoint, &p, "bare", &bucket])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        bucket,
+        v["distribution"].as_str().unwrap().to_string(),
+        v["access_point"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Behaviour 16: ListDistributions reports how each origin signs (OAC id, OAI).
+async fn origin_access_reported(endpoint: &str) -> Result<(), String> {
+    let (_, arn, _) = bare_origins(endpoint, "cfo");
+    let aws = harness::clients(endpoint).await;
+    let list = aws
+        .cloudfront
+        .list_distributions()
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let d = list
+        .distribution_list()
+        .and_then(|l| l.items().iter().find(|d| d.arn() == arn))
+        .ok_or("distribution not listed")?;
+    let origins = d.origins().map(|o| o.items()).unwrap_or_default();
+    let oac = origins
+        .iter()
+        .find(|o| o.id() == "signed")
+        .and_then(|o| o.origin_access_control_id())
+        .unwrap_or_default();
+    let oai = origins
+        .iter()
+        .find(|o| o.id() == "identity")
+        .and_then(|o| o.s3_origin_config())
+        .map(|c| c.origin_access_identity())
+        .unwrap_or_default();
+    if oac.is_empty() || oai != "origin-access-identity/cloudfront/E2QWRUHEXAMPLE" {
+        return Err(format!("oac {oac:?}, oai {oai:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloudfront_origins_report_their_access() {
+    origin_access_reported(&overlay().endpoint).await.unwrap();
+    assert!(origin_access_reported(&plain().endpoint).await.is_err());
+}
+
+/// Behaviour 17: the access points of a bucket and their policies read through the SDK.
+async fn access_points_read(endpoint: &str) -> Result<(), String> {
+    let (bucket, _, name) = bare_origins(endpoint, "apr");
+    let aws = harness::clients(endpoint).await;
+    let list = aws
+        .s3control
+        .list_access_points()
+        .account_id("123456789012")
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let names: Vec<&str> = list.access_point_list().iter().map(|a| a.name()).collect();
+    if names != [name.as_str()] {
+        return Err(format!("{names:?}"));
+    }
+    let policy = aws
+        .s3control
+        .get_access_point_policy()
+        .account_id("123456789012")
+        .name(&name)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    if !policy.policy().unwrap_or_default().contains("ap-reader") {
+        return Err(format!("{policy:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn access_points_and_their_policies_read_as_aws() {
+    access_points_read(&overlay().endpoint).await.unwrap();
+    assert!(access_points_read(&plain().endpoint).await.is_err());
+}
