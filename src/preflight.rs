@@ -585,7 +585,7 @@ impl PolicyContext<'_> {
                 ));
             }
             for (e, service) in entries {
-                self.entry(&st, &e, service, &actions, &source, bucket_policy);
+                self.entry(st, &e, service, &actions, &source, bucket_policy);
             }
         }
     }
