@@ -57,6 +57,15 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
 16. CloudFront distribution origins keep `S3OriginConfig.OriginAccessIdentity` and
    `OriginAccessControlId` (moto 5.2.5 drops both from every answer), so that a reader of
    ListDistributions sees how each origin signs its requests to S3.
+18. Bucket inventory configurations are answered as they were put (moto 5.2.5 reports every
+   configuration with IncludedObjectVersions All and its OptionalFields in another shape).
+19. A test-only trigger delivers an S3 Inventory report in AWS's layout from a bucket's
+   current state: `POST /_rekey/inventory {"bucket": B, "id": ID, "at": "YYYY-MM-DDTHH-MMZ",
+   "rows_per_file": N}` writes `PREFIX/B/ID/AT/manifest.json` (sourceBucket,
+   destinationBucket, version, creationTimestamp, fileFormat CSV, fileSchema, files with key,
+   size and MD5checksum), `manifest.checksum` (the manifest's MD5) and gzip CSV data files
+   under `PREFIX/B/ID/data/` (no header, every value quoted, keys URL-encoded with `+` for a
+   space), with the columns the configuration asks for, in AWS's order.
 17. S3 Control answers under AWS's root elements (`ListAccessPointsResult`,
    `GetAccessPointPolicyResult`, ...; moto 5.2.5 answers `...Response`, which the Rust SDK
    refuses to parse).
@@ -257,6 +266,8 @@ class Overlay:
         self.eventbridge = set()
         # Bucket -> the replication configuration as put.
         self.replication = {}
+        # (bucket, id) -> the inventory configuration as put (XML).
+        self.inventory = {}
         self.refuse_kms_for = []
         self.faults = Faults()
         self.hooks = Hooks()
@@ -317,6 +328,7 @@ class Overlay:
         if environ.get("PATH_INFO") == "/moto-api/reset":
             self.eventbridge.clear()
             self.replication.clear()
+            self.inventory.clear()
             self.sm_configs.clear()
             self.sm_updates.clear()
             self.refuse_kms_for = []
@@ -326,6 +338,13 @@ class Overlay:
                 self.refuse_kms_for = list(conf.get("refuse_kms_for", []))
             body = json.dumps({"updates": self.sm_updates, "refuse_kms_for": self.refuse_kms_for})
             return Response(body, content_type="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == "/_rekey/inventory" and environ["REQUEST_METHOD"] == "POST":
+            conf = json.loads(read_body(environ) or b"{}")
+            try:
+                out = self.deliver_inventory_report(conf)
+            except (KeyError, ValueError) as e:
+                return json_error(400, "InvalidRequest", str(e))(environ, start_response)
+            return Response(json.dumps(out), content_type="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == "/_rekey/faults":
             if environ["REQUEST_METHOD"] == "POST":
                 self.faults.configure(json.loads(read_body(environ) or b"{}"))
@@ -377,6 +396,8 @@ class Overlay:
         backend = s3_backend_for(bucket) if bucket else None
         if backend is not None and key is None and method == "GET" and "versioning" in query:
             return self.fix_versioning_root(environ, start_response)
+        if backend is not None and key is None and "inventory" in query:
+            return self.inventory_as_stored(environ, start_response, method, bucket, query)
         if backend is not None and key is None and "replication" in query:
             return self.replication_as_stored(environ, start_response, method, bucket)
         if backend is not None and key is None and "notification" in query:
@@ -514,6 +535,132 @@ class Overlay:
         headers.append(("Content-Length", str(len(answer))))
         start_response(captured["status"], headers)
         return [answer]
+
+    def inventory_as_stored(self, environ, start_response, method, bucket, query):
+        """Behaviour 18: Get/List answer the configurations as they were put."""
+        body = read_body(environ) if method == "PUT" else b""
+        cid = (query.get("id") or [""])[0]
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        answer = b"".join(self.app(environ, capture))
+        ok = captured["status"].startswith("2")
+        if method == "PUT" and ok:
+            self.inventory[(bucket, cid)] = re.sub(rb"^\s*<\?xml[^>]*\?>\s*", b"", body)
+        elif method == "DELETE" and ok:
+            self.inventory.pop((bucket, cid), None)
+        elif method == "GET" and ok and cid and (bucket, cid) in self.inventory:
+            answer = b'<?xml version="1.0" encoding="UTF-8"?>\n' + self.inventory[(bucket, cid)]
+        elif method == "GET" and ok and not cid:
+            items = b"".join(v for (b, _), v in sorted(self.inventory.items()) if b == bucket)
+            answer = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListInventoryConfigurationsResult'
+                      b' xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' + items
+                      + b"<IsTruncated>false</IsTruncated></ListInventoryConfigurationsResult>")
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(answer))))
+        start_response(captured["status"], headers)
+        return [answer]
+
+    # Columns of a CSV report in AWS's order (after Bucket, Key and the version columns).
+    REPORT_FIELDS = ["Size", "LastModifiedDate", "ETag", "StorageClass", "IsMultipartUploaded",
+                     "ReplicationStatus", "EncryptionStatus", "ObjectLockRetainUntilDate",
+                     "ObjectLockMode", "ObjectLockLegalHoldStatus",
+                     "IntelligentTieringAccessTier", "BucketKeyStatus", "ChecksumAlgorithm"]
+
+    def deliver_inventory_report(self, conf):
+        """Behaviour 19: a report of the bucket's current state, in AWS's layout."""
+        import csv
+        import gzip
+        import hashlib
+        import uuid
+        import xml.etree.ElementTree as ET
+        from datetime import datetime, timezone
+        from urllib.parse import quote_plus
+
+        bucket, cid = conf["bucket"], conf["id"]
+        rows_per_file = int(conf.get("rows_per_file", 1000))
+        xml = self.inventory.get((bucket, cid))
+        if xml is None:
+            raise KeyError(f"no inventory configuration {cid} on {bucket}")
+        root = ET.fromstring(xml)
+        for el in root.iter():
+            el.tag = el.tag.split("}", 1)[-1]
+        dest = root.find("Destination/S3BucketDestination")
+        dest_bucket = dest.findtext("Bucket").split(":::", 1)[-1]
+        prefix = (dest.findtext("Prefix") or "").strip("/")
+        all_versions = root.findtext("IncludedObjectVersions") == "All"
+        optional = {f.text for f in root.findall("OptionalFields/Field")}
+        filter_prefix = root.findtext("Filter/Prefix") or ""
+        fields = ["Bucket", "Key"]
+        if all_versions:
+            fields += ["VersionId", "IsLatest", "IsDeleteMarker"]
+        fields += [f for f in self.REPORT_FIELDS if f in optional]
+        now = datetime.now(timezone.utc)
+        at = conf.get("at") or now.strftime("%Y-%m-%dT%H-%MZ")
+        base = f"{prefix}/{bucket}/{cid}" if prefix else f"{bucket}/{cid}"
+        backend = s3_backend_for(bucket)
+        source = backend.get_bucket(bucket)
+        versioned = source.versioning_status is not None
+
+        def row(obj, latest):
+            marker = not hasattr(obj, "size")
+            values = {"Bucket": bucket, "Key": quote_plus(obj.name, safe="/")}
+            if all_versions:
+                vid = obj.version_id if versioned and obj.version_id != "null" else ""
+                values.update(VersionId=vid, IsLatest="true" if latest else "false",
+                              IsDeleteMarker="true" if marker else "false")
+            if not marker:
+                sse_c = getattr(obj, "overlay_sse_c", None) is not None
+                enc = obj.encryption
+                status = ("SSE-C" if sse_c else "SSE-KMS" if enc == "aws:kms"
+                          else "DSSE-KMS" if enc == "aws:kms:dsse" else "SSE-S3" if enc == "AES256"
+                          else "NOT-SSE")
+                values.update(
+                    Size=str(obj.size),
+                    LastModifiedDate=obj.last_modified.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    ETag=obj.etag.strip('"'), StorageClass=obj.storage_class,
+                    IsMultipartUploaded="true" if "-" in obj.etag else "false",
+                    ReplicationStatus="", EncryptionStatus=status,
+                    ObjectLockRetainUntilDate=obj.lock_until or "",
+                    ObjectLockMode=obj.lock_mode or "",
+                    ObjectLockLegalHoldStatus=obj.lock_legal_status or "OFF",
+                    IntelligentTieringAccessTier=(
+                        "FREQUENT" if obj.storage_class == "INTELLIGENT_TIERING" else ""),
+                    BucketKeyStatus="ENABLED" if obj.bucket_key_enabled else "DISABLED",
+                    ChecksumAlgorithm=obj.checksum_algorithm or "")
+            return [values.get(f, "") for f in fields]
+
+        rows = []
+        for name, versions in sorted(source.keys.iterlists()):
+            if not name.startswith(filter_prefix):
+                continue
+            if all_versions:
+                for i, v in enumerate(versions):
+                    rows.append(row(v, i == len(versions) - 1))
+            elif versions and hasattr(versions[-1], "size"):
+                rows.append(row(versions[-1], True))
+        files = []
+        for start in range(0, max(len(rows), 1), rows_per_file):
+            text = io.StringIO()
+            csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+                rows[start:start + rows_per_file])
+            data = gzip.compress(text.getvalue().encode("utf-8"))
+            key = f"{base}/data/{uuid.uuid4()}.csv.gz"
+            backend.put_object(dest_bucket, key, data)
+            files.append({"key": key, "size": len(data),
+                          "MD5checksum": hashlib.md5(data).hexdigest()})
+        manifest = json.dumps({
+            "sourceBucket": bucket, "destinationBucket": f"arn:aws:s3:::{dest_bucket}",
+            "version": "2016-11-30", "creationTimestamp": str(int(now.timestamp() * 1000)),
+            "fileFormat": "CSV", "fileSchema": ", ".join(fields), "files": files}).encode()
+        backend.put_object(dest_bucket, f"{base}/{at}/manifest.json", manifest)
+        backend.put_object(dest_bucket, f"{base}/{at}/manifest.checksum",
+                           hashlib.md5(manifest).hexdigest().encode())
+        return {"manifest": f"s3://{dest_bucket}/{base}/{at}/manifest.json", "rows": len(rows),
+                "files": [f["key"] for f in files]}
 
     def notification_as_aws(self, environ, start_response, bucket):
         """AWS's root element, and the EventBridge configuration moto forgets."""

@@ -191,6 +191,96 @@ pub struct S3Section {
     /// Objects larger than this are copied with UploadPartCopy.
     #[serde(default = "default_multipart_threshold")]
     pub multipart_threshold: u64,
+    /// Where objects are found: LIST + HEAD (default), or S3 Inventory reports.
+    #[serde(default, skip_serializing_if = "ObjectSource::is_list")]
+    pub inventory: ObjectSource,
+}
+
+/// `aws.s3.inventory`: `list` (LIST + one HEAD per object), `report` (every bucket from its
+/// newest S3 Inventory report), or `{ source: report, buckets: [GLOB], manifests: { BUCKET:
+/// s3://…/manifest.json } }` (some buckets, or a named report).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectSource {
+    pub report: bool,
+    /// Bucket globs planned from reports (empty: all of them).
+    pub buckets: Vec<String>,
+    /// A named report per bucket, instead of the newest one.
+    pub manifests: BTreeMap<String, String>,
+}
+
+impl ObjectSource {
+    fn is_list(&self) -> bool {
+        *self == ObjectSource::default()
+    }
+
+    /// Whether `bucket` is planned from a report, and from which manifest if one is named.
+    pub fn report_for(&self, bucket: &str) -> Option<Option<&str>> {
+        if !self.report {
+            return None;
+        }
+        let named = self.manifests.get(bucket).map(String::as_str);
+        let matched = self.buckets.is_empty()
+            || named.is_some()
+            || self.buckets.iter().any(|g| {
+                globset::Glob::new(g)
+                    .map(|g| g.compile_matcher().is_match(bucket))
+                    .unwrap_or(false)
+            });
+        matched.then_some(named)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            source: String,
+            #[serde(default)]
+            buckets: Vec<String>,
+            #[serde(default)]
+            manifests: BTreeMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Full(Full),
+        }
+        let source = |word: &str| match word {
+            "list" => Ok(false),
+            "report" => Ok(true),
+            other => Err(serde::de::Error::custom(format!(
+                "aws.s3.inventory {other:?} is neither `list` nor `report`"
+            ))),
+        };
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "aws.s3.inventory is `list`, `report`, or { source: report, buckets: [...], manifests: { BUCKET: s3://.../manifest.json } }",
+            )
+        })? {
+            Raw::Word(w) => Ok(ObjectSource {
+                report: source(&w)?,
+                ..Default::default()
+            }),
+            Raw::Full(f) => {
+                for (bucket, url) in &f.manifests {
+                    if !url.ends_with("/manifest.json")
+                        || crate::s3report::split_url(url).is_none()
+                    {
+                        return Err(serde::de::Error::custom(format!(
+                            "aws.s3.inventory.manifests.{bucket}: {url:?} is not s3://BUCKET/…/manifest.json"
+                        )));
+                    }
+                }
+                Ok(ObjectSource {
+                    report: source(&f.source)?,
+                    buckets: f.buckets,
+                    manifests: f.manifests,
+                })
+            }
+        }
+    }
 }
 
 fn default_multipart_threshold() -> u64 {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futures::{stream, TryStreamExt};
+use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
@@ -160,6 +160,183 @@ pub fn check_target_key(name: &str, alias: &str, key: &KmsKey) -> Result<(), (St
 struct KeyCache<'a, K> {
     kms: &'a K,
     known: Mutex<HashMap<String, Option<KmsKey>>>,
+}
+
+/// A bucket whose objects come from an S3 Inventory report.
+struct ReportBucket<'a> {
+    account: &'a str,
+    bucket: &'a str,
+    settings: &'a crate::providers::BucketSettings,
+    tags: &'a BTreeMap<String, String>,
+    all_versions: bool,
+    concurrency: usize,
+}
+
+impl ReportBucket<'_> {
+    /// Stream the report's rows into records: each data file is downloaded to a temporary
+    /// file, its MD5 checked against the manifest, and read as it decompresses. Only SSE-KMS
+    /// and DSSE-KMS objects are HEADed (their key, which undo needs, is not in the report).
+    #[allow(clippy::too_many_arguments)]
+    async fn objects<S: S3Read, K: KeyRead>(
+        &self,
+        campaign: &LoadedCampaign,
+        pinned: &PinnedKeys,
+        s3: &S,
+        cache: &KeyCache<'_, K>,
+        found: &crate::s3report::Found,
+        reporter: &dyn Reporter,
+        stats: &mut InventoryStats,
+        sink: &mut impl FnMut(Record) -> Result<(), RekeyError>,
+    ) -> Result<(), RekeyError> {
+        use std::io::Seek;
+        let bucket = self.bucket;
+        let dest = found.manifest.destination();
+        let (mut n, mut bytes, mut heads) = (0u64, 0u64, 0u64);
+        for file in &found.manifest.files {
+            let what = format!("s3://{dest}/{}", file.key);
+            let mut tmp = tempfile::tempfile()
+                .map_err(|e| RekeyError::io("creating a temporary file for the report", e))?;
+            let md5 = s3.download(dest, &file.key, &mut tmp).await?;
+            if !md5.eq_ignore_ascii_case(&file.md5) {
+                return Err(RekeyError::Usage {
+                    message: format!(
+                        "{what}: its MD5 is {md5}, the manifest {} says {}: the data file is damaged or was replaced",
+                        found.url, file.md5
+                    ),
+                    fix: "plan from the next report (or name an intact one under aws.s3.inventory.manifests)".into(),
+                });
+            }
+            tmp.rewind()
+                .map_err(|e| RekeyError::io("reading the report's temporary copy", e))?;
+            let rows = crate::s3report::csv_rows(&found.columns, std::io::BufReader::new(tmp));
+            let mut objects = std::pin::pin!(stream::iter(rows)
+                .map(|row| async move { self.object(s3, cache, row).await })
+                .buffered(self.concurrency));
+            while let Some(obj) = objects.try_next().await? {
+                let (obj, headed) = match obj {
+                    Row::Object(o, headed) => (o, headed),
+                    Row::Skipped => continue,
+                    Row::Vanished => {
+                        stats.vanished += 1;
+                        heads += 1;
+                        continue;
+                    }
+                };
+                n += 1;
+                bytes += obj.size;
+                heads += u64::from(headed);
+                sink(classify(
+                    campaign,
+                    pinned,
+                    Resource::S3Object(obj),
+                    self.tags,
+                ))?;
+                if (stats.objects + n).is_multiple_of(500) {
+                    reporter.event(&Event::Progress {
+                        objects: stats.objects + n,
+                        bytes: stats.bytes + bytes,
+                    });
+                }
+            }
+        }
+        stats.objects += n;
+        stats.bytes += bytes;
+        stats.head_requests += heads;
+        reporter.event(&Event::BucketDone {
+            bucket: bucket.to_string(),
+            objects: n,
+            bytes,
+            list_pages: 0,
+        });
+        reporter.event(&Event::Warning {
+            message: format!(
+                "s3://{bucket}: {n} objects from the inventory report {} of {} ({heads} HEAD requests for SSE-KMS and DSSE-KMS keys); objects written since are not in this plan",
+                found.url,
+                found.manifest.created()
+            ),
+        });
+        Ok(())
+    }
+
+    async fn object<S: S3Read, K: KeyRead>(
+        &self,
+        s3: &S,
+        cache: &KeyCache<'_, K>,
+        row: Result<crate::s3report::Row, crate::s3report::ReportError>,
+    ) -> Result<Row, RekeyError> {
+        let row = row?;
+        if row.bucket != self.bucket {
+            return Err(RekeyError::Usage {
+                message: format!(
+                    "the report of s3://{} lists an object of s3://{}",
+                    self.bucket, row.bucket
+                ),
+                fix: "name a manifest of this bucket's report".into(),
+            });
+        }
+        // Delete markers hold no data; a current-only plan leaves noncurrent versions.
+        if row.delete_marker || (!self.all_versions && !row.is_latest) {
+            return Ok(Row::Skipped);
+        }
+        let mut object = S3Object {
+            account: self.account.into(),
+            region: self.settings.region.clone(),
+            bucket: self.bucket.to_string(),
+            key: row.key.clone(),
+            version_id: row.version_id.clone(),
+            is_latest: row.is_latest,
+            size: row.size,
+            etag: row.etag.clone(),
+            storage_class: row.storage_class.clone(),
+            archive_status: row.archive_status.clone(),
+            last_modified: row.last_modified.clone(),
+            encryption: Default::default(),
+            lock: row.lock.clone(),
+            website_redirect: None,
+            content_hash: None,
+        };
+        let headed = match row.encryption() {
+            Some(e) => {
+                object.encryption = e;
+                false
+            }
+            None => {
+                // The key of an SSE-KMS or DSSE-KMS object: HEAD the version the report saw
+                // (the current object in an unversioned bucket).
+                let head = match s3
+                    .head_object(self.bucket, &row.key, row.version_id.as_deref())
+                    .await
+                {
+                    Ok(h) => h,
+                    Err(ProviderError::NotFound { .. }) => return Ok(Row::Vanished),
+                    Err(e) => return Err(e.into()),
+                };
+                if !head.etag.is_empty() {
+                    object.etag = head.etag;
+                    object.size = head.size;
+                    object.storage_class = head.storage_class;
+                    object.archive_status = head.archive_status;
+                    object.version_id = object.version_id.or(head.version_id);
+                }
+                object.website_redirect = head.website_redirect;
+                object.encryption = head.encryption;
+                true
+            }
+        };
+        object.encryption.bucket_key = object.encryption.bucket_key || row.bucket_key;
+        cache.resolve(&mut object.encryption).await?;
+        Ok(Row::Object(object, headed))
+    }
+}
+
+/// One row of a report, as the inventory takes it.
+enum Row {
+    /// An object to record, and whether it took a HEAD.
+    Object(S3Object, bool),
+    /// A delete marker, or a noncurrent version of a current-only plan.
+    Skipped,
+    /// HEADed for its key, and gone since the report.
+    Vanished,
 }
 
 impl<K: KeyRead> KeyCache<'_, K> {
@@ -429,6 +606,21 @@ where
         let mut default_encryption = settings.default_encryption.clone();
         cache.resolve(&mut default_encryption).await?;
         let tags = settings.tags.clone();
+        // Objects from an S3 Inventory report, when the campaign says so (chosen and checked
+        // before anything of the bucket is recorded).
+        let report = match s3_section.inventory.report_for(bucket) {
+            Some(named) => {
+                let needs = crate::s3report::Needs {
+                    // UpdateObjectEncryption is pinned to the version the plan saw.
+                    versions: all_versions
+                        || (settings.versioning != "Unversioned"
+                            && s3_section.engine != crate::campaign::S3Engine::Copy),
+                    object_lock: settings.object_lock,
+                };
+                Some(crate::s3report::find(s3, bucket, needs, named).await?)
+            }
+            None => None,
+        };
         let surroundings = s3.surroundings(bucket).await?;
         let graph =
             crate::preflight::bucket_graph(bucket, &owner_account, &settings.region, &surroundings);
@@ -446,9 +638,25 @@ where
             tags: tags.clone(),
             acls: settings.acls,
             changes_in_place: settings.changes_in_place,
+            report: report.as_ref().map(crate::s3report::Found::source),
         });
         sink(classify(campaign, pinned, bucket_record, &tags))?;
         stats.buckets += 1;
+        if let Some(found) = &report {
+            let at = ReportBucket {
+                account,
+                bucket,
+                settings: &settings,
+                tags: &tags,
+                all_versions,
+                concurrency,
+            };
+            at.objects(
+                campaign, pinned, s3, &cache, found, reporter, &mut stats, &mut sink,
+            )
+            .await?;
+            continue;
+        }
 
         let pages = Arc::new(AtomicU64::new(0));
         let listing = {

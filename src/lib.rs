@@ -21,6 +21,7 @@ pub mod report;
 pub mod retry;
 pub mod rollback;
 pub mod runbook;
+pub mod s3report;
 pub mod steps;
 pub mod summary;
 pub mod verify;

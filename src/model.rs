@@ -196,6 +196,9 @@ pub struct S3Bucket {
     /// redirect without changing their ETag: each copy reads the object first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changes_in_place: bool,
+    /// The S3 Inventory report its objects were read from (none: LIST + HEAD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportSource>,
     /// What surrounds the bucket: its policy, replication and event notifications.
     #[serde(default, skip_serializing_if = "Surroundings::is_empty")]
     pub surroundings: Surroundings,
@@ -203,6 +206,18 @@ pub struct S3Bucket {
     /// bucket, with its key-access verdict for each team key of the account (DESIGN §5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<crate::access::Verdict>,
+}
+
+/// The S3 Inventory report a bucket's objects came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSource {
+    /// `s3://…/manifest.json`.
+    pub manifest: String,
+    /// When the report's scan began (RFC 3339): objects written after it are not in it.
+    pub created: String,
+    /// The inventory configuration it was chosen from (none: named in the campaign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<String>,
 }
 
 /// A bucket's policy, replication and notification configuration, as read at inventory.

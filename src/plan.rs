@@ -202,6 +202,21 @@ pub struct BucketPlan {
     /// (S3): apply refuses the plan, and verify reports the bucket, if they changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surroundings_sha256: Option<String>,
+    /// The S3 Inventory report the bucket's objects came from (none: LIST + HEAD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PlannedReport>,
+}
+
+/// A report a bucket was planned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedReport {
+    /// `s3://…/manifest.json`.
+    pub manifest: String,
+    /// When the report's scan began: objects written after it are not planned.
+    pub created: String,
+    /// HEAD requests the plan took for the bucket (SSE-KMS and DSSE-KMS objects, for their key).
+    pub heads: u64,
 }
 
 /// Events and copies a stage's re-encryption causes around a bucket. Every in-place copy is
@@ -562,6 +577,8 @@ struct BucketAcc {
     /// Key ARN → why nothing may move onto it here (its graph and hazards): judged once per
     /// key, not per object.
     surroundings_blocks: HashMap<String, Option<String>>,
+    /// Objects of a report-planned bucket that took a HEAD (their KMS key).
+    report_heads: u64,
 }
 
 /// Builds a plan from inventory records.
@@ -733,6 +750,7 @@ impl<'c> Planner<'c> {
                     stages: BTreeMap::new(),
                     unmatched: BTreeMap::new(),
                     surroundings_blocks: HashMap::new(),
+                    report_heads: 0,
                 });
                 Ok(())
             }
@@ -762,6 +780,7 @@ impl<'c> Planner<'c> {
                         tags: g.labels.clone(),
                         acls: false,
                         changes_in_place: false,
+                        report: None,
                         surroundings: Default::default(),
                         access: Vec::new(),
                     },
@@ -771,6 +790,7 @@ impl<'c> Planner<'c> {
                     stages: BTreeMap::new(),
                     unmatched: BTreeMap::new(),
                     surroundings_blocks: HashMap::new(),
+                    report_heads: 0,
                 });
                 Ok(())
             }
@@ -915,12 +935,18 @@ impl<'c> Planner<'c> {
                 o.bucket, o.key, acc.bucket.bucket
             )));
         }
+        let headed = acc.bucket.report.is_some() && o.encryption.algorithm.starts_with("aws:kms");
+        // A copy that reads the object first (see BucketPlan::recheck) makes one more HEAD.
+        let reads_first = acc.bucket.changes_in_place || acc.bucket.report.is_some();
         let versioned = acc.bucket.versioning == "Enabled";
         let object_lock = acc.bucket.object_lock;
         let acc_default_key = acc.bucket.default_encryption.kms_key_arn.clone();
         let gcs = acc.provider == crate::model::Provider::Gcp;
         let bucket_location = acc.bucket.region.clone();
         let tags = acc.bucket.tags.clone();
+        if headed {
+            self.current.as_mut().expect("bucket").report_heads += 1;
+        }
         let Some(team_key) = record.team_key.clone() else {
             let u = self
                 .current
@@ -1072,7 +1098,11 @@ impl<'c> Planner<'c> {
             let requests = if gcs {
                 gcs_requests(o, class)
             } else {
-                object_requests(step, o, class, threshold)
+                let mut r = object_requests(step, o, class, threshold);
+                if reads_first && step == "copy" {
+                    r.push(("s3:HeadObject", 1));
+                }
+                r
             };
             for (kind, n) in requests {
                 *g.requests.entry(kind.to_string()).or_default() += n;
@@ -1484,7 +1514,14 @@ impl<'c> Planner<'c> {
                 surroundings_sha256: (acc.provider == crate::model::Provider::Aws)
                     .then(|| b.surroundings.fingerprint()),
                 acls: b.acls,
-                recheck: b.changes_in_place,
+                // A report does not tell an object's website redirect: each copy reads the
+                // object first, as where something changes objects in place.
+                recheck: b.changes_in_place || b.report.is_some(),
+                report: b.report.as_ref().map(|r| PlannedReport {
+                    manifest: r.manifest.clone(),
+                    created: r.created.clone(),
+                    heads: acc.report_heads,
+                }),
             });
         }
         Ok(())

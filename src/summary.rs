@@ -168,6 +168,16 @@ pub fn render(plan: &PlanFile) -> String {
             let _ = writeln!(out, "{line}");
         }
         for b in &st.buckets {
+            if let Some(r) = &b.report {
+                let _ = writeln!(
+                    out,
+                    "  source   {}: inventory report {} of {} ({} for SSE-KMS and DSSE-KMS keys); objects written since are not planned",
+                    b.url(),
+                    r.manifest,
+                    r.created,
+                    plural(r.heads, "HEAD", "HEADs")
+                );
+            }
             for f in &b.flagged {
                 let _ = writeln!(
                     out,

@@ -571,6 +571,150 @@ impl S3Read for AwsClients {
         })
     }
 
+    async fn inventory_configurations(
+        &self,
+        bucket: &str,
+    ) -> Result<Vec<crate::s3report::InventoryConfig>, ProviderError> {
+        let what =
+            || format!("inventory configurations of s3://{bucket} (s3:GetInventoryConfiguration)");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..1_000 {
+            let page = self
+                .s3
+                .list_bucket_inventory_configurations()
+                .bucket(bucket)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(what(), e))?;
+            for c in page.inventory_configuration_list() {
+                let dest = c.destination().and_then(|d| d.s3_bucket_destination());
+                out.push(crate::s3report::InventoryConfig {
+                    id: c.id().to_string(),
+                    enabled: c.is_enabled(),
+                    destination_bucket: dest.map(|d| d.bucket().to_string()).unwrap_or_default(),
+                    destination_prefix: dest.and_then(|d| d.prefix()).map(str::to_string),
+                    format: dest
+                        .map(|d| d.format().as_str().to_string())
+                        .unwrap_or_default(),
+                    included_versions: c.included_object_versions().as_str().to_string(),
+                    optional_fields: c
+                        .optional_fields()
+                        .iter()
+                        .map(|f| f.as_str().to_string())
+                        .collect(),
+                    filter_prefix: c.filter().map(|f| f.prefix().to_string()),
+                });
+            }
+            match page
+                .next_continuation_token()
+                .filter(|_| page.is_truncated() == Some(true))
+            {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn folders(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, ProviderError> {
+        let what = || format!("listing of s3://{bucket}/{prefix}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..100_000 {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(what(), e))?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix())
+                    .map(str::to_string),
+            );
+            match page
+                .next_continuation_token()
+                .filter(|_| page.is_truncated() == Some(true))
+            {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn read_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let what = || format!("s3://{bucket}/{key}");
+        let out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?;
+        if out.content_length().unwrap_or(0).max(0) as u64 > limit {
+            return Err(ProviderError::Invalid {
+                what: what(),
+                detail: format!("larger than {limit} bytes"),
+            });
+        }
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| ProviderError::Transient {
+                what: what(),
+                detail: e.to_string(),
+            })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        to: &mut std::fs::File,
+    ) -> Result<String, ProviderError> {
+        use md5::{Digest, Md5};
+        use std::io::Write;
+        let what = || format!("s3://{bucket}/{key}");
+        let mut out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?;
+        let mut md5 = Md5::new();
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| ProviderError::Transient {
+                what: what(),
+                detail: e.to_string(),
+            })?;
+            md5.update(&chunk);
+            to.write_all(&chunk).map_err(|e| ProviderError::Other {
+                what: what(),
+                detail: format!("writing the temporary copy: {e}"),
+            })?;
+        }
+        Ok(hex::encode(md5.finalize()))
+    }
+
     async fn list_page(
         &self,
         bucket: &str,

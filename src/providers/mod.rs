@@ -79,6 +79,31 @@ pub trait S3Read: Send + Sync {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<crate::model::Surroundings, ProviderError>> + Send;
+    /// The bucket's S3 Inventory configurations (every page).
+    fn inventory_configurations(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Vec<crate::s3report::InventoryConfig>, ProviderError>> + Send;
+    /// The folders (common prefixes, ending in `/`) directly under `prefix`, sorted.
+    fn folders(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
+    /// A small object's bytes (a manifest); larger than `limit` bytes is an error.
+    fn read_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, ProviderError>> + Send;
+    /// Stream an object into `to` and return the MD5 (hex) of what was written.
+    fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        to: &mut std::fs::File,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
     /// One page of current objects (`all_versions` false) or of every version; delete
     /// markers are left out (they hold no data to encrypt).
     fn list_page(

@@ -111,6 +111,7 @@ fn bucket(name: &str, default: S3Encryption, versioning: &str, tags: &[(&str, &s
             .collect(),
         acls: false,
         changes_in_place: false,
+        report: None,
         surroundings: Default::default(),
         access: Vec::new(),
     }

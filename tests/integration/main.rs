@@ -10,6 +10,7 @@ mod interleave;
 mod inventory;
 mod overlay;
 mod plan;
+mod reports;
 mod safety;
 mod sagemaker;
 mod steps;

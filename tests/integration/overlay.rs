@@ -1081,3 +1081,80 @@ async fn access_points_and_their_policies_read_as_aws() {
     access_points_read(&overlay().endpoint).await.unwrap();
     assert!(access_points_read(&plain().endpoint).await.is_err());
 }
+
+/// Behaviours 18 and 19: a Current-versions configuration reads back as put, and the trigger
+/// delivers a report whose manifest matches its checksum.
+async fn inventory_as_put_and_delivered(endpoint: &str) -> Result<(), String> {
+    let p = unique("invc");
+    let bucket = format!("{p}src");
+    let dest = format!("{p}dest");
+    let aws = harness::clients(endpoint).await;
+    for b in [&bucket, &dest] {
+        aws.s3
+            .create_bucket()
+            .bucket(b)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    let out = std::process::Command::new(harness::ensure_venv())
+        .arg(harness::repo_root().join("tests/seed_inventory.py"))
+        .args([endpoint, &dest, &bucket, "--current"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    let list = aws
+        .s3
+        .list_bucket_inventory_configurations()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let c = list
+        .inventory_configuration_list()
+        .first()
+        .ok_or("no configuration")?;
+    if c.included_object_versions().as_str() != "Current" || c.optional_fields().len() != 11 {
+        return Err(format!("{c:?}"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = v[&bucket].as_str().ok_or("no manifest")?;
+    let (_, key) = url
+        .strip_prefix("s3://")
+        .and_then(|u| u.split_once('/'))
+        .ok_or("bad url")?;
+    let read = |k: String| {
+        let s3 = aws.s3.clone();
+        let dest = dest.clone();
+        async move {
+            s3.get_object()
+                .bucket(dest)
+                .key(k)
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?
+                .body
+                .collect()
+                .await
+                .map(|b| b.into_bytes().to_vec())
+                .map_err(|e| e.to_string())
+        }
+    };
+    let json = read(key.to_string()).await?;
+    let sum = read(key.replace("manifest.json", "manifest.checksum")).await?;
+    rekey::s3report::parse_manifest(url, &json, &String::from_utf8_lossy(&sum))
+        .map_err(|e| e.message)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn inventory_configurations_read_as_put_and_reports_are_delivered() {
+    inventory_as_put_and_delivered(&overlay().endpoint)
+        .await
+        .unwrap();
+    assert!(inventory_as_put_and_delivered(&plain().endpoint)
+        .await
+        .is_err());
+}
