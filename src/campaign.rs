@@ -108,6 +108,9 @@ pub enum Hazard {
     /// A CloudFront origin reads the bucket anonymously (no OAC or OAI, or the website
     /// endpoint): anonymous requests cannot read SSE-KMS objects.
     PublicOrigin,
+    /// The bucket receives S3 server access logs, which S3 delivers only to buckets whose
+    /// default encryption is SSE-S3.
+    LogTarget,
 }
 
 impl Hazard {
@@ -117,6 +120,7 @@ impl Hazard {
             Hazard::EncryptionPolicy => "encryption-policy",
             Hazard::OaiOrigin => "oai-origin",
             Hazard::PublicOrigin => "public-origin",
+            Hazard::LogTarget => "log-target",
         }
     }
 }

@@ -214,7 +214,7 @@ impl ReportBucket<'_> {
                 .buffered(self.concurrency));
             while let Some(obj) = objects.try_next().await? {
                 let (obj, headed) = match obj {
-                    Row::Object(o, headed) => (o, headed),
+                    Row::Object(o, headed) => (*o, headed),
                     Row::Skipped => continue,
                     Row::Vanished => {
                         stats.vanished += 1;
@@ -325,14 +325,14 @@ impl ReportBucket<'_> {
         };
         object.encryption.bucket_key = object.encryption.bucket_key || row.bucket_key;
         cache.resolve(&mut object.encryption).await?;
-        Ok(Row::Object(object, headed))
+        Ok(Row::Object(Box::new(object), headed))
     }
 }
 
 /// One row of a report, as the inventory takes it.
 enum Row {
     /// An object to record, and whether it took a HEAD.
-    Object(S3Object, bool),
+    Object(Box<S3Object>, bool),
     /// A delete marker, or a noncurrent version of a current-only plan.
     Skipped,
     /// HEADed for its key, and gone since the report.

@@ -270,28 +270,102 @@ pub struct CdnOrigin {
     /// The origin is the bucket's website endpoint (a custom origin; anonymous reads).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub website: bool,
+    /// The origin access control's SigningBehavior (`always`, `never`, `no-override`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<String>,
+    /// The origin path (path-style origins name their bucket there).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin_path: String,
+    /// The origin cannot be tied to one bucket (an Object Lambda access point, a path-style
+    /// endpoint without a bucket): it is an unseen reader of every bucket.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unattributed: bool,
 }
 
-/// The bucket (or access point alias) an origin domain names, and whether it is the website
-/// endpoint: `b.s3.amazonaws.com`, `b.s3.REGION.amazonaws.com`, `b.s3-REGION.amazonaws.com`,
-/// `b.s3.dualstack.REGION.amazonaws.com`, `b.s3-website-REGION.amazonaws.com`,
-/// `b.s3-website.REGION.amazonaws.com` (and `.amazonaws.com.cn`). None: not an S3 domain.
-pub fn origin_bucket(domain: &str) -> Option<(String, bool)> {
+/// What an origin domain (and its origin path) reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginTarget {
+    /// A bucket by name (or an access point alias, which looks like one); `website`: through
+    /// its website endpoint (anonymous reads).
+    Bucket { name: String, website: bool },
+    /// An access point's own hostname (`NAME-ACCOUNT.s3-accesspoint.REGION.amazonaws.com`).
+    AccessPoint { name: String, account: String },
+    /// An S3 hostname rekey cannot tie to one bucket (an Object Lambda access point, a
+    /// path-style endpoint without a bucket in the origin path).
+    Unattributed,
+    /// Another AWS service (a load balancer, API Gateway, MediaStore, ...): not S3.
+    NotS3,
+}
+
+/// What an origin reads: `B.s3.amazonaws.com`, `B.s3.REGION.amazonaws.com`,
+/// `B.s3-REGION.amazonaws.com`, `B.s3.dualstack.REGION.amazonaws.com`, `B.s3-fips…`,
+/// `B.s3-website-REGION.amazonaws.com`, `B.s3-website.REGION.amazonaws.com` (and
+/// `.amazonaws.com.cn`); an access point or Object Lambda hostname; path style
+/// (`s3.REGION.amazonaws.com` with the bucket as the origin path's first segment). A domain
+/// outside AWS is taken as a bucket of that name served as a website (a CNAME onto a bucket's
+/// website endpoint); a bucket of that name is rarely anything else.
+pub fn origin_target(domain: &str, origin_path: &str) -> OriginTarget {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let host = domain
+    let Some(host) = domain
         .strip_suffix(".amazonaws.com")
-        .or_else(|| domain.strip_suffix(".amazonaws.com.cn"))?;
-    // The last ".s3" that starts the service part (a bucket name may itself hold ".s3").
+        .or_else(|| domain.strip_suffix(".amazonaws.com.cn"))
+    else {
+        return OriginTarget::Bucket {
+            name: domain.clone(),
+            website: true,
+        };
+    };
+    // The last ".s3" (or a leading "s3") that starts the service part (a bucket name may
+    // itself hold ".s3").
     let mut at = None;
+    let starts = |rest: &str| rest.is_empty() || rest.starts_with('.') || rest.starts_with('-');
+    if host.starts_with("s3") && starts(&host[2..]) {
+        at = Some(0);
+    }
     for (i, _) in host.match_indices(".s3") {
-        let rest = &host[i + 3..];
-        if rest.is_empty() || rest.starts_with('.') || rest.starts_with('-') {
-            at = Some(i);
+        if starts(&host[i + 3..]) {
+            at = Some(i + 1);
         }
     }
-    let i = at?;
-    let website = host[i + 3..].starts_with("-website");
-    (i > 0).then(|| (host[..i].to_string(), website))
+    let Some(i) = at else {
+        return OriginTarget::NotS3;
+    };
+    let service = &host[i..];
+    if service.starts_with("s3-object-lambda") {
+        return OriginTarget::Unattributed;
+    }
+    if i == 0 {
+        // Path style: the bucket is the origin path's first segment.
+        return match origin_path.trim_start_matches('/').split('/').next() {
+            Some(b) if !b.is_empty() => OriginTarget::Bucket {
+                name: b.to_string(),
+                website: service.starts_with("s3-website"),
+            },
+            _ => OriginTarget::Unattributed,
+        };
+    }
+    let name = &host[..i - 1];
+    if service.starts_with("s3-accesspoint") {
+        return match name.rsplit_once('-') {
+            Some((ap, account))
+                if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                OriginTarget::AccessPoint {
+                    name: ap.to_string(),
+                    account: account.to_string(),
+                }
+            }
+            _ => OriginTarget::Unattributed,
+        };
+    }
+    if name.ends_with("--ol-s3") {
+        // An Object Lambda access point alias.
+        return OriginTarget::Unattributed;
+    }
+    OriginTarget::Bucket {
+        name: name.to_string(),
+        website: service.starts_with("s3-website"),
+    }
 }
 
 impl Surroundings {
@@ -618,36 +692,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origin_domains_name_their_bucket() {
+    fn origin_domains_name_what_they_read() {
+        let b = |n: &str, w: bool| OriginTarget::Bucket {
+            name: n.into(),
+            website: w,
+        };
         let cases = [
-            ("b.s3.amazonaws.com", Some(("b", false))),
+            ("b.s3.amazonaws.com", "", b("b", false)),
             (
                 "my.bucket.s3.us-east-1.amazonaws.com",
-                Some(("my.bucket", false)),
+                "",
+                b("my.bucket", false),
             ),
             (
                 "logs.s3-archive.s3-eu-west-1.amazonaws.com",
-                Some(("logs.s3-archive", false)),
+                "",
+                b("logs.s3-archive", false),
             ),
-            ("b.s3.dualstack.eu-west-1.amazonaws.com", Some(("b", false))),
-            ("b.s3-website-us-east-1.amazonaws.com", Some(("b", true))),
-            ("b.s3-website.eu-central-1.amazonaws.com", Some(("b", true))),
-            ("B.S3.cn-north-1.amazonaws.com.cn.", Some(("b", false))),
+            ("b.s3.dualstack.eu-west-1.amazonaws.com", "", b("b", false)),
+            ("b.s3-fips.us-east-1.amazonaws.com", "", b("b", false)),
+            ("b.s3-website-us-east-1.amazonaws.com", "", b("b", true)),
+            ("b.s3-website.eu-central-1.amazonaws.com", "", b("b", true)),
+            ("B.S3.cn-north-1.amazonaws.com.cn.", "", b("b", false)),
             (
                 "ap-abc-s3alias.s3.us-east-1.amazonaws.com",
-                Some(("ap-abc-s3alias", false)),
+                "",
+                b("ap-abc-s3alias", false),
             ),
-            ("example.com", None),
-            ("s3.amazonaws.com", None),
-            ("b.elb.amazonaws.com", None),
+            ("s3.us-east-1.amazonaws.com", "/b/prefix", b("b", false)),
+            ("www.example.com", "", b("www.example.com", true)),
+            (
+                "analytics-123456789012.s3-accesspoint.us-east-1.amazonaws.com",
+                "",
+                OriginTarget::AccessPoint {
+                    name: "analytics".into(),
+                    account: "123456789012".into(),
+                },
+            ),
+            (
+                "analytics-123456789012.s3-accesspoint.dualstack.us-east-1.amazonaws.com",
+                "",
+                OriginTarget::AccessPoint {
+                    name: "analytics".into(),
+                    account: "123456789012".into(),
+                },
+            ),
+            (
+                "olap-123456789012.s3-object-lambda.us-east-1.amazonaws.com",
+                "",
+                OriginTarget::Unattributed,
+            ),
+            (
+                "my-olap-abc--ol-s3.s3.us-east-1.amazonaws.com",
+                "",
+                OriginTarget::Unattributed,
+            ),
+            ("s3.amazonaws.com", "", OriginTarget::Unattributed),
+            ("b.elb.amazonaws.com", "", OriginTarget::NotS3),
+            (
+                "abc.execute-api.us-east-1.amazonaws.com",
+                "",
+                OriginTarget::NotS3,
+            ),
         ];
-        for (domain, want) in cases {
-            let got = origin_bucket(domain);
-            assert_eq!(
-                got.as_ref().map(|(b, w)| (b.as_str(), *w)),
-                want,
-                "{domain}"
-            );
+        for (domain, path, want) in cases {
+            assert_eq!(origin_target(domain, path), want, "{domain}");
         }
     }
 

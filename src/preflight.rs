@@ -413,6 +413,7 @@ pub fn bucket_graph(
     let mut ctx = PolicyContext {
         owner_account,
         region,
+        access_point_arns: s.access_points.iter().map(|a| a.arn.clone()).collect(),
         graph: &mut g,
     };
     if let Some(text) = &s.policy {
@@ -429,10 +430,31 @@ pub fn bucket_graph(
     }
     for o in &s.origins {
         let source = format!(
-            "CloudFront distribution {} (origin {:?}, {})",
-            o.distribution, o.origin, o.domain
+            "CloudFront distribution {} (origin {:?}, {}{})",
+            o.distribution, o.origin, o.domain, o.origin_path
         );
-        if let Some(oac) = &o.oac {
+        if o.unattributed {
+            g.unseen.push((
+                format!("(CloudFront origin {})", o.domain),
+                source,
+                "an S3 origin rekey cannot tie to one bucket (an Object Lambda access point, or a path-style endpoint without a bucket): it may read this bucket; accept it by this name once checked".into(),
+            ));
+            continue;
+        }
+        let signing = o.signing.as_deref().unwrap_or("always");
+        if o.oac.is_some() && signing == "no-override" {
+            // Viewers that send an Authorization header reach S3 as themselves.
+            g.unseen.push((
+                format!("(viewers of {})", o.distribution),
+                source.clone(),
+                "its origin access control does not override a viewer's Authorization header (no-override): viewers signing their own requests read as principals rekey cannot list; declare them under consumers:, or accept".into(),
+            ));
+        }
+        if o.oac.is_some() && signing == "never" {
+            g.anonymous.push(format!(
+                "{source} through an origin access control that never signs"
+            ));
+        } else if let Some(oac) = &o.oac {
             // CloudFront signs as its service principal, for this distribution.
             let account = o
                 .distribution
@@ -497,8 +519,9 @@ fn plain_condition(st: &serde_json::Value, key: &str) -> Option<Vec<String>> {
                 continue;
             }
             let values = crate::access::strings(v);
-            let plain = matches!(op.as_str(), "StringEquals" | "ArnEquals")
-                || (matches!(op.as_str(), "StringLike" | "ArnLike")
+            // ARN operators take `*` and `?` as wildcards, ArnEquals included.
+            let plain = op == "StringEquals"
+                || (matches!(op.as_str(), "StringLike" | "ArnLike" | "ArnEquals")
                     && values.iter().all(|x| !x.contains(['*', '?'])));
             if !plain {
                 return None;
@@ -513,6 +536,8 @@ fn plain_condition(st: &serde_json::Value, key: &str) -> Option<Vec<String>> {
 struct PolicyContext<'a> {
     owner_account: &'a str,
     region: &'a str,
+    /// ARNs of the access points whose policies were read.
+    access_point_arns: Vec<String>,
     graph: &'a mut BucketGraph,
 }
 
@@ -627,8 +652,16 @@ impl PolicyContext<'_> {
                 ));
                 return;
             };
+            if arns.is_empty() && accounts.is_empty() {
+                g.unseen.push((
+                    e.to_string(),
+                    source.to_string(),
+                    format!("{e} is let in without an aws:SourceArn or aws:SourceAccount condition: resources of any account (any distribution, for CloudFront) read through it, and rekey cannot list them; add the condition, or declare them under consumers:"),
+                ));
+                return;
+            }
             // One reader per distribution (its account from its ARN), else one per source
-            // account named, else the owner's.
+            // account named.
             let mut readers: Vec<(Option<String>, String)> = arns
                 .iter()
                 .map(|arn| {
@@ -645,9 +678,6 @@ impl PolicyContext<'_> {
             if readers.is_empty() {
                 readers = accounts.iter().map(|a| (None, a.clone())).collect();
             }
-            if readers.is_empty() {
-                readers.push((None, owner_account.to_string()));
-            }
             for (arn, account) in readers {
                 let mut u = Usage::principal(e, actions, None);
                 u.source_arn = arn;
@@ -661,26 +691,29 @@ impl PolicyContext<'_> {
                 // The usual delegation of access control to access points: `*` under
                 // s3:DataAccessPointAccount / s3:DataAccessPointArn. The owner's access
                 // points are read; another account's are not visible.
+                // Delegated only to access points rekey read: the owner's (regional and
+                // Multi-Region ones are read) by account, or named by ARN.
                 let accounts = plain_condition(st, "s3:DataAccessPointAccount");
                 let arns = plain_condition(st, "s3:DataAccessPointArn");
                 if let (Some(accounts), Some(arns)) = (accounts, arns) {
-                    let named: Vec<String> = accounts
-                        .into_iter()
-                        .chain(
+                    if !accounts.is_empty() || !arns.is_empty() {
+                        let mut unread: Vec<String> = accounts
+                            .iter()
+                            .filter(|a| *a != owner_account)
+                            .map(|a| format!("access points of account {a}"))
+                            .collect();
+                        unread.extend(
                             arns.iter()
-                                .map(|a| a.split(':').nth(4).unwrap_or_default().to_string()),
-                        )
-                        .collect();
-                    if !named.is_empty() {
-                        let foreign: Vec<&String> =
-                            named.iter().filter(|a| *a != owner_account).collect();
-                        if foreign.is_empty() {
+                                .filter(|a| !self.access_point_arns.contains(a))
+                                .map(|a| format!("access point {a}")),
+                        );
+                        if unread.is_empty() {
                             return;
                         }
                         g.unseen.push((
                             "*".into(),
                             source.to_string(),
-                            format!("the statement delegates to access points of account(s) {}, whose policies rekey cannot read from this account: declare their readers under consumers:", foreign.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                            format!("the statement delegates to {}, whose policies rekey did not read: declare their readers under consumers:", unread.join(", ")),
                         ));
                         return;
                     }
@@ -868,6 +901,33 @@ pub fn bucket_hazards(
                     "bucket policy statement {sid} of s3://{bucket} denies PutObject with SSE-KMS under {key_arn}: every re-encrypting copy (and every new write once the default changes) would be refused"
                 ),
                 fix: format!("replace the statement with {fixed}"),
+            });
+        }
+    }
+    // Server access logs (S3 user guide, "Enabling Amazon S3 server access logging": a
+    // target bucket's default encryption may be SSE-S3 only, not SSE-KMS).
+    if let Some(text) = &s.policy {
+        let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        for (i, st) in crate::access::statement_list(&doc).into_iter().enumerate() {
+            let logs = st["Effect"].as_str() == Some("Allow")
+                && strings(&st["Principal"]["Service"])
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case("logging.s3.amazonaws.com"))
+                && strings(&st["Action"])
+                    .iter()
+                    .any(|a| wildcard(a, "s3:PutObject", true));
+            if !logs {
+                continue;
+            }
+            let sid = st["Sid"]
+                .as_str()
+                .map_or_else(|| format!("#{}", i + 1), |s| format!("{s:?}"));
+            out.push(HazardFound {
+                hazard: Hazard::LogTarget,
+                detail: format!(
+                    "bucket policy statement {sid} of s3://{bucket} lets S3 server access logging write: S3 delivers access logs only to a bucket whose default encryption is SSE-S3, so once its default is {key_arn}, logging into it stops"
+                ),
+                fix: "leave this bucket out of the campaign (its objects are logs), or point the source buckets' logging (PutBucketLogging TargetBucket) at a bucket that stays on SSE-S3 first".into(),
             });
         }
     }

@@ -7,11 +7,15 @@ Usage: seed_origins.py ENDPOINT PREFIX [fix | bare BUCKET]
   (Principal "*" under s3:DataAccessPointAccount); access point <p>analytics lets a role of
   another account (ap_reader) read, which the vision key policy does not name; CloudFront
   distribution `website` reads its website endpoint (public-origin).
+- ml-vision-data also sits behind Multi-Region Access Point <p>global, whose policy lets
+  mrap_reader (another account) read.
 - ml-vision-locked: CloudFront distribution `oac` reads it through an origin access control;
-  the bucket policy lets that distribution in; the vision key policy does not.
+  the bucket policy lets that distribution in; the vision key policy does not. Distribution
+  `never` reads it through an origin access control that never signs (public-origin).
 - ml-fraud-sandbox: CloudFront distribution `oai` reads it through the alias of its access
   point <p>cdn, with an origin access identity (oai-origin).
-With `fix`, the vision key policy names ap_reader and lets distribution `oac` decrypt, and
+With `fix`, the vision key policy names ap_reader and mrap_reader and lets distribution `oac`
+decrypt, and
 distribution `oai` moves to an origin access control that the fraud key policy lets decrypt.
 With `bare BUCKET`, only create BUCKET (unless it exists), one distribution with an OAC origin
 and an OAI origin on it, and access point <p>bare with a policy.
@@ -28,6 +32,7 @@ from botocore.config import Config
 
 ACCOUNT = "123456789012"
 AP_READER = "arn:aws:iam::210987654321:role/ap-reader"
+MRAP_READER = "arn:aws:iam::210987654321:role/mrap-reader"
 
 
 def clients(endpoint):
@@ -42,6 +47,16 @@ def clients(endpoint):
 
     control.meta.events.register("before-sign.s3-control", unprefix)
     return s3, control, boto3.client("cloudfront", **kw), boto3.client("kms", **kw)
+
+
+def mrap_control(endpoint):
+    """S3 Control for Multi-Region Access Points, whose control plane is in us-west-2."""
+    c = boto3.client("s3control", endpoint_url=endpoint, region_name="us-west-2",
+                     aws_access_key_id="testing", aws_secret_access_key="testing")
+    c.meta.events.register("before-sign.s3-control",
+                           lambda request, **_: setattr(
+                               request, "url", re.sub(r"://\d{12}\.", "://", request.url)))
+    return c
 
 
 def s3_origin(oid, domain, oac=None, oai=""):
@@ -62,9 +77,9 @@ def distribution(cf, ref, origins):
     return cf.create_distribution(DistributionConfig=config)["Distribution"]
 
 
-def control_id(cf, name):
+def control_id(cf, name, behaviour="always"):
     return cf.create_origin_access_control(OriginAccessControlConfig={
-        "Name": name, "SigningProtocol": "sigv4", "SigningBehavior": "always",
+        "Name": name, "SigningProtocol": "sigv4", "SigningBehavior": behaviour,
         "OriginAccessControlOriginType": "s3"})["OriginAccessControl"]["Id"]
 
 
@@ -116,16 +131,28 @@ def main(endpoint, p, mode=""):
             "Id": "site", "DomainName": f"{data}.s3-website-us-east-1.amazonaws.com",
             "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443,
                                    "OriginProtocolPolicy": "http-only"}}])
+        # A Multi-Region Access Point onto the data bucket, with a reader of another account.
+        mr = mrap_control(endpoint)
+        mr.create_multi_region_access_point(AccountId=ACCOUNT, ClientToken=f"{p}global", Details={
+            "Name": f"{p}global", "Regions": [{"Bucket": data}]})
+        mr.put_multi_region_access_point_policy(AccountId=ACCOUNT, ClientToken=f"{p}gp", Details={
+            "Name": f"{p}global", "Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Sid": "MrapReader", "Effect": "Allow", "Principal": {"AWS": MRAP_READER},
+                "Action": "s3:GetObject", "Resource": f"arn:aws:s3::{ACCOUNT}:accesspoint/*/object/*"}]})})
+        # An origin access control that never signs: the locked bucket is read anonymously.
+        never = distribution(cf, f"{p}never", [s3_origin(
+            "unsigned", domain(locked), oac=control_id(cf, f"{p}never", "never"))])
         s3.put_bucket_policy(Bucket=locked, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
             "Sid": "CloudFrontOAC", "Effect": "Allow",
             "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
             "Resource": f"arn:aws:s3:::{locked}/*",
             "Condition": {"StringEquals": {"AWS:SourceArn": oac["ARN"]}}}]}))
-        arns = {"oac": oac["ARN"], "oai": oai["ARN"], "website": website["ARN"]}
+        arns = {"oac": oac["ARN"], "oai": oai["ARN"], "website": website["ARN"],
+                "never": never["ARN"]}
     else:
         arns = {}
         for d in cf.list_distributions()["DistributionList"].get("Items", []):
-            for kind in ("oac", "oai", "website"):
+            for kind in ("oac", "oai", "website", "never"):
                 if d["Comment"] == f"{p}{kind}":
                     arns[kind] = d["ARN"]
         # The OAI distribution moves to an origin access control.
@@ -150,12 +177,12 @@ def main(endpoint, p, mode=""):
             "Statement": [
                 {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
                  "Action": "kms:*", "Resource": "*"},
-                {"Sid": "ApReader", "Effect": "Allow", "Principal": {"AWS": AP_READER},
+                {"Sid": "ApReader", "Effect": "Allow", "Principal": {"AWS": [AP_READER, MRAP_READER]},
                  "Action": "kms:Decrypt", "Resource": "*"},
                 {"Sid": "AllowCloudFrontOAC", "Effect": "Allow",
                  "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "kms:Decrypt",
                  "Resource": "*", "Condition": {"StringEquals": {"aws:SourceArn": arns["oac"]}}}]}))
-    print(json.dumps({"ap_reader": AP_READER, **arns}))
+    print(json.dumps({"ap_reader": AP_READER, "mrap_reader": MRAP_READER, **arns}))
 
 
 if __name__ == "__main__":

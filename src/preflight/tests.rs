@@ -378,6 +378,7 @@ fn unsigned_origins_are_hazards() {
         oac: None,
         oai: oai.map(str::to_string),
         website,
+        ..Default::default()
     };
     let s = Surroundings {
         origins: vec![
@@ -401,4 +402,133 @@ fn unsigned_origins_are_hazards() {
     assert!(of(Hazard::PublicOrigin)
         .iter()
         .any(|x| x.detail.contains("website endpoint") && x.fix.contains("distribution/EWEB")));
+}
+
+// ---- from the second review of issue 10 (access points, CloudFront origins, delegation) ----
+
+fn oac_key(cond: serde_json::Value) -> crate::access::KeyFacts {
+    key_facts(serde_json::json!([{"Sid":"OAC","Effect":"Allow",
+        "Principal":{"Service":"cloudfront.amazonaws.com"},"Action":"kms:Decrypt",
+        "Resource":"*","Condition":cond}]))
+}
+
+fn cf_policy(cond: serde_json::Value) -> Surroundings {
+    let mut st = serde_json::json!({"Sid":"CF","Effect":"Allow",
+        "Principal":{"Service":"cloudfront.amazonaws.com"},"Action":"s3:GetObject",
+        "Resource":"arn:aws:s3:::b/*"});
+    if !cond.is_null() {
+        st["Condition"] = cond;
+    }
+    with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[st]}))
+}
+
+/// ArnEquals takes `*`/`?` wildcards (as ArnLike): every distribution of the account.
+#[test]
+fn arn_equals_wildcard_source_arn_is_not_one_literal_reader() {
+    let all = "arn:aws:cloudfront::123456789012:distribution/*";
+    let s = cf_policy(serde_json::json!({"ArnEquals":{"aws:SourceArn":all}}));
+    let key = key_facts(serde_json::json!([
+        {"Sid":"OAC","Effect":"Allow","Principal":{"Service":"cloudfront.amazonaws.com"},
+         "Action":"kms:Decrypt","Resource":"*","Condition":{"ArnLike":{"aws:SourceArn":all}}},
+        {"Sid":"NotLegacy","Effect":"Deny","Principal":{"Service":"cloudfront.amazonaws.com"},
+         "Action":"kms:Decrypt","Resource":"*","Condition":{"ArnEquals":{"aws:SourceArn":
+         "arn:aws:cloudfront::123456789012:distribution/ELEGACY"}}}]));
+    let v = verdicts_of(&s, &key);
+    assert!(
+        v.iter().any(|v| !v.allowed()),
+        "ELEGACY reads and is denied: {v:?}"
+    );
+}
+
+/// cloudfront.amazonaws.com with no aws:SourceArn/SourceAccount (or only aws:SourceOrgID)
+/// admits distributions of other accounts, which rekey cannot see.
+#[test]
+fn service_principal_without_source_condition_admits_unseen_distributions() {
+    let key = oac_key(serde_json::json!({"StringEquals":{"aws:SourceAccount":OWNER}}));
+    for cond in [
+        serde_json::Value::Null,
+        serde_json::json!({"StringEquals":{"aws:SourceOrgID":"o-abcdef1234"}}),
+    ] {
+        let v = verdicts_of(&cf_policy(cond.clone()), &key);
+        assert!(v.iter().any(|v| !v.allowed()), "{cond}: all allowed: {v:?}");
+    }
+}
+
+/// Delegation naming an access point rekey did not read (a Multi-Region Access Point of
+/// another account, or one not routing to this bucket) is unseen; one it read is not.
+#[test]
+fn delegation_to_an_unread_access_point_is_unseen() {
+    let mrap = "arn:aws:s3::123456789012:accesspoint/mfzwi23gnjvgw.mrap";
+    let mut s = with_policy(serde_json::json!({"Version":"2012-10-17","Statement":[{
+        "Sid":"ToMrap","Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:GetObject",
+        "Resource":"arn:aws:s3:::b/*","Condition":{"StringEquals":{"s3:DataAccessPointArn":
+        mrap}}}]}));
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert!(!g.unseen.is_empty(), "MRAP readers vanished: {g:?}");
+    s.access_points.push(crate::model::AccessPoint {
+        name: "mrap/global".into(),
+        arn: mrap.into(),
+        alias: "mfzwi23gnjvgw.mrap".into(),
+        policy: None,
+    });
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert!(g.unseen.is_empty() && g.users.is_empty(), "{g:?}");
+}
+
+/// An origin access control that never signs reads anonymously; one that lets a viewer's
+/// own signature through admits readers rekey cannot list; an origin rekey cannot tie to a
+/// bucket is unseen.
+#[test]
+fn origin_signing_behaviour_decides_who_reads() {
+    use crate::model::CdnOrigin;
+    let origin = |signing: &str| CdnOrigin {
+        distribution: "arn:aws:cloudfront::123456789012:distribution/E1".into(),
+        origin: "o".into(),
+        domain: "b.s3.amazonaws.com".into(),
+        oac: Some("OAC1".into()),
+        signing: Some(signing.into()),
+        ..Default::default()
+    };
+    let with = |o: CdnOrigin| Surroundings {
+        origins: vec![o],
+        ..Default::default()
+    };
+    let g = bucket_graph("b", OWNER, "us-east-1", &with(origin("never")));
+    assert!(g.users.is_empty() && g.anonymous.len() == 1, "{g:?}");
+    assert!(bucket_hazards("b", &with(origin("never")), KEY)
+        .iter()
+        .any(|h| h.hazard == crate::campaign::Hazard::PublicOrigin));
+    let g = bucket_graph("b", OWNER, "us-east-1", &with(origin("no-override")));
+    assert_eq!(g.users.len(), 1, "{g:?}");
+    assert_eq!(g.unseen.len(), 1, "{g:?}");
+    let g = bucket_graph("b", OWNER, "us-east-1", &with(origin("always")));
+    assert!(g.unseen.is_empty() && g.users.len() == 1, "{g:?}");
+    let g = bucket_graph(
+        "b",
+        OWNER,
+        "us-east-1",
+        &with(CdnOrigin {
+            unattributed: true,
+            domain: "olap-123456789012.s3-object-lambda.us-east-1.amazonaws.com".into(),
+            ..origin("always")
+        }),
+    );
+    assert!(g.users.is_empty() && g.unseen.len() == 1, "{g:?}");
+}
+
+/// A bucket that receives server access logs cannot move its default to SSE-KMS.
+#[test]
+fn a_log_target_is_a_hazard() {
+    let s = with_policy(
+        serde_json::json!({"Statement":[{"Sid":"S3ServerAccessLogsPolicy",
+        "Effect":"Allow","Principal":{"Service":"logging.s3.amazonaws.com"},
+        "Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*",
+        "Condition":{"StringEquals":{"aws:SourceAccount":OWNER}}}]}),
+    );
+    let h = bucket_hazards("b", &s, KEY);
+    assert!(
+        h.iter()
+            .any(|x| x.hazard == crate::campaign::Hazard::LogTarget),
+        "{h:?}"
+    );
 }

@@ -1,6 +1,6 @@
 //! AWS: S3 and KMS through the official SDK, with SDK errors mapped to `ProviderError`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -24,12 +24,27 @@ pub struct AwsClients {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
     pub s3control: aws_sdk_s3control::Client,
+    /// S3 Control in us-west-2, where Multi-Region Access Points are managed.
+    pub s3control_mrap: aws_sdk_s3control::Client,
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub region: String,
     pub list_page_size: i32,
     /// The caller's account and the account's CloudFront origins, each read once per run.
     account: std::sync::Arc<tokio::sync::OnceCell<String>>,
     cdn_origins: std::sync::Arc<tokio::sync::OnceCell<Vec<crate::model::CdnOrigin>>>,
+    mraps: std::sync::Arc<tokio::sync::OnceCell<Vec<Mrap>>>,
+}
+
+/// A Multi-Region Access Point, as far as the consumer graph goes.
+#[derive(Debug, Clone)]
+struct Mrap {
+    name: String,
+    alias: String,
+    arn: String,
+    /// Buckets of the account it routes to.
+    buckets: Vec<String>,
+    /// Its established policy, and the proposed one when it differs.
+    policies: Vec<String>,
 }
 
 impl AwsClients {
@@ -102,6 +117,10 @@ impl AwsClients {
         if path_style {
             control = control.interceptor(AccountHostOnLoopback);
         }
+        let control_mrap = control
+            .clone()
+            .region(aws_config::Region::from_static("us-west-2"))
+            .build();
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             kms: aws_sdk_kms::Client::new(conf),
@@ -109,11 +128,13 @@ impl AwsClients {
             iam: aws_sdk_iam::Client::new(conf),
             sts: aws_sdk_sts::Client::new(conf),
             s3control: aws_sdk_s3control::Client::from_conf(control.build()),
+            s3control_mrap: aws_sdk_s3control::Client::from_conf(control_mrap),
             cloudfront: aws_sdk_cloudfront::Client::new(conf),
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
             list_page_size: 1000,
             account: Default::default(),
             cdn_origins: Default::default(),
+            mraps: Default::default(),
         }
     }
 
@@ -130,8 +151,10 @@ impl AwsClients {
             .cloned()
     }
 
-    /// Every origin of every CloudFront distribution of the account, read once.
+    /// Every S3 origin of every CloudFront distribution of the account, read once, each with
+    /// its origin access control's signing behaviour.
     async fn cdn_origins(&self) -> Result<&[crate::model::CdnOrigin], ProviderError> {
+        use crate::model::OriginTarget;
         self.cdn_origins
             .get_or_try_init(|| async {
                 let mut out = Vec::new();
@@ -155,8 +178,11 @@ impl AwsClients {
                     };
                     for d in list.items() {
                         for o in d.origins().map(|o| o.items()).unwrap_or_default() {
-                            let (_, website) =
-                                crate::model::origin_bucket(o.domain_name()).unwrap_or_default();
+                            let path = o.origin_path().unwrap_or_default();
+                            let target = crate::model::origin_target(o.domain_name(), path);
+                            if target == OriginTarget::NotS3 {
+                                continue;
+                            }
                             out.push(crate::model::CdnOrigin {
                                 distribution: d.arn().to_string(),
                                 origin: o.id().to_string(),
@@ -170,7 +196,13 @@ impl AwsClients {
                                     .map(|c| c.origin_access_identity())
                                     .filter(|x| !x.is_empty())
                                     .map(str::to_string),
-                                website,
+                                website: matches!(
+                                    target,
+                                    OriginTarget::Bucket { website: true, .. }
+                                ),
+                                signing: None,
+                                origin_path: path.to_string(),
+                                unattributed: target == OriginTarget::Unattributed,
                             });
                         }
                     }
@@ -179,10 +211,128 @@ impl AwsClients {
                         _ => break,
                     }
                 }
+                // How each origin access control signs (`never`: not at all).
+                let mut signing: HashMap<String, String> = HashMap::new();
+                for o in &mut out {
+                    let Some(id) = o.oac.clone() else {
+                        continue;
+                    };
+                    if !signing.contains_key(&id) {
+                        let got = self
+                            .cloudfront
+                            .get_origin_access_control()
+                            .id(&id)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                map_sdk_error(
+                                    format!(
+                                        "origin access control {id} (cloudfront:GetOriginAccessControl)"
+                                    ),
+                                    e,
+                                )
+                            })?;
+                        let behaviour = got
+                            .origin_access_control()
+                            .and_then(|c| c.origin_access_control_config())
+                            .map(|c| c.signing_behavior().as_str().to_string())
+                            .unwrap_or_default();
+                        signing.insert(id.clone(), behaviour);
+                    }
+                    o.signing = signing.get(&id).cloned();
+                }
                 Ok(out)
             })
             .await
             .map(Vec::as_slice)
+    }
+
+    /// The account's Multi-Region Access Points (listed once; their control plane is in
+    /// us-west-2), each with the buckets it routes to and its policies.
+    async fn mraps(&self, account: &str) -> Result<&[Mrap], ProviderError> {
+        self.mraps
+            .get_or_try_init(|| async {
+                let what = "Multi-Region Access Points (s3:ListMultiRegionAccessPoints)";
+                let mut out = Vec::new();
+                let mut token: Option<String> = None;
+                for _ in 0..10_000 {
+                    let page = self
+                        .s3control_mrap
+                        .list_multi_region_access_points()
+                        .account_id(account)
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(|e| map_sdk_error(what, e))?;
+                    for m in page.access_points() {
+                        let name = m.name().unwrap_or_default().to_string();
+                        let policy = self
+                            .s3control_mrap
+                            .get_multi_region_access_point_policy()
+                            .account_id(account)
+                            .name(&name)
+                            .send()
+                            .await;
+                        let mut policies = Vec::new();
+                        match policy {
+                            Ok(p) => {
+                                let doc = p.policy();
+                                if let Some(x) = doc.and_then(|d| d.established()).and_then(|e| e.policy()) {
+                                    policies.push(x.to_string());
+                                }
+                                if let Some(x) = doc.and_then(|d| d.proposed()).and_then(|e| e.policy()) {
+                                    if !policies.iter().any(|p| p == x) {
+                                        policies.push(x.to_string());
+                                    }
+                                }
+                            }
+                            Err(e) if e.code() == Some("NoSuchMultiRegionAccessPointPolicy") => {}
+                            Err(e) => {
+                                return Err(map_sdk_error(
+                                    format!("policy of Multi-Region Access Point {name} (s3:GetMultiRegionAccessPointPolicy)"),
+                                    e,
+                                ))
+                            }
+                        }
+                        let alias = m.alias().unwrap_or_default().to_string();
+                        out.push(Mrap {
+                            arn: format!("arn:aws:s3::{account}:accesspoint/{alias}"),
+                            buckets: m
+                                .regions()
+                                .iter()
+                                .filter(|r| {
+                                    r.bucket_account_id().is_none_or(|a| a.is_empty() || a == account)
+                                })
+                                .filter_map(|r| r.bucket().map(str::to_string))
+                                .collect(),
+                            name,
+                            alias,
+                            policies,
+                        });
+                    }
+                    match page.next_token().filter(|t| !t.is_empty()) {
+                        Some(t) => token = Some(t.to_string()),
+                        None => break,
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map(Vec::as_slice)
+    }
+
+    /// An S3 Control client for `region` (access points are regional).
+    fn control_in(&self, region: &str) -> aws_sdk_s3control::Client {
+        if region == self.region || region.is_empty() {
+            return self.s3control.clone();
+        }
+        let conf = self
+            .s3control
+            .config()
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        aws_sdk_s3control::Client::from_conf(conf)
     }
 
     /// The bucket's access points in `account`, each with its policy.
@@ -190,13 +340,14 @@ impl AwsClients {
         &self,
         account: &str,
         bucket: &str,
+        region: &str,
     ) -> Result<Vec<crate::model::AccessPoint>, ProviderError> {
         let what = || format!("access points of s3://{bucket} (s3:ListAccessPoints)");
+        let control = self.control_in(region);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..10_000 {
-            let page = self
-                .s3control
+            let page = control
                 .list_access_points()
                 .account_id(account)
                 .bucket(bucket)
@@ -206,8 +357,7 @@ impl AwsClients {
                 .map_err(|e| map_sdk_error(what(), e))?;
             for ap in page.access_point_list() {
                 let name = ap.name().to_string();
-                let policy = match self
-                    .s3control
+                let policy = match control
                     .get_access_point_policy()
                     .account_id(account)
                     .name(&name)
@@ -233,6 +383,32 @@ impl AwsClients {
             match page.next_token().filter(|t| !t.is_empty()) {
                 Some(t) => token = Some(t.to_string()),
                 None => break,
+            }
+        }
+        // Multi-Region Access Points that route to this bucket.
+        for m in self.mraps(account).await? {
+            if !m.buckets.iter().any(|b| b == bucket) {
+                continue;
+            }
+            if m.policies.is_empty() {
+                out.push(crate::model::AccessPoint {
+                    name: format!("mrap/{}", m.name),
+                    arn: m.arn.clone(),
+                    alias: m.alias.clone(),
+                    policy: None,
+                });
+            }
+            for (i, p) in m.policies.iter().enumerate() {
+                out.push(crate::model::AccessPoint {
+                    name: if i == 0 {
+                        format!("mrap/{}", m.name)
+                    } else {
+                        format!("mrap/{} (proposed policy)", m.name)
+                    },
+                    arn: m.arn.clone(),
+                    alias: m.alias.clone(),
+                    policy: Some(p.clone()),
+                });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -546,17 +722,36 @@ impl S3Read for AwsClients {
             }
         }
         let account = self.account().await?;
-        let access_points = self.access_points(&account, bucket).await?;
-        // Origins that read the bucket: by its name, or by an alias of one of its access points.
+        let region = self
+            .s3
+            .get_bucket_location()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what(), e))?
+            .location_constraint()
+            .map(|c| c.as_str().to_string())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let access_points = self.access_points(&account, bucket, &region).await?;
+        // Origins that read the bucket: by its name, an alias of one of its access points, an
+        // access point's own hostname; and those rekey cannot tie to any bucket.
         let origins = self
             .cdn_origins()
             .await?
             .iter()
-            .filter(|o| {
-                crate::model::origin_bucket(&o.domain).is_some_and(|(name, _)| {
-                    name == bucket || access_points.iter().any(|a| a.alias == name)
-                })
-            })
+            .filter(
+                |o| match crate::model::origin_target(&o.domain, &o.origin_path) {
+                    crate::model::OriginTarget::Bucket { name, .. } => {
+                        name == bucket || access_points.iter().any(|a| a.alias == name)
+                    }
+                    crate::model::OriginTarget::AccessPoint { name, account: a } => {
+                        a == account && access_points.iter().any(|x| x.name == name)
+                    }
+                    crate::model::OriginTarget::Unattributed => true,
+                    crate::model::OriginTarget::NotS3 => false,
+                },
+            )
             .cloned()
             .collect();
         Ok(Surroundings {

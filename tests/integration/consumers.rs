@@ -427,6 +427,11 @@ async fn access_points_and_distributions_are_in_the_graph() {
         !r.contains("Principal \"*\""),
         "the delegation to the owner's access points is not an unseen reader: {r}"
     );
+    // The Multi-Region Access Point's reader is read from its policy.
+    assert!(
+        r.contains(&arn("mrap_reader")) && r.contains("mrap/"),
+        "{r}"
+    );
     // Its website endpoint is a CloudFront origin: anonymous reads.
     let r = blocked_for(&pf, &b("ml-vision-data"), "hazard public-origin").unwrap();
     assert!(r.contains(&arn("website")), "{r}");
@@ -435,6 +440,12 @@ async fn access_points_and_distributions_are_in_the_graph() {
         .unwrap_or_else(|| panic!("{:?}", buckets(&pf, &b("ml-vision-locked"))));
     assert!(
         r.contains("cloudfront.amazonaws.com") && r.contains(&arn("oac")),
+        "{r}"
+    );
+    // An origin access control that never signs reads anonymously.
+    let r = blocked_for(&pf, &b("ml-vision-locked"), "hazard public-origin").unwrap();
+    assert!(
+        r.contains(&arn("never")) && r.contains("never signs"),
         "{r}"
     );
     // The OAI distribution reaches the sandbox through its access point's alias.
@@ -452,8 +463,9 @@ async fn access_points_and_distributions_are_in_the_graph() {
     // cannot be fixed from here accepted by name: every bucket goes through.
     origins(&endpoint, &p, "fix");
     let accept = format!(
-        "preflight:\n  accept_unverified: {{ principals: [\"{}\"] }}\n  accept_hazards: [ {{ bucket: \"*ml-vision-data\", accept: [public-origin] }} ]\n",
-        arn("ap_reader")
+        "preflight:\n  accept_unverified: {{ principals: [\"{}\", \"{}\"] }}\n  accept_hazards: [ {{ bucket: \"*ml-vision-data\", accept: [public-origin] }}, {{ bucket: \"*ml-vision-locked\", accept: [public-origin] }} ]\n",
+        arn("ap_reader"),
+        arn("mrap_reader")
     );
     let pf = plan_of(&endpoint, dir.path(), &p, &accept, "fixed");
     for n in ["ml-vision-data", "ml-vision-locked", "ml-fraud-sandbox"] {
