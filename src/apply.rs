@@ -127,7 +127,14 @@ pub async fn preflight<
                 });
             };
             let aws = client(accounts, &b.account)?;
-            let now = aws.surroundings(&b.bucket).await?.fingerprint();
+            let now = crate::retry::retried(
+                &crate::retry::RetryPolicy::default(),
+                &crate::retry::Pacer::new(p.settings.requests_per_second),
+                || aws.surroundings(&b.bucket),
+            )
+            .await
+            .0?
+            .fingerprint();
             if &now != planned {
                 return Err(RekeyError::StalePlan {
                     reason: format!(
@@ -736,7 +743,12 @@ pub fn write_report(
     throttled: u64,
 ) -> Result<(), RekeyError> {
     let s = status(p, journal)?;
-    let notable = journal.steps_in_states(&[state::FAILED, state::DRIFTED, state::BLOCKED])?;
+    let notable = journal.steps_in_states(&[
+        state::FAILED,
+        state::DRIFTED,
+        state::VANISHED,
+        state::BLOCKED,
+    ])?;
     #[derive(Serialize)]
     struct Item<'a> {
         stage: &'a str,
@@ -769,7 +781,7 @@ pub fn write_report(
         p.campaign,
         render_status(&s)
     );
-    for st in ["failed", "drifted", "blocked"] {
+    for st in ["failed", "drifted", "vanished", "blocked"] {
         let of: Vec<_> = items.iter().filter(|i| i.state == st).collect();
         if of.is_empty() {
             continue;

@@ -269,11 +269,14 @@ impl<'de> Deserialize<'de> for ObjectSource {
             }),
             Raw::Full(f) => {
                 for (bucket, url) in &f.manifests {
+                    let local = url
+                        .strip_prefix("file://")
+                        .is_some_and(|p| p.starts_with('/'));
                     if !url.ends_with("/manifest.json")
-                        || crate::s3report::split_url(url).is_none()
+                        || (crate::s3report::split_url(url).is_none() && !local)
                     {
                         return Err(serde::de::Error::custom(format!(
-                            "aws.s3.inventory.manifests.{bucket}: {url:?} is not s3://BUCKET/…/manifest.json"
+                            "aws.s3.inventory.manifests.{bucket}: {url:?} is not s3://BUCKET/…/manifest.json (or file:///…/manifest.json for a report copied to disk)"
                         )));
                     }
                 }

@@ -58,6 +58,8 @@ pub enum Stop {
 pub struct Tally {
     pub succeeded: u64,
     pub drifted: u64,
+    /// Steps whose resource was deleted since planning.
+    pub vanished: u64,
     pub failed: u64,
     pub retries: u64,
     pub bytes: u64,
@@ -438,6 +440,10 @@ impl Loop<'_> {
                                     tally.drifted += 1;
                                     (state::DRIFTED, None, Some(reason))
                                 }
+                                StepOutcome::Vanished { reason } => {
+                                    tally.vanished += 1;
+                                    (state::VANISHED, None, Some(reason))
+                                }
                                 StepOutcome::Failed { reason } => {
                                     tally.failed += 1;
                                     (state::FAILED, None, Some(reason))
@@ -465,7 +471,7 @@ impl Loop<'_> {
                             (label, reason.clone(), 0, Done::Undo(row.id, st, reason))
                         }
                     };
-                    let ok = matches!(st, "succeeded" | "undone");
+                    let ok = matches!(st, "succeeded" | "undone" | "vanished");
                     self.reporter.event(&Event::StepDone {
                         stage: if mode == Mode::Undo { stage.clone() } else { row.stage.clone() },
                         step: row.kind.clone(),

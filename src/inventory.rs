@@ -194,9 +194,24 @@ impl ReportBucket<'_> {
         let (mut n, mut bytes, mut heads) = (0u64, 0u64, 0u64);
         for file in &found.manifest.files {
             let what = format!("s3://{dest}/{}", file.key);
-            let mut tmp = tempfile::tempfile()
-                .map_err(|e| RekeyError::io("creating a temporary file for the report", e))?;
-            let md5 = s3.download(dest, &file.key, &mut tmp).await?;
+            let (md5, mut tmp) = match found.local_file(&file.key) {
+                Some(path) => {
+                    let mut f = std::fs::File::open(&path).map_err(|e| {
+                        RekeyError::io(format!("reading the report file {}", path.display()), e)
+                    })?;
+                    let md5 = crate::s3report::md5_of(&mut f).map_err(|e| {
+                        RekeyError::io(format!("reading the report file {}", path.display()), e)
+                    })?;
+                    (md5, f)
+                }
+                None => {
+                    let mut tmp = tempfile::tempfile().map_err(|e| {
+                        RekeyError::io("creating a temporary file for the report", e)
+                    })?;
+                    let md5 = s3.download(dest, &file.key, &mut tmp).await?;
+                    (md5, tmp)
+                }
+            };
             if !md5.eq_ignore_ascii_case(&file.md5) {
                 return Err(RekeyError::Usage {
                     message: format!(

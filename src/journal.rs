@@ -40,14 +40,16 @@ CREATE INDEX steps_stage ON steps(stage, state);
 CREATE TABLE checkpoints (name TEXT PRIMARY KEY, first_step INTEGER NOT NULL, created_at TEXT NOT NULL);
 ";
 
-/// Step states. `pending → started → succeeded | failed | drifted`; `failed` and `started`
-/// may start again (retry, resume); `blocked` never changes.
+/// Step states. `pending → started → succeeded | failed | drifted | vanished`; `failed` and
+/// `started` may start again (retry, resume); `blocked` never changes. `vanished`: the
+/// resource was deleted since it was planned (nothing to do, nothing to undo).
 pub mod state {
     pub const PENDING: &str = "pending";
     pub const STARTED: &str = "started";
     pub const SUCCEEDED: &str = "succeeded";
     pub const FAILED: &str = "failed";
     pub const DRIFTED: &str = "drifted";
+    pub const VANISHED: &str = "vanished";
     pub const BLOCKED: &str = "blocked";
 }
 
@@ -523,7 +525,7 @@ impl Journal {
             for o in outcomes {
                 debug_assert!(matches!(
                     o.state,
-                    state::SUCCEEDED | state::FAILED | state::DRIFTED
+                    state::SUCCEEDED | state::FAILED | state::DRIFTED | state::VANISHED
                 ));
                 if up
                     .execute(params![o.id, o.state, o.result, o.reason, o.retries, t])

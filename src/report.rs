@@ -15,6 +15,7 @@ struct StageCounts {
     done: u64,
     bytes: u64,
     drifted: u64,
+    vanished: u64,
     failed: u64,
     retries: u64,
 }
@@ -138,9 +139,11 @@ impl Reporter for StderrReporter {
                 match state.as_str() {
                     "succeeded" => c.bytes += b,
                     "drifted" => c.drifted += 1,
+                    "vanished" => c.vanished += 1,
                     _ => c.failed += 1,
                 }
-                let msg = format!("{}, {} drifted, {} failed, {} retries", bytes(c.bytes), c.drifted, c.failed, c.retries);
+                let gone = if c.vanished > 0 { format!(", {} vanished", c.vanished) } else { String::new() };
+                let msg = format!("{}, {} drifted{gone}, {} failed, {} retries", bytes(c.bytes), c.drifted, c.failed, c.retries);
                 let done = c.done;
                 drop(counts);
                 if state != "succeeded" {

@@ -401,6 +401,21 @@ pub fn is_delivery(folder: &str) -> bool {
             .all(|&i| b[i].is_ascii_digit())
 }
 
+/// The MD5 (hex) of what `r` holds, read in 1 MiB pieces.
+pub fn md5_of(r: &mut impl Read) -> std::io::Result<String> {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// `s3://bucket/key` → (bucket, key).
 pub fn split_url(url: &str) -> Option<(&str, &str)> {
     url.strip_prefix("s3://")?
@@ -415,6 +430,79 @@ pub struct Found {
     pub manifest: Manifest,
     pub columns: Columns,
     pub configuration: Option<String>,
+    /// A report copied to local disk (`file://…/manifest.json`): the directory holding its
+    /// `data/` folder (the manifest's folder's parent).
+    pub local: Option<std::path::PathBuf>,
+}
+
+impl Found {
+    /// Where a data file of a local report is.
+    pub fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        let name = key.rsplit('/').next()?;
+        Some(self.local.as_ref()?.join("data").join(name))
+    }
+}
+
+/// Read a report copied to local disk: `file:///…/STAMP/manifest.json`, its
+/// `manifest.checksum` beside it and the data files in `../data/`.
+pub fn find_local(
+    url: &str,
+    bucket: &str,
+    needs: Needs,
+) -> Result<Found, crate::error::RekeyError> {
+    let path = std::path::PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| {
+            crate::error::RekeyError::io(format!("reading the report file {}", p.display()), e)
+        })
+    };
+    let json = read(&path)?;
+    let checksum = read(&path.with_file_name("manifest.checksum"))?;
+    let manifest = parse_manifest(url, &json, &String::from_utf8_lossy(&checksum))?;
+    let columns = checked_columns(url, bucket, &manifest, needs)?;
+    Ok(Found {
+        url: url.to_string(),
+        manifest,
+        columns,
+        configuration: None,
+        local: path
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf()),
+    })
+}
+
+/// The manifest is of `bucket`, and its columns cover `needs`.
+fn checked_columns(
+    url: &str,
+    bucket: &str,
+    manifest: &Manifest,
+    needs: Needs,
+) -> Result<Columns, ReportError> {
+    if manifest.source_bucket != bucket {
+        return Err(ReportError::new(
+            format!(
+                "{url} is a report of s3://{}, not of s3://{bucket}",
+                manifest.source_bucket
+            ),
+            "name a manifest of this bucket's report",
+        ));
+    }
+    let columns = Columns::from_schema(&manifest.file_schema);
+    let missing = columns.missing(needs);
+    if !missing.is_empty() {
+        return Err(ReportError::new(
+            format!(
+                "{url} lacks the columns {} that planning s3://{bucket} needs",
+                missing.join(", ")
+            ),
+            format!(
+                "change the bucket's inventory configuration to {} and plan after its next report",
+                configuration_fix(bucket, needs)
+            ),
+        ));
+    }
+    Ok(columns)
 }
 
 impl Found {
@@ -440,6 +528,9 @@ pub async fn find<S: crate::providers::S3Read>(
     named: Option<&str>,
 ) -> Result<Found, crate::error::RekeyError> {
     use crate::error::{ProviderError, RekeyError};
+    if let Some(url) = named.filter(|u| u.starts_with("file://")) {
+        return find_local(url, bucket, needs);
+    }
     // Candidates, newest first: (delivery folder name, manifest URL, configuration id).
     let mut candidates: Vec<(String, String, Option<String>)> = Vec::new();
     match named {
@@ -505,36 +596,13 @@ pub async fn find<S: crate::providers::S3Read>(
         let checksum_key = format!("{}manifest.checksum", dk.trim_end_matches("manifest.json"));
         let checksum = s3.read_small(db, &checksum_key, 1024).await?;
         let manifest = parse_manifest(url, &json, &String::from_utf8_lossy(&checksum))?;
-        if manifest.source_bucket != bucket {
-            return Err(ReportError::new(
-                format!(
-                    "{url} is a report of s3://{}, not of s3://{bucket}",
-                    manifest.source_bucket
-                ),
-                "name a manifest of this bucket's report",
-            )
-            .into());
-        }
-        let columns = Columns::from_schema(&manifest.file_schema);
-        let missing = columns.missing(needs);
-        if !missing.is_empty() {
-            return Err(ReportError::new(
-                format!(
-                    "{url} lacks the columns {} that planning s3://{bucket} needs",
-                    missing.join(", ")
-                ),
-                format!(
-                    "change the bucket's inventory configuration to {} and plan after its next report",
-                    configuration_fix(bucket, needs)
-                ),
-            )
-            .into());
-        }
+        let columns = checked_columns(url, bucket, &manifest, needs)?;
         return Ok(Found {
             url: url.clone(),
             manifest,
             columns,
             configuration: configuration.clone(),
+            local: None,
         });
     }
     Err(RekeyError::Usage {

@@ -53,6 +53,7 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
     p: &PlanFile,
     accounts: &Accounts<S>,
     v: &mut Verification,
+    (policy, pacer): (&RetryPolicy, &Pacer),
 ) -> Result<(), RekeyError> {
     for (_, x, now) in crate::apply::recheck_verdicts(p, accounts).await? {
         v.checked += 1;
@@ -77,7 +78,9 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
                 continue;
             }
             let aws = client(accounts, &b.account)?;
-            let around = aws.surroundings(&b.bucket).await?;
+            let around = retried(policy, pacer, || aws.surroundings(&b.bucket))
+                .await
+                .0?;
             // What surrounds the bucket is what the plan judged (a plan without the
             // fingerprint judged nothing of it).
             if b.surroundings_sha256.as_deref() != Some(around.fingerprint().as_str()) {
@@ -317,7 +320,7 @@ pub async fn verify_plan<
             }
         }
     }
-    verify_graph(p, accounts, &mut v).await?;
+    verify_graph(p, accounts, &mut v, (policy, pacer)).await?;
     let steps = plan_steps(p, plan_path)?;
     let mut objects: Vec<ObjectStep> = Vec::new();
     for s in &steps {

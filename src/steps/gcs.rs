@@ -123,8 +123,8 @@ impl GcsSteps<'_> {
                             c.generation, o.etag
                         ),
                     },
-                    Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
-                        reason: "the object no longer exists".into(),
+                    Err(ProviderError::NotFound { .. }) => StepOutcome::Vanished {
+                        reason: "the object no longer exists: nothing to re-key".into(),
                     },
                     Err(e) => StepOutcome::Failed {
                         reason: e.to_string(),

@@ -270,6 +270,10 @@ pub enum StepOutcome {
     Drifted {
         reason: String,
     },
+    /// The resource is gone (deleted since it was planned): nothing to do, not a failure.
+    Vanished {
+        reason: String,
+    },
     Failed {
         reason: String,
     },

@@ -180,6 +180,13 @@ fn found(h: &ObjectHead, by_rekey: bool, note: &str) -> StepOutcome {
     }
 }
 
+/// The object is gone (deleted since it was planned): nothing to re-key, and not a failure.
+fn vanished() -> StepOutcome {
+    StepOutcome::Vanished {
+        reason: "the object no longer exists: nothing to re-key".into(),
+    }
+}
+
 fn failed(e: impl std::fmt::Display) -> StepOutcome {
     StepOutcome::Failed {
         reason: e.to_string(),
@@ -530,9 +537,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     describe_rule(&h.encryption)
                 ),
             },
-            Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
-                reason: "the object no longer exists".into(),
-            },
+            Err(ProviderError::NotFound { .. }) => vanished(),
             Err(e) => failed(e),
         }
     }
@@ -565,12 +570,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }
                 Err(ProviderError::NotFound { .. }) => {
                     self.abort_upload(o, upload.as_ref()).await;
-                    return (
-                        StepOutcome::Drifted {
-                            reason: "the object no longer exists".into(),
-                        },
-                        0,
-                    );
+                    return (vanished(), 0);
                 }
                 _ => {}
             }
@@ -599,14 +599,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 )
             }
             Ok(h) => h,
-            Err(ProviderError::NotFound { .. }) => {
-                return (
-                    StepOutcome::Drifted {
-                        reason: "the object no longer exists".into(),
-                    },
-                    0,
-                )
-            }
+            Err(ProviderError::NotFound { .. }) => return (vanished(), 0),
             Err(e) => return (failed(e), 0),
         };
         let archived = matches!(now.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE")
@@ -1034,8 +1027,8 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }
                 Err(ProviderError::NotFound { .. }) => {
                     return (
-                        StepOutcome::Drifted {
-                            reason: "the object (or its planned version) no longer exists".into(),
+                        StepOutcome::Vanished {
+                            reason: "the object (or its planned version) no longer exists: nothing to re-key".into(),
                         },
                         0,
                     )
@@ -1061,8 +1054,9 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }),
                 note: None,
             },
-            Err(ProviderError::NotFound { .. }) => StepOutcome::Drifted {
-                reason: "the object (or its planned version) no longer exists".into(),
+            Err(ProviderError::NotFound { .. }) => StepOutcome::Vanished {
+                reason: "the object (or its planned version) no longer exists: nothing to re-key"
+                    .into(),
             },
             Err(e @ ProviderError::Invalid { .. }) => match self.head(o, version).await {
                 Ok(h) if same_key(&h.encryption, &target) => {

@@ -299,7 +299,8 @@ async fn a_report_that_lacks_columns_or_fails_its_checksums_is_refused() {
 }
 
 /// Objects written over since the report are drift at apply (the ETag guard), and nothing
-/// newer is overwritten; objects written since are not planned.
+/// newer is overwritten; objects deleted since are `vanished` (counted, not failures);
+/// objects written since are not planned.
 #[tokio::test]
 async fn what_changed_since_the_report_is_caught() {
     let endpoint = overlay().endpoint.clone();
@@ -320,6 +321,14 @@ async fn what_changed_since_the_report_is_caught() {
         &format!("s3://{data}/shards/new.tfrecord"),
         "after the report",
     );
+    let aws = harness::clients(&endpoint).await;
+    aws.s3
+        .delete_object()
+        .bucket(&data)
+        .key("shards/00001.tfrecord")
+        .send()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let planned = plan_with(&endpoint, dir.path(), &p, ", inventory: report", "drift");
     assert_eq!(planned.code, 0, "{}", planned.stderr);
@@ -338,8 +347,29 @@ async fn what_changed_since_the_report_is_caught() {
         .output()
         .unwrap();
     assert_eq!(crate::apply::code(&out), 3, "{}", stderr(&out));
+    let steps = crate::apply::journal_steps(&plan_path);
+    let state_of = |k: &str| {
+        steps
+            .iter()
+            .find(|s| s.key == k)
+            .map(|s| s.state.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state_of("shards/00000.tfrecord"), "drifted");
+    assert_eq!(state_of("shards/00001.tfrecord"), "vanished");
+    assert_eq!(state_of("shards/00002.tfrecord"), "succeeded");
+    let steps = crate::apply::journal_steps(&plan_path);
+    let state_of = |k: &str| {
+        steps
+            .iter()
+            .find(|s| s.key == k)
+            .map(|s| s.state.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state_of("shards/00000.tfrecord"), "drifted");
+    assert_eq!(state_of("shards/00001.tfrecord"), "vanished");
+    assert_eq!(state_of("shards/00002.tfrecord"), "succeeded");
     // The newer write is untouched.
-    let aws = harness::clients(&endpoint).await;
     let got = aws
         .s3
         .get_object()
@@ -354,4 +384,50 @@ async fn what_changed_since_the_report_is_caught() {
         .unwrap()
         .into_bytes();
     assert_eq!(&got[..], b"newer");
+}
+
+/// An object deleted after planning is `vanished`: the run finishes without failure.
+#[tokio::test]
+async fn a_deleted_object_is_vanished_not_a_failure() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("vanish");
+    harness::seed_estate(&endpoint, &p, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let planned = plan_with(&endpoint, dir.path(), &p, "", "vanish");
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let data = format!("{p}ml-vision-data");
+    let aws = harness::clients(&endpoint).await;
+    aws.s3
+        .delete_object()
+        .bucket(&data)
+        .key("shards/00001.tfrecord")
+        .send()
+        .await
+        .unwrap();
+    let plan_path = dir.path().join("plans/vanish.plan.yaml");
+    let out = harness::rekey(&endpoint)
+        .arg("apply")
+        .arg(&plan_path)
+        .args(["--stage", "rest", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(crate::apply::code(&out), 0, "{}", stderr(&out));
+    let steps = crate::apply::journal_steps(&plan_path);
+    assert!(steps
+        .iter()
+        .any(|s| s.key == "shards/00001.tfrecord" && s.state == "vanished"));
+    let report = std::fs::read_to_string(rekey::apply::report_path(
+        &rekey::journal::default_path(&plan_path),
+        "md",
+    ))
+    .unwrap_or_default();
+    assert!(report.contains("vanished"), "{report}");
+    // Nothing to undo for it: rollback leaves it out and succeeds.
+    let out = harness::rekey(&endpoint)
+        .arg("rollback")
+        .arg(&plan_path)
+        .args(["--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(crate::apply::code(&out), 0, "{}", stderr(&out));
 }
