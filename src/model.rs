@@ -297,6 +297,38 @@ pub enum OriginTarget {
     NotS3,
 }
 
+/// Whether `service` (the labels of an `amazonaws.com` host from the S3 label on) is an S3
+/// endpoint: `s3`, `s3-REGION`, `s3-external-1`, `s3-fips[-REGION]`, `s3-website[-REGION]`,
+/// `s3-accelerate`, `s3-accesspoint`, `s3-object-lambda`, `s3-global`, then only `dualstack`,
+/// `fips` or region labels.
+fn is_s3_service(service: &str) -> bool {
+    let is_region = |l: &str| {
+        let parts: Vec<&str> = l.split('-').collect();
+        parts.len() >= 3
+            && parts[0].len() == 2
+            && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+            && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+            && parts[1..parts.len() - 1]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+    };
+    let mut labels = service.split('.');
+    let first = labels.next().unwrap_or_default();
+    let first_ok = matches!(
+        first,
+        "s3" | "s3-external-1"
+            | "s3-fips"
+            | "s3-website"
+            | "s3-accelerate"
+            | "s3-accesspoint"
+            | "s3-object-lambda"
+            | "s3-global"
+    ) || ["s3-", "s3-website-", "s3-fips-"]
+        .iter()
+        .any(|p| first.strip_prefix(p).is_some_and(is_region));
+    first_ok && labels.all(|l| matches!(l, "dualstack" | "fips") || is_region(l))
+}
+
 /// What an origin reads: `B.s3.amazonaws.com`, `B.s3.REGION.amazonaws.com`,
 /// `B.s3-REGION.amazonaws.com`, `B.s3.dualstack.REGION.amazonaws.com`, `B.s3-fips…`,
 /// `B.s3-website-REGION.amazonaws.com`, `B.s3-website.REGION.amazonaws.com` (and
@@ -315,19 +347,17 @@ pub fn origin_target(domain: &str, origin_path: &str) -> OriginTarget {
             website: true,
         };
     };
-    // The last ".s3" (or a leading "s3") that starts the service part (a bucket name may
-    // itself hold ".s3").
-    let mut at = None;
-    let starts = |rest: &str| rest.is_empty() || rest.starts_with('.') || rest.starts_with('-');
-    if host.starts_with("s3") && starts(&host[2..]) {
-        at = Some(0);
+    // The last ".s3" (or a leading "s3") that starts an S3 service part (a bucket name may
+    // itself hold ".s3"; a load balancer may be named "s3-...").
+    let mut candidates: Vec<usize> = host.match_indices(".s3").map(|(i, _)| i + 1).collect();
+    if host.starts_with("s3") {
+        candidates.insert(0, 0);
     }
-    for (i, _) in host.match_indices(".s3") {
-        if starts(&host[i + 3..]) {
-            at = Some(i + 1);
-        }
-    }
-    let Some(i) = at else {
+    let Some(i) = candidates
+        .into_iter()
+        .rev()
+        .find(|&i| is_s3_service(&host[i..]))
+    else {
         return OriginTarget::NotS3;
     };
     let service = &host[i..];
@@ -345,6 +375,16 @@ pub fn origin_target(domain: &str, origin_path: &str) -> OriginTarget {
         };
     }
     let name = &host[..i - 1];
+    if service.starts_with("s3-global") {
+        // A Multi-Region Access Point: `ALIAS.accesspoint.s3-global.amazonaws.com`.
+        return match name.strip_suffix(".accesspoint") {
+            Some(alias) => OriginTarget::Bucket {
+                name: alias.to_string(),
+                website: false,
+            },
+            None => OriginTarget::Unattributed,
+        };
+    }
     if service.starts_with("s3-accesspoint") {
         return match name.rsplit_once('-') {
             Some((ap, account))
@@ -748,6 +788,21 @@ mod tests {
                 OriginTarget::Unattributed,
             ),
             ("s3.amazonaws.com", "", OriginTarget::Unattributed),
+            (
+                "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",
+                "",
+                b("mfzwi23gnjvgw.mrap", false),
+            ),
+            (
+                "s3-proxy-1234567890.us-east-1.elb.amazonaws.com",
+                "",
+                OriginTarget::NotS3,
+            ),
+            ("b.s3-proxy.elb.amazonaws.com", "", OriginTarget::NotS3),
+            ("b.s3-external-1.amazonaws.com", "", b("b", false)),
+            ("b.s3-accelerate.amazonaws.com", "", b("b", false)),
+            ("s3.dualstack.us-east-1.amazonaws.com", "b/x", b("b", false)),
+            ("b.s3.us-gov-west-1.amazonaws.com", "", b("b", false)),
             ("b.elb.amazonaws.com", "", OriginTarget::NotS3),
             (
                 "abc.execute-api.us-east-1.amazonaws.com",

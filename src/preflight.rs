@@ -435,13 +435,22 @@ pub fn bucket_graph(
         );
         if o.unattributed {
             g.unseen.push((
-                format!("(CloudFront origin {})", o.domain),
+                format!("(CloudFront origin {} of {})", o.domain, o.distribution),
                 source,
                 "an S3 origin rekey cannot tie to one bucket (an Object Lambda access point, or a path-style endpoint without a bucket): it may read this bucket; accept it by this name once checked".into(),
             ));
             continue;
         }
-        let signing = o.signing.as_deref().unwrap_or("always");
+        let signing = o.signing.as_deref().unwrap_or("").to_ascii_lowercase();
+        let signing = signing.as_str();
+        if o.oac.is_some() && !matches!(signing, "always" | "never" | "no-override") {
+            g.unseen.push((
+                format!("(origin access control {} of {})", o.oac.as_deref().unwrap_or(""), o.distribution),
+                source,
+                format!("its origin access control's SigningBehavior is {signing:?}, which rekey does not know: who reads through it cannot be told"),
+            ));
+            continue;
+        }
         if o.oac.is_some() && signing == "no-override" {
             // Viewers that send an Authorization header reach S3 as themselves.
             g.unseen.push((
@@ -645,18 +654,22 @@ impl PolicyContext<'_> {
                 plain_condition(st, "aws:SourceArn"),
                 plain_condition(st, "aws:SourceAccount"),
             ) else {
+                // Named for this statement (not the bare service, which apply would evaluate
+                // again without a source), so that accepting it accepts only it.
+                let name = format!("{e} under a negated or wildcard source condition ({source})");
                 g.unseen.push((
-                    e.to_string(),
+                    name.clone(),
                     source.to_string(),
-                    format!("{e} is let in under a negated or wildcard aws:SourceArn / aws:SourceAccount condition: the distributions it admits cannot be listed"),
+                    format!("{e} is let in under a negated or wildcard aws:SourceArn / aws:SourceAccount condition: the resources it admits cannot be listed; narrow the condition, or accept `{name}` once checked"),
                 ));
                 return;
             };
             if arns.is_empty() && accounts.is_empty() {
+                let name = format!("{e} without a source condition ({source})");
                 g.unseen.push((
-                    e.to_string(),
+                    name.clone(),
                     source.to_string(),
-                    format!("{e} is let in without an aws:SourceArn or aws:SourceAccount condition: resources of any account (any distribution, for CloudFront) read through it, and rekey cannot list them; add the condition, or declare them under consumers:"),
+                    format!("{e} is let in without an aws:SourceArn or aws:SourceAccount condition: resources of any account (any distribution, for CloudFront) read through it, and rekey cannot list them; add the condition, or accept `{name}` once checked"),
                 ));
                 return;
             }
@@ -909,13 +922,19 @@ pub fn bucket_hazards(
     if let Some(text) = &s.policy {
         let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         for (i, st) in crate::access::statement_list(&doc).into_iter().enumerate() {
+            let puts = match st.get("NotAction") {
+                Some(not) => !strings(not)
+                    .iter()
+                    .any(|a| wildcard(a, "s3:PutObject", true)),
+                None => strings(&st["Action"])
+                    .iter()
+                    .any(|a| wildcard(a, "s3:PutObject", true)),
+            };
             let logs = st["Effect"].as_str() == Some("Allow")
                 && strings(&st["Principal"]["Service"])
                     .iter()
                     .any(|p| p.eq_ignore_ascii_case("logging.s3.amazonaws.com"))
-                && strings(&st["Action"])
-                    .iter()
-                    .any(|a| wildcard(a, "s3:PutObject", true));
+                && puts;
             if !logs {
                 continue;
             }

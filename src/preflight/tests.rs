@@ -341,6 +341,7 @@ fn access_points_and_distributions_feed_the_graph() {
             origin: "o".into(),
             domain: "b.s3.us-east-1.amazonaws.com".into(),
             oac: Some("OAC1".into()),
+            signing: Some("always".into()),
             ..Default::default()
         }],
         ..Default::default()
@@ -531,4 +532,92 @@ fn a_log_target_is_a_hazard() {
             .any(|x| x.hazard == crate::campaign::Hazard::LogTarget),
         "{h:?}"
     );
+}
+
+// ---- from the third review of issue 10 ----
+
+/// The bare service principal is not what an unconditioned statement is accepted by: the
+/// accept names that statement, and the accepted verdict is not evaluated again by apply
+/// (which would judge it without a source and refuse the plan).
+#[test]
+fn an_unconditioned_service_principal_is_accepted_by_its_statement() {
+    let s = cf_policy(serde_json::Value::Null);
+    let g = bucket_graph("b", OWNER, "us-east-1", &s);
+    assert_eq!(g.unseen.len(), 1, "{g:?}");
+    let name = &g.unseen[0].0;
+    assert!(
+        name.starts_with(
+            "cloudfront.amazonaws.com without a source condition (bucket policy of s3://b"
+        ),
+        "{name}"
+    );
+    assert!(
+        g.unseen[0].2.contains(name.as_str()),
+        "the reason says what to accept"
+    );
+    let v = unseen(name, KEY, "r", "why".into());
+    assert!(
+        !rechecked(&v),
+        "an accepted unseen reader is not evaluated again"
+    );
+}
+
+#[test]
+fn a_log_target_granted_by_not_action_is_a_hazard() {
+    let s = with_policy(
+        serde_json::json!({"Statement":[{"Sid":"Logs","Effect":"Allow",
+        "Principal":{"Service":"logging.s3.amazonaws.com"},
+        "NotAction":["s3:GetObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::b/*",
+        "Condition":{"StringEquals":{"aws:SourceAccount":OWNER}}}]}),
+    );
+    assert!(bucket_hazards("b", &s, KEY)
+        .iter()
+        .any(|x| x.hazard == crate::campaign::Hazard::LogTarget));
+}
+
+#[test]
+fn unattributed_origins_are_accepted_one_by_one() {
+    use crate::model::CdnOrigin;
+    let origin = |id: &str| CdnOrigin {
+        distribution: format!("arn:aws:cloudfront::123456789012:distribution/{id}"),
+        origin: "o".into(),
+        domain: "s3.us-east-1.amazonaws.com".into(),
+        unattributed: true,
+        ..Default::default()
+    };
+    let g = bucket_graph(
+        "b",
+        OWNER,
+        "us-east-1",
+        &Surroundings {
+            origins: vec![origin("ECHECKED"), origin("EOTHER")],
+            ..Default::default()
+        },
+    );
+    let names: std::collections::BTreeSet<&String> = g.unseen.iter().map(|(p, _, _)| p).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn an_unknown_signing_behaviour_is_unverified() {
+    use crate::model::CdnOrigin;
+    for (signing, readers) in [("Never", 0), ("NO-OVERRIDE", 1), ("", 0), ("sometimes", 0)] {
+        let s = Surroundings {
+            origins: vec![CdnOrigin {
+                distribution: "arn:aws:cloudfront::123456789012:distribution/E1".into(),
+                origin: "o".into(),
+                domain: "b.s3.amazonaws.com".into(),
+                oac: Some("OAC1".into()),
+                signing: Some(signing.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let g = bucket_graph("b", OWNER, "us-east-1", &s);
+        assert!(
+            !g.unseen.is_empty() || !g.anonymous.is_empty(),
+            "SigningBehavior {signing:?} judged as `always`: {g:?}"
+        );
+        assert_eq!(g.users.len(), readers, "{signing:?}: {g:?}");
+    }
 }

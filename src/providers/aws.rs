@@ -732,6 +732,14 @@ impl S3Read for AwsClients {
             .location_constraint()
             .map(|c| c.as_str().to_string())
             .filter(|c| !c.is_empty())
+            // The legacy name of eu-west-1.
+            .map(|c| {
+                if c == "EU" {
+                    "eu-west-1".to_string()
+                } else {
+                    c
+                }
+            })
             .unwrap_or_else(|| "us-east-1".to_string());
         let access_points = self.access_points(&account, bucket, &region).await?;
         // Origins that read the bucket: by its name, an alias of one of its access points, an
