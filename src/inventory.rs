@@ -310,37 +310,47 @@ impl ReportBucket<'_> {
             website_redirect: None,
             content_hash: None,
         };
-        let headed = match row.encryption() {
+        match row.encryption() {
+            // NOT-SSE, SSE-S3, SSE-C: no key to learn or resolve.
             Some(e) => {
                 object.encryption = e;
-                false
+                object.encryption.bucket_key = row.bucket_key;
+                Ok(Row::Object(Box::new(object), false))
             }
-            None => {
-                // The key of an SSE-KMS or DSSE-KMS object: HEAD the version the report saw
-                // (the current object in an unversioned bucket).
-                let head = match s3
-                    .head_object(self.bucket, &row.key, row.version_id.as_deref())
-                    .await
-                {
-                    Ok(h) => h,
-                    Err(ProviderError::NotFound { .. }) => return Ok(Row::Vanished),
-                    Err(e) => return Err(e.into()),
-                };
-                if !head.etag.is_empty() {
-                    object.etag = head.etag;
-                    object.size = head.size;
-                    object.storage_class = head.storage_class;
-                    object.archive_status = head.archive_status;
-                    object.version_id = object.version_id.or(head.version_id);
-                }
-                object.website_redirect = head.website_redirect;
-                object.encryption = head.encryption;
-                true
-            }
+            // Boxed: most rows take no HEAD, and a HEAD's future is large to move.
+            None => Box::pin(self.headed(s3, cache, object, &row)).await,
+        }
+    }
+
+    /// An SSE-KMS or DSSE-KMS object of the report, HEADed for its key: the version the
+    /// report saw (the current object in an unversioned bucket).
+    async fn headed<S: S3Read, K: KeyRead>(
+        &self,
+        s3: &S,
+        cache: &KeyCache<'_, K>,
+        mut object: S3Object,
+        row: &crate::s3report::Row,
+    ) -> Result<Row, RekeyError> {
+        let head = match s3
+            .head_object(self.bucket, &row.key, row.version_id.as_deref())
+            .await
+        {
+            Ok(h) => h,
+            Err(ProviderError::NotFound { .. }) => return Ok(Row::Vanished),
+            Err(e) => return Err(e.into()),
         };
+        if !head.etag.is_empty() {
+            object.etag = head.etag;
+            object.size = head.size;
+            object.storage_class = head.storage_class;
+            object.archive_status = head.archive_status;
+            object.version_id = object.version_id.or(head.version_id);
+        }
+        object.website_redirect = head.website_redirect;
+        object.encryption = head.encryption;
         object.encryption.bucket_key = object.encryption.bucket_key || row.bucket_key;
         cache.resolve(&mut object.encryption).await?;
-        Ok(Row::Object(Box::new(object), headed))
+        Ok(Row::Object(Box::new(object), true))
     }
 }
 

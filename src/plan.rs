@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -602,6 +602,8 @@ pub struct Planner<'c> {
     key_blocks: HashMap<String, String>,
     access: Vec<crate::access::Verdict>,
     fingerprint: Sha256,
+    /// The buffer each record is serialised into for the fingerprint.
+    line: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
@@ -716,6 +718,7 @@ impl<'c> Planner<'c> {
             artifact_index: Vec::new(),
             sagemaker_other: Vec::new(),
             fingerprint: Sha256::new(),
+            line: Vec::with_capacity(1024),
             _dir: dir,
         })
     }
@@ -730,10 +733,12 @@ impl<'c> Planner<'c> {
 
     /// Take the next inventory record.
     pub fn add(&mut self, record: &Record) -> Result<(), RekeyError> {
-        let line =
-            serde_json::to_string(record).map_err(|e| RekeyError::Internal(e.to_string()))?;
-        self.fingerprint.update(line.as_bytes());
-        self.fingerprint.update(b"\n");
+        // One reused buffer: the record as serialised, then hashed in one piece.
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)
+            .map_err(|e| RekeyError::Internal(e.to_string()))?;
+        self.line.push(b'\n');
+        self.fingerprint.update(&self.line);
         match &record.resource {
             Resource::S3Bucket(b) => {
                 self.finish_bucket()?;
@@ -943,23 +948,22 @@ impl<'c> Planner<'c> {
         let acc_default_key = acc.bucket.default_encryption.kms_key_arn.clone();
         let gcs = acc.provider == crate::model::Provider::Gcp;
         let bucket_location = acc.bucket.region.clone();
-        let tags = acc.bucket.tags.clone();
+        // The bucket's tags, borrowed out of it for the stage match (put back below).
+        let tags = std::mem::take(&mut self.current.as_mut().expect("bucket").bucket.tags);
         if headed {
             self.current.as_mut().expect("bucket").report_heads += 1;
         }
         let Some(team_key) = record.team_key.clone() else {
-            let u = self
-                .current
-                .as_mut()
-                .expect("bucket")
-                .unmatched
-                .entry(NO_MAPPING)
-                .or_default();
+            let acc = self.current.as_mut().expect("bucket");
+            acc.bucket.tags = tags;
+            let u = acc.unmatched.entry(NO_MAPPING).or_default();
             u.0 += 1;
             u.1 += o.size;
             return Ok(());
         };
-        let Some(stage) = self.stage_of(record, &tags) else {
+        let stage = self.stage_of(record, &tags);
+        self.current.as_mut().expect("bucket").bucket.tags = tags;
+        let Some(stage) = stage else {
             let u = self
                 .current
                 .as_mut()
@@ -971,11 +975,14 @@ impl<'c> Planner<'c> {
             u.1 += o.size;
             return Ok(());
         };
-        let to_key_arn = self.key_arn(
-            &team_key,
-            &o.account,
-            &format!("s3://{}/{}", o.bucket, o.key),
-        )?;
+        let to_key_arn = match self.keys.get(&pin_id(&team_key, &o.account)) {
+            Some(p) => p.arn.clone(),
+            None => self.key_arn(
+                &team_key,
+                &o.account,
+                &format!("s3://{}/{}", o.bucket, o.key),
+            )?,
+        };
         let class = record.class;
         let artifact_block = self.note_artifact(o, stage, &to_key_arn);
         let key_block = match self.key_block(&to_key_arn, gcs, &bucket_location) {
@@ -1105,7 +1112,12 @@ impl<'c> Planner<'c> {
                 r
             };
             for (kind, n) in requests {
-                *g.requests.entry(kind.to_string()).or_default() += n;
+                match g.requests.get_mut(kind) {
+                    Some(c) => *c += n,
+                    None => {
+                        g.requests.insert(kind.to_string(), n);
+                    }
+                }
             }
             if step != "update-encryption" {
                 g.retrieval_usd += o.size as f64
@@ -1135,9 +1147,10 @@ impl<'c> Planner<'c> {
             reason,
         };
         let (_, w, n) = &mut self.stage_files[stage];
-        let line =
-            serde_json::to_string(&entry).map_err(|e| RekeyError::Internal(e.to_string()))?;
-        writeln!(w, "{line}").map_err(|e| RekeyError::io("writing the manifest", e))?;
+        serde_json::to_writer(&mut *w, &entry)
+            .map_err(|e| RekeyError::io("writing the manifest", e.into()))?;
+        w.write_all(b"\n")
+            .map_err(|e| RekeyError::io("writing the manifest", e))?;
         *n += 1;
         let n = *n;
         let lines = &mut sa.lines;
@@ -1551,14 +1564,21 @@ impl<'c> Planner<'c> {
             );
             offsets.push(total);
             total += n;
-            let r = BufReader::new(
-                File::open(&path).map_err(|e| RekeyError::io("reading a scratch file", e))?,
-            );
-            for line in r.lines() {
-                let line = line.map_err(|e| RekeyError::io("reading a scratch file", e))?;
-                hash.update(line.as_bytes());
-                hash.update(b"\n");
-                writeln!(out, "{line}").map_err(|e| RekeyError::io("writing the manifest", e))?;
+            // Whole lines, each ending in a newline (JSON escapes any in a value): copied and
+            // hashed in blocks.
+            let mut r =
+                File::open(&path).map_err(|e| RekeyError::io("reading a scratch file", e))?;
+            let mut block = vec![0u8; 1 << 16];
+            loop {
+                let n = r
+                    .read(&mut block)
+                    .map_err(|e| RekeyError::io("reading a scratch file", e))?;
+                if n == 0 {
+                    break;
+                }
+                hash.update(&block[..n]);
+                out.write_all(&block[..n])
+                    .map_err(|e| RekeyError::io("writing the manifest", e))?;
             }
         }
         out.flush()
