@@ -742,13 +742,11 @@ pub fn write_report(
     journal_path: &Path,
     throttled: u64,
 ) -> Result<(), RekeyError> {
+    use std::io::Write;
     let s = status(p, journal)?;
-    let notable = journal.steps_in_states(&[
-        state::FAILED,
-        state::DRIFTED,
-        state::VANISHED,
-        state::BLOCKED,
-    ])?;
+    // Every notable step goes to a JSON-lines file beside the report, as it is read; the
+    // report groups them by state and reason, with the first few as examples, so that its
+    // size follows the number of reasons, not of steps.
     #[derive(Serialize)]
     struct Item<'a> {
         stage: &'a str,
@@ -759,81 +757,178 @@ pub fn write_report(
         undo_state: Option<&'a str>,
         reason: Option<&'a str>,
     }
-    let items: Vec<Item<'_>> = notable
-        .iter()
-        .map(|r| Item {
-            stage: &r.stage,
-            step: &r.kind,
-            target: r.target(),
-            state: &r.state,
-            undo_state: r.undo_state.as_deref(),
-            reason: r.undo_reason.as_deref().or(r.reason.as_deref()),
-        })
-        .collect();
-    let json = serde_json::json!({ "campaign": p.campaign, "status": s, "throttled_responses": throttled, "steps": items });
-    let write = |path: PathBuf, text: String| write_private(&path, text.as_bytes());
-    write(
-        report_path(journal_path, "json"),
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    #[derive(Serialize)]
+    struct Group {
+        section: String,
+        state: String,
+        reason: String,
+        steps: u64,
+        examples: Vec<serde_json::Value>,
+    }
+    const EXAMPLES: usize = 3;
+    const GROUPS: usize = 200;
+    let steps_path = report_path(journal_path, "steps.jsonl");
+    let mut lines = std::io::BufWriter::new(open_private(&steps_path)?);
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
+    journal.each_in_states(
+        &[
+            state::FAILED,
+            state::DRIFTED,
+            state::VANISHED,
+            state::BLOCKED,
+        ],
+        |r| {
+            let target = r.target();
+            let reason = r.undo_reason.as_deref().or(r.reason.as_deref());
+            let item = Item {
+                stage: &r.stage,
+                step: &r.kind,
+                target: target.clone(),
+                state: &r.state,
+                undo_state: r.undo_state.as_deref(),
+                reason,
+            };
+            serde_json::to_writer(&mut lines, &item)
+                .map_err(|e| RekeyError::io("writing the report's step list", e.into()))?;
+            lines
+                .write_all(b"\n")
+                .map_err(|e| RekeyError::io("writing the report's step list", e))?;
+            let section = match r.undo_state.as_deref() {
+                Some(u @ ("conflict" | "failed")) => format!("rollback {u}"),
+                _ => r.state.clone(),
+            };
+            // The reason without what names this one step (its target, what follows the
+            // first ": "), so that steps with the same cause share a group.
+            let label = reason
+                .unwrap_or("")
+                .replace(&target, "…")
+                .split(": ")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let key = (section.clone(), label.clone());
+            let at = match index.get(&key) {
+                Some(&at) => at,
+                None if groups.len() < GROUPS => {
+                    groups.push(Group {
+                        section,
+                        state: r.state.clone(),
+                        reason: label,
+                        steps: 0,
+                        examples: Vec::new(),
+                    });
+                    index.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
+                None => {
+                    let other = (section.clone(), "(other reasons)".to_string());
+                    match index.get(&other) {
+                        Some(&at) => at,
+                        None => {
+                            groups.push(Group {
+                                section,
+                                state: r.state.clone(),
+                                reason: other.1.clone(),
+                                steps: 0,
+                                examples: Vec::new(),
+                            });
+                            index.insert(other, groups.len() - 1);
+                            groups.len() - 1
+                        }
+                    }
+                }
+            };
+            let g = &mut groups[at];
+            g.steps += 1;
+            if g.examples.len() < EXAMPLES {
+                g.examples.push(serde_json::json!({
+                    "stage": r.stage, "target": target, "reason": reason
+                }));
+            }
+            Ok(())
+        },
+    )?;
+    lines
+        .flush()
+        .map_err(|e| RekeyError::io("writing the report's step list", e))?;
+    let steps_file = steps_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "campaign": p.campaign,
+        "status": s,
+        "throttled_responses": throttled,
+        "groups": groups,
+        "steps_file": steps_file,
+    });
+    write_private(
+        &report_path(journal_path, "json"),
+        serde_json::to_string_pretty(&json)
+            .unwrap_or_default()
+            .as_bytes(),
     )?;
     let mut md = format!(
         "# rekey run report: {}\n\n```\n{}```\n\nThrottled responses retried: {throttled}\n",
         p.campaign,
         render_status(&s)
     );
-    for st in ["failed", "drifted", "vanished", "blocked"] {
-        let of: Vec<_> = items.iter().filter(|i| i.state == st).collect();
-        if of.is_empty() {
-            continue;
-        }
+    let mut sections: Vec<&str> = groups.iter().map(|g| g.section.as_str()).collect();
+    sections.sort();
+    sections.dedup();
+    for section in sections {
+        let of: Vec<&Group> = groups.iter().filter(|g| g.section == section).collect();
+        let total: u64 = of.iter().map(|g| g.steps).sum();
         md.push_str(&format!(
-            "\n## {st} ({})\n\n| stage | target | reason |\n|---|---|---|\n",
-            of.len()
+            "\n## {} ({total})\n\n| reason | steps | examples |\n|---|---|---|\n",
+            if section.starts_with("rollback") {
+                format!("{section} (left alone)")
+            } else {
+                section.to_string()
+            }
         ));
-        for i in of.iter().take(1000) {
+        for g in of {
+            let examples: Vec<String> = g
+                .examples
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} ({})",
+                        e["target"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
             md.push_str(&format!(
                 "| {} | {} | {} |\n",
-                i.stage,
-                i.target,
-                i.reason.unwrap_or("").replace('|', "\\|")
-            ));
-        }
-        if of.len() > 1000 {
-            md.push_str(&format!(
-                "\n({} more in the JSON report)\n",
-                of.len() - 1000
+                g.reason.replace('|', "\\|"),
+                g.steps,
+                examples.join("; ").replace('|', "\\|")
             ));
         }
     }
-    let conflicts: Vec<_> = items
-        .iter()
-        .filter(|i| matches!(i.undo_state, Some("conflict" | "failed")))
-        .collect();
-    if !conflicts.is_empty() {
-        md.push_str(&format!(
-            "\n## rollback left alone ({})\n\n| stage | target | reason |\n|---|---|---|\n",
-            conflicts.len()
-        ));
-        for i in conflicts {
-            md.push_str(&format!(
-                "| {} | {} | {} |\n",
-                i.stage,
-                i.target,
-                i.reason.unwrap_or("")
-            ));
-        }
-    }
-    write(report_path(journal_path, "md"), md)
+    md.push_str(&format!(
+        "\nEvery step listed above, one JSON object per line: `{steps_file}`\n"
+    ));
+    write_private(&report_path(journal_path, "md"), md.as_bytes())
 }
 
 /// Write a file only its owner can read (reports name every object and why it failed).
 pub fn write_private(path: &Path, data: &[u8]) -> Result<(), RekeyError> {
     use std::io::Write;
+    let mut f = open_private(path)?;
+    f.write_all(data)
+        .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))
+}
+
+/// Create (or truncate) a file only its owner may read.
+pub fn open_private(path: &Path) -> Result<std::fs::File, RekeyError> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let mut f = o
+    let f = o
         .open(path)
         .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))?;
     #[cfg(unix)]
@@ -842,8 +937,7 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), RekeyError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
     }
-    f.write_all(data)
-        .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))
+    Ok(f)
 }
 
 /// The run report beside the journal: `plans/NAME.journal.sqlite` → `plans/NAME.report.EXT`.

@@ -751,6 +751,30 @@ impl Journal {
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
+    /// Each step in one of `states` (or whose undo was left alone or failed), in order, one
+    /// at a time: a report of millions of steps holds none of them.
+    pub fn each_in_states(
+        &self,
+        states: &[&str],
+        mut f: impl FnMut(StepRow) -> Result<(), RekeyError>,
+    ) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        let list = states
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut q = self
+            .conn
+            .prepare(&format!("SELECT {} FROM steps WHERE state IN ({list}) OR undo_state IN ('conflict', 'failed') ORDER BY id", Self::COLUMNS))
+            .map_err(&e)?;
+        let rows = q.query_map([], Self::row).map_err(&e)?;
+        for r in rows {
+            f(r.map_err(&e)?)?;
+        }
+        Ok(())
+    }
+
     /// Steps in one of `states`, for reports.
     pub fn steps_in_states(&self, states: &[&str]) -> Result<Vec<StepRow>, RekeyError> {
         let e = db_err(&self.path);

@@ -967,14 +967,26 @@ async fn check_applied(
     let report = e.plan.with_file_name("sweep.report.json");
     if let Ok(text) = std::fs::read_to_string(&report) {
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let listed = doc["steps"]
+        // Grouped by reason in the report; every step in the JSON-lines file beside it.
+        let listed = doc["groups"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter(|s| s["state"] == "drifted" || s["state"] == "failed")
-                    .count()
+                    .filter(|g| g["section"] == "drifted" || g["section"] == "failed")
+                    .map(|g| g["steps"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
             })
-            .unwrap_or(0);
+            .unwrap_or(0) as usize;
+        let lines = std::fs::read_to_string(e.plan.with_file_name("sweep.report.steps.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"state\":\"drifted\"") || l.contains("\"state\":\"failed\""))
+            .count();
+        if lines != listed {
+            return Err(format!(
+                "I2: the report groups {listed} failed or drifted steps, its step list {lines}"
+            ));
+        }
         let journaled = steps
             .iter()
             .filter(|r| r.state == "drifted" || r.state == "failed")

@@ -422,6 +422,37 @@ async fn a_deleted_object_is_vanished_not_a_failure() {
     ))
     .unwrap_or_default();
     assert!(report.contains("vanished"), "{report}");
+    // The JSON report groups by reason (bounded by reasons); every step is in the list beside.
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(rekey::apply::report_path(
+            &rekey::journal::default_path(&plan_path),
+            "json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let vanished: Vec<&serde_json::Value> = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["section"] == "vanished")
+        .collect();
+    assert_eq!(vanished.len(), 1, "{json}");
+    assert_eq!(vanished[0]["steps"], 1);
+    assert!(vanished[0]["examples"][0]["target"]
+        .as_str()
+        .unwrap()
+        .ends_with("shards/00001.tfrecord"));
+    let list = std::fs::read_to_string(rekey::apply::report_path(
+        &rekey::journal::default_path(&plan_path),
+        "steps.jsonl",
+    ))
+    .unwrap();
+    assert_eq!(
+        list.lines().filter(|l| l.contains("\"vanished\"")).count(),
+        1,
+        "{list}"
+    );
     // Nothing to undo for it: rollback leaves it out and succeeds.
     let out = harness::rekey(&endpoint)
         .arg("rollback")

@@ -990,7 +990,12 @@ async fn defect_14_journal_and_reports_are_private() {
     t.campaign(", engine: copy", "  - { name: only }\n");
     t.plan();
     assert_eq!(code(&t.apply(&[])), 0);
-    for f in ["t.journal.sqlite", "t.report.md", "t.report.json"] {
+    for f in [
+        "t.journal.sqlite",
+        "t.report.md",
+        "t.report.json",
+        "t.report.steps.jsonl",
+    ] {
         let mode = std::fs::metadata(t.plan.with_file_name(f))
             .unwrap()
             .permissions()
