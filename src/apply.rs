@@ -795,7 +795,8 @@ pub fn write_report(
                 .write_all(b"\n")
                 .map_err(|e| RekeyError::io("writing the report's step list", e))?;
             let section = match r.undo_state.as_deref() {
-                Some(u @ ("conflict" | "failed")) => format!("rollback {u}"),
+                Some("conflict") => "rollback left alone".to_string(),
+                Some("failed") => "rollback failed".to_string(),
                 _ => r.state.clone(),
             };
             // The reason without what names this one step (its target, what follows the
@@ -881,12 +882,7 @@ pub fn write_report(
         let of: Vec<&Group> = groups.iter().filter(|g| g.section == section).collect();
         let total: u64 = of.iter().map(|g| g.steps).sum();
         md.push_str(&format!(
-            "\n## {} ({total})\n\n| reason | steps | examples |\n|---|---|---|\n",
-            if section.starts_with("rollback") {
-                format!("{section} (left alone)")
-            } else {
-                section.to_string()
-            }
+            "\n## {section} ({total})\n\n| reason | steps | examples |\n|---|---|---|\n"
         ));
         for g in of {
             let examples: Vec<String> = g
