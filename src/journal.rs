@@ -775,20 +775,14 @@ impl Journal {
         Ok(())
     }
 
-    /// Steps in one of `states`, for reports.
+    /// Steps in one of `states` (or whose undo was left alone or failed), for reports.
     pub fn steps_in_states(&self, states: &[&str]) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
-        let list = states
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut q = self
-            .conn
-            .prepare(&format!("SELECT {} FROM steps WHERE state IN ({list}) OR undo_state IN ('conflict', 'failed') ORDER BY id", Self::COLUMNS))
-            .map_err(&e)?;
-        let rows = q.query_map([], Self::row).map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        let mut out = Vec::new();
+        self.each_in_states(states, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 
