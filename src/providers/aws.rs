@@ -321,6 +321,21 @@ impl AwsClients {
             .map(Vec::as_slice)
     }
 
+    /// A bucket's location constraint as S3 reports it (none: us-east-1).
+    async fn bucket_location(&self, bucket: &str) -> Result<String, ProviderError> {
+        Ok(self
+            .s3
+            .get_bucket_location()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("s3://{bucket}"), e))?
+            .location_constraint()
+            .map(|c| c.as_str().to_string())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string()))
+    }
+
     /// An S3 Control client for `region` (access points are regional).
     fn control_in(&self, region: &str) -> aws_sdk_s3control::Client {
         if region == self.region || region.is_empty() {
@@ -549,17 +564,7 @@ impl S3Read for AwsClients {
 
     async fn bucket_settings(&self, bucket: &str) -> Result<BucketSettings, ProviderError> {
         let what = || format!("s3://{bucket}");
-        let region = self
-            .s3
-            .get_bucket_location()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(what(), e))?
-            .location_constraint()
-            .map(|c| c.as_str().to_string())
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| "us-east-1".to_string());
+        let region = self.bucket_location(bucket).await?;
         let default_encryption = self.bucket_settings_encryption(bucket).await?;
         let versioning = self
             .s3
@@ -722,25 +727,11 @@ impl S3Read for AwsClients {
             }
         }
         let account = self.account().await?;
-        let region = self
-            .s3
-            .get_bucket_location()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(what(), e))?
-            .location_constraint()
-            .map(|c| c.as_str().to_string())
-            .filter(|c| !c.is_empty())
-            // The legacy name of eu-west-1.
-            .map(|c| {
-                if c == "EU" {
-                    "eu-west-1".to_string()
-                } else {
-                    c
-                }
-            })
-            .unwrap_or_else(|| "us-east-1".to_string());
+        // The legacy name of eu-west-1 is not a region S3 Control answers in.
+        let region = match self.bucket_location(bucket).await? {
+            r if r == "EU" => "eu-west-1".to_string(),
+            r => r,
+        };
         let access_points = self.access_points(&account, bucket, &region).await?;
         // Origins that read the bucket: by its name, an alias of one of its access points, an
         // access point's own hostname; and those rekey cannot tie to any bucket.
