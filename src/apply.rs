@@ -354,154 +354,248 @@ fn part_size(threshold: u64, size: u64) -> u64 {
         .min(5 * 1024 * 1024 * 1024)
 }
 
-/// The steps of a plan, in order: per stage, bucket defaults, then objects from the manifest.
-pub fn plan_steps(p: &PlanFile, plan_path: &Path) -> Result<Vec<NewStep>, RekeyError> {
+/// The steps of a plan, in order: per stage, bucket defaults, then objects from the manifest
+/// (read a line at a time), then endpoints. An iterator: a plan of 10^8 objects is never held.
+pub fn plan_steps<'a>(p: &'a PlanFile, plan_path: &Path) -> Result<PlanSteps<'a>, RekeyError> {
     let manifest = plan_path.with_file_name(&p.manifest.file);
     let f = std::fs::File::open(&manifest)
         .map_err(|e| RekeyError::io(format!("reading {}", manifest.display()), e))?;
-    let mut entries = std::io::BufReader::new(f).lines().peekable();
-    let mut steps = Vec::new();
-    // A plan narrowed to some stages (verify --stage) skips the manifest lines of the others.
-    let wanted: std::collections::BTreeSet<&str> =
-        p.stages.iter().map(|s| s.name.as_str()).collect();
-    for stage in &p.stages {
-        // Each object's bucket, by name: its account and whether it keeps object ACLs.
-        let buckets: std::collections::HashMap<&str, &plan::BucketPlan> = stage
-            .buckets
-            .iter()
-            .map(|b| (b.bucket.as_str(), b))
-            .collect();
-        for b in &stage.buckets {
-            for a in &b.actions {
-                if let Action::SetBucketDefault { to, .. } = a {
-                    let gcs = b.provider == crate::model::Provider::Gcp;
-                    let spec = if gcs {
-                        StepSpec::GcsBucketDefault {
-                            account: b.account.clone(),
-                            bucket: b.bucket.clone(),
-                            key: to.kms_key_arn.clone().unwrap_or_default(),
+    Ok(PlanSteps {
+        p,
+        lines: std::io::BufReader::new(f).lines().peekable(),
+        manifest,
+        // A plan narrowed to some stages (verify --stage) skips the manifest lines of the
+        // others.
+        wanted: p.stages.iter().map(|s| s.name.as_str()).collect(),
+        stage: 0,
+        phase: 0,
+        queue: std::collections::VecDeque::new(),
+        buckets: Default::default(),
+    })
+}
+
+/// The iterator of `plan_steps`.
+pub struct PlanSteps<'a> {
+    p: &'a PlanFile,
+    lines: std::iter::Peekable<std::io::Lines<std::io::BufReader<std::fs::File>>>,
+    manifest: PathBuf,
+    wanted: std::collections::BTreeSet<&'a str>,
+    stage: usize,
+    /// 0: the stage's bucket defaults next; 1: its objects; 2: its endpoints.
+    phase: u8,
+    queue: std::collections::VecDeque<NewStep>,
+    /// The stage's buckets by name: an object's account and whether it keeps object ACLs.
+    buckets: std::collections::HashMap<&'a str, &'a plan::BucketPlan>,
+}
+
+impl Iterator for PlanSteps<'_> {
+    type Item = Result<NewStep, RekeyError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(s) = self.queue.pop_front() {
+                return Some(Ok(s));
+            }
+            let stage = self.p.stages.get(self.stage)?;
+            match self.phase {
+                0 => {
+                    self.buckets = stage
+                        .buckets
+                        .iter()
+                        .map(|b| (b.bucket.as_str(), b))
+                        .collect();
+                    match default_steps(stage) {
+                        Ok(steps) => self.queue.extend(steps),
+                        Err(e) => return Some(Err(e)),
+                    }
+                    self.phase = 1;
+                }
+                1 => {
+                    let line = match self.lines.peek() {
+                        None => {
+                            self.phase = 2;
+                            continue;
                         }
-                    } else {
-                        StepSpec::BucketDefault {
-                            account: b.account.clone(),
-                            bucket: b.bucket.clone(),
-                            target: to.clone(),
+                        Some(Err(_)) => {
+                            let Some(Err(e)) = self.lines.next() else {
+                                unreachable!()
+                            };
+                            return Some(Err(RekeyError::io(
+                                format!("reading {}", self.manifest.display()),
+                                e,
+                            )));
+                        }
+                        Some(Ok(line)) => line,
+                    };
+                    let e: ManifestEntry = match serde_json::from_str(line) {
+                        Ok(e) => e,
+                        Err(err) => {
+                            return Some(Err(RekeyError::Internal(format!(
+                                "manifest {}: {err}",
+                                self.manifest.display()
+                            ))))
                         }
                     };
-                    steps.push(NewStep {
-                        stage: stage.name.clone(),
-                        kind: if gcs {
-                            StepKind::GcsBucketDefault
-                        } else {
-                            StepKind::BucketDefault
-                        }
-                        .as_str()
-                        .into(),
-                        account: b.account.clone(),
-                        bucket: b.bucket.clone(),
-                        key: String::new(),
-                        version_id: None,
-                        bytes: 0,
-                        state: state::PENDING,
-                        spec: serde_json::to_string(&spec)
-                            .map_err(|e| RekeyError::Internal(e.to_string()))?,
-                        reason: None,
-                    });
+                    if !self.wanted.contains(e.stage.as_str()) {
+                        self.lines.next();
+                        continue;
+                    }
+                    if e.stage != stage.name {
+                        self.phase = 2;
+                        continue;
+                    }
+                    self.lines.next();
+                    return Some(object_step(self.p, &stage.name, &self.buckets, e));
+                }
+                _ => {
+                    match endpoint_steps(stage) {
+                        Ok(steps) => self.queue.extend(steps),
+                        Err(e) => return Some(Err(e)),
+                    }
+                    self.phase = 0;
+                    self.stage += 1;
                 }
             }
         }
-        while let Some(Ok(line)) = entries.peek() {
-            let e: ManifestEntry = serde_json::from_str(line).map_err(|err| {
-                RekeyError::Internal(format!("manifest {}: {err}", manifest.display()))
-            })?;
-            if !wanted.contains(e.stage.as_str()) {
-                entries.next();
-                continue;
-            }
-            if e.stage != stage.name {
-                break;
-            }
-            entries.next();
-            let bucket = buckets.get(e.bucket.as_str());
-            let account = bucket.map(|b| b.account.clone()).unwrap_or_default();
-            let spec = StepSpec::Object(ObjectStep {
-                account: account.clone(),
-                bucket: e.bucket.clone(),
-                key: e.key.clone(),
-                version_id: e.version_id.clone(),
-                latest: e.latest,
-                etag: e.etag.clone(),
-                size: e.size,
-                storage_class: e.storage_class.clone(),
-                from: e.from,
-                from_key_arn: e.from_key_arn.clone(),
-                from_bucket_key: e.from_bucket_key,
-                to_key_arn: e.to_key_arn.clone(),
-                engine: e.step.clone(),
-                part_size: part_size(p.settings.multipart_threshold, e.size),
-                website_redirect: e.website_redirect.clone(),
-                acls: bucket.is_some_and(|b| b.acls),
-                recheck: bucket.is_some_and(|b| b.recheck),
-                content_hash: e.content_hash.clone(),
-            });
-            let blocked = e.step == "blocked";
-            steps.push(NewStep {
-                stage: stage.name.clone(),
-                kind: e.step.clone(),
-                account,
-                bucket: e.bucket,
-                key: e.key,
-                version_id: e.version_id,
-                bytes: e.size,
-                state: if blocked {
-                    state::BLOCKED
+    }
+}
+
+fn spec_json(spec: &StepSpec) -> Result<String, RekeyError> {
+    serde_json::to_string(spec).map_err(|e| RekeyError::Internal(e.to_string()))
+}
+
+/// A stage's bucket default steps.
+fn default_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
+    let mut steps = Vec::new();
+    for b in &stage.buckets {
+        for a in &b.actions {
+            if let Action::SetBucketDefault { to, .. } = a {
+                let gcs = b.provider == crate::model::Provider::Gcp;
+                let spec = if gcs {
+                    StepSpec::GcsBucketDefault {
+                        account: b.account.clone(),
+                        bucket: b.bucket.clone(),
+                        key: to.kms_key_arn.clone().unwrap_or_default(),
+                    }
                 } else {
-                    state::PENDING
-                },
-                spec: serde_json::to_string(&spec)
-                    .map_err(|e| RekeyError::Internal(e.to_string()))?,
-                reason: e.reason,
-            });
-        }
-        // Endpoints last in their stage: their artifacts are in this stage or an earlier one.
-        for sm in stage
-            .sagemaker
-            .iter()
-            .filter(|s| s.kind == crate::model::ResourceKind::SagemakerEndpoint)
-        {
-            if sm.action == "not-applicable" {
-                // Nothing a key covers: reported in the plan, no step.
-                continue;
+                    StepSpec::BucketDefault {
+                        account: b.account.clone(),
+                        bucket: b.bucket.clone(),
+                        target: to.clone(),
+                    }
+                };
+                steps.push(NewStep {
+                    stage: stage.name.clone(),
+                    kind: if gcs {
+                        StepKind::GcsBucketDefault
+                    } else {
+                        StepKind::BucketDefault
+                    }
+                    .as_str()
+                    .into(),
+                    account: b.account.clone(),
+                    bucket: b.bucket.clone(),
+                    key: String::new(),
+                    version_id: None,
+                    bytes: 0,
+                    state: state::PENDING,
+                    spec: spec_json(&spec)?,
+                    reason: None,
+                });
             }
-            let blocked = sm.action != "rekey-endpoint";
-            let spec = StepSpec::Endpoint {
-                account: sm.account.clone(),
-                name: sm.name.clone(),
-                from_config: sm.from_config.clone().unwrap_or_default(),
-                to_config: sm.new_config.clone().unwrap_or_default(),
-                key_arn: sm.kms_key_arn.clone(),
-                volume_key: sm.volume_key.clone(),
-                deployment_config: sm.deployment_config.clone(),
-                source_sha256: sm.source_sha256.clone(),
-            };
-            steps.push(NewStep {
-                stage: stage.name.clone(),
-                kind: StepKind::Endpoint.as_str().into(),
-                account: sm.account.clone(),
-                bucket: "sagemaker".into(),
-                key: sm.name.clone(),
-                version_id: None,
-                bytes: 0,
-                state: if blocked {
-                    state::BLOCKED
-                } else {
-                    state::PENDING
-                },
-                spec: serde_json::to_string(&spec)
-                    .map_err(|e| RekeyError::Internal(e.to_string()))?,
-                reason: sm.reason.clone(),
-            });
         }
+    }
+    Ok(steps)
+}
+
+/// The step of one manifest entry.
+fn object_step(
+    p: &PlanFile,
+    stage: &str,
+    buckets: &std::collections::HashMap<&str, &plan::BucketPlan>,
+    e: ManifestEntry,
+) -> Result<NewStep, RekeyError> {
+    let bucket = buckets.get(e.bucket.as_str());
+    let account = bucket.map(|b| b.account.clone()).unwrap_or_default();
+    let blocked = e.step == "blocked";
+    let spec = StepSpec::Object(ObjectStep {
+        account: account.clone(),
+        part_size: part_size(p.settings.multipart_threshold, e.size),
+        acls: bucket.is_some_and(|b| b.acls),
+        recheck: bucket.is_some_and(|b| b.recheck),
+        bucket: e.bucket.clone(),
+        key: e.key.clone(),
+        version_id: e.version_id.clone(),
+        latest: e.latest,
+        etag: e.etag,
+        size: e.size,
+        storage_class: e.storage_class,
+        from: e.from,
+        from_key_arn: e.from_key_arn,
+        from_bucket_key: e.from_bucket_key,
+        to_key_arn: e.to_key_arn,
+        engine: e.step.clone(),
+        website_redirect: e.website_redirect,
+        content_hash: e.content_hash,
+    });
+    Ok(NewStep {
+        stage: stage.to_string(),
+        kind: e.step,
+        account,
+        bucket: e.bucket,
+        key: e.key,
+        version_id: e.version_id,
+        bytes: e.size,
+        state: if blocked {
+            state::BLOCKED
+        } else {
+            state::PENDING
+        },
+        spec: spec_json(&spec)?,
+        reason: e.reason,
+    })
+}
+
+/// A stage's endpoint steps: last in their stage, as their artifacts are in this stage or an
+/// earlier one.
+fn endpoint_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
+    let mut steps = Vec::new();
+    for sm in stage
+        .sagemaker
+        .iter()
+        .filter(|s| s.kind == crate::model::ResourceKind::SagemakerEndpoint)
+    {
+        if sm.action == "not-applicable" {
+            // Nothing a key covers: reported in the plan, no step.
+            continue;
+        }
+        let blocked = sm.action != "rekey-endpoint";
+        let spec = StepSpec::Endpoint {
+            account: sm.account.clone(),
+            name: sm.name.clone(),
+            from_config: sm.from_config.clone().unwrap_or_default(),
+            to_config: sm.new_config.clone().unwrap_or_default(),
+            key_arn: sm.kms_key_arn.clone(),
+            volume_key: sm.volume_key.clone(),
+            deployment_config: sm.deployment_config.clone(),
+            source_sha256: sm.source_sha256.clone(),
+        };
+        steps.push(NewStep {
+            stage: stage.name.clone(),
+            kind: StepKind::Endpoint.as_str().into(),
+            account: sm.account.clone(),
+            bucket: "sagemaker".into(),
+            key: sm.name.clone(),
+            version_id: None,
+            bytes: 0,
+            state: if blocked {
+                state::BLOCKED
+            } else {
+                state::PENDING
+            },
+            spec: spec_json(&spec)?,
+            reason: sm.reason.clone(),
+        });
     }
     Ok(steps)
 }
@@ -605,10 +699,7 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::
     }
     let stop = run_stages(&mut journal, &runner, &stages, &cfg, interrupts, reporter).await?;
     write_report(p, &journal, &opts.journal, pacer.throttled())?;
-    let failed = journal
-        .steps_in_states(&[state::FAILED, state::DRIFTED])?
-        .iter()
-        .any(|r| r.state != state::SUCCEEDED);
+    let failed = journal.any_failed()?;
     Ok(match stop {
         Stop::Interrupted => exit_codes::INTERRUPTED,
         Stop::WindowClosed => exit_codes::WINDOW_CLOSED,
@@ -632,22 +723,12 @@ pub async fn run_stages<R: crate::steps::StepRunner>(
     for (i, stage) in stages.iter().enumerate() {
         journal.reset_undone(stage)?;
         journal.checkpoint(stage)?;
-        let rows = journal.stage_steps(stage)?;
         let (stop, _) =
-            executor::run_stage(journal, runner, stage, rows, cfg, interrupts, reporter).await?;
+            executor::run_stage(journal, runner, stage, cfg, interrupts, reporter).await?;
         if stop != Stop::Completed {
             return Ok(stop);
         }
-        let unfinished = journal
-            .stage_steps(stage)?
-            .into_iter()
-            .filter(|r| {
-                matches!(
-                    r.state.as_str(),
-                    state::FAILED | state::DRIFTED | state::STARTED | state::PENDING
-                )
-            })
-            .count();
+        let unfinished = journal.unfinished(stage)?;
         if unfinished > 0 && !cfg.continue_on_failure && i + 1 < stages.len() {
             reporter.event(&crate::events::Event::Warning {
                 message: format!(
@@ -771,13 +852,7 @@ pub fn write_report(
     let mut lines = std::io::BufWriter::new(open_private(&steps_path)?);
     let mut groups: Vec<Group> = Vec::new();
     let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
-    journal.each_in_states(
-        &[
-            state::FAILED,
-            state::DRIFTED,
-            state::VANISHED,
-            state::BLOCKED,
-        ],
+    journal.each_notable(
         |r| {
             let target = r.target();
             let reason = r.undo_reason.as_deref().or(r.reason.as_deref());

@@ -146,6 +146,10 @@ pub enum Command {
         /// count as not compliant: the campaign is not done while they stay where they are.
         #[arg(long)]
         ignore_blocked: bool,
+        /// Write every resource not on its team key here, one JSON object per line (the
+        /// output lists the first 1,000).
+        #[arg(long, value_name = "FILE")]
+        findings: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -403,6 +407,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             stage,
             campaign,
             ignore_blocked,
+            findings,
             output,
         } => {
             let v = match (plan, campaign) {
@@ -427,13 +432,14 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                             concurrency: p.settings.concurrency,
                             requests_per_second: p.settings.requests_per_second,
                             ignore_blocked,
+                            findings,
                         },
                     )
                     .await?
                 }
                 (None, Some(c)) => {
                     let c = campaign::load(&c)?;
-                    verify_campaign(&c, reporter).await?
+                    verify_campaign(&c, reporter, findings.as_deref()).await?
                 }
                 _ => {
                     return Err(RekeyError::usage(
@@ -451,7 +457,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 ),
                 Output::Table => print!("{}", apply::render_verification(&v)),
             }
-            Ok(if v.non_compliant.is_empty() {
+            Ok(if v.not_compliant == 0 {
                 exit_codes::OK
             } else {
                 exit_codes::NON_COMPLIANT
@@ -615,10 +621,11 @@ async fn inventory_all(
 async fn verify_campaign(
     c: &LoadedCampaign,
     reporter: &StderrReporter,
+    findings: Option<&Path>,
 ) -> Result<apply::Verification, RekeyError> {
     let aws = clients(c).await?;
     let pinned = resolve_all(c, &aws, reporter).await?;
-    let mut v = apply::Verification::default();
+    let mut v = apply::Verification::with_findings(findings)?;
     let mut sink = |r: Record| {
         let Some(k) = &r.team_key else { return Ok(()) };
         if matches!(&r.resource, Resource::SagemakerEndpoint(e) if e.nothing_to_cover()) {
@@ -648,16 +655,17 @@ async fn verify_campaign(
                     o.kms_key.clone().unwrap_or_else(|| "google-managed".into())
                 }
             };
-            v.non_compliant.push(apply::Finding {
+            v.add(apply::Finding {
                 target: r.resource.display_name(),
                 expected_key_arn: pinned.get(k).map(|p| p.arn.clone()).unwrap_or_default(),
                 found: format!("{found} ({})", r.class),
                 reason: None,
-            });
+            })?;
         }
         Ok(())
     };
     inventory_all(c, &aws, &pinned, reporter, &mut sink).await?;
+    v.finish()?;
     Ok(v)
 }
 

@@ -5,7 +5,7 @@
 //! on the first interrupt; it abandons in-flight work on the second (the steps stay `started`
 //! in the journal, and the next run re-checks them).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -79,32 +79,85 @@ fn kind_of(row: &StepRow) -> Option<StepKind> {
     StepKind::parse(&row.kind)
 }
 
-/// Run the todo steps of one stage: bucket defaults first (a barrier), then objects of the
-/// buckets whose default is set, then endpoints.
+/// Steps a phase reads from the journal at a time: what is held in memory is bounded by this
+/// and the concurrency, never by the number of steps.
+const PAGE: usize = 1024;
+
+/// Where a phase takes its steps from, a page at a time; an empty page ends it.
+pub trait Pager: Send {
+    fn next_page(&mut self, journal: &Journal) -> Result<Vec<StepRow>, RekeyError>;
+}
+
+/// Steps given at once (a stage's bucket defaults or endpoints, a rollback barrier).
+struct Given(Vec<StepRow>);
+
+impl Pager for Given {
+    fn next_page(&mut self, _: &Journal) -> Result<Vec<StepRow>, RekeyError> {
+        Ok(std::mem::take(&mut self.0))
+    }
+}
+
+/// The steps with work left among ids `after+1..=last`, in order; those of buckets in `held`
+/// are skipped and counted.
+struct Todo<'a> {
+    after: i64,
+    last: i64,
+    held: &'a HashSet<(String, String)>,
+    skipped: HashMap<(String, String), u64>,
+}
+
+impl Pager for Todo<'_> {
+    fn next_page(&mut self, journal: &Journal) -> Result<Vec<StepRow>, RekeyError> {
+        loop {
+            let page = journal.todo_page(self.after, self.last, PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(page);
+            };
+            self.after = last.id;
+            if self.held.is_empty() {
+                return Ok(page);
+            }
+            let page: Vec<StepRow> = page
+                .into_iter()
+                .filter(|r| {
+                    let key = (r.account.clone(), r.bucket.clone());
+                    if self.held.contains(&key) {
+                        *self.skipped.entry(key).or_default() += 1;
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect();
+            if !page.is_empty() {
+                return Ok(page);
+            }
+        }
+    }
+}
+
+/// Run the steps with work left of one stage: bucket defaults first (a barrier), then objects
+/// of the buckets whose default is set, then endpoints. Steps are read from the journal a
+/// page at a time.
 pub async fn run_stage<R: StepRunner>(
     journal: &mut Journal,
     runner: &R,
     stage: &str,
-    rows: Vec<StepRow>,
     cfg: &ExecConfig,
     interrupts: &mut UnboundedReceiver<()>,
     reporter: &dyn Reporter,
 ) -> Result<(Stop, Tally), RekeyError> {
-    let todo: Vec<StepRow> = rows.iter().filter(|r| is_todo(r)).cloned().collect();
+    let range = journal.stage_range(stage)?;
+    let (todo, bytes) = match range {
+        Some(r) => journal.todo_count(r.first, r.last)?,
+        None => (0, 0),
+    };
     reporter.event(&Event::StageStarted {
         stage: stage.to_string(),
-        steps: rows.len() as u64,
-        todo: todo.len() as u64,
-        bytes: todo.iter().map(|r| r.bytes).sum(),
+        steps: range.map(|r| r.steps()).unwrap_or(0),
+        todo,
+        bytes,
     });
-    // Bucket defaults first, so that new writes land on the CMK; endpoints last, once the
-    // artifacts they serve are on it.
-    let (buckets, rest): (Vec<_>, Vec<_>) = todo
-        .into_iter()
-        .partition(|r| kind_of(r).is_some_and(|k| k.is_bucket_default()));
-    let (endpoints, objects): (Vec<_>, Vec<_>) = rest
-        .into_iter()
-        .partition(|r| kind_of(r) == Some(StepKind::Endpoint));
     let mut run = Loop {
         journal,
         cfg,
@@ -114,42 +167,70 @@ pub async fn run_stage<R: StepRunner>(
         interrupted: false,
     };
     let mut tally = Tally::default();
-    let mut stop = run.phase(runner, buckets, Mode::Apply, &mut tally).await?;
-    if stop == Stop::Completed {
-        // A bucket whose default could not be set gets no object steps: its new writes would
-        // not land on the team key, so moving its objects would leave it half done.
-        let unset: BTreeSet<(String, String, String)> = run
-            .journal
-            .stage_steps(stage)?
-            .into_iter()
-            .filter(|r| kind_of(r).is_some_and(|k| k.is_bucket_default()))
-            .filter(|r| r.state != state::SUCCEEDED)
-            .map(|r| (r.account.clone(), r.bucket.clone(), r.target()))
-            .collect();
-        let (held, objects): (Vec<_>, Vec<_>) = objects.into_iter().partition(|r| {
-            unset
+    let mut stop = Stop::Completed;
+    if let Some(r) = range {
+        // Bucket defaults first, so that new writes land on the CMK; endpoints last, once
+        // the artifacts they serve are on it.
+        let no_hold = HashSet::new();
+        let mut defaults = Todo {
+            after: r.first - 1,
+            last: r.objects_from - 1,
+            held: &no_hold,
+            skipped: HashMap::new(),
+        };
+        stop = run
+            .phase(runner, &mut defaults, Mode::Apply, &mut tally)
+            .await?;
+        if stop == Stop::Completed {
+            // A bucket whose default could not be set gets no object steps: its new writes
+            // would not land on the team key, so moving its objects would leave it half done.
+            let unset: Vec<StepRow> = run
+                .journal
+                .steps_between(r.first, r.objects_from - 1)?
+                .into_iter()
+                .filter(|r| kind_of(r).is_some_and(|k| k.is_bucket_default()))
+                .filter(|r| r.state != state::SUCCEEDED)
+                .collect();
+            let held: HashSet<(String, String)> = unset
                 .iter()
-                .any(|(a, b, _)| *a == r.account && *b == r.bucket)
-        });
-        for (account, bucket, url) in &unset {
-            let n = held
-                .iter()
-                .filter(|r| &r.account == account && &r.bucket == bucket)
-                .count();
-            if n > 0 {
-                reporter.event(&Event::Warning {
-                    message: format!(
-                        "{n} object steps of {url} not started: its default rule could not be set (see the run report); apply again once it can"
-                    ),
-                });
+                .map(|r| (r.account.clone(), r.bucket.clone()))
+                .collect();
+            let mut objects = Todo {
+                after: r.objects_from - 1,
+                last: r.endpoints_from - 1,
+                held: &held,
+                skipped: HashMap::new(),
+            };
+            stop = run
+                .phase(runner, &mut objects, Mode::Apply, &mut tally)
+                .await?;
+            for row in &unset {
+                let n = objects
+                    .skipped
+                    .get(&(row.account.clone(), row.bucket.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                if n > 0 {
+                    reporter.event(&Event::Warning {
+                        message: format!(
+                            "{n} object steps of {} not started: its default rule could not be set (see the run report); apply again once it can",
+                            row.target()
+                        ),
+                    });
+                }
             }
         }
-        stop = run.phase(runner, objects, Mode::Apply, &mut tally).await?;
-    }
-    if stop == Stop::Completed {
-        stop = run
-            .phase(runner, endpoints, Mode::Apply, &mut tally)
-            .await?;
+        if stop == Stop::Completed {
+            let mut endpoints = Todo {
+                after: r.endpoints_from - 1,
+                last: r.last,
+                held: &no_hold,
+                skipped: HashMap::new(),
+            };
+            stop = run
+                .phase(runner, &mut endpoints, Mode::Apply, &mut tally)
+                .await?;
+        }
     }
     reporter.event(&Event::StageDone {
         stage: stage.to_string(),
@@ -169,12 +250,57 @@ pub struct UndoTally {
     pub failed: u64,
 }
 
-/// Undo `segments` in order; the steps of one segment go concurrently (a bucket default or an
-/// endpoint is a segment of its own, so it waits for everything undone before it).
-pub async fn undo_segments<R: StepRunner>(
+/// Whether a step is undone alone, once everything after it is undone: a bucket default or an
+/// endpoint.
+fn is_barrier(r: &StepRow) -> bool {
+    kind_of(r).is_some_and(|k| k.is_bucket_default() || k == StepKind::Endpoint)
+}
+
+/// The steps a rollback to step `first` undoes, newest first, read a page at a time; a page
+/// ends before a barrier, which is kept for the caller to undo alone.
+struct Undoable {
+    first: i64,
+    before: i64,
+    gcs_defaults: bool,
+    barrier: Option<StepRow>,
+    held: VecDeque<StepRow>,
+    done: bool,
+}
+
+impl Pager for Undoable {
+    fn next_page(&mut self, journal: &Journal) -> Result<Vec<StepRow>, RekeyError> {
+        if self.barrier.is_some() {
+            return Ok(Vec::new());
+        }
+        if self.held.is_empty() && !self.done {
+            let page = journal.undo_page(self.first, self.before, self.gcs_defaults, PAGE)?;
+            self.done = page.len() < PAGE;
+            if let Some(last) = page.last() {
+                self.before = last.id;
+            }
+            self.held.extend(page);
+        }
+        let mut out = Vec::new();
+        while let Some(r) = self.held.pop_front() {
+            if is_barrier(&r) {
+                self.barrier = Some(r);
+                break;
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// Undo every step from step `first` on that may have changed the cloud and is not undone,
+/// newest first: Cloud Storage bucket defaults before anything (an object cannot go back to
+/// Google-managed encryption while its bucket has a default key), then the rest; objects go
+/// concurrently, a bucket default or an endpoint waits for everything undone before it and
+/// goes alone. Steps are read from the journal a page at a time.
+pub async fn undo_from<R: StepRunner>(
     journal: &mut Journal,
     runner: &R,
-    segments: Vec<Vec<StepRow>>,
+    first: i64,
     cfg: &ExecConfig,
     interrupts: &mut UnboundedReceiver<()>,
     reporter: &dyn Reporter,
@@ -189,10 +315,33 @@ pub async fn undo_segments<R: StepRunner>(
     };
     let mut tally = Tally::default();
     let mut stop = Stop::Completed;
-    for segment in segments {
-        stop = run.phase(runner, segment, Mode::Undo, &mut tally).await?;
-        if stop != Stop::Completed {
-            break;
+    'passes: for gcs_defaults in [true, false] {
+        let mut pager = Undoable {
+            first,
+            before: i64::MAX,
+            gcs_defaults,
+            barrier: None,
+            held: VecDeque::new(),
+            done: false,
+        };
+        loop {
+            stop = run
+                .phase(runner, &mut pager, Mode::Undo, &mut tally)
+                .await?;
+            if stop != Stop::Completed {
+                break 'passes;
+            }
+            match pager.barrier.take() {
+                Some(b) => {
+                    stop = run
+                        .phase(runner, &mut Given(vec![b]), Mode::Undo, &mut tally)
+                        .await?;
+                    if stop != Stop::Completed {
+                        break 'passes;
+                    }
+                }
+                None => break,
+            }
         }
     }
     Ok((
@@ -256,11 +405,12 @@ impl Loop<'_> {
     async fn phase<R: StepRunner>(
         &mut self,
         runner: &R,
-        steps: Vec<StepRow>,
+        pager: &mut dyn Pager,
         mode: Mode,
         tally: &mut Tally,
     ) -> Result<Stop, RekeyError> {
-        let mut queue: VecDeque<StepRow> = steps.into();
+        let mut queue: VecDeque<StepRow> = VecDeque::new();
+        let mut exhausted = false;
         let mut ready: VecDeque<(StepRow, StepSpec)> = VecDeque::new();
         let ahead = (self.cfg.concurrency * 4).max(64);
         let refill_at = (self.cfg.concurrency / 4).max(1);
@@ -292,6 +442,12 @@ impl Loop<'_> {
                         });
                     }
                 }
+            }
+            // The next page of steps, once the queue runs low.
+            if stopping.is_none() && !exhausted && queue.len() < ahead {
+                let page = pager.next_page(self.journal)?;
+                exhausted = page.is_empty();
+                queue.extend(page);
             }
             // Intent is journaled ahead of dispatch, many steps to one durable transaction
             // (a step journaled `started` that was never sent is re-checked like any other,
@@ -351,7 +507,8 @@ impl Loop<'_> {
             // Slots are refilled a few at a time: each refill journals its send marks in one
             // commit (a commit per step was a fifth of apply's CPU, scripts/bench-apply.sh).
             let free = self.cfg.concurrency.saturating_sub(in_flight.len());
-            let refill = free >= refill_at || in_flight.is_empty() || queue.is_empty();
+            let refill =
+                free >= refill_at || in_flight.is_empty() || (queue.is_empty() && exhausted);
             let mut sending = Vec::new();
             while refill
                 && stopping.is_none()
@@ -399,10 +556,13 @@ impl Loop<'_> {
                     (row, outcome, t.elapsed())
                 });
             }
-            if in_flight.is_empty()
-                && (stopping.is_some() || (queue.is_empty() && ready.is_empty()))
+            if in_flight.is_empty() && (stopping.is_some() || (queue.is_empty() && ready.is_empty()))
             {
-                break;
+                if stopping.is_some() || exhausted {
+                    break;
+                }
+                // The queue ran dry with more pages to read: read the next one.
+                continue;
             }
             tokio::select! {
                 biased;

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::error::RekeyError;
 
-/// The journal schema this build reads and writes (1 lacked `progress`; it is added on open).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The journal schema this build reads and writes (1 lacked `progress`, 2 the stage ranges,
+/// the tally and the partial indexes; both are brought up to date on open).
+pub const SCHEMA_VERSION: u32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,9 +37,67 @@ CREATE TABLE steps (
   updated_at TEXT NOT NULL,
   progress TEXT
 );
-CREATE INDEX steps_stage ON steps(stage, state);
 CREATE TABLE checkpoints (name TEXT PRIMARY KEY, first_step INTEGER NOT NULL, created_at TEXT NOT NULL);
 ";
+
+/// What schema 3 adds, so that no command reads more of the journal than it needs (a journal
+/// of 10^7 steps holds gigabytes):
+/// - `stages`: each stage's id range, cut into its phases (bucket defaults, objects from
+///   `objects_from`, endpoints from `endpoints_from`), written once when the steps are;
+/// - `tally`: steps and bytes by stage, state and undo state, kept by a trigger in the same
+///   transaction as every change of state (status reads it, not the steps);
+/// - `steps_todo`: the steps that still have work, with their bytes (apply pages through it:
+///   a resumed run finds its first step at once however much is done);
+/// - `steps_notable`: the steps a report lists.
+const SCHEMA_V3: &str = "
+CREATE TABLE stages (name TEXT PRIMARY KEY, first_step INTEGER NOT NULL, objects_from INTEGER NOT NULL, endpoints_from INTEGER NOT NULL, last_step INTEGER NOT NULL);
+CREATE TABLE tally (stage TEXT NOT NULL, state TEXT NOT NULL, undo_state TEXT NOT NULL, steps INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (stage, state, undo_state)) WITHOUT ROWID;
+CREATE INDEX steps_todo ON steps(id, bytes) WHERE state IN ('pending', 'started', 'failed');
+CREATE INDEX steps_notable ON steps(id) WHERE state IN ('failed', 'drifted', 'vanished', 'blocked') OR undo_state IN ('conflict', 'failed');
+CREATE TRIGGER steps_tally AFTER UPDATE OF state, undo_state ON steps
+WHEN OLD.state IS NOT NEW.state OR OLD.undo_state IS NOT NEW.undo_state
+BEGIN
+  UPDATE tally SET steps = steps - 1, bytes = bytes - OLD.bytes
+   WHERE stage = OLD.stage AND state = OLD.state AND undo_state = coalesce(OLD.undo_state, '');
+  INSERT INTO tally (stage, state, undo_state, steps, bytes)
+   VALUES (NEW.stage, NEW.state, coalesce(NEW.undo_state, ''), 1, NEW.bytes)
+   ON CONFLICT (stage, state, undo_state) DO UPDATE SET steps = steps + 1, bytes = bytes + excluded.bytes;
+END;
+";
+
+/// The condition `steps_todo` is built on (a query must say it the same way to use it).
+const TODO: &str = "state IN ('pending', 'started', 'failed')";
+/// The condition `steps_notable` is built on.
+const NOTABLE: &str =
+    "state IN ('failed', 'drifted', 'vanished', 'blocked') OR undo_state IN ('conflict', 'failed')";
+/// Steps that may have changed the cloud and are not undone: what a rollback undoes. A step
+/// never sent (journaled ahead, or whose undo data could not even be read) cannot have.
+const UNDOABLE: &str = "state IN ('succeeded', 'started', 'failed') AND (undo_state IS NULL OR undo_state <> 'undone') AND (state = 'succeeded' OR (undo IS NOT NULL AND attempts > 0))";
+
+/// Step kinds by phase of a stage: bucket defaults run first, endpoints last.
+fn phase_of(kind: &str) -> u8 {
+    match kind {
+        "bucket-default" | "gcs-bucket-default" => 0,
+        "endpoint" => 2,
+        _ => 1,
+    }
+}
+
+/// A stage's steps: ids `first..=last`, bucket defaults before `objects_from`, endpoints from
+/// `endpoints_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageRange {
+    pub first: i64,
+    pub objects_from: i64,
+    pub endpoints_from: i64,
+    pub last: i64,
+}
+
+impl StageRange {
+    pub fn steps(&self) -> u64 {
+        (self.last - self.first + 1).max(0) as u64
+    }
+}
 
 /// Step states. `pending → started → succeeded | failed | drifted | vanished`; `failed` and
 /// `started` may start again (retry, resume); `blocked` never changes. `vanished`: the
@@ -210,6 +269,7 @@ impl Journal {
             // One transaction: a crash leaves either no schema or a whole one.
             let tx = conn.transaction().map_err(&e)?;
             tx.execute_batch(SCHEMA).map_err(&e)?;
+            tx.execute_batch(SCHEMA_V3).map_err(&e)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('plan_id', ?2), ('created_at', ?3)",
                 params![SCHEMA_VERSION.to_string(), plan_id, now()],
@@ -235,6 +295,20 @@ impl Journal {
             )
             .map_err(&e)?;
             version = "2".into();
+        }
+        if version == "2" {
+            // Once: the tally and the stage ranges from the steps as they are.
+            conn.execute_batch(&format!(
+                "BEGIN; DROP INDEX IF EXISTS steps_stage; {SCHEMA_V3}
+                 INSERT INTO tally SELECT stage, state, coalesce(undo_state, ''), count(*), coalesce(sum(bytes), 0) FROM steps GROUP BY 1, 2, 3;
+                 INSERT INTO stages SELECT stage, min(id),
+                   coalesce(min(CASE WHEN kind NOT IN ('bucket-default', 'gcs-bucket-default') THEN id END), max(id) + 1),
+                   coalesce(min(CASE WHEN kind = 'endpoint' THEN id END), max(id) + 1), max(id)
+                   FROM steps GROUP BY stage;
+                 UPDATE meta SET value = '3' WHERE key = 'schema_version'; COMMIT;"
+            ))
+            .map_err(&e)?;
+            version = "3".into();
         }
         if version != SCHEMA_VERSION.to_string() {
             return Err(RekeyError::usage(
@@ -329,9 +403,21 @@ impl Journal {
         if has_steps == 0 {
             return Ok((plan_id, 0, 0));
         }
+        let has_tally: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'tally'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        let sql = if has_tally > 0 {
+            "SELECT coalesce(sum(steps), 0), coalesce(sum(CASE WHEN undo_state = 'undone' THEN steps END), 0) FROM tally WHERE state IN ('succeeded', 'started', 'failed')"
+        } else {
+            "SELECT count(*), coalesce(sum(undo_state = 'undone'), 0) FROM steps WHERE state IN ('succeeded', 'started', 'failed')"
+        };
         let (applied, undone): (i64, i64) = conn
             .query_row(
-                "SELECT count(*), coalesce(sum(undo_state = 'undone'), 0) FROM steps WHERE state IN ('succeeded', 'started', 'failed')",
+                sql,
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -352,39 +438,119 @@ impl Journal {
         Ok(n > 0)
     }
 
-    /// Insert every step of the plan, in plan order, in one transaction.
+    /// Insert every step of the plan, in plan order (per stage: bucket defaults, objects,
+    /// endpoints), a batch per transaction so that no transaction holds millions of rows. The
+    /// journal counts as initialized only once the last batch is in; steps left by an
+    /// initialization that was cut short are dropped first (none of them can have started).
     pub fn initialize(
         &mut self,
-        steps: impl IntoIterator<Item = NewStep>,
+        steps: impl IntoIterator<Item = Result<NewStep, RekeyError>>,
     ) -> Result<u64, RekeyError> {
+        const BATCH: usize = 20_000;
         let e = db_err(&self.path);
-        let tx = self.conn.transaction().map_err(&e)?;
-        let mut n = 0;
-        {
-            let mut ins = tx
-                .prepare(
-                    "INSERT INTO steps (stage, kind, account, bucket, key, version_id, bytes, state, spec, reason, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .map_err(&e)?;
-            let t = now();
-            for s in steps {
-                ins.execute(params![
-                    s.stage,
-                    s.kind,
-                    s.account,
-                    s.bucket,
-                    s.key,
-                    s.version_id,
-                    s.bytes as i64,
-                    s.state,
-                    s.spec,
-                    s.reason,
-                    t
-                ])
-                .map_err(&e)?;
-                n += 1;
+        self.conn.execute("DELETE FROM steps", []).map_err(&e)?;
+        let t = now();
+        let mut tally: std::collections::HashMap<(String, &'static str), (u64, u64)> =
+            Default::default();
+        // (name, first, objects_from, endpoints_from, last) in plan order.
+        let mut stages: Vec<(String, StageRange)> = Vec::new();
+        let mut phase = 0u8;
+        let mut id: i64 = 0;
+        let mut steps = steps.into_iter().peekable();
+        while steps.peek().is_some() {
+            let tx = self.conn.transaction().map_err(&e)?;
+            {
+                let mut ins = tx
+                    .prepare_cached(
+                        "INSERT INTO steps (id, stage, kind, account, bucket, key, version_id, bytes, state, spec, reason, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    )
+                    .map_err(&e)?;
+                for s in steps.by_ref().take(BATCH) {
+                    let s = s?;
+                    id += 1;
+                    let p = phase_of(&s.kind);
+                    match stages.last_mut() {
+                        Some((name, r)) if *name == s.stage => {
+                            if p < phase {
+                                return Err(RekeyError::Internal(format!(
+                                    "journal: step {id} ({}) of stage {} comes after a later phase",
+                                    s.kind, s.stage
+                                )));
+                            }
+                            r.last = id;
+                        }
+                        _ => {
+                            if stages.iter().any(|(n, _)| *n == s.stage) {
+                                return Err(RekeyError::Internal(format!(
+                                    "journal: the steps of stage {} are not together",
+                                    s.stage
+                                )));
+                            }
+                            stages.push((
+                                s.stage.clone(),
+                                StageRange {
+                                    first: id,
+                                    objects_from: i64::MAX,
+                                    endpoints_from: i64::MAX,
+                                    last: id,
+                                },
+                            ));
+                        }
+                    }
+                    if let Some((_, r)) = stages.last_mut() {
+                        if p >= 1 && r.objects_from == i64::MAX {
+                            r.objects_from = id;
+                        }
+                        if p >= 2 && r.endpoints_from == i64::MAX {
+                            r.endpoints_from = id;
+                        }
+                    }
+                    phase = p;
+                    let entry = tally.entry((s.stage.clone(), s.state)).or_default();
+                    entry.0 += 1;
+                    entry.1 += s.bytes;
+                    ins.execute(params![
+                        id,
+                        s.stage,
+                        s.kind,
+                        s.account,
+                        s.bucket,
+                        s.key,
+                        s.version_id,
+                        s.bytes as i64,
+                        s.state,
+                        s.spec,
+                        s.reason,
+                        t
+                    ])
+                    .map_err(&e)?;
+                }
             }
+            tx.commit().map_err(&e)?;
+        }
+        let tx = self.conn.transaction().map_err(&e)?;
+        tx.execute_batch("DELETE FROM tally; DELETE FROM stages;")
+            .map_err(&e)?;
+        for ((stage, st), (n, bytes)) in &tally {
+            tx.execute(
+                "INSERT INTO tally (stage, state, undo_state, steps, bytes) VALUES (?1, ?2, '', ?3, ?4)",
+                params![stage, st, *n as i64, *bytes as i64],
+            )
+            .map_err(&e)?;
+        }
+        for (name, r) in &stages {
+            tx.execute(
+                "INSERT INTO stages (name, first_step, objects_from, endpoints_from, last_step) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    name,
+                    r.first,
+                    r.objects_from.min(r.last + 1),
+                    r.endpoints_from.min(r.last + 1),
+                    r.last
+                ],
+            )
+            .map_err(&e)?;
         }
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('initialized', ?1)",
@@ -392,7 +558,121 @@ impl Journal {
         )
         .map_err(&e)?;
         tx.commit().map_err(&e)?;
-        Ok(n)
+        Ok(id as u64)
+    }
+
+    /// A stage's id range and phases; `None` for a stage with no steps.
+    pub fn stage_range(&self, stage: &str) -> Result<Option<StageRange>, RekeyError> {
+        self.conn
+            .query_row(
+                "SELECT first_step, objects_from, endpoints_from, last_step FROM stages WHERE name = ?1",
+                [stage],
+                |r| {
+                    Ok(StageRange {
+                        first: r.get(0)?,
+                        objects_from: r.get(1)?,
+                        endpoints_from: r.get(2)?,
+                        last: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err(&self.path))
+    }
+
+    /// Steps with work left (pending, started, failed) among ids `first..=last`, and their
+    /// bytes: read from `steps_todo` alone.
+    pub fn todo_count(&self, first: i64, last: i64) -> Result<(u64, u64), RekeyError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT count(*), coalesce(sum(bytes), 0) FROM steps INDEXED BY steps_todo WHERE {TODO} AND id BETWEEN ?1 AND ?2"
+            ))
+            .and_then(|mut q| {
+                q.query_row(params![first, last], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+                })
+            })
+            .map_err(db_err(&self.path))
+    }
+
+    /// The next `limit` steps with work left after id `after`, up to id `last`, in order.
+    pub fn todo_page(
+        &self,
+        after: i64,
+        last: i64,
+        limit: usize,
+    ) -> Result<Vec<StepRow>, RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM steps INDEXED BY steps_todo WHERE {TODO} AND id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                Self::COLUMNS
+            ))
+            .map_err(&e)?;
+        let rows = q
+            .query_map(params![after, last, limit as i64], Self::row)
+            .map_err(&e)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+    }
+
+    /// Every step with ids `first..=last`, in order (a stage's bucket defaults or endpoints).
+    pub fn steps_between(&self, first: i64, last: i64) -> Result<Vec<StepRow>, RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM steps WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+                Self::COLUMNS
+            ))
+            .map_err(&e)?;
+        let rows = q.query_map(params![first, last], Self::row).map_err(&e)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+    }
+
+    /// Up to `limit` steps a rollback to step `first` still has to undo, below id `before`,
+    /// newest first; Cloud Storage bucket defaults alone (`gcs_defaults`) or all but them.
+    pub fn undo_page(
+        &self,
+        first: i64,
+        before: i64,
+        gcs_defaults: bool,
+        limit: usize,
+    ) -> Result<Vec<StepRow>, RekeyError> {
+        let e = db_err(&self.path);
+        let kind = if gcs_defaults { "=" } else { "<>" };
+        let mut q = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM steps WHERE id >= ?1 AND id < ?2 AND kind {kind} 'gcs-bucket-default' AND {UNDOABLE} ORDER BY id DESC LIMIT ?3",
+                Self::COLUMNS
+            ))
+            .map_err(&e)?;
+        let rows = q
+            .query_map(params![first, before, limit as i64], Self::row)
+            .map_err(&e)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+    }
+
+    /// Each step a rollback to step `first` has to undo, one at a time, in id order.
+    pub fn each_undoable(
+        &self,
+        first: i64,
+        mut f: impl FnMut(StepRow) -> Result<(), RekeyError>,
+    ) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM steps WHERE id >= ?1 AND {UNDOABLE} ORDER BY id",
+                Self::COLUMNS
+            ))
+            .map_err(&e)?;
+        let rows = q.query_map([first], Self::row).map_err(&e)?;
+        for r in rows {
+            f(r.map_err(&e)?)?;
+        }
+        Ok(())
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRow> {
@@ -547,9 +827,12 @@ impl Journal {
         let e = db_err(&self.path);
         let first: Option<i64> = self
             .conn
-            .query_row("SELECT min(id) FROM steps WHERE stage = ?1", [stage], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT first_step FROM stages WHERE name = ?1",
+                [stage],
+                |r| r.get(0),
+            )
+            .optional()
             .map_err(&e)?;
         self.conn
             .execute(
@@ -718,31 +1001,50 @@ impl Journal {
     /// A step applied again after a rollback starts from a clean slate (its undo data is
     /// read again: the rollback may have changed what it recorded).
     pub fn reset_undone(&mut self, stage: &str) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        // The tally says whether there is anything to reset: most runs read no step here.
+        let undone: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(sum(steps), 0) FROM tally WHERE stage = ?1 AND undo_state = 'undone' AND state IN ('succeeded', 'started', 'failed')",
+                [stage],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        let Some(range) = self.stage_range(stage)? else {
+            return Ok(());
+        };
+        if undone == 0 {
+            return Ok(());
+        }
         self.conn
             .execute(
-                "UPDATE steps SET state = 'pending', undo_state = NULL, undo_reason = NULL, result = NULL, reason = NULL, undo = NULL, progress = NULL, updated_at = ?2
-                 WHERE stage = ?1 AND state IN ('succeeded', 'started', 'failed') AND undo_state = 'undone'",
-                params![stage, now()],
+                "UPDATE steps SET state = 'pending', undo_state = NULL, undo_reason = NULL, result = NULL, reason = NULL, undo = NULL, progress = NULL, updated_at = ?3
+                 WHERE id BETWEEN ?1 AND ?2 AND state IN ('succeeded', 'started', 'failed') AND undo_state = 'undone'",
+                params![range.first, range.last, now()],
             )
-            .map_err(db_err(&self.path))?;
+            .map_err(&e)?;
         Ok(())
     }
 
-    /// Step counts by stage and state, in plan order of stages.
+    /// Step counts by stage and state, in plan order of stages (from the tally: no step is
+    /// read).
     pub fn counts(&self) -> Result<Vec<StateCount>, RekeyError> {
         let e = db_err(&self.path);
         let mut q = self
             .conn
             .prepare(
-                "SELECT stage, state, undo_state, count(*), sum(bytes) FROM steps GROUP BY stage, state, undo_state ORDER BY min(id), state, undo_state",
+                "SELECT t.stage, t.state, t.undo_state, t.steps, t.bytes FROM tally t LEFT JOIN stages s ON s.name = t.stage
+                 WHERE t.steps > 0 ORDER BY s.first_step, t.state, t.undo_state",
             )
             .map_err(&e)?;
         let rows = q
             .query_map([], |r| {
+                let undo: String = r.get(2)?;
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
-                    r.get(2)?,
+                    (!undo.is_empty()).then_some(undo),
                     r.get::<_, i64>(3)? as u64,
                     r.get::<_, i64>(4)? as u64,
                 ))
@@ -751,38 +1053,55 @@ impl Journal {
         rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
-    /// Each step in one of `states` (or whose undo was left alone or failed), in order, one
-    /// at a time: a report of millions of steps holds none of them.
-    pub fn each_in_states(
+    /// Steps of a stage that are not done: failed, drifted, started or pending.
+    pub fn unfinished(&self, stage: &str) -> Result<u64, RekeyError> {
+        Ok(self
+            .counts()?
+            .into_iter()
+            .filter(|(s, st, ..)| {
+                s == stage
+                    && matches!(
+                        st.as_str(),
+                        state::FAILED | state::DRIFTED | state::STARTED | state::PENDING
+                    )
+            })
+            .map(|(.., n, _)| n)
+            .sum())
+    }
+
+    /// Whether any step failed or drifted, or has an undo that was left alone or failed
+    /// without having succeeded.
+    pub fn any_failed(&self) -> Result<bool, RekeyError> {
+        Ok(self.counts()?.into_iter().any(|(_, st, undo, ..)| {
+            matches!(st.as_str(), state::FAILED | state::DRIFTED)
+                || (st != state::SUCCEEDED
+                    && matches!(
+                        undo.as_deref(),
+                        Some(undo_state::CONFLICT | undo_state::FAILED)
+                    ))
+        }))
+    }
+
+    /// Each step a report lists (failed, drifted, vanished, blocked, or whose undo was left
+    /// alone or failed), in order, one at a time: a report of millions of steps holds none
+    /// of them, and reads no other step.
+    pub fn each_notable(
         &self,
-        states: &[&str],
         mut f: impl FnMut(StepRow) -> Result<(), RekeyError>,
     ) -> Result<(), RekeyError> {
         let e = db_err(&self.path);
-        let list = states
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
         let mut q = self
             .conn
-            .prepare(&format!("SELECT {} FROM steps WHERE state IN ({list}) OR undo_state IN ('conflict', 'failed') ORDER BY id", Self::COLUMNS))
+            .prepare(&format!(
+                "SELECT {} FROM steps INDEXED BY steps_notable WHERE {NOTABLE} ORDER BY id",
+                Self::COLUMNS
+            ))
             .map_err(&e)?;
         let rows = q.query_map([], Self::row).map_err(&e)?;
         for r in rows {
             f(r.map_err(&e)?)?;
         }
         Ok(())
-    }
-
-    /// Steps in one of `states` (or whose undo was left alone or failed), for reports.
-    pub fn steps_in_states(&self, states: &[&str]) -> Result<Vec<StepRow>, RekeyError> {
-        let mut out = Vec::new();
-        self.each_in_states(states, |r| {
-            out.push(r);
-            Ok(())
-        })?;
-        Ok(out)
     }
 }
 
@@ -811,7 +1130,7 @@ mod tests {
         let path = dir.path().join("j.sqlite");
         let mut j = Journal::open(&path, "plan-a").unwrap();
         assert!(!j.is_initialized().unwrap());
-        j.initialize([step("s1", "a"), step("s1", "b"), step("s2", "c")])
+        j.initialize([step("s1", "a"), step("s1", "b"), step("s2", "c")].map(Ok))
             .unwrap();
         assert!(j.is_initialized().unwrap());
         let rec = |id, st| Recorded {
@@ -892,7 +1211,8 @@ mod tests {
     fn checkpoints_are_taken_once_in_step_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.sqlite"), "p").unwrap();
-        j.initialize([step("s1", "a"), step("s2", "b")]).unwrap();
+        j.initialize([step("s1", "a"), step("s2", "b")].map(Ok))
+            .unwrap();
         j.checkpoint("s2").unwrap();
         j.checkpoint("s1").unwrap();
         j.checkpoint("s1").unwrap();
@@ -900,5 +1220,173 @@ mod tests {
             j.checkpoints().unwrap(),
             vec![("s1".to_string(), 1), ("s2".to_string(), 2)]
         );
+    }
+
+    fn kind_step(stage: &str, kind: &str, key: &str, bytes: u64) -> NewStep {
+        NewStep {
+            kind: kind.into(),
+            bytes,
+            ..step(stage, key)
+        }
+    }
+
+    #[test]
+    fn stages_are_cut_into_phases_and_paged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite"), "p").unwrap();
+        let mut steps = vec![kind_step("canary", "bucket-default", "", 0)];
+        steps.extend((0..5).map(|i| kind_step("canary", "copy", &format!("o{i}"), 10)));
+        steps.push(kind_step("canary", "endpoint", "ep", 0));
+        steps.extend((0..3).map(|i| kind_step("rest", "copy", &format!("r{i}"), 1)));
+        assert_eq!(j.initialize(steps.into_iter().map(Ok)).unwrap(), 10);
+        let c = j.stage_range("canary").unwrap().unwrap();
+        assert_eq!(
+            (c.first, c.objects_from, c.endpoints_from, c.last),
+            (1, 2, 7, 7)
+        );
+        let r = j.stage_range("rest").unwrap().unwrap();
+        assert_eq!(
+            (r.first, r.objects_from, r.endpoints_from, r.last),
+            (8, 8, 11, 10),
+            "a stage without bucket defaults or endpoints has empty phases"
+        );
+        assert_eq!(j.stage_range("none").unwrap(), None);
+        assert_eq!(j.todo_count(2, 6).unwrap(), (5, 50));
+        // Pages follow the cursor and skip what is done.
+        j.mark_started(&[(3, None)]).unwrap();
+        j.record(&[Recorded {
+            id: 3,
+            state: state::SUCCEEDED,
+            result: None,
+            reason: None,
+            retries: 0,
+        }])
+        .unwrap();
+        let ids = |rows: Vec<StepRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(j.todo_page(1, 6, 2).unwrap()), vec![2, 4]);
+        assert_eq!(ids(j.todo_page(4, 6, 2).unwrap()), vec![5, 6]);
+        assert_eq!(ids(j.todo_page(6, 6, 2).unwrap()), Vec::<i64>::new());
+        assert_eq!(j.todo_count(2, 6).unwrap(), (4, 40));
+        // The tally follows every change of state, undo states included.
+        let count = |j: &Journal, st: &str, undo: Option<&str>| {
+            j.counts()
+                .unwrap()
+                .into_iter()
+                .find(|(s, t, u, ..)| s == "canary" && t == st && u.as_deref() == undo)
+                .map(|(.., n, b)| (n, b))
+        };
+        assert_eq!(count(&j, "succeeded", None), Some((1, 10)));
+        assert_eq!(count(&j, "pending", None), Some((6, 40)));
+        j.mark_undo_started(&[3]).unwrap();
+        j.record_undo(3, undo_state::UNDONE, None).unwrap();
+        assert_eq!(count(&j, "succeeded", None), None, "empty rows are left out");
+        assert_eq!(count(&j, "succeeded", Some("undone")), Some((1, 10)));
+        j.reset_undone("canary").unwrap();
+        assert_eq!(count(&j, "pending", None), Some((7, 50)));
+        assert_eq!(j.unfinished("canary").unwrap(), 7);
+        // Stages in plan order.
+        let stages: Vec<String> = j.counts().unwrap().into_iter().map(|c| c.0).collect();
+        assert_eq!(stages.first().map(String::as_str), Some("canary"));
+        assert_eq!(stages.last().map(String::as_str), Some("rest"));
+    }
+
+    #[test]
+    fn an_initialization_cut_short_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite"), "p").unwrap();
+        let bad = [Ok(step("s1", "a")), Err(RekeyError::Internal("cut".into()))];
+        assert!(j.initialize(bad).is_err());
+        assert!(!j.is_initialized().unwrap());
+        j.initialize([step("s1", "a"), step("s1", "b")].map(Ok))
+            .unwrap();
+        assert_eq!(j.steps_from(0).unwrap().len(), 2, "no step twice");
+        // Steps of a stage that are not together, or a bucket default after an object.
+        let mut k = Journal::open(&dir.path().join("k.sqlite"), "p").unwrap();
+        let err = k
+            .initialize(
+                [
+                    kind_step("s1", "copy", "a", 1),
+                    kind_step("s1", "bucket-default", "", 0),
+                ]
+                .map(Ok),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("later phase"), "{err}");
+    }
+
+    #[test]
+    fn undo_pages_go_newest_first_with_gcs_defaults_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite"), "p").unwrap();
+        j.initialize(
+            [
+                kind_step("s1", "gcs-bucket-default", "", 0),
+                kind_step("s1", "copy", "a", 1),
+                kind_step("s1", "copy", "b", 1),
+                kind_step("s1", "copy", "c", 1),
+            ]
+            .map(Ok),
+        )
+        .unwrap();
+        // 1, 2 and 4 succeed; 3 is journaled but never sent (nothing to undo).
+        j.mark_started(&[(1, None), (2, None), (3, None), (4, None)])
+            .unwrap();
+        let done = |id| Recorded {
+            id,
+            state: state::SUCCEEDED,
+            result: None,
+            reason: None,
+            retries: 0,
+        };
+        j.record(&[done(1), done(2), done(4)]).unwrap();
+        let ids = |rows: Vec<StepRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(j.undo_page(1, i64::MAX, true, 10).unwrap()), vec![1]);
+        assert_eq!(ids(j.undo_page(1, i64::MAX, false, 10).unwrap()), vec![4, 2]);
+        assert_eq!(ids(j.undo_page(1, 4, false, 10).unwrap()), vec![2]);
+        assert_eq!(ids(j.undo_page(3, i64::MAX, false, 10).unwrap()), vec![4]);
+        let mut all = Vec::new();
+        j.each_undoable(1, |r| {
+            all.push(r.id);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(all, vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn a_schema_2_journal_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "CREATE INDEX steps_stage ON steps(stage, state);
+                 INSERT INTO meta VALUES ('schema_version', '2'), ('plan_id', 'p'), ('initialized', 'x');
+                 INSERT INTO steps (id, stage, kind, account, bucket, bytes, state, spec, updated_at, undo_state) VALUES
+                   (1, 'a', 'bucket-default', 'd', 'b', 0, 'succeeded', '{}', 't', NULL),
+                   (2, 'a', 'copy', 'd', 'b', 5, 'succeeded', '{}', 't', 'undone'),
+                   (3, 'a', 'copy', 'd', 'b', 7, 'failed', '{}', 't', NULL),
+                   (4, 'b', 'copy', 'd', 'b', 9, 'pending', '{}', 't', NULL),
+                   (5, 'b', 'endpoint', 'd', 'sagemaker', 0, 'blocked', '{}', 't', NULL);",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path, "p").unwrap();
+        let a = j.stage_range("a").unwrap().unwrap();
+        assert_eq!((a.first, a.objects_from, a.endpoints_from, a.last), (1, 2, 4, 3));
+        let b = j.stage_range("b").unwrap().unwrap();
+        assert_eq!((b.first, b.objects_from, b.endpoints_from, b.last), (4, 4, 5, 5));
+        let counts = j.counts().unwrap();
+        assert!(counts.contains(&("a".into(), "succeeded".into(), Some("undone".into()), 1, 5)));
+        assert!(counts.contains(&("a".into(), "failed".into(), None, 1, 7)));
+        assert_eq!(j.todo_count(1, 5).unwrap(), (2, 16));
+        let mut notable = Vec::new();
+        j.each_notable(|r| {
+            notable.push(r.id);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(notable, vec![3, 5]);
     }
 }

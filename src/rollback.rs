@@ -6,7 +6,7 @@
 //! still being what rekey made it; anything changed since is a reported conflict, left alone.
 //! Before anything is touched, every key objects return to must still be usable.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -15,12 +15,12 @@ use crate::apply::{plan_id, runners, write_report, Accounts};
 use crate::error::RekeyError;
 use crate::events::{Event, Reporter};
 use crate::executor::{self, ExecConfig, Stop, UndoTally};
-use crate::journal::{state, undo_state, Journal, StepRow};
+use crate::journal::Journal;
 use crate::plan::PlanFile;
 use crate::providers::gcs::GcsClient;
 use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{KeyRead, S3Write};
-use crate::steps::{self, StepKind, StepRunner, StepSpec};
+use crate::steps::{self, StepRunner, StepSpec};
 
 #[derive(Debug, Clone)]
 pub struct RollbackOptions {
@@ -36,66 +36,37 @@ pub struct RollbackOutcome {
     pub stop: Stop,
 }
 
-/// Steps from `first` on that may have changed the cloud and are not undone yet, in the
-/// order to undo them: reverse step order, Cloud Storage bucket defaults first (an object
-/// cannot go back to Google-managed encryption while its bucket has a default key).
-fn to_undo(journal: &Journal, first: i64) -> Result<Vec<StepRow>, RekeyError> {
-    let mut rows: Vec<StepRow> = journal
-        .steps_from(first)?
-        .into_iter()
-        .filter(|r| {
-            matches!(
-                r.state.as_str(),
-                state::SUCCEEDED | state::STARTED | state::FAILED
-            )
-        })
-        .filter(|r| r.undo_state.as_deref() != Some(undo_state::UNDONE))
-        // A step never sent (journaled ahead, or whose undo data could not even be read)
-        // cannot have changed the cloud.
-        .filter(|r| r.state == state::SUCCEEDED || (r.undo.is_some() && r.attempts > 0))
-        .collect();
-    rows.reverse();
-    rows.sort_by_key(|r| r.kind != StepKind::GcsBucketDefault.as_str());
-    Ok(rows)
-}
-
-/// Cut the rows into segments: runs of object steps go concurrently; a bucket default or an
-/// endpoint waits for everything undone before it, alone.
-fn segments(rows: Vec<StepRow>) -> Vec<Vec<StepRow>> {
-    let barrier = |r: &StepRow| {
-        StepKind::parse(&r.kind).is_some_and(|k| k.is_bucket_default() || k == StepKind::Endpoint)
-    };
-    let mut out: Vec<Vec<StepRow>> = Vec::new();
-    for r in rows {
-        let alone = barrier(&r);
-        match out.last_mut() {
-            Some(last) if !alone && !last.iter().any(barrier) => last.push(r),
-            _ => out.push(vec![r]),
-        }
-    }
-    out
-}
-
 /// Refuse to start when a key some undo returns things to cannot be used: a half rollback
 /// would leave objects on the team key with no way back.
-async fn check_keys<R: StepRunner>(runner: &R, rows: &[StepRow]) -> Result<(), RekeyError> {
-    let mut seen = BTreeSet::new();
-    let mut unusable = Vec::new();
-    for r in rows {
+/// Returns the steps to undo and their bytes: the journal is read once, a step at a time, and
+/// only the distinct keys are kept (with one step of each, to ask its runner).
+async fn check_keys<R: StepRunner>(
+    runner: &R,
+    journal: &Journal,
+    first: i64,
+) -> Result<(u64, u64), RekeyError> {
+    let mut keys: BTreeMap<(String, String), StepSpec> = BTreeMap::new();
+    let (mut steps, mut bytes) = (0u64, 0u64);
+    journal.each_undoable(first, |r| {
+        steps += 1;
+        bytes += r.bytes;
         let Ok(spec) = serde_json::from_str::<StepSpec>(&r.spec) else {
-            continue;
+            return Ok(());
         };
         for key in steps::undo_keys(&spec, r.undo.as_deref()) {
-            if !seen.insert((r.account.clone(), key.clone())) {
-                continue;
-            }
-            if let Some(why) = runner.key_usable(&spec, &key).await? {
-                unusable.push(format!("{why} (account {})", r.account));
-            }
+            keys.entry((r.account.clone(), key))
+                .or_insert_with(|| spec.clone());
+        }
+        Ok(())
+    })?;
+    let mut unusable = Vec::new();
+    for ((account, key), spec) in &keys {
+        if let Some(why) = runner.key_usable(spec, key).await? {
+            unusable.push(format!("{why} (account {account})"));
         }
     }
     if unusable.is_empty() {
-        return Ok(());
+        return Ok((steps, bytes));
     }
     Err(RekeyError::KeysUnusable {
         message: format!(
@@ -144,30 +115,22 @@ pub async fn rollback<S: S3Write + KeyRead + SageMakerApi>(
             })?,
         None => checkpoints.first().map(|(_, id)| *id).unwrap_or(i64::MAX),
     };
-    let rows = to_undo(&journal, first)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
     let part_slots = tokio::sync::Semaphore::new(opts.concurrency.max(1));
     let runner = runners(aws, gcs, &pacer, &part_slots);
-    check_keys(&runner, &rows).await?;
+    let (steps, bytes) = check_keys(&runner, &journal, first).await?;
     reporter.event(&Event::StageStarted {
         stage: "rollback".into(),
-        steps: rows.len() as u64,
-        todo: rows.len() as u64,
-        bytes: rows.iter().map(|r| r.bytes).sum(),
+        steps,
+        todo: steps,
+        bytes,
     });
     let cfg = ExecConfig {
         concurrency: opts.concurrency.max(1),
         ..Default::default()
     };
-    let (stop, tally) = executor::undo_segments(
-        &mut journal,
-        &runner,
-        segments(rows),
-        &cfg,
-        interrupts,
-        reporter,
-    )
-    .await?;
+    let (stop, tally) =
+        executor::undo_from(&mut journal, &runner, first, &cfg, interrupts, reporter).await?;
     reporter.event(&Event::StageDone {
         stage: "rollback".into(),
         succeeded: tally.undone,

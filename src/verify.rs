@@ -34,12 +34,67 @@ pub struct Finding {
 pub struct Verification {
     pub checked: u64,
     pub compliant: u64,
-    /// Blocked or manual resources (listed in `non_compliant` unless ignored).
+    /// Blocked or manual resources (counted as not compliant unless ignored).
     pub blocked: u64,
     /// Planned objects deleted since the plan: nothing left to protect.
     #[serde(skip_serializing_if = "is_zero")]
     pub vanished: u64,
+    /// Resources not on their team key (blocked and manual ones included unless ignored).
+    pub not_compliant: u64,
+    /// How many of them are blocked or manual (they carry a reason).
+    #[serde(skip)]
+    pub not_compliant_blocked: u64,
+    /// The first `LISTED` of them; every one goes to `findings` when it is set.
     pub non_compliant: Vec<Finding>,
+    /// Where every finding is written, one JSON object per line (`verify --findings FILE`).
+    #[serde(skip)]
+    pub findings: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Verification {
+    /// Findings listed in the result itself: a verification of 10^8 objects that are not
+    /// moved yet must not hold them all.
+    pub const LISTED: usize = 1000;
+
+    /// A verification that writes every finding to `path` (owner-only: it names objects).
+    pub fn with_findings(path: Option<&Path>) -> Result<Verification, RekeyError> {
+        Ok(Verification {
+            findings: match path {
+                Some(p) => Some(std::io::BufWriter::new(crate::apply::open_private(p)?)),
+                None => None,
+            },
+            ..Default::default()
+        })
+    }
+
+    /// Count a resource that is not on its team key.
+    pub fn add(&mut self, f: Finding) -> Result<(), RekeyError> {
+        self.not_compliant += 1;
+        if f.reason.is_some() {
+            self.not_compliant_blocked += 1;
+        }
+        if let Some(w) = self.findings.as_mut() {
+            use std::io::Write;
+            serde_json::to_writer(&mut *w, &f)
+                .map_err(|e| RekeyError::io("writing the findings", e.into()))?;
+            w.write_all(b"\n")
+                .map_err(|e| RekeyError::io("writing the findings", e))?;
+        }
+        if self.non_compliant.len() < Self::LISTED {
+            self.non_compliant.push(f);
+        }
+        Ok(())
+    }
+
+    /// Flush the findings file.
+    pub fn finish(&mut self) -> Result<(), RekeyError> {
+        use std::io::Write;
+        if let Some(w) = self.findings.as_mut() {
+            w.flush()
+                .map_err(|e| RekeyError::io("writing the findings", e))?;
+        }
+        Ok(())
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -60,12 +115,12 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
         if now.allowed() {
             v.compliant += 1;
         } else {
-            v.non_compliant.push(Finding {
+            v.add(Finding {
                 target: format!("key access of {} ({})", x.principal, x.role),
                 expected_key_arn: x.key_arn.clone(),
                 found: now.verdict.as_str().to_string(),
                 reason: Some(now.summary()),
-            });
+            })?;
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -85,7 +140,7 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
             // fingerprint judged nothing of it).
             if b.surroundings_sha256.as_deref() != Some(around.fingerprint().as_str()) {
                 v.checked += 1;
-                v.non_compliant.push(Finding {
+                v.add(Finding {
                     target: format!("s3://{} (policy, replication or notifications)", b.bucket),
                     expected_key_arn: String::new(),
                     found: if b.surroundings_sha256.is_some() {
@@ -95,7 +150,7 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
                     }
                     .into(),
                     reason: Some("its readers and hazards were judged on what it was: plan again to judge what it is".into()),
-                });
+                })?;
             }
             let Some(key) = b
                 .key
@@ -125,12 +180,12 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
             if gaps.is_empty() {
                 v.compliant += 1;
             } else {
-                v.non_compliant.push(Finding {
+                v.add(Finding {
                     target: format!("s3://{} (replication)", b.bucket),
                     expected_key_arn: key.arn.clone(),
                     found: "replication-gap".into(),
                     reason: Some(gaps.join("; ")),
-                });
+                })?;
             }
         }
     }
@@ -144,6 +199,8 @@ pub struct VerifyOptions {
     pub requests_per_second: u32,
     /// Count blocked and manual resources apart instead of as not compliant.
     pub ignore_blocked: bool,
+    /// Write every finding here, one JSON object per line.
+    pub findings: Option<std::path::PathBuf>,
 }
 
 pub fn describe(enc: &S3Encryption) -> String {
@@ -167,12 +224,13 @@ pub async fn verify_plan<
     let policy = RetryPolicy::default();
     let pacer = Pacer::new(opts.requests_per_second);
     let (policy, pacer) = (&policy, &pacer);
-    let mut v = Verification::default();
-    let blocked = |v: &mut Verification, f: Finding| {
+    let mut v = Verification::with_findings(opts.findings.as_deref())?;
+    let blocked = |v: &mut Verification, f: Finding| -> Result<(), RekeyError> {
         v.blocked += 1;
         if !opts.ignore_blocked {
-            v.non_compliant.push(f);
+            v.add(f)?;
         }
+        Ok(())
     };
     for st in &p.stages {
         for b in &st.buckets {
@@ -194,14 +252,14 @@ pub async fn verify_plan<
                     if now.default_kms_key == to.kms_key_arn {
                         v.compliant += 1;
                     } else {
-                        v.non_compliant.push(Finding {
+                        v.add(Finding {
                             target: format!("gs://{} (bucket default)", b.bucket),
                             expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
                             found: now
                                 .default_kms_key
                                 .unwrap_or_else(|| "google-managed".into()),
                             reason: None,
-                        });
+                        })?;
                     }
                     continue;
                 }
@@ -217,12 +275,12 @@ pub async fn verify_plan<
                 if now.algorithm == "aws:kms" && now.kms_key_arn == to.kms_key_arn {
                     v.compliant += 1;
                 } else {
-                    v.non_compliant.push(Finding {
+                    v.add(Finding {
                         target: format!("s3://{} (bucket default)", b.bucket),
                         expected_key_arn: to.kms_key_arn.clone().unwrap_or_default(),
                         found: describe(&now),
                         reason: None,
-                    });
+                    })?;
                 }
             }
         }
@@ -272,7 +330,7 @@ pub async fn verify_plan<
                                 sm.reason.clone().unwrap_or_default()
                             )),
                         },
-                    );
+                    )?;
                     continue;
                 }
             }
@@ -311,46 +369,51 @@ pub async fn verify_plan<
             if on_target {
                 v.compliant += 1;
             } else {
-                v.non_compliant.push(Finding {
+                v.add(Finding {
                     target: format!("sagemaker:endpoint/{} (config {config})", sm.name),
                     expected_key_arn: sm.kms_key_arn.clone(),
                     found: key.unwrap_or_else(|| "service-managed".into()),
                     reason: None,
-                });
+                })?;
             }
         }
     }
     verify_graph(p, accounts, &mut v, (policy, pacer)).await?;
-    let steps = plan_steps(p, plan_path)?;
-    let mut objects: Vec<ObjectStep> = Vec::new();
-    for s in &steps {
+    // The manifest is read a line at a time and checked `concurrency` objects at a time, in
+    // plan order: nothing held grows with the number of objects.
+    enum Item {
+        Check(ObjectStep),
+        Blocked(Finding),
+        Skip,
+    }
+    let items = plan_steps(p, plan_path)?.map(|s| {
+        let s = s?;
         let Ok(StepSpec::Object(o)) = serde_json::from_str::<StepSpec>(&s.spec) else {
-            continue;
+            return Ok(Item::Skip);
         };
         if s.state == state::BLOCKED {
-            v.checked += 1;
             let scheme = if o.engine == "gcs-rewrite" || o.account.starts_with("gcp:") {
                 "gs"
             } else {
                 "s3"
             };
-            blocked(
-                &mut v,
-                Finding {
-                    target: format!("{scheme}://{}/{}", o.bucket, o.key),
-                    expected_key_arn: o.to_key_arn.clone(),
-                    found: o.from.as_str().to_string(),
-                    reason: s.reason.clone(),
-                },
-            );
-        } else {
-            objects.push(o);
+            return Ok(Item::Blocked(Finding {
+                target: format!("{scheme}://{}/{}", o.bucket, o.key),
+                expected_key_arn: o.to_key_arn.clone(),
+                found: o.from.as_str().to_string(),
+                reason: s.reason.clone(),
+            }));
         }
-    }
+        Ok::<_, RekeyError>(Item::Check(o))
+    });
     // (object, (on its team key, what was found))
     type Checked = (ObjectStep, Result<(bool, String), ProviderError>);
-    let mut results: Vec<Checked> = futures::stream::iter(objects)
-        .map(|o| async move {
+    let mut checked = futures::stream::iter(items)
+        .map(|item| async move {
+            let o = match item {
+                Ok(Item::Check(o)) => o,
+                other => return other.map(Err),
+            };
             let h = if o.engine == "gcs-rewrite" {
                 match gcs {
                     Some(g) => retried(policy, pacer, || g.get_object(&o.bucket, &o.key, None))
@@ -393,14 +456,22 @@ pub async fn verify_plan<
                     }),
                 }
             };
-            (o, h)
+            Ok(Ok::<Checked, Item>((o, h)))
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    results.sort_by(|a, b| (&a.0.bucket, &a.0.key).cmp(&(&b.0.bucket, &b.0.key)));
-    for (o, h) in results {
+        .buffered(opts.concurrency.max(1));
+    while let Some(c) = checked.next().await {
         v.checked += 1;
+        let (o, h) = match c? {
+            Ok(c) => c,
+            Err(Item::Blocked(f)) => {
+                blocked(&mut v, f)?;
+                continue;
+            }
+            Err(_) => {
+                v.checked -= 1;
+                continue;
+            }
+        };
         let scheme = if o.engine == "gcs-rewrite" {
             "gs"
         } else {
@@ -408,16 +479,17 @@ pub async fn verify_plan<
         };
         match h {
             Ok((true, _)) => v.compliant += 1,
-            Ok((false, found)) => v.non_compliant.push(Finding {
+            Ok((false, found)) => v.add(Finding {
                 target: format!("{scheme}://{}/{}", o.bucket, o.key),
                 expected_key_arn: o.to_key_arn,
                 found,
                 reason: None,
-            }),
+            })?,
             Err(ProviderError::NotFound { .. }) => v.vanished += 1,
             Err(e) => return Err(e.into()),
         }
     }
+    v.finish()?;
     Ok(v)
 }
 
@@ -427,8 +499,8 @@ pub fn render_verification(v: &Verification) -> String {
         "verified {} resources: {} on their team key, {} not ({} of them blocked or manual){}\n",
         v.checked,
         v.compliant,
-        v.non_compliant.len(),
-        v.non_compliant.iter().filter(|f| f.reason.is_some()).count(),
+        v.not_compliant,
+        v.not_compliant_blocked,
         if v.vanished > 0 {
             format!("; {} deleted since the plan", v.vanished)
         } else {
@@ -447,7 +519,14 @@ pub fn render_verification(v: &Verification) -> String {
             )),
         }
     }
-    if v.blocked > 0 && v.non_compliant.iter().all(|f| f.reason.is_none()) {
+    if v.not_compliant > v.non_compliant.len() as u64 {
+        out.push_str(&format!(
+            "  (the first {} of {} listed: verify --findings FILE writes every one)\n",
+            v.non_compliant.len(),
+            v.not_compliant
+        ));
+    }
+    if v.blocked > 0 && v.not_compliant_blocked == 0 {
         out.push_str(&format!(
             "  ({} blocked or manual resources left out: --ignore-blocked)\n",
             v.blocked
