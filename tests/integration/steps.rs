@@ -145,6 +145,7 @@ fn verify_opts() -> apply::VerifyOptions {
         concurrency: 4,
         requests_per_second: 500,
         ignore_blocked: true,
+        findings: None,
     }
 }
 
