@@ -852,79 +852,77 @@ pub fn write_report(
     let mut lines = std::io::BufWriter::new(open_private(&steps_path)?);
     let mut groups: Vec<Group> = Vec::new();
     let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
-    journal.each_notable(
-        |r| {
-            let target = r.target();
-            let reason = r.undo_reason.as_deref().or(r.reason.as_deref());
-            let item = Item {
-                stage: &r.stage,
-                step: &r.kind,
-                target: target.clone(),
-                state: &r.state,
-                undo_state: r.undo_state.as_deref(),
-                reason,
-            };
-            serde_json::to_writer(&mut lines, &item)
-                .map_err(|e| RekeyError::io("writing the report's step list", e.into()))?;
-            lines
-                .write_all(b"\n")
-                .map_err(|e| RekeyError::io("writing the report's step list", e))?;
-            let section = match r.undo_state.as_deref() {
-                Some("conflict") => "rollback left alone".to_string(),
-                Some("failed") => "rollback failed".to_string(),
-                _ => r.state.clone(),
-            };
-            // The reason without what names this one step (its target, what follows the
-            // first ": "), so that steps with the same cause share a group.
-            let label = reason
-                .unwrap_or("")
-                .replace(&target, "…")
-                .split(": ")
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let key = (section.clone(), label.clone());
-            let at = match index.get(&key) {
-                Some(&at) => at,
-                None if groups.len() < GROUPS => {
-                    groups.push(Group {
-                        section,
-                        state: r.state.clone(),
-                        reason: label,
-                        steps: 0,
-                        examples: Vec::new(),
-                    });
-                    index.insert(key, groups.len() - 1);
-                    groups.len() - 1
-                }
-                None => {
-                    let other = (section.clone(), "(other reasons)".to_string());
-                    match index.get(&other) {
-                        Some(&at) => at,
-                        None => {
-                            groups.push(Group {
-                                section,
-                                state: r.state.clone(),
-                                reason: other.1.clone(),
-                                steps: 0,
-                                examples: Vec::new(),
-                            });
-                            index.insert(other, groups.len() - 1);
-                            groups.len() - 1
-                        }
+    journal.each_notable(|r| {
+        let target = r.target();
+        let reason = r.undo_reason.as_deref().or(r.reason.as_deref());
+        let item = Item {
+            stage: &r.stage,
+            step: &r.kind,
+            target: target.clone(),
+            state: &r.state,
+            undo_state: r.undo_state.as_deref(),
+            reason,
+        };
+        serde_json::to_writer(&mut lines, &item)
+            .map_err(|e| RekeyError::io("writing the report's step list", e.into()))?;
+        lines
+            .write_all(b"\n")
+            .map_err(|e| RekeyError::io("writing the report's step list", e))?;
+        let section = match r.undo_state.as_deref() {
+            Some("conflict") => "rollback left alone".to_string(),
+            Some("failed") => "rollback failed".to_string(),
+            _ => r.state.clone(),
+        };
+        // The reason without what names this one step (its target, what follows the
+        // first ": "), so that steps with the same cause share a group.
+        let label = reason
+            .unwrap_or("")
+            .replace(&target, "…")
+            .split(": ")
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let key = (section.clone(), label.clone());
+        let at = match index.get(&key) {
+            Some(&at) => at,
+            None if groups.len() < GROUPS => {
+                groups.push(Group {
+                    section,
+                    state: r.state.clone(),
+                    reason: label,
+                    steps: 0,
+                    examples: Vec::new(),
+                });
+                index.insert(key, groups.len() - 1);
+                groups.len() - 1
+            }
+            None => {
+                let other = (section.clone(), "(other reasons)".to_string());
+                match index.get(&other) {
+                    Some(&at) => at,
+                    None => {
+                        groups.push(Group {
+                            section,
+                            state: r.state.clone(),
+                            reason: other.1.clone(),
+                            steps: 0,
+                            examples: Vec::new(),
+                        });
+                        index.insert(other, groups.len() - 1);
+                        groups.len() - 1
                     }
                 }
-            };
-            let g = &mut groups[at];
-            g.steps += 1;
-            if g.examples.len() < EXAMPLES {
-                g.examples.push(serde_json::json!({
-                    "stage": r.stage, "target": target, "reason": reason
-                }));
             }
-            Ok(())
-        },
-    )?;
+        };
+        let g = &mut groups[at];
+        g.steps += 1;
+        if g.examples.len() < EXAMPLES {
+            g.examples.push(serde_json::json!({
+                "stage": r.stage, "target": target, "reason": reason
+            }));
+        }
+        Ok(())
+    })?;
     lines
         .flush()
         .map_err(|e| RekeyError::io("writing the report's step list", e))?;

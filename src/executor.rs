@@ -556,7 +556,8 @@ impl Loop<'_> {
                     (row, outcome, t.elapsed())
                 });
             }
-            if in_flight.is_empty() && (stopping.is_some() || (queue.is_empty() && ready.is_empty()))
+            if in_flight.is_empty()
+                && (stopping.is_some() || (queue.is_empty() && ready.is_empty()))
             {
                 if stopping.is_some() || exhausted {
                     break;

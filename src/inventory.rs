@@ -223,7 +223,15 @@ impl ReportBucket<'_> {
             }
             tmp.rewind()
                 .map_err(|e| RekeyError::io("reading the report's temporary copy", e))?;
-            let rows = crate::s3report::csv_rows(&found.columns, std::io::BufReader::new(tmp));
+            let rows: Box<dyn Iterator<Item = _> + Send> =
+                if found.manifest.file_format == "Parquet" {
+                    Box::new(crate::s3report::parquet_rows(tmp)?)
+                } else {
+                    Box::new(crate::s3report::csv_rows(
+                        &found.columns,
+                        std::io::BufReader::new(tmp),
+                    ))
+                };
             let mut objects = std::pin::pin!(stream::iter(rows)
                 .map(|row| async move { self.object(s3, cache, row).await })
                 .buffered(self.concurrency));

@@ -416,11 +416,7 @@ impl Journal {
             "SELECT count(*), coalesce(sum(undo_state = 'undone'), 0) FROM steps WHERE state IN ('succeeded', 'started', 'failed')"
         };
         let (applied, undone): (i64, i64) = conn
-            .query_row(
-                sql,
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(&e)?;
         Ok((plan_id, applied as u64, undone as u64))
     }
@@ -1279,7 +1275,11 @@ mod tests {
         assert_eq!(count(&j, "pending", None), Some((6, 40)));
         j.mark_undo_started(&[3]).unwrap();
         j.record_undo(3, undo_state::UNDONE, None).unwrap();
-        assert_eq!(count(&j, "succeeded", None), None, "empty rows are left out");
+        assert_eq!(
+            count(&j, "succeeded", None),
+            None,
+            "empty rows are left out"
+        );
         assert_eq!(count(&j, "succeeded", Some("undone")), Some((1, 10)));
         j.reset_undone("canary").unwrap();
         assert_eq!(count(&j, "pending", None), Some((7, 50)));
@@ -1341,7 +1341,10 @@ mod tests {
         j.record(&[done(1), done(2), done(4)]).unwrap();
         let ids = |rows: Vec<StepRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(j.undo_page(1, i64::MAX, true, 10).unwrap()), vec![1]);
-        assert_eq!(ids(j.undo_page(1, i64::MAX, false, 10).unwrap()), vec![4, 2]);
+        assert_eq!(
+            ids(j.undo_page(1, i64::MAX, false, 10).unwrap()),
+            vec![4, 2]
+        );
         assert_eq!(ids(j.undo_page(1, 4, false, 10).unwrap()), vec![2]);
         assert_eq!(ids(j.undo_page(3, i64::MAX, false, 10).unwrap()), vec![4]);
         let mut all = Vec::new();
@@ -1374,9 +1377,15 @@ mod tests {
         }
         let j = Journal::open(&path, "p").unwrap();
         let a = j.stage_range("a").unwrap().unwrap();
-        assert_eq!((a.first, a.objects_from, a.endpoints_from, a.last), (1, 2, 4, 3));
+        assert_eq!(
+            (a.first, a.objects_from, a.endpoints_from, a.last),
+            (1, 2, 4, 3)
+        );
         let b = j.stage_range("b").unwrap().unwrap();
-        assert_eq!((b.first, b.objects_from, b.endpoints_from, b.last), (4, 4, 5, 5));
+        assert_eq!(
+            (b.first, b.objects_from, b.endpoints_from, b.last),
+            (4, 4, 5, 5)
+        );
         let counts = j.counts().unwrap();
         assert!(counts.contains(&("a".into(), "succeeded".into(), Some("undone".into()), 1, 5)));
         assert!(counts.contains(&("a".into(), "failed".into(), None, 1, 7)));

@@ -594,9 +594,10 @@ pub struct Planner<'c> {
     stage_groups: Vec<Vec<(String, GroupAcc, u64)>>,
     unmatched: Vec<Unmatched>,
     endpoints: Vec<EndpointAcc>,
-    /// (bucket, key or prefix, endpoint index): which objects are whose model artifacts.
-    /// (bucket, key or prefix, endpoint index, execution role reading it).
-    artifact_index: Vec<(String, String, usize, String)>,
+    /// Which objects are whose model artifacts, by bucket: (key or prefix, endpoint index,
+    /// execution role reading it), looked up by the key's prefixes of the lengths that occur
+    /// (a lookup per distinct length, not a scan of every artifact per object).
+    artifact_index: HashMap<String, ArtifactIndex>,
     sagemaker_other: Vec<(usize, SmPlan)>,
     /// Key ARN → why what would move onto it is blocked (a consumer that may not use it).
     key_blocks: HashMap<String, String>,
@@ -715,7 +716,7 @@ impl<'c> Planner<'c> {
             stage_groups: (0..campaign.stages.len()).map(|_| Vec::new()).collect(),
             unmatched: Vec::new(),
             endpoints: Vec::new(),
-            artifact_index: Vec::new(),
+            artifact_index: HashMap::new(),
             sagemaker_other: Vec::new(),
             fingerprint: Sha256::new(),
             line: Vec::with_capacity(1024),
@@ -839,12 +840,10 @@ impl<'c> Planner<'c> {
                         if let Some((bucket, key)) =
                             a.url.strip_prefix("s3://").and_then(|p| p.split_once('/'))
                         {
-                            self.artifact_index.push((
-                                bucket.to_string(),
-                                key.to_string(),
-                                idx,
-                                m.execution_role_arn.clone(),
-                            ));
+                            self.artifact_index
+                                .entry(bucket.to_string())
+                                .or_default()
+                                .add(key, idx, &m.execution_role_arn);
                         }
                     }
                 }
@@ -1200,11 +1199,13 @@ impl<'c> Planner<'c> {
             endpoints,
             ..
         } = self;
-        for (bucket, prefix, idx, role) in artifact_index.iter() {
-            if *bucket != o.bucket || !o.key.starts_with(prefix.as_str()) {
-                continue;
-            }
-            let ep = &mut endpoints[*idx];
+        let bucket = &o.bucket;
+        let found = artifact_index
+            .get(bucket)
+            .map(|i| i.matching(&o.key))
+            .unwrap_or_default();
+        for (prefix, idx, role) in found {
+            let ep = &mut endpoints[idx];
             ep.artifact_stage = Some(ep.artifact_stage.map_or(stage, |s| s.max(stage)));
             if let Some(r) = &ep.blocked {
                 block = Some(format!("model artifact of endpoint {}: {r}", ep.rec.name));
@@ -1874,4 +1875,83 @@ pub fn load(path: &Path) -> Result<PlanFile, RekeyError> {
         ));
     }
     Ok(plan)
+}
+
+/// The model artifacts of one bucket, by key or prefix.
+#[derive(Debug, Default)]
+struct ArtifactIndex {
+    by_prefix: HashMap<String, Vec<(usize, String)>>,
+    /// The lengths of the prefixes, each once.
+    lengths: Vec<usize>,
+}
+
+impl ArtifactIndex {
+    fn add(&mut self, prefix: &str, endpoint: usize, role: &str) {
+        self.by_prefix
+            .entry(prefix.to_string())
+            .or_default()
+            .push((endpoint, role.to_string()));
+        if !self.lengths.contains(&prefix.len()) {
+            self.lengths.push(prefix.len());
+            self.lengths.sort_unstable();
+        }
+    }
+
+    /// Every (prefix, endpoint, role) whose prefix the key starts with.
+    fn matching(&self, key: &str) -> Vec<(String, usize, String)> {
+        let mut out = Vec::new();
+        for &l in self.lengths.iter().take_while(|&&l| l <= key.len()) {
+            if !key.is_char_boundary(l) {
+                continue;
+            }
+            if let Some(hits) = self.by_prefix.get(&key[..l]) {
+                out.extend(
+                    hits.iter()
+                        .map(|(i, r)| (key[..l].to_string(), *i, r.clone())),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Plan a campaign in the caller's own account with any clients: the in-process cloud of
+/// tests and benchmarks (`rekey plan` itself reaches every account of the campaign, and keeps
+/// the plan it replaces).
+pub async fn plan_account<S>(
+    c: &LoadedCampaign,
+    clients: &S,
+    out: &Path,
+    created: String,
+    reporter: &dyn crate::events::Reporter,
+) -> Result<PlanFile, RekeyError>
+where
+    S: crate::providers::S3Read
+        + crate::providers::KeyRead
+        + crate::providers::sagemaker::SageMakerApi
+        + crate::providers::iam::AccessRead,
+{
+    use crate::inventory::DEFAULT_ACCOUNT;
+    let pinned =
+        crate::inventory::resolve_keys_in(c, clients, DEFAULT_ACCOUNT, None, reporter).await?;
+    let access = crate::preflight::consumer_verdicts(c, DEFAULT_ACCOUNT, clients, &pinned).await?;
+    let mut planner = Planner::new(c, pinned.clone())?;
+    planner.set_access(access);
+    crate::inventory::run_sagemaker(c, DEFAULT_ACCOUNT, clients, &pinned, |r| planner.add(&r))
+        .await?;
+    crate::inventory::run(
+        c,
+        DEFAULT_ACCOUNT,
+        clients,
+        clients,
+        &pinned,
+        reporter,
+        |r| planner.add(&r),
+    )
+    .await?;
+    let sha = file_sha256(&c.path)
+        .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
+    let p = planner.finish(out, created, sha)?;
+    write(out, &p)?;
+    Ok(p)
 }

@@ -11,6 +11,9 @@
 //! `DEST-PREFIX/SOURCE-BUCKET/CONFIG-ID/data/`. CSV data files are gzip-compressed, have no
 //! header row, and list the columns of the manifest's `fileSchema`; their keys are URL-encoded
 //! ("When you use the CSV file format, the key name is URL-encoded and must be decoded").
+//! Parquet data files name their columns in snake case (`version_id`, `e_tag`) and hold keys
+//! as they are; the manifest's `fileSchema` is then the Parquet message type. ORC reports are
+//! refused with the change to make.
 
 use std::io::Read;
 
@@ -106,14 +109,10 @@ pub fn parse_manifest(url: &str, json: &[u8], checksum: &str) -> Result<Manifest
         )
     })?;
     match m.file_format.as_str() {
-        "CSV" => Ok(m),
-        "Parquet" => Err(ReportError::new(
-            format!("{url}: a Parquet report; this build reads CSV reports only"),
-            "add a CSV inventory configuration to the bucket (same fields) and plan from its report, or use `inventory: list`",
-        )),
+        "CSV" | "Parquet" => Ok(m),
         other => Err(ReportError::new(
-            format!("{url}: a {other} report; rekey reads CSV reports"),
-            "add a CSV inventory configuration to the bucket (same fields) and plan from its report, or use `inventory: list`",
+            format!("{url}: a {other} report; rekey reads CSV and Parquet reports"),
+            "add a CSV or Parquet inventory configuration to the bucket (same fields) and plan from its report, or use `inventory: list`",
         )),
     }
 }
@@ -148,14 +147,44 @@ pub fn needed_fields(needs: Needs) -> Vec<&'static str> {
     f
 }
 
-/// Column positions of a CSV report, from its `fileSchema`.
+/// The columns of a report, from its `fileSchema`: a CSV report's names in order
+/// (`Bucket, Key, …`), or a Parquet message type (`message s3.inventory { required binary
+/// bucket (STRING); … }`), whose snake-case names are held as the CSV names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Columns {
     names: Vec<String>,
 }
 
+/// `version_id` → `VersionId`, `e_tag` → `ETag`.
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
 impl Columns {
     pub fn from_schema(schema: &str) -> Columns {
+        let schema = schema.trim();
+        if schema.starts_with("message") {
+            let body = schema
+                .split_once('{')
+                .map(|(_, b)| b.rsplit_once('}').map(|(b, _)| b).unwrap_or(b))
+                .unwrap_or("");
+            return Columns {
+                names: body
+                    .split(';')
+                    .filter_map(|field| field.split_whitespace().nth(2))
+                    .map(pascal)
+                    .collect(),
+            };
+        }
         Columns {
             names: schema
                 .split(',')
@@ -238,7 +267,20 @@ pub fn decode_key(raw: &str) -> Result<String, ReportError> {
 
 /// Parse one CSV record.
 pub fn parse_row(cols: &Columns, rec: &csv::StringRecord) -> Result<Row, ReportError> {
-    let get = |name: &str| cols.at(name).and_then(|i| rec.get(i)).unwrap_or("");
+    row_of(
+        &|name: &str| cols.at(name).and_then(|i| rec.get(i)).unwrap_or(""),
+        cols.at("IsLatest").is_some(),
+        true,
+    )
+}
+
+/// One row from its columns by (CSV) name; `has_latest`: the report has the IsLatest column;
+/// `encoded`: its keys are URL-encoded (CSV).
+fn row_of<'a>(
+    get: &dyn Fn(&str) -> &'a str,
+    has_latest: bool,
+    encoded: bool,
+) -> Result<Row, ReportError> {
     let bad = |what: &str, v: &str| {
         ReportError::new(
             format!("the report's {what} {v:?} is not readable"),
@@ -266,12 +308,16 @@ pub fn parse_row(cols: &Columns, rec: &csv::StringRecord) -> Result<Row, ReportE
     let tier = get("IntelligentTieringAccessTier");
     Ok(Row {
         bucket: get("Bucket").to_string(),
-        key: decode_key(get("Key"))?,
+        key: if encoded {
+            decode_key(get("Key"))?
+        } else {
+            get("Key").to_string()
+        },
         version_id: Some(get("VersionId"))
             .filter(|v| !v.is_empty())
             .map(str::to_string),
         // A report of current versions only has no IsLatest column: each row is current.
-        is_latest: cols.at("IsLatest").is_none() || truthy(get("IsLatest")),
+        is_latest: !has_latest || truthy(get("IsLatest")),
         delete_marker: truthy(get("IsDeleteMarker")),
         size,
         last_modified,
@@ -291,6 +337,63 @@ pub fn parse_row(cols: &Columns, rec: &csv::StringRecord) -> Result<Row, ReportE
         archive_status: matches!(tier, "ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS")
             .then(|| tier.to_string()),
     })
+}
+
+/// The rows of one Parquet data file, as they are read (a row group at a time). Keys are
+/// as they are (not URL-encoded); timestamps are read as RFC 3339.
+pub fn parquet_rows(
+    file: std::fs::File,
+) -> Result<impl Iterator<Item = Result<Row, ReportError>>, ReportError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let unreadable = |e: parquet::errors::ParquetError| {
+        ReportError::new(
+            format!("a data file of the report is not readable Parquet ({e})"),
+            "regenerate the report; if it persists, plan this bucket with `inventory: list`",
+        )
+    };
+    let reader = SerializedFileReader::new(file).map_err(unreadable)?;
+    let has_latest = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .any(|c| c.name() == "is_latest");
+    let millis = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default()
+    };
+    Ok(reader.into_iter().map(move |r| {
+        let r = r.map_err(unreadable)?;
+        let mut values: Vec<(String, String)> = Vec::with_capacity(20);
+        for (name, field) in r.get_column_iter() {
+            let v = match field {
+                Field::Null => String::new(),
+                Field::Str(s) => s.clone(),
+                Field::Bool(b) => b.to_string(),
+                Field::Int(n) => n.to_string(),
+                Field::Long(n) => n.to_string(),
+                Field::TimestampMillis(ms) => millis(*ms),
+                Field::TimestampMicros(us) => millis(us.div_euclid(1000)),
+                Field::Bytes(b) => String::from_utf8_lossy(b.data()).into_owned(),
+                other => other.to_string(),
+            };
+            values.push((pascal(name), v));
+        }
+        row_of(
+            &|name: &str| {
+                values
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("")
+            },
+            has_latest,
+            false,
+        )
+    }))
 }
 
 /// The rows of one gzip-compressed CSV data file, as they decompress.
@@ -343,8 +446,11 @@ impl InventoryConfig {
         if let Some(p) = self.filter_prefix.as_deref().filter(|p| !p.is_empty()) {
             out.push(format!("it lists only objects under {p:?}"));
         }
-        if self.format != "CSV" {
-            out.push(format!("its format is {} (rekey reads CSV)", self.format));
+        if self.format != "CSV" && self.format != "Parquet" {
+            out.push(format!(
+                "its format is {} (rekey reads CSV and Parquet)",
+                self.format
+            ));
         }
         let missing: Vec<&str> = needed_fields(needs)
             .into_iter()

@@ -433,9 +433,12 @@ pub async fn verify_plan<
             } else {
                 match accounts.get(&o.account) {
                     Some(aws) => {
-                        // UpdateObjectEncryption re-keyed the planned version; a copy the
-                        // current one.
-                        let version = (o.kind() == StepKind::UpdateEncryption)
+                        // A copy wrote the current version; UpdateObjectEncryption re-keyed
+                        // the planned one, which is what counts when it was noncurrent. A
+                        // planned current version is read as the current object: a version
+                        // written over it since (a rollback's copy back among them) is what
+                        // readers get.
+                        let version = (o.kind() == StepKind::UpdateEncryption && !o.latest)
                             .then_some(o.version_id.as_deref())
                             .flatten();
                         retried(policy, pacer, || {
@@ -494,8 +497,7 @@ pub async fn verify_plan<
 }
 
 pub fn render_verification(v: &Verification) -> String {
-    let mut out =
-        format!(
+    let mut out = format!(
         "verified {} resources: {} on their team key, {} not ({} of them blocked or manual){}\n",
         v.checked,
         v.compliant,

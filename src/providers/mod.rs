@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod gcs;
 pub mod iam;
+pub mod memory;
 pub mod sagemaker;
 
 use std::future::Future;

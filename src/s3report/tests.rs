@@ -123,10 +123,185 @@ fn the_manifest_is_checked_against_its_checksum() {
     assert!(err.message.contains("manifest.checksum"), "{err:?}");
     let parquet = json.replace("\"CSV\"", "\"Parquet\"");
     let sum = hex::encode(Md5::digest(parquet.as_bytes()));
-    assert!(parse_manifest("s3://inv/m.json", parquet.as_bytes(), &sum)
-        .unwrap_err()
-        .message
-        .contains("Parquet"));
+    assert!(parse_manifest("s3://inv/m.json", parquet.as_bytes(), &sum).is_ok());
+    let orc = json.replace("\"CSV\"", "\"ORC\"");
+    let sum = hex::encode(Md5::digest(orc.as_bytes()));
+    let err = parse_manifest("s3://inv/m.json", orc.as_bytes(), &sum).unwrap_err();
+    assert!(
+        err.message.contains("ORC") && err.fix.contains("Parquet"),
+        "{err:?}"
+    );
+}
+
+/// The Parquet schema of an S3 Inventory report with every version (as the manifest's
+/// `fileSchema` gives it).
+const PARQUET_SCHEMA: &str = "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); optional binary version_id (UTF8); optional boolean is_latest; optional boolean is_delete_marker; optional int64 size; optional int64 last_modified_date (TIMESTAMP_MILLIS); optional binary e_tag (UTF8); optional binary storage_class (UTF8); optional binary encryption_status (UTF8); optional binary bucket_key_status (UTF8); }";
+
+/// (key, version, latest, delete marker, size, encryption status)
+type PRow<'a> = (&'a str, &'a str, bool, bool, Option<i64>, Option<&'a str>);
+
+/// Write a Parquet data file as S3 Inventory does (Snappy), with the parquet crate's writer.
+fn write_parquet(path: &std::path::Path, rows: &[PRow<'_>]) {
+    use parquet::basic::Compression;
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(PARQUET_SCHEMA).unwrap());
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let mut w =
+        SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let strings = |f: &dyn Fn(&PRow<'_>) -> Option<String>| -> (Vec<ByteArray>, Vec<i16>) {
+        let mut vals = Vec::new();
+        let mut defs = Vec::new();
+        for r in rows {
+            match f(r) {
+                Some(v) => {
+                    vals.push(ByteArray::from(v.as_str()));
+                    defs.push(1);
+                }
+                None => defs.push(0),
+            }
+        }
+        (vals, defs)
+    };
+    let mut i = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        match i {
+            0 | 1 => {
+                let (vals, _) = strings(&|r| {
+                    Some(if i == 0 {
+                        "b".to_string()
+                    } else {
+                        r.0.to_string()
+                    })
+                });
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, None, None)
+                    .unwrap();
+            }
+            2 | 7 | 8 | 9 | 10 => {
+                let (vals, defs) = strings(&|r| match i {
+                    2 => Some(r.1.to_string()),
+                    7 => (!r.3).then(|| format!("e-{}", r.1)),
+                    8 => (!r.3).then(|| "STANDARD".to_string()),
+                    9 => r.5.map(str::to_string),
+                    _ => (!r.3).then(|| "DISABLED".to_string()),
+                });
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), None)
+                    .unwrap();
+            }
+            3 | 4 => {
+                let vals: Vec<bool> = rows
+                    .iter()
+                    .map(|r| if i == 3 { r.2 } else { r.3 })
+                    .collect();
+                col.typed::<BoolType>()
+                    .write_batch(&vals, Some(&vec![1; rows.len()]), None)
+                    .unwrap();
+            }
+            5 | 6 => {
+                let mut vals = Vec::new();
+                let mut defs = Vec::new();
+                for r in rows {
+                    let v = if i == 5 { r.4 } else { Some(1_793_527_200_000) };
+                    match v {
+                        Some(v) => {
+                            vals.push(v);
+                            defs.push(1);
+                        }
+                        None => defs.push(0),
+                    }
+                }
+                col.typed::<Int64Type>()
+                    .write_batch(&vals, Some(&defs), None)
+                    .unwrap();
+            }
+            _ => unreachable!(),
+        }
+        col.close().unwrap();
+        i += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn rows_of_a_parquet_report_keys_as_they_are() {
+    let cols = Columns::from_schema(PARQUET_SCHEMA);
+    assert!(
+        cols.missing(Needs {
+            versions: true,
+            object_lock: false
+        })
+        .is_empty(),
+        "the snake-case columns are the CSV ones: {cols:?}"
+    );
+    assert_eq!(
+        cols.missing(Needs {
+            versions: true,
+            object_lock: true
+        }),
+        [
+            "ObjectLockRetainUntilDate",
+            "ObjectLockMode",
+            "ObjectLockLegalHoldStatus"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.parquet");
+    write_parquet(
+        &path,
+        &[
+            (
+                "données/a+b c%2F.bin",
+                "v2",
+                true,
+                false,
+                Some(10),
+                Some("SSE-S3"),
+            ),
+            (
+                "données/a+b c%2F.bin",
+                "v1",
+                false,
+                false,
+                Some(9),
+                Some("NOT-SSE"),
+            ),
+            ("gone", "v9", true, true, None, None),
+            ("模型/kms", "v3", true, false, Some(5), Some("SSE-KMS")),
+        ],
+    );
+    let rows: Vec<Row> = parquet_rows(std::fs::File::open(&path).unwrap())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    // Keys are not URL-encoded in Parquet: `+` and `%2F` are themselves.
+    assert_eq!(rows[0].key, "données/a+b c%2F.bin");
+    assert_eq!(rows[0].version_id.as_deref(), Some("v2"));
+    assert!(rows[0].is_latest && !rows[1].is_latest);
+    assert_eq!((rows[0].size, rows[1].size), (10, 9));
+    assert_eq!(rows[0].etag, "\"e-v2\"");
+    assert_eq!(rows[0].last_modified, "2026-11-01T10:00:00Z");
+    assert_eq!(rows[0].encryption().unwrap().algorithm, "AES256");
+    assert_eq!(rows[1].encryption().unwrap().algorithm, "none");
+    assert!(rows[2].delete_marker);
+    assert_eq!(rows[3].key, "模型/kms");
+    assert!(
+        rows[3].encryption().is_none(),
+        "SSE-KMS: its key needs a HEAD"
+    );
+    // Not Parquet at all: an error, not an empty report.
+    std::fs::write(&path, b"PAR1 not really").unwrap();
+    assert!(parquet_rows(std::fs::File::open(&path).unwrap()).is_err());
 }
 
 #[test]

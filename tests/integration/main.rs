@@ -13,4 +13,5 @@ mod plan;
 mod reports;
 mod safety;
 mod sagemaker;
+mod scale;
 mod steps;
