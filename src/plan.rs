@@ -1955,3 +1955,36 @@ where
     write(out, &p)?;
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ArtifactIndex;
+
+    #[test]
+    fn artifacts_are_found_by_every_prefix_of_a_key() {
+        let mut i = ArtifactIndex::default();
+        i.add("models/a/model.tar.gz", 0, "role-a");
+        i.add("models/b/", 1, "role-b");
+        i.add("models/", 2, "role-c");
+        i.add("données/é", 3, "role-d");
+        let hits = |k: &str| {
+            let mut h: Vec<usize> = i.matching(k).into_iter().map(|(_, e, _)| e).collect();
+            h.sort();
+            h
+        };
+        assert_eq!(hits("models/a/model.tar.gz"), [0, 2]);
+        assert_eq!(hits("models/b/weights/1.bin"), [1, 2]);
+        assert_eq!(hits("models/c"), [2]);
+        assert_eq!(hits("model"), Vec::<usize>::new());
+        assert_eq!(hits("données/éa"), [3]);
+        // A prefix length that falls inside a multi-byte character of the key is skipped.
+        assert_eq!(hits("donnéeséé"), Vec::<usize>::new());
+        assert_eq!(
+            i.matching("models/b/x")
+                .into_iter()
+                .find(|(_, e, _)| *e == 1)
+                .map(|(p, _, r)| (p, r)),
+            Some(("models/b/".to_string(), "role-b".to_string()))
+        );
+    }
+}
