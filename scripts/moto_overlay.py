@@ -66,6 +66,9 @@ overlay only; each has a test in tests/integration/overlay.rs that fails on plai
    size and MD5checksum), `manifest.checksum` (the manifest's MD5) and gzip CSV data files
    under `PREFIX/B/ID/data/` (no header, every value quoted, keys URL-encoded with `+` for a
    space), with the columns the configuration asks for, in AWS's order.
+20. S3 Batch Operations jobs (S3 Control CreateJob, DescribeJob, ListJobs, UpdateJobStatus)
+   run for real over moto's objects, with AWS's statuses, idempotency token and completion
+   report: see scripts/overlay_batch.py.
 17. S3 Control answers under AWS's root elements (`ListAccessPointsResult`,
    `GetAccessPointPolicyResult`, ...; moto 5.2.5 answers `...Response`, which the Rust SDK
    refuses to parse).
@@ -88,6 +91,7 @@ from werkzeug.serving import run_simple
 from werkzeug.wrappers import Response
 
 from fault_hook import Hooks
+from overlay_batch import BatchJobs
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -271,6 +275,7 @@ class Overlay:
         self.refuse_kms_for = []
         self.faults = Faults()
         self.hooks = Hooks()
+        self.batch = BatchJobs((s3_backend_for, lookup_object, resolve_kms_key, KeyProblem))
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -332,6 +337,10 @@ class Overlay:
             self.sm_configs.clear()
             self.sm_updates.clear()
             self.refuse_kms_for = []
+            self.batch.reset()
+        if environ.get("PATH_INFO") == "/_rekey/batch" and environ["REQUEST_METHOD"] == "POST":
+            self.batch.configure(json.loads(read_body(environ) or b"{}"))
+            return Response("{}", content_type="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == "/_rekey/sagemaker":
             if environ["REQUEST_METHOD"] == "POST":
                 conf = json.loads(read_body(environ) or b"{}")
@@ -358,6 +367,9 @@ class Overlay:
                 read_body(environ)
                 return s3_error(503, "SlowDown", "Please reduce your request rate.")(environ, start_response)
         try:
+            if service == "s3" and environ.get("PATH_INFO", "").startswith("/v20180820/jobs"):
+                body = read_body(environ) if environ["REQUEST_METHOD"] == "POST" else b""
+                return self.batch.handle(environ, body)(environ, start_response)
             if service == "s3" and environ.get("PATH_INFO", "").startswith("/v20180820/"):
                 return self.s3control_as_aws(environ, start_response)
             if service == "s3":

@@ -681,3 +681,6 @@ impl Loop<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

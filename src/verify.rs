@@ -58,6 +58,9 @@ impl Verification {
 
     /// A verification that writes every finding to `path` (owner-only: it names objects).
     pub fn with_findings(path: Option<&Path>) -> Result<Verification, RekeyError> {
+        if let Some(p) = path {
+            refuse_other_file(p)?;
+        }
         Ok(Verification {
             findings: match path {
                 Some(p) => Some(std::io::BufWriter::new(crate::apply::open_private(p)?)),
@@ -190,6 +193,31 @@ async fn verify_graph<S: S3Read + crate::providers::iam::AccessRead>(
         }
     }
     Ok(())
+}
+
+/// The findings file is written over: refuse a file that is something else (a journal, a
+/// plan, a manifest named by mistake), which would be lost.
+fn refuse_other_file(path: &Path) -> Result<(), RekeyError> {
+    use std::io::BufRead;
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut first = String::new();
+    let _ = std::io::BufReader::new(f).read_line(&mut first);
+    let is_findings = first.trim().is_empty()
+        || serde_json::from_str::<serde_json::Value>(&first)
+            .ok()
+            .is_some_and(|v| v.get("target").is_some() && v.get("found").is_some());
+    if is_findings {
+        return Ok(());
+    }
+    Err(RekeyError::usage(
+        format!(
+            "{} exists and is not a findings file of rekey verify: writing the findings would destroy it",
+            path.display()
+        ),
+        "name a new file (--findings plans/NAME.findings.jsonl)",
+    ))
 }
 
 /// How verify reads the cloud.
@@ -433,25 +461,36 @@ pub async fn verify_plan<
             } else {
                 match accounts.get(&o.account) {
                     Some(aws) => {
-                        // A copy wrote the current version; UpdateObjectEncryption re-keyed
-                        // the planned one, which is what counts when it was noncurrent. A
-                        // planned current version is read as the current object: a version
-                        // written over it since (a rollback's copy back among them) is what
-                        // readers get.
-                        let version = (o.kind() == StepKind::UpdateEncryption && !o.latest)
-                            .then_some(o.version_id.as_deref())
-                            .flatten();
-                        retried(policy, pacer, || {
-                            aws.head_object(&o.bucket, &o.key, version)
-                        })
-                        .await
-                        .0
-                        .map(|h| {
-                            let ok = h.encryption.algorithm == "aws:kms"
+                        let on_key = |h: &crate::providers::ObjectHead| {
+                            h.encryption.algorithm == "aws:kms"
                                 && h.encryption.kms_key_arn.as_deref()
-                                    == Some(o.to_key_arn.as_str());
-                            (ok, describe(&h.encryption))
-                        })
+                                    == Some(o.to_key_arn.as_str())
+                        };
+                        let head = |version: Option<&str>| {
+                            let version = version.map(str::to_string);
+                            let o = &o;
+                            async move {
+                                retried(policy, pacer, || {
+                                    aws.head_object(&o.bucket, &o.key, version.as_deref())
+                                })
+                                .await
+                                .0
+                            }
+                        };
+                        if o.kind() == StepKind::UpdateEncryption {
+                            // UpdateObjectEncryption re-keyed the planned version: that
+                            // version is the resource (gone: vanished). A version written over
+                            // it since is another writer's, judged by `verify -c` and the next
+                            // plan, not by this one (docs/apply-engine.md, "Verify").
+                            head(o.version_id.as_deref())
+                                .await
+                                .map(|h| (on_key(&h), describe(&h.encryption)))
+                        } else {
+                            // A copy wrote the current version.
+                            head(None)
+                                .await
+                                .map(|h| (on_key(&h), describe(&h.encryption)))
+                        }
                     }
                     None => Err(ProviderError::Other {
                         what: o.account.clone(),

@@ -1158,3 +1158,267 @@ async fn inventory_configurations_read_as_put_and_reports_are_delivered() {
         .await
         .is_err());
 }
+
+/// Behaviour 20: S3 Batch Operations jobs run over the emulator's objects. Returns the job
+/// ids it created, or why it could not.
+async fn batch_jobs_run(endpoint: &str) -> Result<(), String> {
+    use aws_sdk_s3control::types::{
+        JobManifest, JobManifestFieldName, JobManifestFormat, JobManifestLocation, JobManifestSpec,
+        JobOperation, JobReport, JobReportFormat, JobReportScope, JobStatus, ObjectEncryption,
+        RequestedJobStatus, S3CopyObjectOperation, S3UpdateObjectEncryptionOperation,
+        S3UpdateObjectEncryptionSsekms,
+    };
+    const ACCOUNT: &str = "123456789012";
+    let e = env(endpoint, "batch").await;
+    let (_, key_arn) = e.key("batch").await;
+    let control = harness::clients(endpoint).await.s3control;
+    for k in ["a b.bin", "données/c.bin", "d.bin"] {
+        e.put(k, b"bytes").await;
+    }
+    // Keys are URL-encoded in a manifest; one names an object that does not exist.
+    let lines = ["a+b.bin", "donn%C3%A9es/c.bin", "d.bin", "missing.bin"]
+        .iter()
+        .map(|k| format!("{},{k}\n", e.bucket))
+        .collect::<String>();
+    let etag = e.put("jobs/manifest.csv", lines.as_bytes()).await;
+    let manifest = |etag: &str| {
+        JobManifest::builder()
+            .spec(
+                JobManifestSpec::builder()
+                    .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+                    .fields(JobManifestFieldName::Bucket)
+                    .fields(JobManifestFieldName::Key)
+                    .build()
+                    .unwrap(),
+            )
+            .location(
+                JobManifestLocation::builder()
+                    .object_arn(format!("arn:aws:s3:::{}/jobs/manifest.csv", e.bucket))
+                    .e_tag(etag.trim_matches('"'))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let report = JobReport::builder()
+        .bucket(format!("arn:aws:s3:::{}", e.bucket))
+        .format(JobReportFormat::ReportCsv20180820)
+        .enabled(true)
+        .prefix("reports")
+        .report_scope(JobReportScope::AllTasks)
+        .build();
+    let rekey = JobOperation::builder()
+        .s3_update_object_encryption(
+            S3UpdateObjectEncryptionOperation::builder()
+                .object_encryption(
+                    ObjectEncryption::builder()
+                        .ssekms(
+                            S3UpdateObjectEncryptionSsekms::builder()
+                                .kms_key_arn(&key_arn)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let create = |token: &str, confirm: bool, op: JobOperation, etag: &str| {
+        control
+            .create_job()
+            .account_id(ACCOUNT)
+            .client_request_token(token)
+            .operation(op)
+            .manifest(manifest(etag))
+            .report(report.clone())
+            .priority(10)
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/batch"))
+            .confirmation_required(confirm)
+            .description(format!("rekey {token}"))
+            .send()
+    };
+    let token = format!("{}-1", e.prefix);
+    let id = create(&token, false, rekey.clone(), &etag)
+        .await
+        .map_err(|err| format!("{err:?}"))?
+        .job_id()
+        .unwrap_or_default()
+        .to_string();
+    // The same token is the same job.
+    let again = create(&token, false, rekey.clone(), &etag)
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    if again.job_id() != Some(id.as_str()) {
+        return Err(format!("a second job for one token: {again:?}"));
+    }
+    let wait = |id: String| {
+        let control = control.clone();
+        async move {
+            for _ in 0..400 {
+                let j = control
+                    .describe_job()
+                    .account_id(ACCOUNT)
+                    .job_id(&id)
+                    .send()
+                    .await
+                    .map_err(|err| format!("{err:?}"))?;
+                let job = j.job().cloned().ok_or("no job")?;
+                if matches!(
+                    job.status(),
+                    Some(JobStatus::Complete | JobStatus::Failed | JobStatus::Cancelled)
+                ) {
+                    return Ok::<_, String>(job);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            Err("the job never ended".to_string())
+        }
+    };
+    let job = wait(id.clone()).await?;
+    let p = job.progress_summary().ok_or("no progress")?;
+    if job.status() != Some(&JobStatus::Complete)
+        || (
+            p.total_number_of_tasks(),
+            p.number_of_tasks_succeeded(),
+            p.number_of_tasks_failed(),
+        ) != (Some(4), Some(3), Some(1))
+    {
+        return Err(format!("{job:?}"));
+    }
+    for k in ["a b.bin", "données/c.bin", "d.bin"] {
+        let h =
+            e.s3.head_object()
+                .bucket(&e.bucket)
+                .key(k)
+                .send()
+                .await
+                .unwrap();
+        if h.ssekms_key_id() != Some(key_arn.as_str()) {
+            return Err(format!("{k} not re-keyed: {h:?}"));
+        }
+    }
+    // The completion report: a results file per task status, listed in its manifest.
+    let read = |key: String| {
+        let s3 = e.s3.clone();
+        let bucket = e.bucket.clone();
+        async move {
+            let o = s3.get_object().bucket(bucket).key(&key).send().await;
+            let o = o.map_err(|err| format!("{key}: {err:?}"))?;
+            Ok::<_, String>(String::from_utf8(o.body.collect().await.unwrap().to_vec()).unwrap())
+        }
+    };
+    let m: serde_json::Value =
+        serde_json::from_str(&read(format!("reports/job-{id}/manifest.json")).await?)
+            .map_err(|err| err.to_string())?;
+    if m["Format"] != "Report_CSV_20180820"
+        || m["ReportSchema"]
+            != "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
+    {
+        return Err(format!("{m}"));
+    }
+    let failed = m["Results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["TaskExecutionStatus"] == "failed"))
+        .ok_or(format!("no failed results: {m}"))?;
+    let rows = read(failed["Key"].as_str().unwrap_or_default().to_string()).await?;
+    if !rows.contains("missing.bin,,failed,NoSuchKey,404") {
+        return Err(rows);
+    }
+    let listed = control
+        .list_jobs()
+        .account_id(ACCOUNT)
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    if !listed.jobs().iter().any(|j| {
+        j.job_id() == Some(id.as_str()) && j.description() == Some(&format!("rekey {token}"))
+    }) {
+        return Err(format!("not listed: {listed:?}"));
+    }
+    // Confirmation: Suspended until made Ready; a cancelled job ends Cancelled.
+    let copy_since = |since: aws_smithy_types::DateTime| {
+        JobOperation::builder()
+            .s3_put_object_copy(
+                S3CopyObjectOperation::builder()
+                    .target_resource(format!("arn:aws:s3:::{}", e.bucket))
+                    .sse_aws_kms_key_id(&key_arn)
+                    .un_modified_since_constraint(since)
+                    .build(),
+            )
+            .build()
+    };
+    let past = aws_smithy_types::DateTime::from_secs(1_000_000_000);
+    let held = create(&format!("{}-2", e.prefix), true, copy_since(past), &etag)
+        .await
+        .map_err(|err| format!("{err:?}"))?
+        .job_id()
+        .unwrap_or_default()
+        .to_string();
+    let mut suspended = false;
+    for _ in 0..100 {
+        let j = control
+            .describe_job()
+            .account_id(ACCOUNT)
+            .job_id(&held)
+            .send()
+            .await
+            .map_err(|err| format!("{err:?}"))?;
+        if j.job().and_then(|j| j.status()) == Some(&JobStatus::Suspended) {
+            suspended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    if !suspended {
+        return Err("a job that needs confirmation was not Suspended".into());
+    }
+    control
+        .update_job_status()
+        .account_id(ACCOUNT)
+        .job_id(&held)
+        .requested_job_status(RequestedJobStatus::Ready)
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    let job = wait(held).await?;
+    // Every object was modified after the constraint: every copy fails with 412.
+    let p = job.progress_summary().ok_or("no progress")?;
+    if job.status() != Some(&JobStatus::Failed) || p.number_of_tasks_failed() != Some(4) {
+        return Err(format!("UnModifiedSinceConstraint not honoured: {job:?}"));
+    }
+    let cancelled = create(&format!("{}-3", e.prefix), true, rekey, &etag)
+        .await
+        .map_err(|err| format!("{err:?}"))?
+        .job_id()
+        .unwrap_or_default()
+        .to_string();
+    control
+        .update_job_status()
+        .account_id(ACCOUNT)
+        .job_id(&cancelled)
+        .requested_job_status(RequestedJobStatus::Cancelled)
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    if wait(cancelled).await?.status() != Some(&JobStatus::Cancelled) {
+        return Err("not cancelled".into());
+    }
+    // A manifest whose ETag is not the one given fails the job.
+    let stale = create(&format!("{}-4", e.prefix), false, copy_since(past), "0000")
+        .await
+        .map_err(|err| format!("{err:?}"))?
+        .job_id()
+        .unwrap_or_default()
+        .to_string();
+    let job = wait(stale).await?;
+    if job.status() != Some(&JobStatus::Failed) || job.failure_reasons().is_empty() {
+        return Err(format!("a manifest ETag mismatch was run: {job:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn batch_operations_jobs_run_over_the_objects() {
+    batch_jobs_run(&overlay().endpoint).await.unwrap();
+    assert!(batch_jobs_run(&plain().endpoint).await.is_err());
+}

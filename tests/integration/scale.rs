@@ -351,7 +351,10 @@ limits: {{ concurrency: 64, requests_per_second: 100000 }}
     )
     .await
     .unwrap();
-    assert_eq!(v.not_compliant, moving.len() as u64 - kept + 1);
+    // Verify judges a version re-keyed in place by its id: after the rollback copied such an
+    // object back (a new current version), the planned version, still on the team key and
+    // now noncurrent, counts as on it. The copies are back on SSE-S3.
+    assert_eq!(v.not_compliant, copies + 1);
     assert_eq!(v.non_compliant.len(), apply::Verification::LISTED);
     let listed = std::fs::read_to_string(dir.path().join("findings.jsonl")).unwrap();
     assert_eq!(
@@ -359,4 +362,148 @@ limits: {{ concurrency: 64, requests_per_second: 100000 }}
         v.not_compliant,
         "every finding in the file"
     );
+}
+
+/// One versioned object in a bucket, planned for UpdateObjectEncryption in place.
+async fn one_object(dir: &Path) -> (rekey::plan::PlanFile, std::path::PathBuf, MemCloud, String) {
+    let cloud = MemCloud::new("us-east-1", "111122223333");
+    let key = cloud.create_key("alias/ml-v");
+    let sse_s3 = S3Encryption {
+        algorithm: "AES256".into(),
+        ..Default::default()
+    };
+    cloud.create_bucket("ml-v", true, sse_s3.clone());
+    cloud.put("ml-v", "model.bin", 10, sse_s3.clone());
+    let campaign = dir.join("c.yaml");
+    std::fs::write(
+        &campaign,
+        r#"version: 1
+campaign: v
+aws:
+  region: us-east-1
+  s3:
+    buckets: ["ml-v"]
+    versions: all
+    engine: auto
+keys: { ml: { aws: alias/ml-v } }
+mapping: [ { match: { bucket: "ml-*" }, key: ml } ]
+stages:
+  - { name: all }
+"#,
+    )
+    .unwrap();
+    let c = rekey::campaign::load(&campaign).unwrap();
+    let plan_path = dir.join("plans/v.plan.yaml");
+    std::fs::create_dir_all(plan_path.parent().unwrap()).unwrap();
+    let p = rekey::plan::plan_account(
+        &c,
+        &cloud,
+        &plan_path,
+        "2026-11-26T00:00:00Z".into(),
+        &Silent,
+    )
+    .await
+    .unwrap();
+    (p, plan_path, cloud, key)
+}
+
+async fn verify_in(
+    p: &rekey::plan::PlanFile,
+    plan_path: &Path,
+    cloud: MemCloud,
+) -> apply::Verification {
+    let accounts = apply::single(cloud);
+    apply::verify_plan(
+        p,
+        plan_path,
+        &accounts,
+        None,
+        &apply::VerifyOptions {
+            concurrency: 4,
+            requests_per_second: 1000,
+            ignore_blocked: true,
+            findings: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The planned version (current at plan time, never re-keyed) is still there on SSE-S3; a
+/// newer version on the team key was written over it. Verify must not call it compliant.
+#[tokio::test(flavor = "current_thread")]
+async fn verify_finds_a_planned_version_left_on_the_old_key_under_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, plan_path, cloud, key) = one_object(dir.path()).await;
+    let m = std::fs::read_to_string(plan_path.with_file_name(&p.manifest.file)).unwrap();
+    assert!(m.contains("update-encryption"), "{m}");
+    cloud.put(
+        "ml-v",
+        "model.bin",
+        11,
+        S3Encryption {
+            algorithm: "aws:kms".into(),
+            kms_key_arn: Some(key.clone()),
+            ..Default::default()
+        },
+    );
+    let v = verify_in(&p, &plan_path, cloud).await;
+    // bucket default (not applied) + the planned object version (not applied)
+    assert_eq!(
+        v.not_compliant, 2,
+        "the un-re-keyed planned version is not reported: {:?}",
+        v.non_compliant
+    );
+}
+
+/// The object was deleted (a delete marker) since the plan; its planned version is still
+/// stored, on SSE-S3. Verify must not call it "deleted since the plan: nothing to protect".
+#[tokio::test(flavor = "current_thread")]
+async fn verify_finds_a_planned_version_under_a_delete_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, plan_path, cloud, _key) = one_object(dir.path()).await;
+    cloud.put_version(
+        "ml-v",
+        "model.bin",
+        MemVersion {
+            version_id: Some("dm1".into()),
+            etag: String::new(),
+            size: 0,
+            storage_class: String::new(),
+            encryption: S3Encryption::default(),
+            tags: String::new(),
+            checksum: None,
+            delete_marker: true,
+        },
+    );
+    let v = verify_in(&p, &plan_path, cloud).await;
+    assert_eq!(
+        (v.vanished, v.not_compliant),
+        (0, 2),
+        "the stored planned version is not checked"
+    );
+}
+
+/// `--findings FILE` writes over FILE: a file that is not a findings file (a manifest, a
+/// journal named by mistake) is refused before anything is read.
+#[test]
+fn the_findings_file_never_replaces_another_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("x.manifest.jsonl");
+    std::fs::write(&other, "{\"stage\":\"all\",\"bucket\":\"b\"}\n").unwrap();
+    let err = apply::Verification::with_findings(Some(&other)).unwrap_err();
+    assert_eq!(err.exit_code(), rekey::exit_codes::BAD_INPUT, "{err}");
+    assert!(err.to_string().contains("not a findings file"), "{err}");
+    assert!(std::fs::read_to_string(&other).unwrap().contains("stage"));
+    let journal = dir.path().join("x.journal.sqlite");
+    std::fs::write(&journal, b"SQLite format 3\0...").unwrap();
+    assert!(apply::Verification::with_findings(Some(&journal)).is_err());
+    let findings = dir.path().join("x.findings.jsonl");
+    std::fs::write(
+        &findings,
+        "{\"target\":\"s3://b/k\",\"expected_key_arn\":\"k\",\"found\":\"AES256\"}\n",
+    )
+    .unwrap();
+    assert!(apply::Verification::with_findings(Some(&findings)).is_ok());
+    assert!(apply::Verification::with_findings(Some(&dir.path().join("new.jsonl"))).is_ok());
 }
