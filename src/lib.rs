@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod apply;
+pub mod batch;
 pub mod campaign;
 pub mod cli;
 pub mod error;

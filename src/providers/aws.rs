@@ -1194,6 +1194,234 @@ fn with_grants<T>(call: T, grants: Option<&Grants>, set: impl Fn(T, &str, String
     call
 }
 
+fn job_info(
+    id: &str,
+    description: Option<&str>,
+    status: Option<&aws_sdk_s3control::types::JobStatus>,
+    progress: Option<&aws_sdk_s3control::types::JobProgressSummary>,
+    failures: &[aws_sdk_s3control::types::JobFailure],
+) -> crate::batch::JobInfo {
+    crate::batch::JobInfo {
+        id: id.to_string(),
+        description: description.unwrap_or_default().to_string(),
+        status: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        total: progress
+            .and_then(|p| p.total_number_of_tasks())
+            .unwrap_or(0) as u64,
+        succeeded: progress
+            .and_then(|p| p.number_of_tasks_succeeded())
+            .unwrap_or(0) as u64,
+        failed: progress
+            .and_then(|p| p.number_of_tasks_failed())
+            .unwrap_or(0) as u64,
+        failure_reasons: failures
+            .iter()
+            .map(|f| {
+                (
+                    f.failure_code().unwrap_or_default().to_string(),
+                    f.failure_reason().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    }
+}
+
+impl crate::providers::S3Batch for AwsClients {
+    async fn put_manifest(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<String, ProviderError> {
+        let out = self
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("s3://{bucket}/{key}"), e))?;
+        Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+
+    async fn create_job(&self, req: &crate::batch::JobRequest) -> Result<String, ProviderError> {
+        use aws_sdk_s3control::types::{
+            JobManifest, JobManifestFieldName, JobManifestFormat, JobManifestLocation,
+            JobManifestSpec, JobOperation, JobReport, JobReportFormat, JobReportScope,
+            ObjectEncryption, S3CopyObjectOperation, S3MetadataDirective, S3StorageClass,
+            S3UpdateObjectEncryptionOperation, S3UpdateObjectEncryptionSsekms,
+        };
+        let what = format!("batch job {}", req.description);
+        let bad = |e: aws_smithy_types::error::operation::BuildError| ProviderError::Invalid {
+            what: what.clone(),
+            detail: e.to_string(),
+        };
+        let operation = match &req.operation {
+            crate::batch::JobOperation::UpdateEncryption {
+                key_arn,
+                bucket_key,
+            } => JobOperation::builder()
+                .s3_update_object_encryption(
+                    S3UpdateObjectEncryptionOperation::builder()
+                        .object_encryption(
+                            ObjectEncryption::builder()
+                                .ssekms(
+                                    S3UpdateObjectEncryptionSsekms::builder()
+                                        .kms_key_arn(key_arn)
+                                        .bucket_key_enabled(*bucket_key)
+                                        .build()
+                                        .map_err(bad)?,
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+            crate::batch::JobOperation::Copy {
+                key_arn,
+                bucket_key,
+                storage_class,
+                unmodified_since,
+            } => {
+                let mut copy = S3CopyObjectOperation::builder()
+                    .target_resource(format!("arn:aws:s3:::{}", req.bucket))
+                    .sse_aws_kms_key_id(key_arn)
+                    .bucket_key_enabled(*bucket_key)
+                    .metadata_directive(S3MetadataDirective::Copy)
+                    .storage_class(S3StorageClass::from(storage_class.as_str()));
+                if let Some(t) = unmodified_since {
+                    copy = copy.un_modified_since_constraint(
+                        aws_smithy_types::DateTime::from_secs(t.timestamp()),
+                    );
+                }
+                JobOperation::builder()
+                    .s3_put_object_copy(copy.build())
+                    .build()
+            }
+        };
+        let mut spec = JobManifestSpec::builder()
+            .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+            .fields(JobManifestFieldName::Bucket)
+            .fields(JobManifestFieldName::Key);
+        if req.versioned {
+            spec = spec.fields(JobManifestFieldName::VersionId);
+        }
+        let manifest = JobManifest::builder()
+            .spec(spec.build().map_err(bad)?)
+            .location(
+                JobManifestLocation::builder()
+                    .object_arn(format!(
+                        "arn:aws:s3:::{}/{}",
+                        req.manifest_bucket, req.manifest_key
+                    ))
+                    .e_tag(req.manifest_etag.trim_matches('"'))
+                    .build()
+                    .map_err(bad)?,
+            )
+            .build();
+        let report = JobReport::builder()
+            .bucket(format!("arn:aws:s3:::{}", req.report_bucket))
+            .format(JobReportFormat::ReportCsv20180820)
+            .enabled(true)
+            .prefix(&req.report_prefix)
+            .report_scope(JobReportScope::AllTasks)
+            .build();
+        let out = self
+            .s3control
+            .create_job()
+            .account_id(self.account().await?)
+            .client_request_token(&req.token)
+            .description(&req.description)
+            .operation(operation)
+            .manifest(manifest)
+            .report(report)
+            .priority(req.priority)
+            .role_arn(&req.role_arn)
+            .confirmation_required(req.confirm)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(what.clone(), e))?;
+        Ok(out.job_id().unwrap_or_default().to_string())
+    }
+
+    async fn find_job(
+        &self,
+        description: &str,
+    ) -> Result<Option<crate::batch::JobInfo>, ProviderError> {
+        let account = self.account().await?;
+        let mut token: Option<String> = None;
+        let mut found: Vec<(aws_smithy_types::DateTime, crate::batch::JobInfo)> = Vec::new();
+        loop {
+            let page = self
+                .s3control
+                .list_jobs()
+                .account_id(&account)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error("batch jobs (s3:ListJobs)", e))?;
+            for j in page.jobs() {
+                if j.description() == Some(description) {
+                    found.push((
+                        j.creation_time()
+                            .cloned()
+                            .unwrap_or(aws_smithy_types::DateTime::from_secs(0)),
+                        job_info(
+                            j.job_id().unwrap_or_default(),
+                            j.description(),
+                            j.status(),
+                            j.progress_summary(),
+                            &[],
+                        ),
+                    ));
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(found.into_iter().next().map(|(_, j)| j))
+    }
+
+    async fn describe_job(&self, id: &str) -> Result<crate::batch::JobInfo, ProviderError> {
+        let out = self
+            .s3control
+            .describe_job()
+            .account_id(self.account().await?)
+            .job_id(id)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("batch job {id}"), e))?;
+        let j = out.job().ok_or_else(|| ProviderError::NotFound {
+            what: format!("batch job {id}"),
+        })?;
+        Ok(job_info(
+            id,
+            j.description(),
+            j.status(),
+            j.progress_summary(),
+            j.failure_reasons(),
+        ))
+    }
+
+    async fn cancel_job(&self, id: &str, reason: &str) -> Result<(), ProviderError> {
+        self.s3control
+            .update_job_status()
+            .account_id(self.account().await?)
+            .job_id(id)
+            .requested_job_status(aws_sdk_s3control::types::RequestedJobStatus::Cancelled)
+            .status_update_reason(reason)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("batch job {id}"), e))?;
+        Ok(())
+    }
+}
+
 impl crate::providers::S3Write for AwsClients {
     async fn bucket_default(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
         self.bucket_settings_encryption(bucket).await

@@ -325,3 +325,35 @@ pub trait S3Write: S3Read {
         key: &str,
     ) -> impl Future<Output = Result<Grants, ProviderError>> + Send;
 }
+
+/// S3 Batch Operations calls (S3 Control) and the one object write they need: the job's
+/// manifest, put only where no object is (`If-None-Match: *`), never over one.
+pub trait S3Batch: Send + Sync {
+    /// Put a job manifest; returns its ETag. `Precondition` when an object is already there.
+    fn put_manifest(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
+    /// CreateJob; returns the job id (the same one for the same token).
+    fn create_job(
+        &self,
+        req: &crate::batch::JobRequest,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
+    /// The newest job with this description, whatever its status (ListJobs, every page).
+    fn find_job(
+        &self,
+        description: &str,
+    ) -> impl Future<Output = Result<Option<crate::batch::JobInfo>, ProviderError>> + Send;
+    fn describe_job(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::batch::JobInfo, ProviderError>> + Send;
+    /// UpdateJobStatus Cancelled.
+    fn cancel_job(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod apply;
+mod batch;
 mod consumers;
 mod gcs;
 mod golden;

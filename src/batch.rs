@@ -1,0 +1,311 @@
+//! S3 Batch Operations (issue 12), the parts that do not depend on the engine around them:
+//! what a job is asked to do, the manifest it reads, the deterministic token and description
+//! that let a resumed apply find its job instead of creating a second one, and the completion
+//! report that tells each task's outcome.
+//!
+//! AWS sources: S3 Control API reference (CreateJob, DescribeJob, ListJobs, UpdateJobStatus,
+//! JobManifest, JobReport); Amazon S3 user guide, "Specifying a manifest" (CSV
+//! `bucket,key[,versionId]`, keys URL-encoded, versions for all rows or none) and "Completion
+//! reports" (`PREFIX/job-JOBID/manifest.json`, results CSV files with the schema below).
+
+use std::io::Write;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// What a job does to every object of its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOperation {
+    /// `S3UpdateObjectEncryption`: re-key in place (no data rewritten).
+    UpdateEncryption { key_arn: String, bucket_key: bool },
+    /// `S3PutObjectCopy` onto the same bucket and key: a new version with the key, the
+    /// metadata copied (`MetadataDirective COPY`), the storage class kept. Batch copy has no
+    /// ETag condition: `unmodified_since` (the plan's time) narrows what it can overwrite.
+    Copy {
+        key_arn: String,
+        bucket_key: bool,
+        storage_class: String,
+        unmodified_since: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+/// Everything CreateJob needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    /// Deterministic (see `token`): the same job is never created twice.
+    pub token: String,
+    /// Deterministic too: a resumed run finds its job by it (ListJobs).
+    pub description: String,
+    pub bucket: String,
+    pub operation: JobOperation,
+    /// Where the manifest was written, and the ETag it was written with.
+    pub manifest_bucket: String,
+    pub manifest_key: String,
+    pub manifest_etag: String,
+    /// The manifest lists version ids.
+    pub versioned: bool,
+    pub report_bucket: String,
+    pub report_prefix: String,
+    pub role_arn: String,
+    pub priority: i32,
+    pub confirm: bool,
+}
+
+/// A job as DescribeJob or ListJobs tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobInfo {
+    pub id: String,
+    pub description: String,
+    /// `New`, `Preparing`, `Suspended`, `Ready`, `Active`, `Complete`, `Failed`, `Cancelled`, …
+    pub status: String,
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// (code, reason) when the job failed as a whole.
+    pub failure_reasons: Vec<(String, String)>,
+}
+
+impl JobInfo {
+    /// The job will not run any more tasks.
+    pub fn is_over(&self) -> bool {
+        matches!(self.status.as_str(), "Complete" | "Failed" | "Cancelled")
+    }
+}
+
+/// The job's ClientRequestToken: a hash of what identifies it (plan, stage, bucket, part), so
+/// that a resumed apply asks for the same job (1–64 characters).
+pub fn token(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String {
+    let mut h = Sha256::new();
+    for field in [plan_sha256, stage, bucket, &part.to_string()] {
+        h.update(field.as_bytes());
+        h.update([0]);
+    }
+    format!("rekey-{}", &hex::encode(h.finalize())[..58])
+}
+
+/// The job's description (at most 256 characters): readable, and unique to the job.
+pub fn description(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String {
+    let d = format!(
+        "rekey {} stage {stage} s3://{bucket} part {part}",
+        &plan_sha256[..plan_sha256.len().min(12)]
+    );
+    if d.len() <= 256 {
+        return d;
+    }
+    // A long stage or bucket name: keep the identifying hash whole.
+    format!("rekey {}", token(plan_sha256, stage, bucket, part))
+}
+
+/// Write a job manifest: `bucket,key[,versionId]` per line, keys URL-encoded (as S3 Batch
+/// Operations reads them); every row has a version id or none does.
+pub fn write_manifest<'a>(
+    out: &mut impl Write,
+    bucket: &str,
+    objects: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    versioned: bool,
+) -> std::io::Result<u64> {
+    let mut n = 0;
+    for (key, version) in objects {
+        let key = encode_key(key);
+        match (versioned, version) {
+            (true, Some(v)) => writeln!(out, "{bucket},{key},{v}")?,
+            (true, None) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("s3://{bucket}/{key}: a versioned manifest needs every version id"),
+                ))
+            }
+            (false, _) => writeln!(out, "{bucket},{key}")?,
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// URL-encode a key for a manifest or report: every byte but unreserved characters and `/`.
+pub fn encode_key(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(key, KEEP).to_string()
+}
+
+/// A completion report's `manifest.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReportManifest {
+    pub format: String,
+    #[serde(default)]
+    pub report_creation_date: String,
+    pub results: Vec<ReportFile>,
+    pub report_schema: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ReportFile {
+    #[serde(rename = "TaskExecutionStatus")]
+    pub status: String,
+    #[serde(rename = "Bucket")]
+    pub bucket: String,
+    #[serde(rename = "MD5Checksum")]
+    pub md5: String,
+    #[serde(rename = "Key")]
+    pub key: String,
+}
+
+/// Where a job's completion report's manifest is.
+pub fn report_manifest_key(prefix: &str, job_id: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("job-{job_id}/manifest.json")
+    } else {
+        format!("{prefix}/job-{job_id}/manifest.json")
+    }
+}
+
+/// One task's outcome, from a results file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskResult {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub succeeded: bool,
+    pub error_code: Option<String>,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
+
+/// A problem with a completion report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReportProblem(pub String);
+
+/// Parse a completion report's manifest: its format and schema must be the ones rekey reads.
+pub fn parse_report_manifest(json: &[u8]) -> Result<ReportManifest, ReportProblem> {
+    let m: ReportManifest = serde_json::from_slice(json)
+        .map_err(|e| ReportProblem(format!("not a completion report manifest: {e}")))?;
+    if m.format != "Report_CSV_20180820" {
+        return Err(ReportProblem(format!("report format {}", m.format)));
+    }
+    let schema: Vec<&str> = m.report_schema.split(',').map(str::trim).collect();
+    if schema
+        != [
+            "Bucket",
+            "Key",
+            "VersionId",
+            "TaskStatus",
+            "ErrorCode",
+            "HTTPStatusCode",
+            "ResultMessage",
+        ]
+    {
+        return Err(ReportProblem(format!(
+            "report schema {:?}",
+            m.report_schema
+        )));
+    }
+    Ok(m)
+}
+
+/// The tasks of one results file, checked against its MD5 from the report's manifest.
+pub fn parse_results(data: &[u8], md5: &str) -> Result<Vec<TaskResult>, ReportProblem> {
+    use md5::Md5;
+    let got = hex::encode(Md5::digest(data));
+    if !got.eq_ignore_ascii_case(md5) {
+        return Err(ReportProblem(format!(
+            "a results file's MD5 is {got}, its report says {md5}"
+        )));
+    }
+    let mut out = Vec::new();
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    for rec in r.records() {
+        let rec = rec.map_err(|e| ReportProblem(format!("a results file is not CSV: {e}")))?;
+        let get = |i: usize| rec.get(i).unwrap_or("").to_string();
+        let key = percent_encoding::percent_decode_str(&get(1).replace('+', " "))
+            .decode_utf8()
+            .map_err(|e| ReportProblem(format!("a results key is not URL-encoded UTF-8: {e}")))?
+            .into_owned();
+        let status = get(3);
+        out.push(TaskResult {
+            bucket: get(0),
+            key,
+            version_id: Some(get(2)).filter(|v| !v.is_empty()),
+            succeeded: status.eq_ignore_ascii_case("succeeded"),
+            error_code: Some(get(4)).filter(|c| !c.is_empty()),
+            http_status: get(5).parse().ok(),
+            message: get(6),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_descriptions_are_deterministic_and_bounded() {
+        let plan = "ab".repeat(32);
+        let t = token(&plan, "canary", "ml-a", 0);
+        assert_eq!(t, token(&plan, "canary", "ml-a", 0));
+        assert!(t.len() <= 64 && !t.is_empty(), "{t}");
+        assert_ne!(t, token(&plan, "canary", "ml-a", 1));
+        assert_ne!(t, token(&plan, "canary", "ml-b", 0));
+        // Fields are separated: ("ab","c") is not ("a","bc").
+        assert_ne!(token(&plan, "ab", "c", 0), token(&plan, "a", "bc", 0));
+        let d = description(&plan, "canary", "ml-a", 3);
+        assert_eq!(d, "rekey abababababab stage canary s3://ml-a part 3");
+        assert!(description(&plan, &"s".repeat(300), "b", 0).len() <= 256);
+    }
+
+    #[test]
+    fn manifests_are_url_encoded_and_all_or_no_versions() {
+        let mut out = Vec::new();
+        let n = write_manifest(
+            &mut out,
+            "b",
+            [("a b/données+1.bin", Some("v1")), ("c,d", Some("v2"))],
+            true,
+        )
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "b,a%20b/donn%C3%A9es%2B1.bin,v1\nb,c%2Cd,v2\n"
+        );
+        let mut out = Vec::new();
+        assert!(write_manifest(&mut out, "b", [("k", None)], true).is_err());
+        let mut out = Vec::new();
+        write_manifest(&mut out, "b", [("k", Some("v"))], false).unwrap();
+        assert_eq!(out, b"b,k\n");
+    }
+
+    #[test]
+    fn completion_reports_are_read_and_checked() {
+        let m = br#"{"Format":"Report_CSV_20180820","ReportCreationDate":"2026-11-26T00:00:00Z",
+            "Results":[{"TaskExecutionStatus":"failed","Bucket":"r","MD5Checksum":"x","Key":"p/job-1/results/a.csv"}],
+            "ReportSchema":"Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"}"#;
+        let parsed = parse_report_manifest(m).unwrap();
+        assert_eq!(parsed.results[0].status, "failed");
+        assert_eq!(report_manifest_key("p/", "1"), "p/job-1/manifest.json");
+        assert_eq!(report_manifest_key("", "1"), "job-1/manifest.json");
+        let other = String::from_utf8_lossy(m).replace("Report_CSV_20180820", "Report_X");
+        assert!(parse_report_manifest(other.as_bytes()).is_err());
+        let rows = b"b,a%20b/donn%C3%A9es.bin,v1,failed,NoSuchKey,404,The specified key does not exist.\nb,k,,succeeded,,200,Successful\n";
+        let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(rows));
+        let tasks = parse_results(rows, &md5).unwrap();
+        assert_eq!(tasks[0].key, "a b/données.bin");
+        assert_eq!(tasks[0].version_id.as_deref(), Some("v1"));
+        assert!(!tasks[0].succeeded);
+        assert_eq!(tasks[0].error_code.as_deref(), Some("NoSuchKey"));
+        assert_eq!(tasks[0].http_status, Some(404));
+        assert!(tasks[1].succeeded && tasks[1].version_id.is_none());
+        assert!(parse_results(rows, "00").is_err(), "a damaged results file");
+    }
+}

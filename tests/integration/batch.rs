@@ -1,0 +1,190 @@
+//! S3 Batch Operations through rekey's provider (issue 12, first part): a manifest written
+//! once and never over another object, a job created once per token and found again by its
+//! description, watched to its end, and its completion report read back task by task.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use rekey::batch::{self, JobOperation, JobRequest};
+use rekey::providers::{S3Batch, S3Read};
+
+use crate::harness::{self, overlay, unique};
+
+async fn wait_over(aws: &rekey::providers::aws::AwsClients, id: &str) -> batch::JobInfo {
+    for _ in 0..400 {
+        let j = aws.describe_job(id).await.unwrap();
+        if j.is_over() {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("job {id} never ended");
+}
+
+#[tokio::test]
+async fn a_job_is_created_once_found_again_and_its_report_read() {
+    let endpoint = &overlay().endpoint;
+    let aws = harness::clients(endpoint).await;
+    let p = unique("bj");
+    let bucket = format!("{p}data");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    harness::enable_versioning(&aws.s3, &bucket).await;
+    let kms = aws_sdk_kms::Client::new(&harness::sdk_config(endpoint).await);
+    let key_arn = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let mut objects = Vec::new();
+    for k in ["models/a b.bin", "models/données.bin", "models/c+d.bin"] {
+        let out = aws
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(k)
+            .body(ByteStream::from_static(b"weights"))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .unwrap();
+        objects.push((k.to_string(), out.version_id().unwrap().to_string()));
+    }
+    // One row names a version that does not exist: its task fails.
+    objects.push(("models/gone.bin".into(), "nope".into()));
+    let mut manifest = Vec::new();
+    batch::write_manifest(
+        &mut manifest,
+        &bucket,
+        objects.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+        true,
+    )
+    .unwrap();
+    let plan = "c0ffee".repeat(10);
+    let manifest_key = format!(
+        "rekey/jobs/{}.csv",
+        batch::token(&plan, "canary", &bucket, 0)
+    );
+    let etag = aws
+        .put_manifest(&bucket, &manifest_key, manifest.clone())
+        .await
+        .unwrap();
+    // Never written over: a second put of the same manifest is refused.
+    let again = aws.put_manifest(&bucket, &manifest_key, manifest).await;
+    assert!(
+        matches!(again, Err(rekey::error::ProviderError::Precondition { .. })),
+        "{again:?}"
+    );
+    let req = JobRequest {
+        token: batch::token(&plan, "canary", &bucket, 0),
+        description: batch::description(&plan, "canary", &bucket, 0),
+        bucket: bucket.clone(),
+        operation: JobOperation::UpdateEncryption {
+            key_arn: key_arn.clone(),
+            bucket_key: false,
+        },
+        manifest_bucket: bucket.clone(),
+        manifest_key,
+        manifest_etag: etag,
+        versioned: true,
+        report_bucket: bucket.clone(),
+        report_prefix: "rekey/reports".into(),
+        role_arn: "arn:aws:iam::123456789012:role/batch".into(),
+        priority: 10,
+        confirm: false,
+    };
+    // A resumed apply looks the job up before it creates one: none yet.
+    assert_eq!(aws.find_job(&req.description).await.unwrap(), None);
+    let id = aws.create_job(&req).await.unwrap();
+    assert_eq!(aws.create_job(&req).await.unwrap(), id, "one job per token");
+    let found = aws.find_job(&req.description).await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    let job = wait_over(&aws, &id).await;
+    assert_eq!(
+        (job.status.as_str(), job.total, job.succeeded, job.failed),
+        ("Complete", 4, 3, 1)
+    );
+    // The report, task by task.
+    let m = aws
+        .read_small(
+            &bucket,
+            &batch::report_manifest_key("rekey/reports", &id),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    let m = batch::parse_report_manifest(&m).unwrap();
+    let mut tasks = Vec::new();
+    for f in &m.results {
+        let data = aws.read_small(&f.bucket, &f.key, 1 << 20).await.unwrap();
+        tasks.extend(batch::parse_results(&data, &f.md5).unwrap());
+    }
+    tasks.sort_by(|a, b| a.key.cmp(&b.key));
+    let seen: Vec<(&str, Option<&str>, bool)> = tasks
+        .iter()
+        .map(|t| (t.key.as_str(), t.version_id.as_deref(), t.succeeded))
+        .collect();
+    assert_eq!(seen.len(), 4, "{tasks:?}");
+    for (k, v) in &objects {
+        let t = tasks.iter().find(|t| &t.key == k).unwrap();
+        assert_eq!(t.version_id.as_deref(), Some(v.as_str()));
+        assert_eq!(t.succeeded, k != "models/gone.bin", "{t:?}");
+    }
+    let gone = tasks.iter().find(|t| t.key == "models/gone.bin").unwrap();
+    assert_eq!(
+        (gone.error_code.as_deref(), gone.http_status),
+        (Some("NoSuchKey"), Some(404))
+    );
+    // The versions were re-keyed in place.
+    for (k, v) in objects.iter().take(3) {
+        let h = aws.head_object(&bucket, k, Some(v)).await.unwrap();
+        assert_eq!(
+            h.encryption.kms_key_arn.as_deref(),
+            Some(key_arn.as_str()),
+            "{k}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_waiting_for_confirmation_can_be_cancelled() {
+    let endpoint = &overlay().endpoint;
+    let aws = harness::clients(endpoint).await;
+    let p = unique("bc");
+    let bucket = format!("{p}data");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let mut manifest = Vec::new();
+    batch::write_manifest(&mut manifest, &bucket, [("k", None)], false).unwrap();
+    let etag = aws.put_manifest(&bucket, "m.csv", manifest).await.unwrap();
+    let plan = "beef".repeat(16);
+    let req = JobRequest {
+        token: batch::token(&plan, "s", &bucket, 0),
+        description: batch::description(&plan, "s", &bucket, 0),
+        bucket: bucket.clone(),
+        operation: JobOperation::Copy {
+            key_arn: "arn:aws:kms:us-east-1:123456789012:key/none".into(),
+            bucket_key: true,
+            storage_class: "STANDARD".into(),
+            unmodified_since: Some(chrono::Utc::now()),
+        },
+        manifest_bucket: bucket.clone(),
+        manifest_key: "m.csv".into(),
+        manifest_etag: etag,
+        versioned: false,
+        report_bucket: bucket.clone(),
+        report_prefix: String::new(),
+        role_arn: "arn:aws:iam::123456789012:role/batch".into(),
+        priority: 5,
+        confirm: true,
+    };
+    let id = aws.create_job(&req).await.unwrap();
+    aws.cancel_job(&id, "the maintenance window closed")
+        .await
+        .unwrap();
+    let job = wait_over(&aws, &id).await;
+    assert_eq!(job.status, "Cancelled");
+    assert_eq!(job.succeeded + job.failed, 0, "no task ran");
+}
