@@ -1383,7 +1383,7 @@ impl crate::providers::S3Batch for AwsClients {
                 break;
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|x| std::cmp::Reverse(x.0));
         Ok(found.into_iter().next().map(|(_, j)| j))
     }
 
