@@ -220,6 +220,18 @@ pub fn parse_results(data: &[u8], md5: &str) -> Result<Vec<TaskResult>, ReportPr
         )));
     }
     let mut out = Vec::new();
+    each_result(data, |t| {
+        out.push(t);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Each task of a results file, as it is read (a job of 10^8 tasks is never held).
+pub fn each_result(
+    data: impl std::io::Read,
+    mut f: impl FnMut(TaskResult) -> Result<(), ReportProblem>,
+) -> Result<(), ReportProblem> {
     let mut r = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -232,7 +244,7 @@ pub fn parse_results(data: &[u8], md5: &str) -> Result<Vec<TaskResult>, ReportPr
             .map_err(|e| ReportProblem(format!("a results key is not URL-encoded UTF-8: {e}")))?
             .into_owned();
         let status = get(3);
-        out.push(TaskResult {
+        f(TaskResult {
             bucket: get(0),
             key,
             version_id: Some(get(2)).filter(|v| !v.is_empty()),
@@ -240,9 +252,221 @@ pub fn parse_results(data: &[u8], md5: &str) -> Result<Vec<TaskResult>, ReportPr
             error_code: Some(get(4)).filter(|c| !c.is_empty()),
             http_status: get(5).parse().ok(),
             message: get(6),
-        });
+        })?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// How a watched job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The job is over (Complete, Failed, or Cancelled by someone); its report was read.
+    Over(JobInfo),
+    /// The window closed: the job was cancelled and its report read (`cancelled`), or left
+    /// to finish (the next apply re-attaches and reads it).
+    WindowClosed { job: JobInfo, cancelled: bool },
+    /// Interrupted (Ctrl-C): the job keeps running; the next apply re-attaches to it.
+    Interrupted(JobInfo),
+}
+
+/// How a job is watched.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub window: Option<crate::window::WindowSpec>,
+    /// At the window's end: cancel the job (default), or leave it to finish.
+    pub cancel_at_window_end: bool,
+    /// DescribeJob every `poll_first`, doubling up to `poll_max`.
+    pub poll_first: std::time::Duration,
+    pub poll_max: std::time::Duration,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            window: None,
+            cancel_at_window_end: true,
+            poll_first: std::time::Duration::from_secs(1),
+            poll_max: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether the window is closed, or closes before `within` has passed.
+fn closing(window: Option<&crate::window::WindowSpec>, within: std::time::Duration) -> bool {
+    use crate::window::WindowState;
+    let Some(w) = window else { return false };
+    let now = chrono::Utc::now();
+    match w.state_at(now) {
+        WindowState::Open { closes } => {
+            now + chrono::Duration::from_std(within).unwrap_or_default() >= closes
+        }
+        WindowState::Closed { .. } => true,
+    }
+}
+
+/// Run one job to its end: re-attach to it (`known_id`, journaled by an earlier run, or found
+/// by its description), or create it (never while the window is closing); watch it with
+/// backoff, telling `on_job` every state (the first call journals its id); at the window's
+/// end cancel it or leave it; on an interrupt leave it running. When it is over, every task
+/// of its completion report goes to `on_task` (also for a cancelled job: tasks that ran
+/// changed objects).
+pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
+    s3: &S,
+    req: &JobRequest,
+    known_id: Option<&str>,
+    watch: &Watch,
+    interrupts: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    on_job: &mut (dyn FnMut(&JobInfo) -> Result<(), crate::error::RekeyError> + Send),
+    on_task: &mut (dyn FnMut(TaskResult) -> Result<(), crate::error::RekeyError> + Send),
+) -> Result<JobEnd, crate::error::RekeyError> {
+    use crate::error::{ProviderError, RekeyError};
+    use crate::retry::{retried, Pacer, RetryPolicy};
+    let policy = RetryPolicy::default();
+    let pacer = Pacer::new(20);
+    let describe = |id: String| {
+        let (policy, pacer) = (&policy, &pacer);
+        async move { retried(policy, pacer, || s3.describe_job(&id)).await.0 }
+    };
+    // Re-attach before anything is created: one job per token, whatever happened before.
+    let mut job = match known_id {
+        Some(id) => match describe(id.to_string()).await {
+            Ok(j) => Some(j),
+            Err(ProviderError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    if job.is_none() {
+        job = retried(&policy, &pacer, || s3.find_job(&req.description))
+            .await
+            .0?;
+    }
+    let mut job = match job {
+        Some(j) => j,
+        None => {
+            if closing(watch.window.as_ref(), watch.poll_first) {
+                return Err(RekeyError::usage(
+                    format!(
+                        "the maintenance window is closing: batch job {} was not created",
+                        req.description
+                    ),
+                    "apply again in the next window",
+                ));
+            }
+            // The token makes a retried CreateJob answer the same job.
+            let id = retried(&policy, &pacer, || s3.create_job(req)).await.0?;
+            describe(id).await?
+        }
+    };
+    on_job(&job)?;
+    let mut delay = watch.poll_first;
+    loop {
+        if job.is_over() {
+            // A job that ran no task (its manifest refused, cancelled at once) may have no
+            // report: nothing to tell.
+            if job.succeeded + job.failed > 0 {
+                read_report(s3, req, &job.id, on_task).await?;
+            }
+            return Ok(JobEnd::Over(job));
+        }
+        if closing(watch.window.as_ref(), delay) {
+            if !watch.cancel_at_window_end {
+                return Ok(JobEnd::WindowClosed {
+                    job,
+                    cancelled: false,
+                });
+            }
+            retried(&policy, &pacer, || {
+                s3.cancel_job(&job.id, "the maintenance window closed")
+            })
+            .await
+            .0?;
+            // Cancelling ends in Cancelled, or Complete when the last task beat it.
+            let mut wait = watch.poll_first;
+            for _ in 0..200 {
+                job = describe(job.id.clone()).await?;
+                on_job(&job)?;
+                if job.is_over() {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(watch.poll_max);
+            }
+            if !job.is_over() {
+                return Err(RekeyError::Internal(format!(
+                    "batch job {} did not end after it was cancelled (status {})",
+                    job.id, job.status
+                )));
+            }
+            // A job that ran no task may have no report: nothing to tell.
+            if job.succeeded + job.failed > 0 {
+                read_report(s3, req, &job.id, on_task).await?;
+            }
+            return Ok(JobEnd::WindowClosed {
+                job,
+                cancelled: true,
+            });
+        }
+        tokio::select! {
+            Some(()) = interrupts.recv() => return Ok(JobEnd::Interrupted(job)),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(watch.poll_max);
+        job = describe(job.id.clone()).await?;
+        on_job(&job)?;
+    }
+}
+
+/// Read a job's completion report, every results file checked against its MD5 and streamed
+/// from a temporary copy.
+async fn read_report<S: crate::providers::S3Read>(
+    s3: &S,
+    req: &JobRequest,
+    id: &str,
+    on_task: &mut (dyn FnMut(TaskResult) -> Result<(), crate::error::RekeyError> + Send),
+) -> Result<(), crate::error::RekeyError> {
+    use crate::error::RekeyError;
+    use std::io::Seek;
+    let key = report_manifest_key(&req.report_prefix, id);
+    let raw = s3
+        .read_small(&req.report_bucket, &key, 64 * 1024 * 1024)
+        .await
+        .map_err(|e| {
+            RekeyError::Internal(format!(
+                "batch job {id}: its completion report s3://{}/{key} cannot be read ({e}): the job's tasks are not known; check the job role may write the report bucket",
+                req.report_bucket
+            ))
+        })?;
+    let bad = |e: ReportProblem| {
+        RekeyError::Internal(format!(
+            "batch job {id}: completion report s3://{}/{key}: {e}",
+            req.report_bucket
+        ))
+    };
+    let m = parse_report_manifest(&raw).map_err(bad)?;
+    for f in &m.results {
+        let mut tmp = tempfile::tempfile()
+            .map_err(|e| RekeyError::io("creating a temporary file for a job report", e))?;
+        let md5 = s3.download(&f.bucket, &f.key, &mut tmp).await?;
+        if !md5.eq_ignore_ascii_case(&f.md5) {
+            return Err(bad(ReportProblem(format!(
+                "results file s3://{}/{} has MD5 {md5}, the report says {}",
+                f.bucket, f.key, f.md5
+            ))));
+        }
+        tmp.rewind()
+            .map_err(|e| RekeyError::io("reading a job report's temporary copy", e))?;
+        let mut failure: Option<RekeyError> = None;
+        each_result(std::io::BufReader::new(tmp), |t| {
+            on_task(t).map_err(|e| {
+                let m = e.to_string();
+                failure = Some(e);
+                ReportProblem(m)
+            })
+        })
+        .map_err(|e| failure.take().unwrap_or_else(|| bad(e)))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -188,3 +188,217 @@ async fn a_job_waiting_for_confirmation_can_be_cancelled() {
     assert_eq!(job.status, "Cancelled");
     assert_eq!(job.succeeded + job.failed, 0, "no task ran");
 }
+
+/// A bucket of `n` SSE-S3 objects, its job manifest written, and a request to re-key them.
+async fn estate(
+    aws: &rekey::providers::aws::AwsClients,
+    endpoint: &str,
+    tag: &str,
+    n: usize,
+) -> JobRequest {
+    let p = unique(tag);
+    let bucket = format!("{p}data");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let kms = aws_sdk_kms::Client::new(&harness::sdk_config(endpoint).await);
+    let key_arn = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let keys: Vec<String> = (0..n).map(|i| format!("shards/{i:04}.bin")).collect();
+    futures::future::join_all(keys.iter().map(|k| {
+        aws.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(k)
+            .body(ByteStream::from_static(b"x"))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+    }))
+    .await
+    .into_iter()
+    .for_each(|r| {
+        r.unwrap();
+    });
+    let mut manifest = Vec::new();
+    batch::write_manifest(
+        &mut manifest,
+        &bucket,
+        keys.iter().map(|k| (k.as_str(), None)),
+        false,
+    )
+    .unwrap();
+    let etag = aws.put_manifest(&bucket, "m.csv", manifest).await.unwrap();
+    let plan = "d00d".repeat(16);
+    JobRequest {
+        token: batch::token(&plan, tag, &bucket, 0),
+        description: batch::description(&plan, tag, &bucket, 0),
+        bucket: bucket.clone(),
+        operation: JobOperation::UpdateEncryption {
+            key_arn,
+            bucket_key: true,
+        },
+        manifest_bucket: bucket.clone(),
+        manifest_key: "m.csv".into(),
+        manifest_etag: etag,
+        versioned: false,
+        report_bucket: bucket.clone(),
+        report_prefix: "reports".into(),
+        role_arn: "arn:aws:iam::123456789012:role/batch".into(),
+        priority: 10,
+        confirm: false,
+    }
+}
+
+fn fast() -> batch::Watch {
+    batch::Watch {
+        poll_first: std::time::Duration::from_millis(20),
+        poll_max: std::time::Duration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+/// Jobs with this description, whatever their status.
+async fn jobs_named(endpoint: &str, description: &str) -> usize {
+    let aws = harness::clients(endpoint).await;
+    aws.s3control
+        .list_jobs()
+        .account_id("123456789012")
+        .send()
+        .await
+        .unwrap()
+        .jobs()
+        .iter()
+        .filter(|j| j.description() == Some(description))
+        .count()
+}
+
+#[tokio::test]
+async fn an_interrupted_watch_re_attaches_to_the_same_job_and_reads_every_task() {
+    let endpoint = &overlay().endpoint;
+    let aws = harness::clients(endpoint).await;
+    let req = estate(&aws, endpoint, "bri", 300).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ids = Vec::new();
+    let end = batch::run_job(
+        &aws,
+        &req,
+        None,
+        &fast(),
+        &mut rx,
+        &mut |j| {
+            ids.push(j.id.clone());
+            // Ctrl-C as soon as the job id is journaled.
+            let _ = tx.send(());
+            Ok(())
+        },
+        &mut |_| panic!("no task is read before the job ends"),
+    )
+    .await
+    .unwrap();
+    let first = match end {
+        batch::JobEnd::Interrupted(j) => j,
+        other => panic!("{other:?}"),
+    };
+    assert!(!first.is_over(), "the job keeps running: {first:?}");
+    // The next apply has lost the id (a crash before it was journaled): it finds the job
+    // by its description, never creates a second one, and reads every task.
+    let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    let end = batch::run_job(
+        &aws,
+        &req,
+        None,
+        &fast(),
+        &mut rx,
+        &mut |_| Ok(()),
+        &mut |t| {
+            tasks.push(t);
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    let job = match end {
+        batch::JobEnd::Over(j) => j,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(job.id, first.id);
+    assert_eq!((job.status.as_str(), job.succeeded), ("Complete", 300));
+    assert_eq!(jobs_named(endpoint, &req.description).await, 1);
+    assert_eq!(tasks.len(), 300);
+    assert!(tasks.iter().all(|t| t.succeeded && t.bucket == req.bucket));
+}
+
+#[tokio::test]
+async fn the_window_closing_cancels_the_job_and_the_tasks_that_ran_are_told() {
+    let endpoint = &overlay().endpoint;
+    let aws = harness::clients(endpoint).await;
+    let req = estate(&aws, endpoint, "brw", 300).await;
+    let closes = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    let watch = batch::Watch {
+        window: Some(rekey::window::WindowSpec::Until(closes)),
+        ..fast()
+    };
+    let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    let end = batch::run_job(
+        &aws,
+        &req,
+        None,
+        &watch,
+        &mut rx,
+        &mut |_| Ok(()),
+        &mut |t| {
+            tasks.push(t);
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    let job = match end {
+        batch::JobEnd::WindowClosed {
+            job,
+            cancelled: true,
+        } => job,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(job.status, "Cancelled", "{job:?}");
+    assert!(job.succeeded < 300, "cancelled before the end: {job:?}");
+    assert_eq!(
+        tasks.len() as u64,
+        job.succeeded + job.failed,
+        "every task that ran is told"
+    );
+    // Re-keyed objects are exactly those the report says.
+    for t in &tasks {
+        let h = aws.head_object(&req.bucket, &t.key, None).await.unwrap();
+        assert_eq!(h.encryption.algorithm, "aws:kms", "{t:?}");
+    }
+    // With the window closed, no job is created.
+    let mut other = req.clone();
+    other.token = format!("{}x", &req.token[..60]);
+    other.description = format!("{} (another)", req.description);
+    let closed = batch::Watch {
+        window: Some(rekey::window::WindowSpec::Until(chrono::Utc::now())),
+        ..fast()
+    };
+    let err = batch::run_job(
+        &aws,
+        &other,
+        None,
+        &closed,
+        &mut rx,
+        &mut |_| Ok(()),
+        &mut |_| Ok(()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("window is closing"), "{err}");
+    assert_eq!(jobs_named(endpoint, &other.description).await, 0);
+}
