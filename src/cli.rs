@@ -153,6 +153,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Print a shell completion script: `rekey completions bash > /etc/bash_completion.d/rekey`
+    /// (zsh: a `_rekey` file on `$fpath`; fish: `~/.config/fish/completions/rekey.fish`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `rekey man > /usr/local/share/man/man1/rekey.1`.
+    Man,
+}
+
+/// Write the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "rekey", out);
+}
+
+/// Write the manual page (roff), with the exit codes.
+pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
 }
 
 /// Parse arguments, run, and return the exit code.
@@ -205,6 +225,15 @@ pub fn main() -> i32 {
 
 async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, RekeyError> {
     match command {
+        Command::Completions { shell } => {
+            completions(shell, &mut std::io::stdout().lock());
+            Ok(exit_codes::OK)
+        }
+        Command::Man => {
+            man_page(&mut std::io::stdout().lock())
+                .map_err(|e| RekeyError::io("writing the manual page", e))?;
+            Ok(exit_codes::OK)
+        }
         Command::Inventory {
             campaign,
             out,

@@ -412,3 +412,79 @@ fn plan_summary_and_plan_file_match_their_golden_files() {
     // The plan reads back as written, manifest hash included.
     assert_eq!(plan::load(&plan_path).unwrap(), p);
 }
+
+/// `rekey completions SHELL` and `rekey man` write what the shells and man(1) read, naming
+/// every command.
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let run = |args: &[&str]| {
+        let out = crate::harness::rekey("http://127.0.0.1:9")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let commands = [
+        "inventory",
+        "plan",
+        "show",
+        "apply",
+        "status",
+        "rollback",
+        "runbook",
+        "verify",
+        "completions",
+        "man",
+    ];
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("_rekey()") && bash.contains("complete -F _rekey"),
+        "{bash}"
+    );
+    for c in commands {
+        assert!(bash.contains(c), "bash completion lacks {c}");
+    }
+    // The script is valid bash.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("rekey.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let zsh = run(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef rekey"), "{zsh}");
+    let fish = run(&["completions", "fish"]);
+    assert!(fish.contains("complete -c rekey"), "{fish}");
+    for c in commands {
+        assert!(fish.contains(c), "fish completion lacks {c}");
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH rekey 1"), "{man}");
+    assert!(
+        man.contains(".SH NAME") && man.contains(".SH SUBCOMMANDS"),
+        "{man}"
+    );
+    assert!(
+        man.contains("stale plan"),
+        "the exit codes are in the page: {man}"
+    );
+    // An unknown shell is bad usage (exit 2), naming the choices.
+    let out = crate::harness::rekey("http://127.0.0.1:9")
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
+}
