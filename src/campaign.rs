@@ -879,11 +879,13 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                 ));
             }
         }
-        if parse_utc_offset(&w.timezone).is_none() {
+        if parse_utc_offset(&w.timezone).is_none()
+            && crate::window::named_zone(&w.timezone).is_none()
+        {
             return Err(err(
                 line,
-                format!("window.timezone {:?} is not supported", w.timezone),
-                "use UTC or a fixed offset such as +02:00 (named zones are not supported yet)"
+                format!("window.timezone {:?} is not a known time zone", w.timezone),
+                "use an IANA name such as Europe/Berlin (daylight saving time is followed), UTC, or a fixed offset such as +02:00"
                     .into(),
             ));
         }

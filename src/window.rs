@@ -9,13 +9,37 @@ use crate::campaign::{parse_hhmm, parse_utc_offset, Weekday, Window};
 pub enum WindowSpec {
     /// Open until a fixed instant (`--window until=2026-11-28T06:00:00Z`).
     Until(DateTime<Utc>),
-    /// Recurring: on `days`, from `start` to `end` minutes after midnight, at a fixed offset.
+    /// Recurring: on `days`, from `start` to `end` minutes after midnight local time, in
+    /// `zone` (an IANA name, DST included) or at a fixed offset.
     Weekly {
         days: Vec<Weekday>,
         start: u32,
         end: u32,
         offset_minutes: i32,
+        zone: Option<String>,
     },
+}
+
+/// The IANA time zone of that name (bundled tz database: the same rules on every machine).
+pub fn named_zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    if !name.contains('/') {
+        return None;
+    }
+    jiff::tz::TimeZone::get(name).ok()
+}
+
+/// A wall-clock time on a date in `zone`, as an instant. A time that does not exist that
+/// night (the clocks jumped over it) is moved forward by the jump; a time that happens twice
+/// (the clocks went back) is its first occurrence — RFC 5545's rule, jiff's `compatible`.
+fn local_instant(
+    zone: &jiff::tz::TimeZone,
+    date: jiff::civil::Date,
+    minutes: u32,
+) -> Option<DateTime<Utc>> {
+    let dt = date.at((minutes / 60) as i8, (minutes % 60) as i8, 0, 0);
+    let z = zone.to_ambiguous_zoned_datetime(dt).compatible().ok()?;
+    let ts = z.timestamp();
+    DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond().max(0) as u32)
 }
 
 /// Where `now` falls relative to the window.
@@ -43,7 +67,14 @@ impl WindowSpec {
             days: w.days.clone(),
             start: parse_hhmm(&w.start)?,
             end: parse_hhmm(&w.end)?,
-            offset_minutes: parse_utc_offset(&w.timezone)?,
+            offset_minutes: parse_utc_offset(&w.timezone).unwrap_or(0),
+            zone: match parse_utc_offset(&w.timezone) {
+                Some(_) => None,
+                None => {
+                    named_zone(&w.timezone)?;
+                    Some(w.timezone.clone())
+                }
+            },
         })
     }
 
@@ -70,12 +101,22 @@ impl WindowSpec {
             .map(|d| serde_yaml::from_str::<Weekday>(d).map_err(|_| bad()))
             .collect::<Result<Vec<_>, _>>()?;
         let (a, b) = parts[1].split_once('-').ok_or_else(bad)?;
-        let offset = parse_utc_offset(parts.get(2).copied().unwrap_or("UTC")).ok_or_else(bad)?;
+        let tz = parts.get(2).copied().unwrap_or("UTC");
+        let (offset, zone) = match parse_utc_offset(tz) {
+            Some(o) => (o, None),
+            None => {
+                named_zone(tz).ok_or_else(|| {
+                    format!("--window {s:?}: {tz:?} is not a known time zone (an IANA name such as Europe/Berlin, UTC, or an offset such as +01:00)")
+                })?;
+                (0, Some(tz.to_string()))
+            }
+        };
         Ok(WindowSpec::Weekly {
             days,
             start: parse_hhmm(a).ok_or_else(bad)?,
             end: parse_hhmm(b).ok_or_else(bad)?,
             offset_minutes: offset,
+            zone,
         })
     }
 
@@ -87,7 +128,54 @@ impl WindowSpec {
                 days,
                 start,
                 end,
+                zone: Some(name),
+                ..
+            } => {
+                let Some(zone) = named_zone(name) else {
+                    // Checked when the campaign or --window was read.
+                    return WindowState::Closed { opens: None };
+                };
+                let Ok(ts) = jiff::Timestamp::from_second(now.timestamp()) else {
+                    return WindowState::Closed { opens: None };
+                };
+                let today = ts.to_zoned_datetime(zone.clone()).date();
+                let mut next_open: Option<DateTime<Utc>> = None;
+                for back in -1i64..=7 {
+                    let Ok(date) = today.checked_add(jiff::Span::new().days(back)) else {
+                        continue;
+                    };
+                    let wd = date.weekday().to_monday_zero_offset() as u32;
+                    if !days.iter().any(|d| day_index(*d) == wd) {
+                        continue;
+                    }
+                    // The end is a wall-clock time too: a window over a DST change is an hour
+                    // shorter or longer in real time.
+                    let end_date = if end > start {
+                        Some(date)
+                    } else {
+                        date.checked_add(jiff::Span::new().days(1)).ok()
+                    };
+                    let (Some(open), Some(close)) = (
+                        local_instant(&zone, date, *start),
+                        end_date.and_then(|d| local_instant(&zone, d, *end)),
+                    ) else {
+                        continue;
+                    };
+                    if open <= now && now < close {
+                        return WindowState::Open { closes: close };
+                    }
+                    if open > now && next_open.is_none_or(|n| open < n) {
+                        next_open = Some(open);
+                    }
+                }
+                WindowState::Closed { opens: next_open }
+            }
+            WindowSpec::Weekly {
+                days,
+                start,
+                end,
                 offset_minutes,
+                zone: None,
             } => {
                 let tz = FixedOffset::east_opt(offset_minutes * 60).expect("offset validated");
                 let local = now.with_timezone(&tz);
@@ -166,6 +254,68 @@ mod tests {
                 closes: at("2026-11-28T01:00:00Z")
             }
         );
+    }
+
+    #[test]
+    fn named_zones_follow_daylight_saving_time() {
+        // Europe/Berlin: CET (+01:00) in winter, CEST (+02:00) in summer.
+        let w = WindowSpec::parse("sat 02:00-06:00 Europe/Berlin").unwrap();
+        // 2026-11-28, winter: 01:00-05:00 UTC.
+        assert_eq!(
+            w.state_at(at("2026-11-28T01:30:00Z")),
+            WindowState::Open {
+                closes: at("2026-11-28T05:00:00Z")
+            }
+        );
+        // 2026-07-04, summer: 00:00-04:00 UTC.
+        assert_eq!(
+            w.state_at(at("2026-07-04T00:30:00Z")),
+            WindowState::Open {
+                closes: at("2026-07-04T04:00:00Z")
+            }
+        );
+        // The night of 2026-03-28/29 clocks jump 02:00 → 03:00: a Saturday 23:00-04:00 window
+        // is 4 hours long, not 5 (22:00Z to 02:00Z).
+        let w = WindowSpec::parse("sat 23:00-04:00 Europe/Berlin").unwrap();
+        assert_eq!(
+            w.state_at(at("2026-03-28T21:00:00Z")),
+            WindowState::Closed {
+                opens: Some(at("2026-03-28T22:00:00Z"))
+            }
+        );
+        assert_eq!(
+            w.state_at(at("2026-03-29T01:59:00Z")),
+            WindowState::Open {
+                closes: at("2026-03-29T02:00:00Z")
+            }
+        );
+        // A start that does not exist that night (02:30 on 2026-03-29) moves forward by the
+        // jump: the window opens at 03:30 CEST (01:30Z) and ends at 06:00 CEST (04:00Z).
+        let w = WindowSpec::parse("sun 02:30-06:00 Europe/Berlin").unwrap();
+        assert_eq!(
+            w.state_at(at("2026-03-29T01:00:00Z")),
+            WindowState::Closed {
+                opens: Some(at("2026-03-29T01:30:00Z"))
+            }
+        );
+        // A start that happens twice (01:30 on 2026-11-01 in New York, clocks back at 02:00)
+        // is the first one (05:30Z, EDT); 01:30-03:00 that night lasts 2.5 hours, not 1.5.
+        let w = WindowSpec::parse("sun 01:30-03:00 America/New_York").unwrap();
+        assert_eq!(
+            w.state_at(at("2026-11-01T05:00:00Z")),
+            WindowState::Closed {
+                opens: Some(at("2026-11-01T05:30:00Z"))
+            }
+        );
+        assert_eq!(
+            w.state_at(at("2026-11-01T06:45:00Z")),
+            WindowState::Open {
+                closes: at("2026-11-01T08:00:00Z")
+            }
+        );
+        // An unknown zone is refused, naming it.
+        let err = WindowSpec::parse("sat 02:00-06:00 Mars/Olympus").unwrap_err();
+        assert!(err.contains("Mars/Olympus"), "{err}");
     }
 
     #[test]
