@@ -20,7 +20,10 @@ pub enum JobOperation {
     UpdateEncryption { key_arn: String, bucket_key: bool },
     /// `S3PutObjectCopy` onto the same bucket and key: a new version with the key, the
     /// metadata copied (`MetadataDirective COPY`), the storage class kept. Batch copy has no
-    /// ETag condition: `unmodified_since` (the plan's time) narrows what it can overwrite.
+    /// ETag condition: `unmodified_since` (the plan's time) narrows what it can overwrite, and
+    /// only for current versions (the constraint is checked on the source version: a copy of
+    /// an old version would pass it and make old bytes current), so a copy job never lists
+    /// version ids (`JobRequest::check`).
     Copy {
         key_arn: String,
         bucket_key: bool,
@@ -49,6 +52,25 @@ pub struct JobRequest {
     pub role_arn: String,
     pub priority: i32,
     pub confirm: bool,
+}
+
+impl JobRequest {
+    /// What a job must not be asked to do.
+    pub fn check(&self) -> Result<(), String> {
+        if self.versioned && matches!(self.operation, JobOperation::Copy { .. }) {
+            return Err(format!(
+                "batch job {}: a copy job of listed versions would make an old version current over a newer write (UnModifiedSinceConstraint checks only the source version): copy jobs take current objects only",
+                self.description
+            ));
+        }
+        if self.token.is_empty() || self.token.len() > 64 {
+            return Err(format!(
+                "batch job {}: a ClientRequestToken has 1 to 64 characters",
+                self.description
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A job as DescribeJob or ListJobs tells it.
@@ -83,17 +105,16 @@ pub fn token(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String 
     format!("rekey-{}", &hex::encode(h.finalize())[..58])
 }
 
-/// The job's description (at most 256 characters): readable, and unique to the job.
+/// The job's description (at most 256 characters): readable, and unique to the job — it
+/// ends with the whole token, so a job found by its description is this plan's job.
 pub fn description(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String {
-    let d = format!(
-        "rekey {} stage {stage} s3://{bucket} part {part}",
-        &plan_sha256[..plan_sha256.len().min(12)]
-    );
+    let token = token(plan_sha256, stage, bucket, part);
+    let d = format!("rekey stage {stage} s3://{bucket} part {part} {token}");
     if d.len() <= 256 {
         return d;
     }
-    // A long stage or bucket name: keep the identifying hash whole.
-    format!("rekey {}", token(plan_sha256, stage, bucket, part))
+    // A long stage name: the token alone identifies the job.
+    format!("rekey {token}")
 }
 
 /// Write a job manifest: `bucket,key[,versionId]` per line, keys URL-encoded (as S3 Batch
@@ -244,13 +265,21 @@ pub fn each_result(
             .map_err(|e| ReportProblem(format!("a results key is not URL-encoded UTF-8: {e}")))?
             .into_owned();
         let status = get(3);
+        // The schema puts ErrorCode before HTTPStatusCode, the user guide's example rows put
+        // the status first (`failed,200,PermanentFailure,…`): a three-digit number is the
+        // status, wherever it is.
+        let is_status = |v: &str| v.len() == 3 && v.bytes().all(|b| b.is_ascii_digit());
+        let (code, http) = match (get(4), get(5)) {
+            (a, b) if is_status(&a) && !is_status(&b) => (b, a),
+            (a, b) => (a, b),
+        };
         f(TaskResult {
             bucket: get(0),
             key,
             version_id: Some(get(2)).filter(|v| !v.is_empty()),
             succeeded: status.eq_ignore_ascii_case("succeeded"),
-            error_code: Some(get(4)).filter(|c| !c.is_empty()),
-            http_status: get(5).parse().ok(),
+            error_code: Some(code).filter(|c| !c.is_empty()),
+            http_status: http.parse().ok(),
             message: get(6),
         })?;
     }
@@ -321,6 +350,7 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
 ) -> Result<JobEnd, crate::error::RekeyError> {
     use crate::error::{ProviderError, RekeyError};
     use crate::retry::{retried, Pacer, RetryPolicy};
+    req.check().map_err(|m| RekeyError::Internal(m))?;
     let policy = RetryPolicy::default();
     let pacer = Pacer::new(20);
     let describe = |id: String| {
@@ -365,7 +395,7 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
             // A job that ran no task (its manifest refused, cancelled at once) may have no
             // report: nothing to tell.
             if job.succeeded + job.failed > 0 {
-                read_report(s3, req, &job.id, on_task).await?;
+                read_report(s3, req, &job, on_task).await?;
             }
             return Ok(JobEnd::Over(job));
         }
@@ -376,11 +406,18 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
                     cancelled: false,
                 });
             }
-            retried(&policy, &pacer, || {
+            let cancelled = retried(&policy, &pacer, || {
                 s3.cancel_job(&job.id, "the maintenance window closed")
             })
             .await
-            .0?;
+            .0;
+            if let Err(e) = cancelled {
+                // A job that ended meanwhile cannot be cancelled: read it as it ended.
+                job = describe(job.id.clone()).await?;
+                if !job.is_over() {
+                    return Err(e.into());
+                }
+            }
             // Cancelling ends in Cancelled, or Complete when the last task beat it.
             let mut wait = watch.poll_first;
             for _ in 0..200 {
@@ -400,7 +437,7 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
             }
             // A job that ran no task may have no report: nothing to tell.
             if job.succeeded + job.failed > 0 {
-                read_report(s3, req, &job.id, on_task).await?;
+                read_report(s3, req, &job, on_task).await?;
             }
             return Ok(JobEnd::WindowClosed {
                 job,
@@ -418,16 +455,19 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
 }
 
 /// Read a job's completion report, every results file checked against its MD5 and streamed
-/// from a temporary copy.
+/// from a temporary copy; it must tell every task the job ran (a report of failed tasks only,
+/// or one cut short, would lose outcomes).
 async fn read_report<S: crate::providers::S3Read>(
     s3: &S,
     req: &JobRequest,
-    id: &str,
+    job: &JobInfo,
     on_task: &mut (dyn FnMut(TaskResult) -> Result<(), crate::error::RekeyError> + Send),
 ) -> Result<(), crate::error::RekeyError> {
     use crate::error::RekeyError;
     use std::io::Seek;
+    let id = job.id.as_str();
     let key = report_manifest_key(&req.report_prefix, id);
+    let mut told = 0u64;
     let raw = s3
         .read_small(&req.report_bucket, &key, 64 * 1024 * 1024)
         .await
@@ -458,6 +498,7 @@ async fn read_report<S: crate::providers::S3Read>(
             .map_err(|e| RekeyError::io("reading a job report's temporary copy", e))?;
         let mut failure: Option<RekeyError> = None;
         each_result(std::io::BufReader::new(tmp), |t| {
+            told += 1;
             on_task(t).map_err(|e| {
                 let m = e.to_string();
                 failure = Some(e);
@@ -465,6 +506,14 @@ async fn read_report<S: crate::providers::S3Read>(
             })
         })
         .map_err(|e| failure.take().unwrap_or_else(|| bad(e)))?;
+    }
+    if told != job.succeeded + job.failed {
+        return Err(RekeyError::Internal(format!(
+            "batch job {id}: its completion report tells {told} tasks, the job ran {} ({} succeeded, {} failed): outcomes would be lost (a report of failed tasks only, or another job's?)",
+            job.succeeded + job.failed,
+            job.succeeded,
+            job.failed
+        )));
     }
     Ok(())
 }
@@ -484,8 +533,21 @@ mod tests {
         // Fields are separated: ("ab","c") is not ("a","bc").
         assert_ne!(token(&plan, "ab", "c", 0), token(&plan, "a", "bc", 0));
         let d = description(&plan, "canary", "ml-a", 3);
-        assert_eq!(d, "rekey abababababab stage canary s3://ml-a part 3");
+        assert_eq!(
+            d,
+            format!(
+                "rekey stage canary s3://ml-a part 3 {}",
+                token(&plan, "canary", "ml-a", 3)
+            )
+        );
         assert!(description(&plan, &"s".repeat(300), "b", 0).len() <= 256);
+        // Two plans whose hashes share a prefix never share a description.
+        let a = format!("0123456789ab{}", "0".repeat(52));
+        let b = format!("0123456789ab{}", "f".repeat(52));
+        assert_ne!(
+            description(&a, "canary", "ml-a", 0),
+            description(&b, "canary", "ml-a", 0)
+        );
     }
 
     #[test]
@@ -531,5 +593,17 @@ mod tests {
         assert_eq!(tasks[0].http_status, Some(404));
         assert!(tasks[1].succeeded && tasks[1].version_id.is_none());
         assert!(parse_results(rows, "00").is_err(), "a damaged results file");
+        // The user guide's example rows: the HTTP status before the error code.
+        let rows = b"b,k,,failed,200,PermanentFailure,\"Lambda returned function error\"\nb,j,,succeeded,200,,\"{}\"\n";
+        let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(rows));
+        let tasks = parse_results(rows, &md5).unwrap();
+        assert_eq!(
+            (tasks[0].error_code.as_deref(), tasks[0].http_status),
+            (Some("PermanentFailure"), Some(200))
+        );
+        assert_eq!(
+            (tasks[1].error_code.as_deref(), tasks[1].http_status),
+            (None, Some(200))
+        );
     }
 }

@@ -1254,6 +1254,10 @@ impl crate::providers::S3Batch for AwsClients {
             S3UpdateObjectEncryptionOperation, S3UpdateObjectEncryptionSsekms,
         };
         let what = format!("batch job {}", req.description);
+        req.check().map_err(|detail| ProviderError::Invalid {
+            what: what.clone(),
+            detail,
+        })?;
         let bad = |e: aws_smithy_types::error::operation::BuildError| ProviderError::Invalid {
             what: what.clone(),
             detail: e.to_string(),

@@ -307,12 +307,16 @@ async fn an_interrupted_watch_re_attaches_to_the_same_job_and_reads_every_task()
     };
     assert!(!first.is_over(), "the job keeps running: {first:?}");
     // The next apply has lost the id (a crash before it was journaled): it finds the job
-    // by its description, never creates a second one, and reads every task.
+    // by its description, never creates a second one, and reads every task. (Its token is
+    // changed here so that only the lookup by description can find the job: the emulator's
+    // token idempotency would hide a run that skipped it.)
+    let mut again = req.clone();
+    again.token = format!("{}z", &req.token[..63]);
     let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     let end = batch::run_job(
         &aws,
-        &req,
+        &again,
         None,
         &fast(),
         &mut rx,
@@ -376,9 +380,15 @@ async fn the_window_closing_cancels_the_job_and_the_tasks_that_ran_are_told() {
         "every task that ran is told"
     );
     // Re-keyed objects are exactly those the report says.
-    for t in &tasks {
-        let h = aws.head_object(&req.bucket, &t.key, None).await.unwrap();
-        assert_eq!(h.encryption.algorithm, "aws:kms", "{t:?}");
+    let told: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.key.as_str()).collect();
+    for i in 0..300 {
+        let k = format!("shards/{i:04}.bin");
+        let h = aws.head_object(&req.bucket, &k, None).await.unwrap();
+        assert_eq!(
+            h.encryption.algorithm == "aws:kms",
+            told.contains(k.as_str()),
+            "{k}: {h:?}"
+        );
     }
     // With the window closed, no job is created.
     let mut other = req.clone();
@@ -401,4 +411,110 @@ async fn the_window_closing_cancels_the_job_and_the_tasks_that_ran_are_told() {
     .unwrap_err();
     assert!(err.to_string().contains("window is closing"), "{err}");
     assert_eq!(jobs_named(endpoint, &other.description).await, 0);
+}
+
+/// A job with this plan's description whose report tells only failed tasks (someone else's,
+/// or made by hand): its succeeded tasks cannot be told, so the run fails rather than lose
+/// them; and a copy job of listed versions is refused before anything is created.
+#[tokio::test]
+async fn a_report_that_does_not_tell_every_task_is_refused() {
+    use aws_sdk_s3control::types::{
+        JobManifest, JobManifestFieldName, JobManifestFormat, JobManifestLocation, JobManifestSpec,
+        JobReport, JobReportFormat, JobReportScope, ObjectEncryption,
+        S3UpdateObjectEncryptionOperation, S3UpdateObjectEncryptionSsekms,
+    };
+    let endpoint = &overlay().endpoint;
+    let aws = harness::clients(endpoint).await;
+    let req = estate(&aws, endpoint, "brf", 5).await;
+    let JobOperation::UpdateEncryption { key_arn, .. } = &req.operation else {
+        unreachable!()
+    };
+    aws.s3control
+        .create_job()
+        .account_id("123456789012")
+        .client_request_token("someone-else")
+        .description(&req.description)
+        .operation(
+            aws_sdk_s3control::types::JobOperation::builder()
+                .s3_update_object_encryption(
+                    S3UpdateObjectEncryptionOperation::builder()
+                        .object_encryption(
+                            ObjectEncryption::builder()
+                                .ssekms(
+                                    S3UpdateObjectEncryptionSsekms::builder()
+                                        .kms_key_arn(key_arn)
+                                        .build()
+                                        .unwrap(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .manifest(
+            JobManifest::builder()
+                .spec(
+                    JobManifestSpec::builder()
+                        .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+                        .fields(JobManifestFieldName::Bucket)
+                        .fields(JobManifestFieldName::Key)
+                        .build()
+                        .unwrap(),
+                )
+                .location(
+                    JobManifestLocation::builder()
+                        .object_arn(format!(
+                            "arn:aws:s3:::{}/{}",
+                            req.manifest_bucket, req.manifest_key
+                        ))
+                        .e_tag(req.manifest_etag.trim_matches('"'))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .report(
+            JobReport::builder()
+                .bucket(format!("arn:aws:s3:::{}", req.report_bucket))
+                .format(JobReportFormat::ReportCsv20180820)
+                .enabled(true)
+                .prefix(&req.report_prefix)
+                .report_scope(JobReportScope::FailedTasksOnly)
+                .build(),
+        )
+        .priority(10)
+        .role_arn(&req.role_arn)
+        .confirmation_required(false)
+        .send()
+        .await
+        .unwrap();
+    let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = batch::run_job(
+        &aws,
+        &req,
+        None,
+        &fast(),
+        &mut rx,
+        &mut |_| Ok(()),
+        &mut |_| Ok(()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("tells 0 tasks, the job ran 5"),
+        "{err}"
+    );
+    let mut copy = req.clone();
+    copy.versioned = true;
+    copy.operation = JobOperation::Copy {
+        key_arn: key_arn.clone(),
+        bucket_key: false,
+        storage_class: "STANDARD".into(),
+        unmodified_since: None,
+    };
+    copy.description = format!("{} copy", req.description);
+    let err = aws.create_job(&copy).await.unwrap_err();
+    assert!(err.to_string().contains("current objects only"), "{err}");
+    assert_eq!(jobs_named(endpoint, &copy.description).await, 0);
 }
