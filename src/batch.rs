@@ -350,7 +350,7 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
 ) -> Result<JobEnd, crate::error::RekeyError> {
     use crate::error::{ProviderError, RekeyError};
     use crate::retry::{retried, Pacer, RetryPolicy};
-    req.check().map_err(|m| RekeyError::Internal(m))?;
+    req.check().map_err(RekeyError::Internal)?;
     let policy = RetryPolicy::default();
     let pacer = Pacer::new(20);
     let describe = |id: String| {
