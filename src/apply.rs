@@ -655,7 +655,16 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::
     if let Some(w) = &opts.window {
         if let WindowState::Closed { opens } = w.state_at(chrono::Utc::now()) {
             let when = opens
-                .map(|t| format!("; it opens next at {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .map(|t| {
+                    let local = w
+                        .local_text(t)
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default();
+                    format!(
+                        "; it opens next at {}{local}",
+                        t.format("%Y-%m-%d %H:%M UTC")
+                    )
+                })
                 .unwrap_or_default();
             eprintln!("the maintenance window is closed{when}: nothing was started");
             return Ok(exit_codes::WINDOW_CLOSED);

@@ -60,7 +60,11 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let _ = writeln!(o, "- [ ] Window: {days} {}–{} {}; `apply` stops dispatching when it closes (exit 5) and resumes next time.", w.start, w.end, w.timezone);
+            let utc = crate::window::WindowSpec::from_campaign(w)
+                .and_then(|s| s.in_utc())
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default();
+            let _ = writeln!(o, "- [ ] Window: {days} {}–{} {}{utc}; `apply` stops dispatching when it closes (exit 5) and resumes next time.", w.start, w.end, w.timezone);
         }
         None => {
             let _ = writeln!(o, "- [ ] Window: none in the campaign; pass `--window \"sat 02:00-06:00 UTC\"` to `apply` to bound it.");

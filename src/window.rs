@@ -62,6 +62,96 @@ fn day_index(d: Weekday) -> u32 {
 }
 
 impl WindowSpec {
+    /// The window in UTC, for a reader in another zone: `= 01:00–05:00 UTC`, or for a zone
+    /// with daylight saving time both (`= 01:00–05:00 UTC at +01:00, 00:00–04:00 UTC at
+    /// +02:00`); `None` for a window already in UTC. Taken on fixed dates (15 January and
+    /// 15 July 2026), so a runbook made from a plan says the same whenever it is made.
+    pub fn in_utc(&self) -> Option<String> {
+        let WindowSpec::Weekly {
+            start,
+            end,
+            offset_minutes,
+            zone,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let hhmm = |m: i64| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(60));
+        let shifted = |offset: i64| {
+            format!(
+                "{}–{} UTC",
+                hhmm(*start as i64 - offset),
+                hhmm(*end as i64 - offset)
+            )
+        };
+        let offset_text = |m: i64| {
+            format!(
+                "{}{:02}:{:02}",
+                if m < 0 { '-' } else { '+' },
+                m.abs() / 60,
+                m.abs() % 60
+            )
+        };
+        match zone.as_deref().and_then(named_zone) {
+            None if *offset_minutes == 0 => None,
+            None => Some(format!("= {}", shifted(*offset_minutes as i64))),
+            Some(tz) => {
+                let offset_on = |month: i8| {
+                    let dt = jiff::civil::date(2026, month, 15).at(12, 0, 0, 0);
+                    tz.to_ambiguous_zoned_datetime(dt)
+                        .compatible()
+                        .map(|z| z.offset().seconds() as i64 / 60)
+                        .unwrap_or(0)
+                };
+                let (jan, jul) = (offset_on(1), offset_on(7));
+                if jan == jul {
+                    Some(format!("= {}", shifted(jan)))
+                } else {
+                    let (a, b) = if jan < jul { (jan, jul) } else { (jul, jan) };
+                    Some(format!(
+                        "= {} at {}, {} at {}",
+                        shifted(a),
+                        offset_text(a),
+                        shifted(b),
+                        offset_text(b)
+                    ))
+                }
+            }
+        }
+    }
+
+    /// An instant as wall-clock time in the window's zone (`2026-11-28 02:00 Europe/Berlin`),
+    /// for a window in a named zone or at an offset other than UTC.
+    pub fn local_text(&self, t: DateTime<Utc>) -> Option<String> {
+        let WindowSpec::Weekly {
+            offset_minutes,
+            zone,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        match zone {
+            Some(name) => {
+                let tz = named_zone(name)?;
+                let z = jiff::Timestamp::from_second(t.timestamp())
+                    .ok()?
+                    .to_zoned_datetime(tz);
+                Some(format!("{} {name}", z.strftime("%Y-%m-%d %H:%M")))
+            }
+            None if *offset_minutes == 0 => None,
+            None => {
+                let tz = FixedOffset::east_opt(offset_minutes * 60)?;
+                Some(
+                    t.with_timezone(&tz)
+                        .format("%Y-%m-%d %H:%M %:z")
+                        .to_string(),
+                )
+            }
+        }
+    }
+
     pub fn from_campaign(w: &Window) -> Option<WindowSpec> {
         Some(WindowSpec::Weekly {
             days: w.days.clone(),
@@ -312,6 +402,32 @@ mod tests {
             WindowState::Open {
                 closes: at("2026-11-01T08:00:00Z")
             }
+        );
+        // The runbook's restatement in UTC: both offsets of a zone with DST.
+        assert_eq!(
+            WindowSpec::parse("sat 02:00-06:00 Europe/Berlin")
+                .unwrap()
+                .in_utc()
+                .as_deref(),
+            Some("= 01:00–05:00 UTC at +01:00, 00:00–04:00 UTC at +02:00")
+        );
+        assert_eq!(
+            WindowSpec::parse("fri 22:00-02:00 -05:00")
+                .unwrap()
+                .in_utc()
+                .as_deref(),
+            Some("= 03:00–07:00 UTC")
+        );
+        assert_eq!(
+            WindowSpec::parse("sat 02:00-06:00 UTC").unwrap().in_utc(),
+            None
+        );
+        assert_eq!(
+            WindowSpec::parse("sat 02:00-06:00 Europe/Berlin")
+                .unwrap()
+                .local_text(at("2026-07-04T00:00:00Z"))
+                .as_deref(),
+            Some("2026-07-04 02:00 Europe/Berlin")
         );
         // An unknown zone is refused, naming it.
         let err = WindowSpec::parse("sat 02:00-06:00 Mars/Olympus").unwrap_err();

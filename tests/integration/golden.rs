@@ -411,6 +411,21 @@ fn plan_summary_and_plan_file_match_their_golden_files() {
     );
     // The plan reads back as written, manifest hash included.
     assert_eq!(plan::load(&plan_path).unwrap(), p);
+    // A window in a named zone is restated in UTC, both offsets when the zone has DST.
+    let mut zoned = p.clone();
+    zoned.settings.window = Some(rekey::campaign::Window {
+        days: vec![rekey::campaign::Weekday::Sat],
+        start: "02:00".into(),
+        end: "06:00".into(),
+        timezone: "Europe/Berlin".into(),
+    });
+    let runbook = rekey::runbook::render(&zoned, Path::new("plans/example.plan.yaml"));
+    assert!(
+        runbook.contains(
+            "Window: sat 02:00–06:00 Europe/Berlin (= 01:00–05:00 UTC at +01:00, 00:00–04:00 UTC at +02:00)"
+        ),
+        "{runbook}"
+    );
 }
 
 /// `rekey completions SHELL` and `rekey man` write what the shells and man(1) read, naming
