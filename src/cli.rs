@@ -716,6 +716,7 @@ impl ClassCounts {
     fn add(&mut self, r: &Record) {
         let size = match &r.resource {
             Resource::S3Object(o) => o.size,
+            Resource::GcsObject(o) => o.size,
             _ => 0,
         };
         let e = self.rows.entry((r.resource.kind(), r.class)).or_default();
@@ -918,4 +919,38 @@ async fn run_plan(
         }
     }
     Ok(exit_codes::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inventory table counts the bytes of Cloud Storage objects as of S3 objects.
+    #[test]
+    fn gcs_objects_count_their_bytes() {
+        let mut counts = ClassCounts::default();
+        let object = |size| Record {
+            resource: Resource::GcsObject(crate::model::GcsObject {
+                account: "gcp:p".into(),
+                bucket: "b".into(),
+                name: "k".into(),
+                generation: 1,
+                size,
+                storage_class: "STANDARD".into(),
+                content_type: String::new(),
+                kms_key: None,
+                customer_supplied: false,
+                content_hash: None,
+                hold: None,
+            }),
+            team_key: Some("ml".into()),
+            class: EncryptionClass::GoogleManaged,
+        };
+        counts.add(&object(1000));
+        counts.add(&object(24));
+        assert_eq!(
+            counts.rows[&(ResourceKind::GcsObject, EncryptionClass::GoogleManaged)],
+            (2, 1024)
+        );
+    }
 }
