@@ -794,6 +794,51 @@ pub fn status(p: &PlanFile, journal: &Journal) -> Result<Status, RekeyError> {
     })
 }
 
+/// What to run next, from a plan's status: the first stage with work left (or failed steps)
+/// is applied next; a stage that was rolled back is said as such; when everything is done,
+/// verify.
+pub fn next_step(s: &Status, plan: &str) -> String {
+    for st in &s.stages {
+        let count = |f: &dyn Fn(&str, Option<&str>) -> bool| -> u64 {
+            st.by_state
+                .iter()
+                .filter(|(k, _)| {
+                    let (state, undo) = match k.split_once(", undo ") {
+                        Some((a, b)) => (a, Some(b)),
+                        None => (k.as_str(), None),
+                    };
+                    f(state, undo)
+                })
+                .map(|(_, n)| *n)
+                .sum()
+        };
+        let undone = count(&|_, u| u == Some("undone"));
+        let undo_open = count(&|_, u| matches!(u, Some("started" | "conflict" | "failed")));
+        let failed = count(&|st, u| u.is_none() && matches!(st, "failed" | "drifted"));
+        let todo = count(&|st, u| u.is_none() && matches!(st, "pending" | "started"));
+        let stage = &st.stage;
+        if undo_open > 0 {
+            return format!(
+                "next: stage {stage} has {undo_open} undos left alone, failed or interrupted: read the run report, then `rekey rollback {plan} --to {stage} --yes` again"
+            );
+        }
+        if undone > 0 {
+            return format!(
+                "next: stage {stage} was rolled back ({undone} steps undone); apply it again when ready: `rekey apply {plan} --stage {stage}`"
+            );
+        }
+        if failed > 0 {
+            return format!(
+                "next: stage {stage} has {failed} failed or drifted steps: read the run report, fix what it says, then `rekey apply {plan} --stage {stage}` (failed steps are retried; drifted ones were left as written)"
+            );
+        }
+        if todo > 0 {
+            return format!("next: `rekey apply {plan} --stage {stage}` ({todo} steps to do)");
+        }
+    }
+    format!("next: every stage is done: `rekey verify {plan}`")
+}
+
 pub fn render_status(s: &Status) -> String {
     let mut out = format!(
         "journal {}\ncheckpoints: {}\n",
@@ -1036,4 +1081,53 @@ pub fn journal_path(plan_path: &Path, given: Option<&Path>) -> PathBuf {
     given
         .map(Path::to_path_buf)
         .unwrap_or_else(|| journal::default_path(plan_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(name: &str, states: &[(&str, u64)]) -> StageStatus {
+        StageStatus {
+            stage: name.into(),
+            steps: states.iter().map(|(_, n)| n).sum(),
+            bytes: 0,
+            by_state: states.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        }
+    }
+
+    fn status(stages: Vec<StageStatus>) -> Status {
+        Status {
+            journal: "j".into(),
+            checkpoints: Vec::new(),
+            stages,
+        }
+    }
+
+    #[test]
+    fn status_says_what_to_run_next() {
+        let p = "plans/x.plan.yaml";
+        let s = status(vec![
+            stage("canary", &[("succeeded", 3)]),
+            stage("rest", &[("pending", 5), ("succeeded", 1)]),
+        ]);
+        assert_eq!(
+            next_step(&s, p),
+            "next: `rekey apply plans/x.plan.yaml --stage rest` (5 steps to do)"
+        );
+        let s = status(vec![stage("canary", &[("succeeded", 2), ("failed", 1)])]);
+        assert!(next_step(&s, p).contains("1 failed or drifted steps"));
+        let s = status(vec![stage("canary", &[("succeeded, undo undone", 3)])]);
+        assert!(next_step(&s, p).contains("was rolled back (3 steps undone)"));
+        let s = status(vec![stage("canary", &[("succeeded, undo conflict", 1)])]);
+        assert!(next_step(&s, p).contains("rekey rollback plans/x.plan.yaml --to canary"));
+        let s = status(vec![
+            stage("canary", &[("succeeded", 3), ("blocked", 2)]),
+            stage("rest", &[("vanished", 1)]),
+        ]);
+        assert_eq!(
+            next_step(&s, p),
+            "next: every stage is done: `rekey verify plans/x.plan.yaml`"
+        );
+    }
 }

@@ -354,7 +354,10 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                     serde_json::to_string_pretty(&s)
                         .map_err(|e| RekeyError::Internal(e.to_string()))?
                 ),
-                Output::Table => print!("{}", apply::render_status(&s)),
+                Output::Table => {
+                    print!("{}", apply::render_status(&s));
+                    println!("{}", apply::next_step(&s, &plan.display().to_string()));
+                }
             }
             Ok(exit_codes::OK)
         }
