@@ -598,32 +598,20 @@ impl Journal {
         last: i64,
         limit: usize,
     ) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM steps INDEXED BY steps_todo WHERE {TODO} AND id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q
-            .query_map(params![after, last, limit as i64], Self::row)
-            .map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        self.rows(
+            &format!(
+                "INDEXED BY steps_todo WHERE {TODO} AND id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3"
+            ),
+            params![after, last, limit as i64],
+        )
     }
 
     /// Every step with ids `first..=last`, in order (a stage's bucket defaults or endpoints).
     pub fn steps_between(&self, first: i64, last: i64) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM steps WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q.query_map(params![first, last], Self::row).map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        self.rows(
+            "WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+            params![first, last],
+        )
     }
 
     /// Up to `limit` steps a rollback to step `first` still has to undo, below id `before`,
@@ -635,40 +623,24 @@ impl Journal {
         gcs_defaults: bool,
         limit: usize,
     ) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
         let kind = if gcs_defaults { "=" } else { "<>" };
-        let mut q = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM steps WHERE id >= ?1 AND id < ?2 AND kind {kind} 'gcs-bucket-default' AND {UNDOABLE} ORDER BY id DESC LIMIT ?3",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q
-            .query_map(params![first, before, limit as i64], Self::row)
-            .map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        self.rows(
+            &format!("WHERE id >= ?1 AND id < ?2 AND kind {kind} 'gcs-bucket-default' AND {UNDOABLE} ORDER BY id DESC LIMIT ?3"),
+            params![first, before, limit as i64],
+        )
     }
 
     /// Each step a rollback to step `first` has to undo, one at a time, in id order.
     pub fn each_undoable(
         &self,
         first: i64,
-        mut f: impl FnMut(StepRow) -> Result<(), RekeyError>,
+        f: impl FnMut(StepRow) -> Result<(), RekeyError>,
     ) -> Result<(), RekeyError> {
-        let e = db_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT {} FROM steps WHERE id >= ?1 AND {UNDOABLE} ORDER BY id",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q.query_map([first], Self::row).map_err(&e)?;
-        for r in rows {
-            f(r.map_err(&e)?)?;
-        }
-        Ok(())
+        self.each(
+            &format!("WHERE id >= ?1 AND {UNDOABLE} ORDER BY id"),
+            [first],
+            f,
+        )
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRow> {
@@ -696,20 +668,42 @@ impl Journal {
 
     const COLUMNS: &'static str = "id, stage, kind, account, bucket, key, version_id, bytes, state, spec, undo, result, reason, attempts, retries, undo_state, undo_reason, progress";
 
+    /// The steps of `SELECT COLUMNS FROM steps {tail}`, one at a time.
+    fn each(
+        &self,
+        tail: &str,
+        params: impl rusqlite::Params,
+        mut f: impl FnMut(StepRow) -> Result<(), RekeyError>,
+    ) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare_cached(&format!("SELECT {} FROM steps {tail}", Self::COLUMNS))
+            .map_err(&e)?;
+        let rows = q.query_map(params, Self::row).map_err(&e)?;
+        for r in rows {
+            f(r.map_err(&e)?)?;
+        }
+        Ok(())
+    }
+
+    /// The steps of `SELECT COLUMNS FROM steps {tail}`, collected (pages and small sets).
+    fn rows(&self, tail: &str, params: impl rusqlite::Params) -> Result<Vec<StepRow>, RekeyError> {
+        let mut out = Vec::new();
+        self.each(tail, params, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Steps matching `condition` (with one parameter), in plan order.
     fn select(
         &self,
         condition: &str,
         param: impl rusqlite::ToSql,
     ) -> Result<Vec<StepRow>, RekeyError> {
-        let e = db_err(&self.path);
-        let sql = format!(
-            "SELECT {} FROM steps WHERE {condition} ORDER BY id",
-            Self::COLUMNS
-        );
-        let mut q = self.conn.prepare(&sql).map_err(&e)?;
-        let rows = q.query_map([param], Self::row).map_err(&e)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+        self.rows(&format!("WHERE {condition} ORDER BY id"), [param])
     }
 
     /// Every step of a stage, in plan order.
@@ -1083,21 +1077,13 @@ impl Journal {
     /// of them, and reads no other step.
     pub fn each_notable(
         &self,
-        mut f: impl FnMut(StepRow) -> Result<(), RekeyError>,
+        f: impl FnMut(StepRow) -> Result<(), RekeyError>,
     ) -> Result<(), RekeyError> {
-        let e = db_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT {} FROM steps INDEXED BY steps_notable WHERE {NOTABLE} ORDER BY id",
-                Self::COLUMNS
-            ))
-            .map_err(&e)?;
-        let rows = q.query_map([], Self::row).map_err(&e)?;
-        for r in rows {
-            f(r.map_err(&e)?)?;
-        }
-        Ok(())
+        self.each(
+            &format!("INDEXED BY steps_notable WHERE {NOTABLE} ORDER BY id"),
+            [],
+            f,
+        )
     }
 }
 

@@ -49,6 +49,17 @@ pub struct MemBucket {
 }
 
 impl MemBucket {
+    /// A version by its id, or the current one (unless it is a delete marker).
+    pub fn version(&self, key: &str, version_id: Option<&str>) -> Option<&MemVersion> {
+        match version_id {
+            Some(id) => self
+                .objects
+                .get(key)
+                .and_then(|vs| vs.iter().find(|v| v.version_id.as_deref() == Some(id))),
+            None => self.current(key),
+        }
+    }
+
     /// The current version of a key, unless it is a delete marker.
     pub fn current(&self, key: &str) -> Option<&MemVersion> {
         self.objects
@@ -65,6 +76,20 @@ struct State {
     aliases: BTreeMap<String, String>,
     uploads: HashMap<String, Upload>,
     next: u64,
+}
+
+impl State {
+    fn bucket(&self, name: &str) -> Result<&MemBucket, ProviderError> {
+        self.buckets
+            .get(name)
+            .ok_or_else(|| not_found(format!("s3://{name}")))
+    }
+
+    fn bucket_mut(&mut self, name: &str) -> Result<&mut MemBucket, ProviderError> {
+        self.buckets
+            .get_mut(name)
+            .ok_or_else(|| not_found(format!("s3://{name}")))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -270,10 +295,7 @@ impl MemCloud {
         key: &str,
         if_match: &str,
     ) -> Result<MemVersion, ProviderError> {
-        let b = st
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
+        let b = st.bucket(bucket)?;
         let v = b
             .current(key)
             .ok_or_else(|| not_found(format!("s3://{bucket}/{key}")))?;
@@ -299,10 +321,7 @@ impl S3Read for MemCloud {
 
     async fn bucket_settings(&self, bucket: &str) -> Result<BucketSettings, ProviderError> {
         let st = self.state();
-        let b = st
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
+        let b = st.bucket(bucket)?;
         Ok(BucketSettings {
             region: self.region.clone(),
             default_encryption: b.default.clone(),
@@ -315,9 +334,7 @@ impl S3Read for MemCloud {
     }
 
     async fn surroundings(&self, bucket: &str) -> Result<Surroundings, ProviderError> {
-        if !self.state().buckets.contains_key(bucket) {
-            return Err(not_found(format!("s3://{bucket}")));
-        }
+        self.state().bucket(bucket)?;
         Ok(Surroundings::default())
     }
 
@@ -362,10 +379,7 @@ impl S3Read for MemCloud {
     ) -> Result<ListPage, ProviderError> {
         const PAGE: usize = 1000;
         let st = self.state();
-        let b = st
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
+        let b = st.bucket(bucket)?;
         let mut out = ListPage::default();
         let from = match &token {
             Some(t) => std::ops::Bound::Excluded(t.clone()),
@@ -403,20 +417,12 @@ impl S3Read for MemCloud {
         version_id: Option<&str>,
     ) -> Result<ObjectHead, ProviderError> {
         let st = self.state();
-        let b = st
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
-        let v = match version_id {
-            Some(id) => b
-                .objects
-                .get(key)
-                .and_then(|vs| vs.iter().find(|v| v.version_id.as_deref() == Some(id))),
-            None => b.current(key),
-        }
-        .or(b.every_key.as_ref())
-        .filter(|v| !v.delete_marker)
-        .ok_or_else(|| not_found(format!("s3://{bucket}/{key}")))?;
+        let b = st.bucket(bucket)?;
+        let v = b
+            .version(key, version_id)
+            .or(b.every_key.as_ref())
+            .filter(|v| !v.delete_marker)
+            .ok_or_else(|| not_found(format!("s3://{bucket}/{key}")))?;
         Ok(ObjectHead {
             etag: v.etag.clone(),
             version_id: v.version_id.clone(),
@@ -441,11 +447,7 @@ impl S3Read for MemCloud {
 
 impl S3Write for MemCloud {
     async fn bucket_default(&self, bucket: &str) -> Result<S3Encryption, ProviderError> {
-        let st = self.state();
-        st.buckets
-            .get(bucket)
-            .map(|b| b.default.clone())
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))
+        Ok(self.state().bucket(bucket)?.default.clone())
     }
 
     async fn set_bucket_default(
@@ -454,10 +456,7 @@ impl S3Write for MemCloud {
         rule: &S3Encryption,
     ) -> Result<(), ProviderError> {
         let mut st = self.state();
-        let b = st
-            .buckets
-            .get_mut(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
+        let b = st.bucket_mut(bucket)?;
         b.default = rule.clone();
         Ok(())
     }
@@ -604,10 +603,7 @@ impl S3Write for MemCloud {
                 ..Default::default()
             },
         )?;
-        let b = st
-            .buckets
-            .get_mut(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
+        let b = st.bucket_mut(bucket)?;
         let versions = b
             .objects
             .get_mut(key)
@@ -630,10 +626,7 @@ impl S3Write for MemCloud {
         key: &str,
     ) -> Result<Vec<(String, String)>, ProviderError> {
         let st = self.state();
-        let b = st
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
+        let b = st.bucket(bucket)?;
         Ok(b.objects
             .get(key)
             .map(|vs| {
@@ -658,18 +651,10 @@ impl S3Write for MemCloud {
         version_id: Option<&str>,
     ) -> Result<Option<String>, ProviderError> {
         let st = self.state();
-        let b = st
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| not_found(format!("s3://{bucket}")))?;
-        let v = match version_id {
-            Some(id) => b
-                .objects
-                .get(key)
-                .and_then(|vs| vs.iter().find(|v| v.version_id.as_deref() == Some(id))),
-            None => b.current(key),
-        }
-        .ok_or_else(|| not_found(format!("s3://{bucket}/{key}")))?;
+        let b = st.bucket(bucket)?;
+        let v = b
+            .version(key, version_id)
+            .ok_or_else(|| not_found(format!("s3://{bucket}/{key}")))?;
         Ok(v.checksum.clone())
     }
 
