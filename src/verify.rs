@@ -461,36 +461,24 @@ pub async fn verify_plan<
             } else {
                 match accounts.get(&o.account) {
                     Some(aws) => {
-                        let on_key = |h: &crate::providers::ObjectHead| {
-                            h.encryption.algorithm == "aws:kms"
+                        // A copy wrote the current version. UpdateObjectEncryption re-keyed
+                        // the planned version: that version is the resource (gone: vanished);
+                        // a version written over it since is another writer's, judged by
+                        // `verify -c` and the next plan (docs/apply-engine.md, "Verify").
+                        let version = (o.kind() == StepKind::UpdateEncryption)
+                            .then_some(o.version_id.as_deref())
+                            .flatten();
+                        retried(policy, pacer, || {
+                            aws.head_object(&o.bucket, &o.key, version)
+                        })
+                        .await
+                        .0
+                        .map(|h| {
+                            let ok = h.encryption.algorithm == "aws:kms"
                                 && h.encryption.kms_key_arn.as_deref()
-                                    == Some(o.to_key_arn.as_str())
-                        };
-                        let head = |version: Option<&str>| {
-                            let version = version.map(str::to_string);
-                            let o = &o;
-                            async move {
-                                retried(policy, pacer, || {
-                                    aws.head_object(&o.bucket, &o.key, version.as_deref())
-                                })
-                                .await
-                                .0
-                            }
-                        };
-                        if o.kind() == StepKind::UpdateEncryption {
-                            // UpdateObjectEncryption re-keyed the planned version: that
-                            // version is the resource (gone: vanished). A version written over
-                            // it since is another writer's, judged by `verify -c` and the next
-                            // plan, not by this one (docs/apply-engine.md, "Verify").
-                            head(o.version_id.as_deref())
-                                .await
-                                .map(|h| (on_key(&h), describe(&h.encryption)))
-                        } else {
-                            // A copy wrote the current version.
-                            head(None)
-                                .await
-                                .map(|h| (on_key(&h), describe(&h.encryption)))
-                        }
+                                    == Some(o.to_key_arn.as_str());
+                            (ok, describe(&h.encryption))
+                        })
                     }
                     None => Err(ProviderError::Other {
                         what: o.account.clone(),

@@ -29,16 +29,7 @@ async fn a_job_is_created_once_found_again_and_its_report_read() {
     aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
     harness::enable_versioning(&aws.s3, &bucket).await;
     let kms = aws_sdk_kms::Client::new(&harness::sdk_config(endpoint).await);
-    let key_arn = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let key_arn = crate::interleave::kms_key(&kms, &format!("alias/{p}batch")).await;
     let mut objects = Vec::new();
     for k in ["models/a b.bin", "models/données.bin", "models/c+d.bin"] {
         let out = aws
@@ -200,16 +191,7 @@ async fn estate(
     let bucket = format!("{p}data");
     aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let kms = aws_sdk_kms::Client::new(&harness::sdk_config(endpoint).await);
-    let key_arn = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let key_arn = crate::interleave::kms_key(&kms, &format!("alias/{p}batch")).await;
     let keys: Vec<String> = (0..n).map(|i| format!("shards/{i:04}.bin")).collect();
     futures::future::join_all(keys.iter().map(|k| {
         aws.s3

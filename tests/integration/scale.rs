@@ -64,6 +64,16 @@ fn load_report(cloud: &MemCloud, manifest: &str) -> u64 {
     versions
 }
 
+/// How the tests verify: blocked objects apart, the in-process cloud unpaced.
+fn verify_opts(findings: Option<std::path::PathBuf>) -> apply::VerifyOptions {
+    apply::VerifyOptions {
+        concurrency: 64,
+        requests_per_second: 100_000,
+        ignore_blocked: true,
+        findings,
+    }
+}
+
 /// Every version of every key: (key, version id) → (encryption, tags), and the count of
 /// versions per key.
 type Snapshot = BTreeMap<(String, Option<String>), (S3Encryption, String)>;
@@ -247,20 +257,9 @@ limits: {{ concurrency: 64, requests_per_second: 100000 }}
         n_before + copies,
         "one new version per copy, none lost"
     );
-    let v = apply::verify_plan(
-        &p,
-        &plan_path,
-        &accounts,
-        None,
-        &apply::VerifyOptions {
-            concurrency: 64,
-            requests_per_second: 100_000,
-            ignore_blocked: true,
-            findings: None,
-        },
-    )
-    .await
-    .unwrap();
+    let v = apply::verify_plan(&p, &plan_path, &accounts, None, &verify_opts(None))
+        .await
+        .unwrap();
     assert_eq!(v.not_compliant, 0, "{:?}", v.non_compliant.first());
     assert_eq!(
         v.compliant,
@@ -342,12 +341,7 @@ limits: {{ concurrency: 64, requests_per_second: 100000 }}
         &plan_path,
         &accounts,
         None,
-        &apply::VerifyOptions {
-            concurrency: 64,
-            requests_per_second: 100_000,
-            ignore_blocked: true,
-            findings: Some(dir.path().join("findings.jsonl")),
-        },
+        &verify_opts(Some(dir.path().join("findings.jsonl"))),
     )
     .await
     .unwrap();
@@ -413,20 +407,9 @@ async fn verify_in(
     cloud: MemCloud,
 ) -> apply::Verification {
     let accounts = apply::single(cloud);
-    apply::verify_plan(
-        p,
-        plan_path,
-        &accounts,
-        None,
-        &apply::VerifyOptions {
-            concurrency: 4,
-            requests_per_second: 1000,
-            ignore_blocked: true,
-            findings: None,
-        },
-    )
-    .await
-    .unwrap()
+    apply::verify_plan(p, plan_path, &accounts, None, &verify_opts(None))
+        .await
+        .unwrap()
 }
 
 /// The planned version (current at plan time, never re-keyed) is still there on SSE-S3; a
