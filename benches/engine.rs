@@ -73,6 +73,7 @@ fn object_step(stage: &str, i: u64, st: &'static str) -> NewStep {
         acls: false,
         recheck: false,
         content_hash: None,
+        job: None,
     });
     NewStep {
         stage: stage.into(),
@@ -85,6 +86,7 @@ fn object_step(stage: &str, i: u64, st: &'static str) -> NewStep {
         state: st,
         spec: serde_json::to_string(&spec).unwrap(),
         reason: None,
+        job: None,
     }
 }
 

@@ -501,6 +501,7 @@ fn default_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
                     state: state::PENDING,
                     spec: spec_json(&spec)?,
                     reason: None,
+                    job: None,
                 });
             }
         }
@@ -518,6 +519,7 @@ fn object_step(
     let bucket = buckets.get(e.bucket.as_str());
     let account = bucket.map(|b| b.account.clone()).unwrap_or_default();
     let blocked = e.step == "blocked";
+    let job = e.job;
     let spec = StepSpec::Object(ObjectStep {
         account: account.clone(),
         part_size: part_size(p.settings.multipart_threshold, e.size),
@@ -537,6 +539,7 @@ fn object_step(
         engine: e.step.clone(),
         website_redirect: e.website_redirect,
         content_hash: e.content_hash,
+        job: e.job,
     });
     Ok(NewStep {
         stage: stage.to_string(),
@@ -553,6 +556,7 @@ fn object_step(
         },
         spec: spec_json(&spec)?,
         reason: e.reason,
+        job,
     })
 }
 
@@ -595,6 +599,7 @@ fn endpoint_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
             },
             spec: spec_json(&spec)?,
             reason: sm.reason.clone(),
+            job: None,
         });
     }
     Ok(steps)

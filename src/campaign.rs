@@ -179,6 +179,66 @@ pub enum S3Engine {
     UpdateEncryption,
     /// `update-encryption` where it applies, `copy` elsewhere.
     Auto,
+    /// S3 Batch Operations jobs of `S3UpdateObjectEncryption` (one per bucket, storage class
+    /// and key); what a job cannot do runs as `auto` does, locally.
+    BatchUpdateEncryption,
+    /// S3 Batch Operations jobs of `S3PutObjectCopy` (current objects up to 5 GB); the rest
+    /// runs as `copy` does, locally. Batch copy has no ETag condition: `unguarded`.
+    BatchCopy,
+}
+
+impl S3Engine {
+    /// The engine whose rules decide each object's step (the local one, for a batch engine).
+    pub fn local(self) -> S3Engine {
+        match self {
+            S3Engine::BatchUpdateEncryption => S3Engine::Auto,
+            S3Engine::BatchCopy => S3Engine::Copy,
+            e => e,
+        }
+    }
+
+    pub fn is_batch(self) -> bool {
+        matches!(self, S3Engine::BatchUpdateEncryption | S3Engine::BatchCopy)
+    }
+}
+
+/// `aws.s3.batch`: where a batch engine's jobs read their manifests and write their reports,
+/// the role they run as, and what rekey may accept on the operator's word.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    pub manifest_bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_prefix: String,
+    pub report_bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub report_prefix: String,
+    /// The job role (trusts batchoperations.s3.amazonaws.com).
+    pub role_arn: String,
+    #[serde(default = "default_priority")]
+    pub priority: i32,
+    /// Jobs wait for `UpdateJobStatus Ready` (the S3 console's confirmation) before they run.
+    #[serde(default)]
+    pub confirm: bool,
+    /// `batch-copy` overwrites without an ETag condition: apply refuses it unless this says
+    /// the buckets' writers are frozen for the window.
+    #[serde(default)]
+    pub accept_unguarded: bool,
+    /// At the window's end: `cancel` the running jobs (default) or `leave` them to finish.
+    #[serde(default)]
+    pub at_window_end: AtWindowEnd,
+}
+
+fn default_priority() -> i32 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AtWindowEnd {
+    #[default]
+    Cancel,
+    Leave,
 }
 
 /// CopyObject copies at most 5 GiB; above that rekey uses UploadPartCopy.
@@ -198,6 +258,9 @@ pub struct S3Section {
     /// Where objects are found: LIST + HEAD (default), or S3 Inventory reports.
     #[serde(default, skip_serializing_if = "ObjectSource::is_list")]
     pub inventory: ObjectSource,
+    /// Required by the batch engines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSection>,
 }
 
 /// `aws.s3.inventory`: `list` (LIST + one HEAD per object), `report` (every bucket from its
@@ -600,6 +663,42 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                     ),
                     "S3 parts are at least 5 MiB and CopyObject copies at most 5 GiB: pick a value between".into(),
                 ));
+            }
+            match (&s3.batch, s3.engine.is_batch()) {
+                (None, true) => {
+                    return Err(err(
+                        locate_key(src, &["aws", "s3", "engine"]),
+                        "a batch engine needs `aws.s3.batch`".into(),
+                        "add `batch: { manifest_bucket: B, report_bucket: B, role_arn: arn:aws:iam::ACCOUNT:role/NAME }` under aws.s3".into(),
+                    ))
+                }
+                (Some(b), _) => {
+                    let line = locate_key(src, &["aws", "s3", "batch"]);
+                    if !is_role_arn(&b.role_arn) {
+                        return Err(err(
+                            line,
+                            format!("aws.s3.batch.role_arn {:?} is not an IAM role ARN", b.role_arn),
+                            "use arn:aws:iam::<12-digit account>:role/<name> (the role S3 Batch Operations runs the jobs as)".into(),
+                        ));
+                    }
+                    for (what, name) in [("manifest_bucket", &b.manifest_bucket), ("report_bucket", &b.report_bucket)] {
+                        if name.is_empty() || name.contains('/') || name.contains(':') {
+                            return Err(err(
+                                line,
+                                format!("aws.s3.batch.{what} {name:?} is not a bucket name"),
+                                "name a bucket (no s3://, no prefix: prefixes go in manifest_prefix / report_prefix)".into(),
+                            ));
+                        }
+                    }
+                    if !(0..=i32::MAX).contains(&b.priority) {
+                        return Err(err(
+                            line,
+                            format!("aws.s3.batch.priority {} is negative", b.priority),
+                            "S3 Batch Operations priorities are 0 or more (higher runs first)".into(),
+                        ));
+                    }
+                }
+                (None, false) => {}
             }
         }
         let mut seen = BTreeSet::new();

@@ -647,7 +647,7 @@ where
                     // UpdateObjectEncryption is pinned to the version the plan saw.
                     versions: all_versions
                         || (settings.versioning != "Unversioned"
-                            && s3_section.engine != crate::campaign::S3Engine::Copy),
+                            && s3_section.engine.local() != crate::campaign::S3Engine::Copy),
                     object_lock: settings.object_lock,
                 };
                 Some(crate::s3report::find(s3, bucket, needs, named).await?)

@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::error::RekeyError;
 
 /// The journal schema this build reads and writes (1 lacked `progress`, 2 the stage ranges,
-/// the tally and the partial indexes; both are brought up to date on open).
-pub const SCHEMA_VERSION: u32 = 3;
+/// the tally and the partial indexes, 3 the batch job of a step; all are brought up to date
+/// on open).
+pub const SCHEMA_VERSION: u32 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,6 +64,15 @@ BEGIN
    VALUES (NEW.stage, NEW.state, coalesce(NEW.undo_state, ''), 1, NEW.bytes)
    ON CONFLICT (stage, state, undo_state) DO UPDATE SET steps = steps + 1, bytes = bytes + excluded.bytes;
 END;
+";
+
+/// What schema 4 adds: the S3 Batch Operations job a step belongs to (the job's own step and
+/// its members carry the plan's job number), and two indexes over them: a job's members in
+/// order (its manifest), and a member by its key and version (a report's task).
+const SCHEMA_V4: &str = "
+ALTER TABLE steps ADD COLUMN job INTEGER;
+CREATE INDEX steps_job ON steps(job, id) WHERE job IS NOT NULL;
+CREATE INDEX steps_task ON steps(job, key, version_id) WHERE job IS NOT NULL;
 ";
 
 /// The condition `steps_todo` is built on (a query must say it the same way to use it).
@@ -135,6 +145,8 @@ pub struct NewStep {
     pub state: &'static str,
     pub spec: String,
     pub reason: Option<String>,
+    /// The batch job that runs it (or that it is).
+    pub job: Option<u32>,
 }
 
 /// A step as the journal holds it.
@@ -159,6 +171,15 @@ pub struct StepRow {
     pub undo_reason: Option<String>,
     /// What a step journaled while it ran (a multipart copy's upload id).
     pub progress: Option<String>,
+    /// The batch job that runs it (or that it is).
+    pub job: Option<u32>,
+}
+
+impl StepRow {
+    /// A step a batch job runs (not the job's own step).
+    pub fn is_job_member(&self) -> bool {
+        self.job.is_some() && self.kind != "batch-job"
+    }
 }
 
 /// (stage, state, undo state, steps, bytes).
@@ -270,6 +291,7 @@ impl Journal {
             let tx = conn.transaction().map_err(&e)?;
             tx.execute_batch(SCHEMA).map_err(&e)?;
             tx.execute_batch(SCHEMA_V3).map_err(&e)?;
+            tx.execute_batch(SCHEMA_V4).map_err(&e)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('plan_id', ?2), ('created_at', ?3)",
                 params![SCHEMA_VERSION.to_string(), plan_id, now()],
@@ -309,6 +331,13 @@ impl Journal {
             ))
             .map_err(&e)?;
             version = "3".into();
+        }
+        if version == "3" {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V4} UPDATE meta SET value = '4' WHERE key = 'schema_version'; COMMIT;"
+            ))
+            .map_err(&e)?;
+            version = "4".into();
         }
         if version != SCHEMA_VERSION.to_string() {
             return Err(RekeyError::usage(
@@ -458,8 +487,8 @@ impl Journal {
             {
                 let mut ins = tx
                     .prepare_cached(
-                        "INSERT INTO steps (id, stage, kind, account, bucket, key, version_id, bytes, state, spec, reason, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        "INSERT INTO steps (id, stage, kind, account, bucket, key, version_id, bytes, state, spec, reason, updated_at, job)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     )
                     .map_err(&e)?;
                 for s in steps.by_ref().take(BATCH) {
@@ -518,7 +547,8 @@ impl Journal {
                         s.state,
                         s.spec,
                         s.reason,
-                        t
+                        t,
+                        s.job
                     ])
                     .map_err(&e)?;
                 }
@@ -663,10 +693,11 @@ impl Journal {
             undo_state: r.get(15)?,
             undo_reason: r.get(16)?,
             progress: r.get(17)?,
+            job: r.get(18)?,
         })
     }
 
-    const COLUMNS: &'static str = "id, stage, kind, account, bucket, key, version_id, bytes, state, spec, undo, result, reason, attempts, retries, undo_state, undo_reason, progress";
+    const COLUMNS: &'static str = "id, stage, kind, account, bucket, key, version_id, bytes, state, spec, undo, result, reason, attempts, retries, undo_state, undo_reason, progress, job";
 
     /// The steps of `SELECT COLUMNS FROM steps {tail}`, one at a time.
     fn each(
@@ -1103,6 +1134,7 @@ mod tests {
             state: state::PENDING,
             spec: "{}".into(),
             reason: None,
+            job: None,
         }
     }
 

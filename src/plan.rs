@@ -75,6 +75,9 @@ pub struct Settings {
     /// What the key-access preflight takes on the operator's word (apply re-checks with it).
     #[serde(default, skip_serializing_if = "is_default")]
     pub accept_unverified: crate::access::Acceptance,
+    /// The batch engine's buckets, role and acceptances (`aws.s3.batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::campaign::BatchSection>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -205,6 +208,31 @@ pub struct BucketPlan {
     /// The S3 Inventory report the bucket's objects came from (none: LIST + HEAD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<PlannedReport>,
+    /// S3 Batch Operations jobs of this bucket and stage (a batch engine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobPlan>,
+}
+
+/// One S3 Batch Operations job: the objects of one bucket, stage, storage class and key (all
+/// three are job-wide in CreateJob), listed in the manifest with `job: N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPlan {
+    /// Unique in the plan.
+    pub job: u32,
+    /// `update-encryption` (S3UpdateObjectEncryption) or `copy` (S3PutObjectCopy).
+    pub operation: String,
+    pub storage_class: String,
+    pub kms_key_arn: String,
+    /// The manifest lists version ids (UpdateObjectEncryption of versions).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
+    pub objects: u64,
+    pub bytes: u64,
+    /// The job can overwrite a concurrent write (batch copy has no ETag condition): apply
+    /// refuses it unless `aws.s3.batch.accept_unguarded` says the writers are frozen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unguarded: bool,
 }
 
 /// A report a bucket was planned from.
@@ -383,6 +411,9 @@ pub struct ManifestEntry {
     pub to_key_arn: String,
     /// `copy`, `multipart-copy`, `update-encryption`, or `blocked`.
     pub step: String,
+    /// The batch job (`JobPlan::job`) that runs the step; none: rekey runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -397,6 +428,7 @@ fn is_true(b: &bool) -> bool {
 
 /// Why an object cannot be planned, if it cannot.
 fn blocked_reason(o: &S3Object, class: EncryptionClass, engine: S3Engine) -> Option<String> {
+    let engine = engine.local();
     match class {
         EncryptionClass::SseC => {
             return Some(
@@ -462,11 +494,61 @@ fn step_for(
     } else {
         "copy"
     };
-    match engine {
+    match engine.local() {
         S3Engine::Copy => copy,
         S3Engine::UpdateEncryption => "update-encryption",
         S3Engine::Auto if class == EncryptionClass::Unencrypted => copy,
-        S3Engine::Auto => "update-encryption",
+        _ => "update-encryption",
+    }
+}
+
+/// The largest object S3 Batch Operations copies (`S3PutObjectCopy` uses CopyObject: "objects
+/// up to 5 GB"; S3 user guide, "Copy objects" batch operation).
+pub const BATCH_COPY_LIMIT: u64 = 5 * 1000 * 1000 * 1000;
+
+/// Whether a batch job of `engine` can run an object's `step`, or why it stays with rekey.
+fn batch_fit(
+    engine: S3Engine,
+    step: &str,
+    o: &S3Object,
+    to_key_arn: &str,
+) -> Result<&'static str, String> {
+    let account_of = |arn: &str| arn.split(':').nth(4).map(str::to_string);
+    match engine {
+        S3Engine::BatchUpdateEncryption => {
+            if step != "update-encryption" {
+                return Err(format!(
+                    "batch: UpdateObjectEncryption refuses {} objects; rekey copies it",
+                    if o.encryption.algorithm.is_empty() { "unencrypted" } else { "these" }
+                ));
+            }
+            // UpdateObjectEncryption takes only keys of the bucket owner's account; the
+            // object's key (the rollback key) must be one too, or the job could not undo it.
+            if let (Some(a), Some(b)) = (
+                o.encryption.kms_key_arn.as_deref().and_then(account_of),
+                account_of(to_key_arn),
+            ) {
+                if a != b {
+                    return Err(format!(
+                        "batch: its key is in account {a}, the team key in {b}: UpdateObjectEncryption takes keys of the bucket owner's account only; rekey re-keys it locally"
+                    ));
+                }
+            }
+            Ok("update-encryption")
+        }
+        S3Engine::BatchCopy => {
+            if step == "update-encryption" || !o.is_latest {
+                return Err("batch: a copy job takes current objects only".into());
+            }
+            if o.size > BATCH_COPY_LIMIT {
+                return Err(
+                    "batch: over 5 GB, which S3PutObjectCopy cannot copy; rekey copies it in parts"
+                        .into(),
+                );
+            }
+            Ok("copy")
+        }
+        _ => Err(String::new()),
     }
 }
 
@@ -556,10 +638,16 @@ fn gcs_requests(o: &S3Object, class: EncryptionClass) -> Vec<(&'static str, u64)
     r
 }
 
+/// What makes a batch job: one bucket and stage, and (job-wide in CreateJob) the operation,
+/// storage class, key and whether versions are listed.
+type JobKey = (&'static str, String, String, bool);
+
 #[derive(Default)]
 struct StageBucketAcc {
     side_effects: SideEffects,
     groups: BTreeMap<(String, S3Engine), GroupAcc>,
+    /// Batch jobs: (number, objects, bytes).
+    jobs: BTreeMap<JobKey, (u32, u64, u64)>,
     blocked: BTreeMap<String, (u64, u64)>,
     flagged: BTreeMap<String, (u64, u64)>,
     skipped: u64,
@@ -594,6 +682,8 @@ pub struct Planner<'c> {
     stage_groups: Vec<Vec<(String, GroupAcc, u64)>>,
     unmatched: Vec<Unmatched>,
     endpoints: Vec<EndpointAcc>,
+    /// The last batch job number given.
+    jobs: u32,
     /// Which objects are whose model artifacts, by bucket: (key or prefix, endpoint index,
     /// execution role reading it), looked up by the key's prefixes of the lengths that occur
     /// (a lookup per distinct length, not a scan of every artifact per object).
@@ -716,6 +806,7 @@ impl<'c> Planner<'c> {
             stage_groups: (0..campaign.stages.len()).map(|_| Vec::new()).collect(),
             unmatched: Vec::new(),
             endpoints: Vec::new(),
+            jobs: 0,
             artifact_index: HashMap::new(),
             sagemaker_other: Vec::new(),
             fingerprint: Sha256::new(),
@@ -1068,7 +1159,24 @@ impl<'c> Planner<'c> {
         .then(|| {
             "one-way: a Google-managed object in a bucket with a default key cannot return to Google-managed encryption".to_string()
         });
-        let lock_flag = lock_flag.or(one_way).or(gcs_one_way);
+        // A batch engine: the job this object goes to, or why rekey runs it itself.
+        let (job_of, batch_flag) = if reason.is_none() && !gcs && engine.is_batch() {
+            match batch_fit(engine, step, o, &to_key_arn) {
+                Ok(op) => (
+                    Some((
+                        op,
+                        o.storage_class.clone(),
+                        to_key_arn.clone(),
+                        op == "update-encryption" && o.version_id.is_some(),
+                    )),
+                    None,
+                ),
+                Err(why) => (None, Some(why)),
+            }
+        } else {
+            (None, None)
+        };
+        let lock_flag = lock_flag.or(one_way).or(gcs_one_way).or(batch_flag);
         if let Some(flag) = gcs
             .then(|| gcs_cold_flag(&o.storage_class))
             .flatten()
@@ -1095,6 +1203,22 @@ impl<'c> Planner<'c> {
                 }
             }
             let g = sa.groups.entry((team_key.clone(), engine)).or_default();
+            if let Some(k) = &job_of {
+                let next = &mut self.jobs;
+                let j = sa.jobs.entry(k.clone()).or_insert_with(|| {
+                    *next += 1;
+                    g.requests
+                        .entry("s3:BatchOperationsJob".into())
+                        .and_modify(|n| *n += 1)
+                        .or_insert(1);
+                    (*next, 0, 0)
+                });
+                j.1 += 1;
+                j.2 += o.size;
+                *g.requests
+                    .entry("s3:BatchOperationsObject".into())
+                    .or_default() += 1;
+            }
             g.objects += 1;
             g.bytes += o.size;
             if step == "multipart-copy" {
@@ -1143,6 +1267,7 @@ impl<'c> Planner<'c> {
             team_key,
             to_key_arn,
             step: step.to_string(),
+            job: job_of.and_then(|k| sa.jobs.get(&k)).map(|j| j.0),
             reason,
         };
         let (_, w, n) = &mut self.stage_files[stage];
@@ -1512,7 +1637,25 @@ impl<'c> Planner<'c> {
                     }
                 }
             }
+            let mut jobs: Vec<JobPlan> = sa
+                .jobs
+                .into_iter()
+                .map(|((op, storage_class, kms_key_arn, versioned), (job, objects, bytes))| {
+                    JobPlan {
+                        job,
+                        operation: op.to_string(),
+                        storage_class,
+                        kms_key_arn,
+                        versioned,
+                        objects,
+                        bytes,
+                        unguarded: op == "copy",
+                    }
+                })
+                .collect();
+            jobs.sort_by_key(|j| j.job);
             self.stages[stage].push(BucketPlan {
+                jobs,
                 flagged,
                 provider: acc.provider,
                 account: b.account.clone(),
@@ -1700,6 +1843,9 @@ impl<'c> Planner<'c> {
                     .and_then(|a| a.endpoint_url.clone()),
                 window: self.campaign.spec.window.clone(),
                 accept_unverified: self.campaign.spec.preflight.accept_unverified.clone(),
+                batch: s3
+                    .filter(|s| s.engine.is_batch())
+                    .and_then(|s| s.batch.clone()),
                 accounts: self
                     .campaign
                     .spec

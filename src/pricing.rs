@@ -61,6 +61,11 @@ pub fn price_of(a: &Assumptions, request: &str) -> f64 {
         return a.kms_per_10000 / 10_000.0;
     }
     match request {
+        // S3 Batch Operations (Amazon S3 pricing page, "Management & Insights"): USD 0.25
+        // per job and USD 1.00 per million objects processed, on top of each task's own
+        // request (counted as the request it makes).
+        "s3:BatchOperationsJob" => 0.25,
+        "s3:BatchOperationsObject" => 1.0e-6,
         "s3:HeadObject" | "s3:GetObjectTagging" | "s3:GetBucketEncryption" => {
             a.s3_get_per_1000 / 1000.0
         }

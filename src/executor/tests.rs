@@ -34,6 +34,7 @@ fn obj(stage: &str, bucket: &str, key: &str) -> NewStep {
         acls: false,
         recheck: false,
         content_hash: None,
+        job: None,
     });
     NewStep {
         stage: stage.into(),
@@ -46,6 +47,7 @@ fn obj(stage: &str, bucket: &str, key: &str) -> NewStep {
         state: state::PENDING,
         spec: serde_json::to_string(&spec).unwrap(),
         reason: None,
+        job: None,
     }
 }
 
@@ -79,6 +81,7 @@ fn default_step(stage: &str, bucket: &str, gcs: bool) -> NewStep {
         state: state::PENDING,
         spec: serde_json::to_string(&spec).unwrap(),
         reason: None,
+        job: None,
     }
 }
 
@@ -104,6 +107,7 @@ fn endpoint(stage: &str, name: &str) -> NewStep {
         state: state::PENDING,
         spec: serde_json::to_string(&spec).unwrap(),
         reason: None,
+        job: None,
     }
 }
 
@@ -114,6 +118,7 @@ fn name_of(spec: &StepSpec) -> String {
             format!("default:{bucket}")
         }
         StepSpec::Endpoint { name, .. } => format!("endpoint:{name}"),
+        StepSpec::BatchJob(j) => format!("job:{}", j.job),
     }
 }
 

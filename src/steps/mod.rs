@@ -35,6 +35,8 @@ pub enum StepKind {
     GcsRewrite,
     Endpoint,
     Blocked,
+    /// An S3 Batch Operations job: its objects are steps of their own, told by its report.
+    BatchJob,
 }
 
 impl StepKind {
@@ -48,6 +50,7 @@ impl StepKind {
             StepKind::GcsRewrite => "gcs-rewrite",
             StepKind::Endpoint => "endpoint",
             StepKind::Blocked => "blocked",
+            StepKind::BatchJob => "batch-job",
         }
     }
 
@@ -61,6 +64,7 @@ impl StepKind {
             "gcs-rewrite" => StepKind::GcsRewrite,
             "endpoint" => StepKind::Endpoint,
             "blocked" => StepKind::Blocked,
+            "batch-job" => StepKind::BatchJob,
             _ => return None,
         })
     }
@@ -117,6 +121,28 @@ pub enum StepSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source_sha256: Option<String>,
     },
+    /// Run one S3 Batch Operations job over its member steps (`ObjectStep::job`).
+    BatchJob(JobSpec),
+}
+
+/// A batch job as planned (`plan::JobPlan`), with what identifies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    #[serde(
+        default = "default_account",
+        skip_serializing_if = "is_default_account"
+    )]
+    pub account: String,
+    pub bucket: String,
+    pub job: u32,
+    /// `update-encryption` or `copy`.
+    pub operation: String,
+    pub storage_class: String,
+    pub kms_key_arn: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
+    /// When the plan was made: a copy job's `UnModifiedSinceConstraint`.
+    pub planned_at: String,
 }
 
 fn default_account() -> String {
@@ -143,6 +169,7 @@ impl StepSpec {
             | StepSpec::Endpoint { account, .. }
             | StepSpec::GcsBucketDefault { account, .. } => account,
             StepSpec::Object(o) => &o.account,
+            StepSpec::BatchJob(j) => &j.account,
         }
     }
 }
@@ -192,6 +219,10 @@ pub struct ObjectStep {
     /// rewrite from another writer's object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
+    /// The batch job that runs this step (none: rekey runs it). Its outcome comes from the
+    /// job's completion report; `apply --retry-failed-locally` runs it as `engine` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u32>,
 }
 
 impl ObjectStep {

@@ -1135,14 +1135,15 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                     };
                 }
             }
-            None if ctx.succeeded => {
+            None if ctx.succeeded && o.job.is_none() => {
                 return UndoOutcome::Failed {
                     reason: "the journal holds no result for this step".into(),
                 }
             }
             // Started or failed, and found on the team key: rekey's write landed before the
             // journal could say so, if the version is rekey's (another writer's is left
-            // alone). The copy back below is still held to the ETag just read.
+            // alone). A batch copy's report tells no ETag: the same question. The copy back
+            // below is still held to the ETag just read.
             None => match self
                 .attribute(
                     o,
@@ -1304,6 +1305,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 "version_id": o.version_id,
             }))),
             StepSpec::Endpoint { name, .. } => self.prepare_endpoint(name).await,
+            StepSpec::BatchJob(_) => Ok(None),
             StepSpec::GcsBucketDefault { .. } => Err(ProviderError::Other {
                 what: "step".into(),
                 detail: "a Cloud Storage step reached the AWS runner".into(),
@@ -1345,6 +1347,12 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
                 },
                 0,
             ),
+            StepSpec::BatchJob(_) => (
+                StepOutcome::Failed {
+                    reason: "a batch job runs in its stage's job phase, not as a step".into(),
+                },
+                0,
+            ),
         }
     }
 
@@ -1372,6 +1380,10 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
             }
             StepSpec::GcsBucketDefault { .. } => UndoOutcome::Failed {
                 reason: "a Cloud Storage step reached the AWS runner".into(),
+            },
+            // What a job changed is its member steps': each is undone on its own.
+            StepSpec::BatchJob(_) => UndoOutcome::Undone {
+                note: Some("its objects are undone one by one".into()),
             },
         }
     }

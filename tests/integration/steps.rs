@@ -40,6 +40,7 @@ fn kind_of(spec: &StepSpec) -> &str {
         StepSpec::Object(o) => &o.engine,
         StepSpec::Endpoint { .. } => "endpoint",
         StepSpec::GcsBucketDefault { .. } => "gcs-bucket-default",
+        StepSpec::BatchJob(_) => "batch-job",
     }
 }
 
