@@ -26,7 +26,8 @@ API reference for CreateJob, DescribeJob, ListJobs, UpdateJobStatus, JobReport):
   `ReportScope FailedTasksOnly` writes the failed tasks only.
 
 Tasks run on a background thread, one every `task_seconds` (POST /_rekey/batch
-{"task_seconds": S}; default 0.002), so that a test can watch a job Active.
+{"task_seconds": S}, or {"task_seconds": S, "bucket": B} for jobs over bucket B alone;
+default 0.002), so that a test can watch a job Active.
 """
 
 import csv
@@ -99,15 +100,21 @@ class BatchJobs:
         self.jobs = {}
         self.tokens = {}
         self.task_seconds = 0.002
+        # Bucket -> seconds per task for jobs over that bucket (a test's own pace, so that
+        # tests sharing the emulator do not slow each other).
+        self.bucket_seconds = {}
 
     def reset(self):
         with self.lock:
             self.jobs.clear()
             self.tokens.clear()
             self.task_seconds = 0.002
+            self.bucket_seconds.clear()
 
     def configure(self, conf):
-        if "task_seconds" in conf:
+        if "task_seconds" in conf and conf.get("bucket"):
+            self.bucket_seconds[conf["bucket"]] = float(conf["task_seconds"])
+        elif "task_seconds" in conf:
             self.task_seconds = float(conf["task_seconds"])
 
     # ---- requests ------------------------------------------------------------------
@@ -372,7 +379,7 @@ class BatchJobs:
             if job["Cancel"].is_set():
                 self.write_report(job, results)
                 return self.finish(job, "Cancelled")
-            time.sleep(self.task_seconds)
+            time.sleep(self.bucket_seconds.get(b, self.task_seconds))
             code, status, message = self.task(job, b, k, v)
             results.append((b, k, v, code, status, message))
             with self.lock:

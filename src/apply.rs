@@ -408,6 +408,10 @@ impl Iterator for PlanSteps<'_> {
                         Ok(steps) => self.queue.extend(steps),
                         Err(e) => return Some(Err(e)),
                     }
+                    match job_steps(self.p, stage) {
+                        Ok(steps) => self.queue.extend(steps),
+                        Err(e) => return Some(Err(e)),
+                    }
                     self.phase = 1;
                 }
                 1 => {
@@ -504,6 +508,39 @@ fn default_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
                     job: None,
                 });
             }
+        }
+    }
+    Ok(steps)
+}
+
+/// A stage's batch job steps: first in its objects phase.
+fn job_steps(p: &PlanFile, stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
+    let mut steps = Vec::new();
+    for b in &stage.buckets {
+        for j in &b.jobs {
+            let spec = StepSpec::BatchJob(crate::steps::JobSpec {
+                account: b.account.clone(),
+                bucket: b.bucket.clone(),
+                job: j.job,
+                operation: j.operation.clone(),
+                storage_class: j.storage_class.clone(),
+                kms_key_arn: j.kms_key_arn.clone(),
+                versioned: j.versioned,
+                planned_at: p.created_at.clone(),
+            });
+            steps.push(NewStep {
+                stage: stage.name.clone(),
+                kind: StepKind::BatchJob.as_str().into(),
+                account: b.account.clone(),
+                bucket: b.bucket.clone(),
+                key: String::new(),
+                version_id: None,
+                bytes: 0,
+                state: state::PENDING,
+                spec: spec_json(&spec)?,
+                reason: None,
+                job: Some(j.job),
+            });
         }
     }
     Ok(steps)
@@ -613,6 +650,8 @@ pub struct ApplyOptions {
     pub window: Option<WindowSpec>,
     /// Go on to later stages when a stage ends with failed or drifted steps.
     pub continue_on_failure: bool,
+    /// Run what batch jobs left with the local engine.
+    pub retry_failed_locally: bool,
 }
 
 /// Open the plan's journal as its one writer, creating its steps the first time.
@@ -628,8 +667,41 @@ pub fn open_journal(
     Ok(j)
 }
 
+/// Batch copy jobs can overwrite a concurrent write (no ETag condition): refused before any
+/// write unless the campaign says the buckets' writers are frozen for the window.
+pub fn refuse_unguarded(p: &PlanFile, stages: &[&str]) -> Result<(), RekeyError> {
+    if p.settings.batch.as_ref().is_some_and(|b| b.accept_unguarded) {
+        return Ok(());
+    }
+    let unguarded: Vec<String> = p
+        .stages
+        .iter()
+        .filter(|s| stages.contains(&s.name.as_str()))
+        .flat_map(|s| {
+            s.buckets.iter().flat_map(move |b| {
+                b.jobs
+                    .iter()
+                    .filter(|j| j.unguarded)
+                    .map(move |j| format!("stage {} s3://{} job {} ({} objects)", s.name, b.bucket, j.job, j.objects))
+            })
+        })
+        .collect();
+    if unguarded.is_empty() {
+        return Ok(());
+    }
+    Err(RekeyError::usage(
+        format!(
+            "the plan has unguarded batch copy jobs: S3PutObjectCopy has no ETag condition, so a write made while the job runs can be overwritten by the copy of the object before it ({}); nothing was started",
+            unguarded.join("; ")
+        ),
+        "freeze the buckets' writers for the window and say so with `aws.s3.batch.accept_unguarded: true` (then plan again), or use engine batch-update-encryption or copy",
+    ))
+}
+
 /// Apply a plan (or one stage of it); returns the exit code.
-pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::AccessRead>(
+pub async fn apply<
+    S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::AccessRead + crate::providers::S3Batch,
+>(
     p: &PlanFile,
     plan_path: &Path,
     aws: &Accounts<S>,
@@ -675,6 +747,7 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::
             return Ok(exit_codes::WINDOW_CLOSED);
         }
     }
+    refuse_unguarded(p, &stages)?;
     preflight(p, aws, gcs).await?;
     let mut journal = open_journal(p, plan_path, &opts.journal)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
@@ -684,8 +757,17 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::
         concurrency: opts.concurrency,
         window: opts.window.clone(),
         continue_on_failure: opts.continue_on_failure,
+        retry_failed_locally: opts.retry_failed_locally,
         ..Default::default()
     };
+    let jobs = p.settings.batch.clone().map(|b| {
+        crate::batch::BatchEngine::new(
+            aws.iter().map(|(n, c)| (n.clone(), c)).collect(),
+            b,
+            plan_id(plan_path).unwrap_or_default(),
+            opts.window.clone(),
+        )
+    });
     if let Some(only) = &opts.stage {
         // Applying a later stage before an earlier one is finished is allowed, but said.
         let earlier: Vec<&str> = p
@@ -711,7 +793,21 @@ pub async fn apply<S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::
             });
         }
     }
-    let stop = run_stages(&mut journal, &runner, &stages, &cfg, interrupts, reporter).await?;
+    let stop = match &jobs {
+        Some(jobs) => {
+            run_stages_with(
+                &mut journal,
+                &runner,
+                jobs,
+                &stages,
+                &cfg,
+                interrupts,
+                reporter,
+            )
+            .await?
+        }
+        None => run_stages(&mut journal, &runner, &stages, &cfg, interrupts, reporter).await?,
+    };
     write_report(p, &journal, &opts.journal, pacer.throttled())?;
     let failed = journal.any_failed()?;
     Ok(match stop {
@@ -734,11 +830,34 @@ pub async fn run_stages<R: crate::steps::StepRunner>(
     interrupts: &mut UnboundedReceiver<()>,
     reporter: &dyn Reporter,
 ) -> Result<Stop, RekeyError> {
+    run_stages_with(
+        journal,
+        runner,
+        &executor::NoJobs,
+        stages,
+        cfg,
+        interrupts,
+        reporter,
+    )
+    .await
+}
+
+/// `run_stages`, with the stages' batch jobs run by `jobs`.
+pub async fn run_stages_with<R: crate::steps::StepRunner, J: executor::JobRunner>(
+    journal: &mut Journal,
+    runner: &R,
+    jobs: &J,
+    stages: &[&str],
+    cfg: &ExecConfig,
+    interrupts: &mut UnboundedReceiver<()>,
+    reporter: &dyn Reporter,
+) -> Result<Stop, RekeyError> {
     for (i, stage) in stages.iter().enumerate() {
         journal.reset_undone(stage)?;
         journal.checkpoint(stage)?;
         let (stop, _) =
-            executor::run_stage(journal, runner, stage, cfg, interrupts, reporter).await?;
+            executor::run_stage_with(journal, runner, jobs, stage, cfg, interrupts, reporter)
+                .await?;
         if stop != Stop::Completed {
             return Ok(stop);
         }

@@ -10,6 +10,9 @@
 
 use std::io::Write;
 
+mod engine;
+pub use engine::{BatchEngine, JobProgress};
+
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -94,11 +97,11 @@ impl JobInfo {
     }
 }
 
-/// The job's ClientRequestToken: a hash of what identifies it (plan, stage, bucket, part), so
-/// that a resumed apply asks for the same job (1–64 characters).
-pub fn token(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String {
+/// The job's ClientRequestToken: a hash of what identifies it (plan, stage, bucket, the plan's
+/// job number and the part), so that a resumed apply asks for the same job (1–64 characters).
+pub fn token(plan_sha256: &str, stage: &str, bucket: &str, job: u32, part: u32) -> String {
     let mut h = Sha256::new();
-    for field in [plan_sha256, stage, bucket, &part.to_string()] {
+    for field in [plan_sha256, stage, bucket, &job.to_string(), &part.to_string()] {
         h.update(field.as_bytes());
         h.update([0]);
     }
@@ -107,9 +110,9 @@ pub fn token(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String 
 
 /// The job's description (at most 256 characters): readable, and unique to the job — it
 /// ends with the whole token, so a job found by its description is this plan's job.
-pub fn description(plan_sha256: &str, stage: &str, bucket: &str, part: u32) -> String {
-    let token = token(plan_sha256, stage, bucket, part);
-    let d = format!("rekey stage {stage} s3://{bucket} part {part} {token}");
+pub fn description(plan_sha256: &str, stage: &str, bucket: &str, job: u32, part: u32) -> String {
+    let token = token(plan_sha256, stage, bucket, job, part);
+    let d = format!("rekey stage {stage} s3://{bucket} job {job} part {part} {token}");
     if d.len() <= 256 {
         return d;
     }
@@ -525,28 +528,28 @@ mod tests {
     #[test]
     fn tokens_and_descriptions_are_deterministic_and_bounded() {
         let plan = "ab".repeat(32);
-        let t = token(&plan, "canary", "ml-a", 0);
-        assert_eq!(t, token(&plan, "canary", "ml-a", 0));
+        let t = token(&plan, "canary", "ml-a", 1, 0);
+        assert_eq!(t, token(&plan, "canary", "ml-a", 1, 0));
         assert!(t.len() <= 64 && !t.is_empty(), "{t}");
-        assert_ne!(t, token(&plan, "canary", "ml-a", 1));
-        assert_ne!(t, token(&plan, "canary", "ml-b", 0));
+        assert_ne!(t, token(&plan, "canary", "ml-a", 1, 1));
+        assert_ne!(t, token(&plan, "canary", "ml-b", 1, 0));
         // Fields are separated: ("ab","c") is not ("a","bc").
-        assert_ne!(token(&plan, "ab", "c", 0), token(&plan, "a", "bc", 0));
-        let d = description(&plan, "canary", "ml-a", 3);
+        assert_ne!(token(&plan, "ab", "c", 1, 0), token(&plan, "a", "bc", 1, 0));
+        let d = description(&plan, "canary", "ml-a", 1, 3);
         assert_eq!(
             d,
             format!(
-                "rekey stage canary s3://ml-a part 3 {}",
-                token(&plan, "canary", "ml-a", 3)
+                "rekey stage canary s3://ml-a job 1 part 3 {}",
+                token(&plan, "canary", "ml-a", 1, 3)
             )
         );
-        assert!(description(&plan, &"s".repeat(300), "b", 0).len() <= 256);
+        assert!(description(&plan, &"s".repeat(300), "b", 1, 0).len() <= 256);
         // Two plans whose hashes share a prefix never share a description.
         let a = format!("0123456789ab{}", "0".repeat(52));
         let b = format!("0123456789ab{}", "f".repeat(52));
         assert_ne!(
-            description(&a, "canary", "ml-a", 0),
-            description(&b, "canary", "ml-a", 0)
+            description(&a, "canary", "ml-a", 1, 0),
+            description(&b, "canary", "ml-a", 1, 0)
         );
     }
 

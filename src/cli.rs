@@ -95,6 +95,10 @@ pub enum Command {
         /// Start later stages even when a stage ends with failed or drifted steps.
         #[arg(long)]
         continue_on_failure: bool,
+        /// Run what batch jobs left (failed tasks, objects no job told) with rekey's own
+        /// engine; jobs still running are watched to their end first.
+        #[arg(long)]
+        retry_failed_locally: bool,
         /// The journal (default: beside the plan, NAME.journal.sqlite).
         #[arg(long)]
         journal: Option<PathBuf>,
@@ -270,6 +274,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             window,
             yes,
             continue_on_failure,
+            retry_failed_locally,
             journal,
             output: _,
         } => {
@@ -310,6 +315,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 requests_per_second: requests_per_second.unwrap_or(p.settings.requests_per_second),
                 window,
                 continue_on_failure,
+                retry_failed_locally,
             };
             let mut interrupts = interrupt_channel();
             let gcs = plan_gcs(&p);

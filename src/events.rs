@@ -58,6 +58,17 @@ pub enum Event {
     },
     /// No new step will start: `reason` is `window`, `interrupt` or `abort`.
     Stopping { reason: String },
+    /// An S3 Batch Operations job's state, as DescribeJob told it.
+    JobProgress {
+        stage: String,
+        job: u32,
+        bucket: String,
+        job_id: String,
+        status: String,
+        succeeded: u64,
+        failed: u64,
+        total: u64,
+    },
 }
 
 /// Receives the core's events. Implementations must be cheap: they run on the core's tasks.

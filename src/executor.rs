@@ -30,6 +30,9 @@ pub struct ExecConfig {
     pub flush_batch: usize,
     /// Go on to the next stage even when a stage ends with failed or drifted steps.
     pub continue_on_failure: bool,
+    /// Run the steps batch jobs left (failed tasks, objects no job told) with the local
+    /// engine; jobs still running are watched to their end first.
+    pub retry_failed_locally: bool,
 }
 
 impl Default for ExecConfig {
@@ -40,6 +43,7 @@ impl Default for ExecConfig {
             flush_every: Duration::from_millis(100),
             flush_batch: 256,
             continue_on_failure: false,
+            retry_failed_locally: false,
         }
     }
 }
@@ -98,12 +102,14 @@ impl Pager for Given {
 }
 
 /// The steps with work left among ids `after+1..=last`, in order; those of buckets in `held`
-/// are skipped and counted.
+/// are skipped and counted. Batch jobs' steps are their jobs' to run: skipped, and their
+/// members too unless `members` (run them locally).
 struct Todo<'a> {
     after: i64,
     last: i64,
     held: &'a HashSet<(String, String)>,
     skipped: HashMap<(String, String), u64>,
+    members: bool,
 }
 
 impl Pager for Todo<'_> {
@@ -114,7 +120,15 @@ impl Pager for Todo<'_> {
                 return Ok(page);
             };
             self.after = last.id;
+            let members = self.members;
+            let page: Vec<StepRow> = page
+                .into_iter()
+                .filter(|r| r.job.is_none() || (members && r.is_job_member()))
+                .collect();
             if self.held.is_empty() {
+                if page.is_empty() {
+                    continue;
+                }
                 return Ok(page);
             }
             let page: Vec<StepRow> = page
@@ -136,12 +150,84 @@ impl Pager for Todo<'_> {
     }
 }
 
+/// How a stage's batch jobs run: the first part of its objects phase.
+pub trait JobRunner: Send + Sync {
+    /// Run the job of step `row` (or re-attach to it) to its end, or until the window closes
+    /// or an interrupt: journal the job, its members' intents and their outcomes from its
+    /// report, and count them in `tally`.
+    fn run_job(
+        &self,
+        journal: &mut Journal,
+        row: &StepRow,
+        interrupts: &mut UnboundedReceiver<()>,
+        reporter: &dyn Reporter,
+        tally: &mut Tally,
+    ) -> impl std::future::Future<Output = Result<Stop, RekeyError>> + Send;
+}
+
+/// No batch engine: a plan with batch jobs needs one.
+pub struct NoJobs;
+
+impl JobRunner for NoJobs {
+    async fn run_job(
+        &self,
+        _: &mut Journal,
+        row: &StepRow,
+        _: &mut UnboundedReceiver<()>,
+        _: &dyn Reporter,
+        _: &mut Tally,
+    ) -> Result<Stop, RekeyError> {
+        Err(RekeyError::Internal(format!(
+            "step {} is a batch job, and this run has no batch engine",
+            row.id
+        )))
+    }
+}
+
+/// Job steps among ids `first..=last` none of whose members has work left (run locally by
+/// `--retry-failed-locally`): done.
+fn settle_jobs(journal: &mut Journal, first: i64, last: i64) -> Result<(), RekeyError> {
+    for row in journal.job_steps(first, last)? {
+        let Some(job) = row.job.filter(|_| is_todo(&row)) else {
+            continue;
+        };
+        let left = journal
+            .member_states(job)?
+            .iter()
+            .any(|(s, n)| *n > 0 && is_todo_state(s));
+        if !left {
+            journal.mark_started(&[(row.id, None)])?;
+            journal.record(&[Recorded {
+                id: row.id,
+                state: state::SUCCEEDED,
+                result: None,
+                reason: Some("what the job left was run locally".into()),
+                retries: 0,
+            }])?;
+        }
+    }
+    Ok(())
+}
+
 /// Run the steps with work left of one stage: bucket defaults first (a barrier), then objects
 /// of the buckets whose default is set, then endpoints. Steps are read from the journal a
 /// page at a time.
 pub async fn run_stage<R: StepRunner>(
     journal: &mut Journal,
     runner: &R,
+    stage: &str,
+    cfg: &ExecConfig,
+    interrupts: &mut UnboundedReceiver<()>,
+    reporter: &dyn Reporter,
+) -> Result<(Stop, Tally), RekeyError> {
+    run_stage_with(journal, runner, &NoJobs, stage, cfg, interrupts, reporter).await
+}
+
+/// `run_stage`, with the stage's batch jobs run by `jobs`.
+pub async fn run_stage_with<R: StepRunner, J: JobRunner>(
+    journal: &mut Journal,
+    runner: &R,
+    jobs: &J,
     stage: &str,
     cfg: &ExecConfig,
     interrupts: &mut UnboundedReceiver<()>,
@@ -177,6 +263,7 @@ pub async fn run_stage<R: StepRunner>(
             last: r.objects_from - 1,
             held: &no_hold,
             skipped: HashMap::new(),
+            members: false,
         };
         stop = run
             .phase(runner, &mut defaults, Mode::Apply, &mut tally)
@@ -195,15 +282,38 @@ pub async fn run_stage<R: StepRunner>(
                 .iter()
                 .map(|r| (r.account.clone(), r.bucket.clone()))
                 .collect();
+            // Batch jobs first: each runs (or is re-attached to) to its end, its members'
+            // outcomes journaled from its report. With `retry_failed_locally`, only jobs
+            // already running are watched; what they leave runs locally below.
+            for row in run.journal.job_steps(r.objects_from, r.endpoints_from - 1)? {
+                if !is_todo(&row) || held.contains(&(row.account.clone(), row.bucket.clone())) {
+                    continue;
+                }
+                if cfg.retry_failed_locally && row.state != state::STARTED {
+                    continue;
+                }
+                stop = jobs
+                    .run_job(run.journal, &row, run.interrupts, reporter, &mut tally)
+                    .await?;
+                if stop != Stop::Completed {
+                    break;
+                }
+            }
             let mut objects = Todo {
                 after: r.objects_from - 1,
                 last: r.endpoints_from - 1,
                 held: &held,
                 skipped: HashMap::new(),
+                members: cfg.retry_failed_locally,
             };
-            stop = run
-                .phase(runner, &mut objects, Mode::Apply, &mut tally)
-                .await?;
+            if stop == Stop::Completed {
+                stop = run
+                    .phase(runner, &mut objects, Mode::Apply, &mut tally)
+                    .await?;
+            }
+            if stop == Stop::Completed && cfg.retry_failed_locally {
+                settle_jobs(run.journal, r.objects_from, r.endpoints_from - 1)?;
+            }
             for row in &unset {
                 let n = objects
                     .skipped
@@ -226,6 +336,7 @@ pub async fn run_stage<R: StepRunner>(
                 last: r.last,
                 held: &no_hold,
                 skipped: HashMap::new(),
+                members: false,
             };
             stop = run
                 .phase(runner, &mut endpoints, Mode::Apply, &mut tally)

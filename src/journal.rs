@@ -1103,6 +1103,95 @@ impl Journal {
         }))
     }
 
+    /// The batch job steps among ids `first..=last` (a stage's objects phase), in order.
+    pub fn job_steps(&self, first: i64, last: i64) -> Result<Vec<StepRow>, RekeyError> {
+        self.rows(
+            "INDEXED BY steps_job WHERE job IS NOT NULL AND kind = 'batch-job' AND id BETWEEN ?1 AND ?2 ORDER BY id",
+            params![first, last],
+        )
+    }
+
+    /// Up to `limit` members of batch job `job` after id `after` whose job has not told their
+    /// outcome (pending, or started and not told), in order: the next part's manifest.
+    pub fn untold_members(
+        &self,
+        job: u32,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StepRow>, RekeyError> {
+        self.rows(
+            "INDEXED BY steps_job WHERE job = ?1 AND id > ?2 AND kind <> 'batch-job' AND state IN ('pending', 'started') ORDER BY id LIMIT ?3",
+            params![job, after, limit as i64],
+        )
+    }
+
+    /// Members of job `job` by state: (state, steps).
+    pub fn member_states(&self, job: u32) -> Result<Vec<(String, u64)>, RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT state, count(*) FROM steps INDEXED BY steps_job WHERE job = ?1 AND kind <> 'batch-job' GROUP BY state",
+            )
+            .map_err(&e)?;
+        let rows = q
+            .query_map([job], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(&e)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
+    }
+
+    /// The member of job `job` a report's task names: by key and version (`versioned`), or
+    /// by key alone (a job of current objects lists no versions).
+    pub fn task_member(
+        &self,
+        job: u32,
+        key: &str,
+        version_id: Option<&str>,
+        versioned: bool,
+    ) -> Result<Option<StepRow>, RekeyError> {
+        let mut rows = if versioned {
+            self.rows(
+                "INDEXED BY steps_task WHERE job = ?1 AND key = ?2 AND version_id IS ?3 AND kind <> 'batch-job' ORDER BY id LIMIT 1",
+                params![job, key, version_id],
+            )?
+        } else {
+            self.rows(
+                "INDEXED BY steps_task WHERE job = ?1 AND key = ?2 AND kind <> 'batch-job' ORDER BY id LIMIT 1",
+                params![job, key],
+            )?
+        };
+        Ok(rows.pop())
+    }
+
+    /// Record that members are sent to a batch job (intent before CreateJob, committed with an
+    /// fsync): each becomes `started`, with its undo data, one more attempt.
+    pub fn start_members(&mut self, steps: &[(i64, Option<String>)]) -> Result<(), RekeyError> {
+        self.full_sync(true)?;
+        let r = (|| {
+            let e = db_err(&self.path);
+            let tx = self.conn.transaction().map_err(&e)?;
+            {
+                let mut up = tx
+                    .prepare_cached(
+                        "UPDATE steps SET state = 'started', undo = coalesce(?2, undo), attempts = attempts + 1, updated_at = ?3
+                         WHERE id = ?1 AND state IN ('pending', 'started')",
+                    )
+                    .map_err(&e)?;
+                let t = now();
+                for (id, undo) in steps {
+                    if up.execute(params![id, undo, t]).map_err(&e)? != 1 {
+                        return Err(RekeyError::Internal(format!(
+                            "journal: step {id} cannot go to a batch job from its current state"
+                        )));
+                    }
+                }
+            }
+            tx.commit().map_err(&e)
+        })();
+        self.full_sync(false)?;
+        r
+    }
+
     /// Each step a report lists (failed, drifted, vanished, blocked, or whose undo was left
     /// alone or failed), in order, one at a time: a report of millions of steps holds none
     /// of them, and reads no other step.

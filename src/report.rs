@@ -164,6 +164,29 @@ impl Reporter for StderrReporter {
                 }
                 self.line(&format!("stage {stage}: {succeeded} succeeded, {drifted} drifted, {failed} failed, {retries} retries"));
             }
+            Event::JobProgress { stage, job, bucket, job_id, status, succeeded, failed, total } => {
+                let text = format!("{status}, {succeeded} succeeded, {failed} failed");
+                match &self.multi {
+                    Some(m) => {
+                        let name = format!("job:{job}");
+                        let mut bars = self.bars.lock().expect("bars lock");
+                        let bar = bars.entry(name).or_insert_with(|| {
+                            let bar = m.add(ProgressBar::new(*total));
+                            bar.set_style(
+                                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} tasks {msg}")
+                                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                    .progress_chars("=> "),
+                            );
+                            bar.set_prefix(format!("{stage} job {job}"));
+                            bar
+                        });
+                        bar.set_length(*total);
+                        bar.set_position(succeeded + failed);
+                        bar.set_message(format!("{} {job_id}: {text}", url(bucket)));
+                    }
+                    None => self.line(&format!("stage {stage}: batch job {job} ({job_id}, {}): {text} of {total} tasks", url(bucket))),
+                }
+            }
             Event::Stopping { reason } => self.line(&match reason.as_str() {
                 "window" => "the maintenance window is closing: no new steps start; finishing those in flight".to_string(),
                 "interrupt" => "interrupted: no new steps start; finishing those in flight (interrupt again to abandon them)".to_string(),

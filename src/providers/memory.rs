@@ -766,3 +766,33 @@ impl AccessRead for MemCloud {
         Ok(format!("arn:aws:iam::{}:role/rekey", self.account))
     }
 }
+
+/// The in-process cloud runs no S3 Batch Operations jobs (the emulator overlay does).
+impl crate::providers::S3Batch for MemCloud {
+    async fn put_manifest(&self, _: &str, _: &str, _: Vec<u8>) -> Result<String, ProviderError> {
+        Err(no_batch())
+    }
+
+    async fn create_job(&self, _: &crate::batch::JobRequest) -> Result<String, ProviderError> {
+        Err(no_batch())
+    }
+
+    async fn find_job(&self, _: &str) -> Result<Option<crate::batch::JobInfo>, ProviderError> {
+        Err(no_batch())
+    }
+
+    async fn describe_job(&self, _: &str) -> Result<crate::batch::JobInfo, ProviderError> {
+        Err(no_batch())
+    }
+
+    async fn cancel_job(&self, _: &str, _: &str) -> Result<(), ProviderError> {
+        Err(no_batch())
+    }
+}
+
+fn no_batch() -> ProviderError {
+    ProviderError::Other {
+        what: "S3 Batch Operations".into(),
+        detail: "the in-process cloud runs no batch jobs".into(),
+    }
+}

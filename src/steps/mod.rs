@@ -260,6 +260,15 @@ impl ObjectStep {
         }
     }
 
+    /// The undo data journaled with the step's intent: what it returns the object to.
+    pub fn undo_data(&self) -> Option<String> {
+        json(&serde_json::json!({
+            "original": self.original(),
+            "etag": self.etag,
+            "version_id": self.version_id,
+        }))
+    }
+
     /// The version a read or UpdateObjectEncryption addresses: the pinned one for
     /// UpdateObjectEncryption, the current one for a copy.
     fn addressed_version(&self) -> Option<&str> {

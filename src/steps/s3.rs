@@ -1299,11 +1299,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> StepRunner for S3Steps<'_, S> {
                     .0?;
                 Ok(json(&BucketUndo { previous }))
             }
-            StepSpec::Object(o) => Ok(json(&serde_json::json!({
-                "original": o.original(),
-                "etag": o.etag,
-                "version_id": o.version_id,
-            }))),
+            StepSpec::Object(o) => Ok(o.undo_data()),
             StepSpec::Endpoint { name, .. } => self.prepare_endpoint(name).await,
             StepSpec::BatchJob(_) => Ok(None),
             StepSpec::GcsBucketDefault { .. } => Err(ProviderError::Other {

@@ -57,7 +57,7 @@ async fn a_job_is_created_once_found_again_and_its_report_read() {
     let plan = "c0ffee".repeat(10);
     let manifest_key = format!(
         "rekey/jobs/{}.csv",
-        batch::token(&plan, "canary", &bucket, 0)
+        batch::token(&plan, "canary", &bucket, 1, 0)
     );
     let etag = aws
         .put_manifest(&bucket, &manifest_key, manifest.clone())
@@ -70,8 +70,8 @@ async fn a_job_is_created_once_found_again_and_its_report_read() {
         "{again:?}"
     );
     let req = JobRequest {
-        token: batch::token(&plan, "canary", &bucket, 0),
-        description: batch::description(&plan, "canary", &bucket, 0),
+        token: batch::token(&plan, "canary", &bucket, 1, 0),
+        description: batch::description(&plan, "canary", &bucket, 1, 0),
         bucket: bucket.clone(),
         operation: JobOperation::UpdateEncryption {
             key_arn: key_arn.clone(),
@@ -152,8 +152,8 @@ async fn a_job_waiting_for_confirmation_can_be_cancelled() {
     let etag = aws.put_manifest(&bucket, "m.csv", manifest).await.unwrap();
     let plan = "beef".repeat(16);
     let req = JobRequest {
-        token: batch::token(&plan, "s", &bucket, 0),
-        description: batch::description(&plan, "s", &bucket, 0),
+        token: batch::token(&plan, "s", &bucket, 1, 0),
+        description: batch::description(&plan, "s", &bucket, 1, 0),
         bucket: bucket.clone(),
         operation: JobOperation::Copy {
             key_arn: "arn:aws:kms:us-east-1:123456789012:key/none".into(),
@@ -218,8 +218,8 @@ async fn estate(
     let etag = aws.put_manifest(&bucket, "m.csv", manifest).await.unwrap();
     let plan = "d00d".repeat(16);
     JobRequest {
-        token: batch::token(&plan, tag, &bucket, 0),
-        description: batch::description(&plan, tag, &bucket, 0),
+        token: batch::token(&plan, tag, &bucket, 1, 0),
+        description: batch::description(&plan, tag, &bucket, 1, 0),
         bucket: bucket.clone(),
         operation: JobOperation::UpdateEncryption {
             key_arn,

@@ -3,6 +3,7 @@
 mod accounts;
 mod apply;
 mod batch;
+mod batch_engine;
 mod consumers;
 mod gcs;
 mod golden;

@@ -215,6 +215,7 @@ limits: {{ concurrency: 64, requests_per_second: 100000 }}
             concurrency: 64,
             requests_per_second: 100_000,
             window: None,
+            retry_failed_locally: false,
             continue_on_failure: false,
         },
         &Silent,

@@ -1,0 +1,540 @@
+//! The batch engine: runs a stage's `batch-job` steps as S3 Batch Operations jobs, journaled
+//! like any step (docs/batch.md).
+//!
+//! A job step's life: its members that no job has told yet are written to a manifest, each
+//! journaled `started` with its undo data (intent before CreateJob: a rollback after a crash
+//! re-checks them in the cloud); the manifest is put where no object is; the job step's
+//! progress holds the part, the manifest's ETag and, once CreateJob answers, the job id
+//! (`run_job` re-attaches to it, or finds it by its description, before it would create
+//! one). When the job is over, each task of its completion report becomes its member's
+//! outcome. A job that ended `Failed` or was cancelled leaves its untold members for the next
+//! part (a new token, a new job), sent by the next apply.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{JobEnd, JobInfo, JobOperation, JobRequest, TaskResult, Watch};
+use crate::campaign::{AtWindowEnd, BatchSection};
+use crate::error::RekeyError;
+use crate::events::{Event, Reporter};
+use crate::executor::{JobRunner, Stop, Tally};
+use crate::journal::{state, Journal, Recorded, StepRow};
+use crate::providers::{S3Batch, S3Read, Written};
+use crate::steps::{JobSpec, ObjectResult, StepSpec};
+
+/// What a job step journals as it goes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// 1 for the first job; one more for each job sent after one that ended early.
+    pub part: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The objects the manifest lists.
+    #[serde(default)]
+    pub objects: u64,
+    /// The job's last status, once it is over and its report is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+/// Members a manifest page reads (and journals as started) at a time.
+const PAGE: usize = 10_000;
+/// Outcomes committed at a time as a report streams.
+const FLUSH: usize = 1_000;
+
+/// Runs batch jobs with the S3 client of each job's account.
+pub struct BatchEngine<'a, S> {
+    pub clients: BTreeMap<String, &'a S>,
+    pub settings: BatchSection,
+    /// The plan's sha256: with the stage, bucket, job and part, the job's token.
+    pub plan_sha256: String,
+    pub watch: Watch,
+}
+
+impl<'a, S> BatchEngine<'a, S> {
+    pub fn new(
+        clients: BTreeMap<String, &'a S>,
+        settings: BatchSection,
+        plan_sha256: String,
+        window: Option<crate::window::WindowSpec>,
+    ) -> Self {
+        let watch = Watch {
+            window,
+            cancel_at_window_end: settings.at_window_end == AtWindowEnd::Cancel,
+            ..Watch::default()
+        };
+        BatchEngine {
+            clients,
+            settings,
+            plan_sha256,
+            watch,
+        }
+    }
+
+    fn prefix(p: &str) -> &str {
+        let p = p.trim_matches('/');
+        if p.is_empty() {
+            "rekey"
+        } else {
+            p
+        }
+    }
+
+    fn request(
+        &self,
+        row: &StepRow,
+        spec: &JobSpec,
+        prog: &JobProgress,
+    ) -> Result<JobRequest, RekeyError> {
+        let part = prog.part;
+        let token = super::token(&self.plan_sha256, &row.stage, &spec.bucket, spec.job, part);
+        let operation = match spec.operation.as_str() {
+            "update-encryption" => JobOperation::UpdateEncryption {
+                key_arn: spec.kms_key_arn.clone(),
+                bucket_key: true,
+            },
+            "copy" => JobOperation::Copy {
+                key_arn: spec.kms_key_arn.clone(),
+                bucket_key: true,
+                storage_class: spec.storage_class.clone(),
+                unmodified_since: chrono::DateTime::parse_from_rfc3339(&spec.planned_at)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc)),
+            },
+            other => {
+                return Err(RekeyError::Internal(format!(
+                    "batch job {}: unknown operation {other:?}",
+                    spec.job
+                )))
+            }
+        };
+        Ok(JobRequest {
+            description: super::description(
+                &self.plan_sha256,
+                &row.stage,
+                &spec.bucket,
+                spec.job,
+                part,
+            ),
+            manifest_key: prog.manifest_key.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/manifests/{token}.csv",
+                    Self::prefix(&self.settings.manifest_prefix)
+                )
+            }),
+            token,
+            bucket: spec.bucket.clone(),
+            operation,
+            manifest_bucket: self.settings.manifest_bucket.clone(),
+            manifest_etag: prog.manifest_etag.clone().unwrap_or_default(),
+            versioned: spec.versioned,
+            report_bucket: self.settings.report_bucket.clone(),
+            report_prefix: Self::prefix(&self.settings.report_prefix).to_string(),
+            role_arn: self.settings.role_arn.clone(),
+            priority: self.settings.priority,
+            confirm: self.settings.confirm,
+        })
+    }
+}
+
+fn job_spec(row: &StepRow) -> Result<JobSpec, RekeyError> {
+    match serde_json::from_str::<StepSpec>(&row.spec) {
+        Ok(StepSpec::BatchJob(j)) => Ok(j),
+        _ => Err(RekeyError::Internal(format!(
+            "journal step {} is not a readable batch job",
+            row.id
+        ))),
+    }
+}
+
+fn progress_json(p: &JobProgress) -> String {
+    serde_json::to_string(p).unwrap_or_default()
+}
+
+/// Why a job ended without telling every object, for the job step's reason.
+fn job_failure(job: &JobInfo) -> String {
+    let mut why = format!("batch job {} ended {}", job.id, job.status);
+    if !job.failure_reasons.is_empty() {
+        let r: Vec<String> = job
+            .failure_reasons
+            .iter()
+            .map(|(c, m)| format!("{c}: {m}"))
+            .collect();
+        why.push_str(&format!(" ({})", r.join("; ")));
+    }
+    why.push_str("; the objects it did not tell go in a new job at the next apply");
+    why
+}
+
+/// The report's tasks, turned into member outcomes a batch at a time.
+struct Teller<'j> {
+    journal: &'j mut Journal,
+    job: u32,
+    versioned: bool,
+    job_id: String,
+    stage: String,
+    pending: Vec<Recorded>,
+    events: Vec<Event>,
+    tally: Tally,
+    unknown: u64,
+}
+
+impl Teller<'_> {
+    fn tell(&mut self, t: TaskResult) -> Result<(), RekeyError> {
+        let version = if self.versioned {
+            t.version_id.as_deref()
+        } else {
+            None
+        };
+        let Some(row) = self
+            .journal
+            .task_member(self.job, &t.key, version, self.versioned)?
+        else {
+            self.unknown += 1;
+            return Ok(());
+        };
+        // Told before (a report read again after a crash): its outcome stands.
+        if row.state != state::STARTED {
+            return Ok(());
+        }
+        let spec = match serde_json::from_str::<StepSpec>(&row.spec) {
+            Ok(StepSpec::Object(o)) => o,
+            _ => {
+                return Err(RekeyError::Internal(format!(
+                    "journal step {} is not an object step",
+                    row.id
+                )))
+            }
+        };
+        let (st, result, reason) = if t.succeeded {
+            // UpdateObjectEncryption keeps the ETag and the version: what rollback checks.
+            // A batch copy's report tells no new ETag: rollback works it out (it does so for
+            // a copy whose answer was lost).
+            let result = (spec.kind() == crate::steps::StepKind::UpdateEncryption).then(|| {
+                serde_json::to_string(&ObjectResult {
+                    written: Written {
+                        etag: spec.etag.clone(),
+                        version_id: spec.version_id.clone(),
+                    },
+                    by_rekey: true,
+                    note: None,
+                })
+                .unwrap_or_default()
+            });
+            self.tally.succeeded += 1;
+            self.tally.bytes += row.bytes;
+            (state::SUCCEEDED, result, None)
+        } else {
+            self.tally.failed += 1;
+            let code = t.error_code.as_deref().unwrap_or("error");
+            let http = t.http_status.map(|h| format!(" ({h})")).unwrap_or_default();
+            (
+                state::FAILED,
+                None,
+                Some(format!(
+                    "batch job {}: {code}{http}: {}; apply --retry-failed-locally runs it with rekey's own engine",
+                    self.job_id, t.message
+                )),
+            )
+        };
+        self.events.push(Event::StepDone {
+            stage: self.stage.clone(),
+            step: row.kind.clone(),
+            target: row.target(),
+            state: st.to_string(),
+            bytes: row.bytes,
+            retries: 0,
+            reason: reason.clone(),
+        });
+        self.pending.push(Recorded {
+            id: row.id,
+            state: st,
+            result,
+            reason,
+            retries: 0,
+        });
+        if self.pending.len() >= FLUSH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RekeyError> {
+        self.journal.record(&self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl<S: S3Batch + S3Read> BatchEngine<'_, S> {
+    /// Write the manifest of the members no job has told yet, journaling each `started` (with
+    /// its undo data) first; returns the number of objects, 0 when none is left.
+    async fn send_manifest(
+        &self,
+        s3: &S,
+        journal: &mut Journal,
+        spec: &JobSpec,
+        req: &JobRequest,
+    ) -> Result<(u64, String), RekeyError> {
+        let mut body: Vec<u8> = Vec::new();
+        let mut after = 0i64;
+        let mut n = 0u64;
+        loop {
+            let page = journal.untold_members(spec.job, after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let mut intents = Vec::with_capacity(page.len());
+            let mut rows = Vec::with_capacity(page.len());
+            for r in &page {
+                let o = match serde_json::from_str::<StepSpec>(&r.spec) {
+                    Ok(StepSpec::Object(o)) => o,
+                    _ => {
+                        return Err(RekeyError::Internal(format!(
+                            "journal step {} is not an object step",
+                            r.id
+                        )))
+                    }
+                };
+                intents.push((r.id, o.undo_data()));
+                rows.push((r.key.as_str(), r.version_id.as_deref()));
+            }
+            super::write_manifest(&mut body, &spec.bucket, rows, spec.versioned)
+                .map_err(|e| RekeyError::Internal(format!("batch job manifest: {e}")))?;
+            journal.start_members(&intents)?;
+            n += page.len() as u64;
+        }
+        if n == 0 {
+            return Ok((0, String::new()));
+        }
+        use crate::error::ProviderError;
+        let put = crate::retry::retried(
+            &crate::retry::RetryPolicy::default(),
+            &crate::retry::Pacer::new(20),
+            || s3.put_manifest(&req.manifest_bucket, &req.manifest_key, body.clone()),
+        )
+        .await
+        .0;
+        let etag = match put {
+            Ok(etag) => etag,
+            // Written by an earlier run that stopped before journaling it: the same members
+            // (none was told since), so the same manifest. Its ETag is what CreateJob needs.
+            Err(ProviderError::Precondition { .. }) => {
+                let h = s3
+                    .head_object(&req.manifest_bucket, &req.manifest_key, None)
+                    .await?;
+                h.etag
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((n, etag))
+    }
+}
+
+impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
+    async fn run_job(
+        &self,
+        journal: &mut Journal,
+        row: &StepRow,
+        interrupts: &mut UnboundedReceiver<()>,
+        reporter: &dyn Reporter,
+        tally: &mut Tally,
+    ) -> Result<Stop, RekeyError> {
+        let spec = job_spec(row)?;
+        let s3 = *self.clients.get(&spec.account).ok_or_else(|| {
+            RekeyError::usage(
+                format!(
+                    "batch job {} names account {:?}, which has no credentials here",
+                    spec.job, spec.account
+                ),
+                "keep the plan's aws.accounts as they were when it was made",
+            )
+        })?;
+        let mut prog: JobProgress = row
+            .progress
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(JobProgress {
+                part: 1,
+                ..Default::default()
+            });
+        // The last part ended early (failed, cancelled): what it left goes in a new one.
+        if prog.ended.is_some() {
+            prog = JobProgress {
+                part: prog.part + 1,
+                ..Default::default()
+            };
+        }
+        journal.mark_started(&[(row.id, None)])?;
+        let mut req = self.request(row, &spec, &prog)?;
+        if prog.manifest_etag.is_none() {
+            let (n, etag) = self.send_manifest(s3, journal, &spec, &req).await?;
+            if n == 0 {
+                journal.record(&[Recorded {
+                    id: row.id,
+                    state: state::SUCCEEDED,
+                    result: Some(progress_json(&prog)),
+                    reason: Some("no object left for a job".into()),
+                    retries: 0,
+                }])?;
+                return Ok(Stop::Completed);
+            }
+            prog.manifest_key = Some(req.manifest_key.clone());
+            prog.manifest_etag = Some(etag.clone());
+            prog.objects = n;
+            req.manifest_etag = etag;
+            journal.save_progress(row.id, &progress_json(&prog))?;
+        }
+        let stage = row.stage.clone();
+        let shared = Mutex::new(Teller {
+            journal,
+            job: spec.job,
+            versioned: spec.versioned,
+            job_id: prog.job_id.clone().unwrap_or_default(),
+            stage: stage.clone(),
+            pending: Vec::new(),
+            events: Vec::new(),
+            tally: Tally::default(),
+            unknown: 0,
+        });
+        let known = prog.job_id.clone();
+        let prog_cell = Mutex::new(prog);
+        let mut on_job = |j: &JobInfo| -> Result<(), RekeyError> {
+            let mut p = prog_cell.lock().expect("progress lock");
+            let mut t = shared.lock().expect("teller lock");
+            if p.job_id.as_deref() != Some(j.id.as_str()) {
+                p.job_id = Some(j.id.clone());
+                t.job_id = j.id.clone();
+                t.journal.save_progress(row.id, &progress_json(&p))?;
+            }
+            reporter.event(&Event::JobProgress {
+                stage: stage.clone(),
+                job: spec.job,
+                bucket: spec.bucket.clone(),
+                job_id: j.id.clone(),
+                status: j.status.clone(),
+                succeeded: j.succeeded,
+                failed: j.failed,
+                total: j.total,
+            });
+            Ok(())
+        };
+        let mut on_task = |t: TaskResult| -> Result<(), RekeyError> {
+            let mut teller = shared.lock().expect("teller lock");
+            teller.tell(t)?;
+            for e in teller.events.drain(..) {
+                reporter.event(&e);
+            }
+            Ok(())
+        };
+        let end = super::run_job(
+            s3,
+            &req,
+            known.as_deref(),
+            &self.watch,
+            interrupts,
+            &mut on_job,
+            &mut on_task,
+        )
+        .await;
+        let mut teller = shared.into_inner().expect("teller lock");
+        teller.flush()?;
+        tally.succeeded += teller.tally.succeeded;
+        tally.failed += teller.tally.failed;
+        tally.bytes += teller.tally.bytes;
+        if teller.unknown > 0 {
+            reporter.event(&Event::Warning {
+                message: format!(
+                    "batch job {}: {} tasks of its report name no object of the job: ignored",
+                    teller.job_id, teller.unknown
+                ),
+            });
+        }
+        let journal = teller.journal;
+        let mut prog = prog_cell.into_inner().expect("progress lock");
+        let (job, stop) = match end? {
+            JobEnd::Over(job) => (job, Stop::Completed),
+            JobEnd::WindowClosed {
+                job,
+                cancelled: true,
+            } => (job, Stop::WindowClosed),
+            JobEnd::WindowClosed {
+                cancelled: false, ..
+            } => {
+                reporter.event(&Event::Warning {
+                    message: format!(
+                        "the maintenance window closed: batch job {} is left running (aws.s3.batch.at_window_end: leave); the next apply reads its report",
+                        prog.job_id.as_deref().unwrap_or("?")
+                    ),
+                });
+                return Ok(Stop::WindowClosed);
+            }
+            JobEnd::Interrupted(job) => {
+                reporter.event(&Event::Warning {
+                    message: format!(
+                        "interrupted: batch job {} keeps running; the next apply re-attaches to it",
+                        job.id
+                    ),
+                });
+                return Ok(Stop::Interrupted);
+            }
+        };
+        prog.ended = Some(job.status.clone());
+        let untold: u64 = journal
+            .member_states(spec.job)?
+            .iter()
+            .filter(|(s, _)| s == state::PENDING || s == state::STARTED)
+            .map(|(_, n)| n)
+            .sum();
+        let (st, reason) = if job.status == "Complete" && untold == 0 {
+            (
+                state::SUCCEEDED,
+                (job.failed > 0).then(|| {
+                    format!(
+                        "batch job {}: {} of {} tasks failed (their steps say why)",
+                        job.id,
+                        job.failed,
+                        job.total.max(job.succeeded + job.failed)
+                    )
+                }),
+            )
+        } else if job.status == "Complete" {
+            (
+                state::FAILED,
+                Some(format!(
+                    "batch job {} is complete but its report did not tell {untold} objects; the next apply sends them in a new job",
+                    job.id
+                )),
+            )
+        } else {
+            (state::FAILED, Some(job_failure(&job)))
+        };
+        journal.save_progress(row.id, &progress_json(&prog))?;
+        journal.record(&[Recorded {
+            id: row.id,
+            state: st,
+            result: Some(progress_json(&prog)),
+            reason: reason.clone(),
+            retries: 0,
+        }])?;
+        if st == state::FAILED {
+            tally.failed += 1;
+            reporter.event(&Event::StepDone {
+                stage: row.stage.clone(),
+                step: row.kind.clone(),
+                target: format!("s3://{} (batch job {})", spec.bucket, spec.job),
+                state: st.to_string(),
+                bytes: 0,
+                retries: 0,
+                reason,
+            });
+        }
+        Ok(stop)
+    }
+}

@@ -1,0 +1,378 @@
+//! The batch engines end to end through the CLI (issue 12): a stage's objects run as S3 Batch
+//! Operations jobs on the emulator overlay (behaviour 20), journaled like rekey's own steps,
+//! verified, rolled back; unguarded copy jobs refused; failed tasks failed and retried
+//! locally; a killed apply re-attaches to its job; a closing window cancels it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use futures::StreamExt;
+
+use crate::apply::{body_of, code, journal_steps, planned, stderr, Ctx};
+use crate::harness;
+
+/// The bucket every batch test's manifests and reports go to (keys are unique per job).
+const OPS: &str = "rekey-batch-ops";
+
+fn batch_extra(engine: &str, extra: &str) -> String {
+    format!(
+        ", engine: {engine}, batch: {{ manifest_bucket: {OPS}, report_bucket: {OPS}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\"{extra} }}"
+    )
+}
+
+/// The demo estate (one shard) plus `n` SSE-S3 objects in `ml-fraud-bulk` (versioned or
+/// not), planned with `s3_extra`; returns the bulk bucket, the fraud key and each object's
+/// version id.
+async fn planned_batch(
+    tag: &str,
+    n: usize,
+    versioned: bool,
+    s3_extra: &str,
+) -> (Ctx, String, String, Vec<Option<String>>) {
+    let versions = std::sync::Arc::new(std::sync::Mutex::new(vec![None; n]));
+    let v2 = versions.clone();
+    let (ctx, seeded) = planned(
+        tag,
+        1,
+        s3_extra,
+        "limits: { concurrency: 8, requests_per_second: 200 }",
+        |s3, prefix| async move {
+            match s3.create_bucket().bucket(OPS).send().await {
+                Ok(_) => {}
+                Err(e) => {
+                    let e = e.into_service_error();
+                    assert!(
+                        e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists(),
+                        "{e:?}"
+                    );
+                }
+            }
+            let bucket = format!("{prefix}ml-fraud-bulk");
+            s3.create_bucket().bucket(&bucket).send().await.unwrap();
+            if versioned {
+                harness::enable_versioning(&s3, &bucket).await;
+            }
+            futures::stream::iter(0..n)
+                .map(|i| {
+                    let (s3, bucket, v2) = (s3.clone(), bucket.clone(), v2.clone());
+                    async move {
+                        let out = s3
+                            .put_object()
+                            .bucket(&bucket)
+                            .key(format!("part-{i:04}"))
+                            .body(ByteStream::from(body_of(i, 0)))
+                            .server_side_encryption(ServerSideEncryption::Aes256)
+                            .send()
+                            .await
+                            .unwrap();
+                        v2.lock().unwrap()[i] = out.version_id().map(str::to_string);
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await;
+        },
+    )
+    .await;
+    let bucket = ctx.bucket("ml-fraud-bulk");
+    let fraud = seeded["keys"]["fraud"].as_str().unwrap().to_string();
+    let v = versions.lock().unwrap().clone();
+    (ctx, bucket, fraud, v)
+}
+
+/// Every bulk object has its body and is on `key` (`None`: not on a KMS key).
+async fn bulk_on(ctx: &Ctx, bucket: &str, n: usize, key: Option<&str>) {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let k = format!("part-{i:04}");
+            assert_eq!(ctx.kms_key(bucket, &k).await.as_deref(), key, "{k}");
+            assert_eq!(ctx.body(bucket, &k).await, body_of(i, 0), "{k} body");
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// The batch jobs the emulator holds over `bucket` (by the description rekey gives them).
+async fn jobs_over(endpoint: &str, bucket: &str) -> Vec<(String, String)> {
+    let aws = harness::clients(endpoint).await;
+    let out = aws
+        .s3control
+        .list_jobs()
+        .account_id("123456789012")
+        .send()
+        .await
+        .unwrap();
+    let mut jobs: Vec<(String, String)> = out
+        .jobs()
+        .iter()
+        .filter(|j| {
+            j.description()
+                .is_some_and(|d| d.contains(&format!("s3://{bucket} ")))
+        })
+        .map(|j| {
+            (
+                j.description().unwrap_or_default().to_string(),
+                j.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    jobs.sort();
+    jobs
+}
+
+async fn slow_tasks(endpoint: &str, bucket: &str, seconds: f64) {
+    let r = reqwest::Client::new()
+        .post(format!("{endpoint}/_rekey/batch"))
+        .json(&serde_json::json!({"task_seconds": seconds, "bucket": bucket}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// The states of the journal's batch jobs, and how many members of jobs over `bucket` are in
+/// each state.
+fn batch_rows(ctx: &Ctx, bucket: &str) -> (Vec<String>, std::collections::BTreeMap<String, usize>) {
+    let rows = journal_steps(&ctx.plan);
+    let jobs = rows
+        .iter()
+        .filter(|r| r.kind == "batch-job")
+        .map(|r| r.state.clone())
+        .collect();
+    let mut members = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| r.is_job_member() && r.bucket == bucket) {
+        *members.entry(r.state.clone()).or_default() += 1;
+    }
+    (jobs, members)
+}
+
+#[tokio::test]
+async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
+    let n = 60;
+    let (ctx, bucket, fraud, _) =
+        planned_batch("bue", n, false, &batch_extra("batch-update-encryption", "")).await;
+    let plan: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&ctx.plan).unwrap()).unwrap();
+    let bulk_jobs: Vec<serde_yaml::Value> = plan["stages"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["buckets"].as_sequence().unwrap())
+        .filter(|b| b["bucket"].as_str() == Some(bucket.as_str()))
+        .flat_map(|b| b["jobs"].as_sequence().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(bulk_jobs.len(), 1, "one job for the bucket, class and key");
+    assert_eq!(bulk_jobs[0]["operation"].as_str(), Some("update-encryption"));
+    assert_eq!(bulk_jobs[0]["objects"].as_u64(), Some(n as u64));
+
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    let (jobs, members) = batch_rows(&ctx, &bucket);
+    assert!(!jobs.is_empty() && jobs.iter().all(|s| s == "succeeded"), "{jobs:?}");
+    assert_eq!(members.keys().collect::<Vec<_>>(), vec!["succeeded"], "{members:?}");
+    let created = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0].1, "Complete");
+    let out = ctx.rekey(&["verify", ctx.plan_str(), "--ignore-blocked"]);
+    assert_eq!(code(&out), 0, "verify: {}", String::from_utf8_lossy(&out.stdout));
+    // Applying again sends nothing: no second job.
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(jobs_over(&ctx.endpoint, &bucket).await, created);
+
+    // Everything comes back but the archived object the plan flagged one-way (SSE-S3 cannot
+    // be asked of UpdateObjectEncryption, and a copy needs a restore).
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert_eq!(code(&out), 3, "rollback: {}", stderr(&out));
+    let failed: Vec<rekey::journal::StepRow> = journal_steps(&ctx.plan)
+        .into_iter()
+        .filter(|r| r.undo_state.as_deref() == Some("failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].key, "archive/2019.tar");
+    assert!(failed[0]
+        .undo_reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("archived (GLACIER)"));
+    bulk_on(&ctx, &bucket, n, None).await;
+    let (_, members) = batch_rows(&ctx, &bucket);
+    assert_eq!(members.get("succeeded"), Some(&n));
+}
+
+#[tokio::test]
+async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
+    let n = 40;
+    let (ctx, bucket, fraud, _) = planned_batch(
+        "bcp",
+        n,
+        false,
+        &batch_extra("batch-copy", ", accept_unguarded: false"),
+    )
+    .await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 2, "refused: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unguarded") && err.contains("accept_unguarded: true"),
+        "{err}"
+    );
+    assert!(!rekey::journal::default_path(&ctx.plan).exists(), "nothing was started");
+    bulk_on(&ctx, &bucket, n, None).await;
+
+    // The operator freezes the writers and says so: plan again, apply.
+    let campaign = ctx.plan.parent().unwrap().parent().unwrap().join("campaign.yaml");
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    std::fs::write(
+        &campaign,
+        text.replace("accept_unguarded: false", "accept_unguarded: true"),
+    )
+    .unwrap();
+    let out = harness::rekey(&ctx.endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&ctx.plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    let (jobs, members) = batch_rows(&ctx, &bucket);
+    assert!(jobs.iter().all(|s| s == "succeeded"), "{jobs:?}");
+    assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
+    let out = ctx.rekey(&["verify", ctx.plan_str(), "--ignore-blocked"]);
+    assert_eq!(code(&out), 0, "verify: {}", String::from_utf8_lossy(&out.stdout));
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert_eq!(
+        code(&out),
+        0,
+        "rollback: {} {}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    bulk_on(&ctx, &bucket, n, None).await;
+}
+
+#[tokio::test]
+async fn failed_tasks_fail_their_steps_and_run_locally_on_request() {
+    let n = 30;
+    let (ctx, bucket, fraud, versions) =
+        planned_batch("bft", n, true, &batch_extra("batch-update-encryption", "")).await;
+    // Three planned versions are deleted after planning (by someone else): their tasks fail.
+    for i in [3, 11, 27] {
+        ctx.s3
+            .delete_object()
+            .bucket(&bucket)
+            .key(format!("part-{i:04}"))
+            .version_id(versions[i].clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 3, "failed tasks: {}", stderr(&out));
+    let failed: Vec<rekey::journal::StepRow> = journal_steps(&ctx.plan)
+        .into_iter()
+        .filter(|r| r.is_job_member() && r.state == "failed")
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for r in &failed {
+        let why = r.reason.as_deref().unwrap_or_default();
+        assert!(why.contains("NoSuchKey") && why.contains("404"), "{why}");
+    }
+    let out = ctx.apply(&["--retry-failed-locally"]);
+    assert_eq!(code(&out), 0, "retried locally: {}", stderr(&out));
+    let rows = journal_steps(&ctx.plan);
+    let vanished = rows
+        .iter()
+        .filter(|r| r.is_job_member() && r.state == "vanished")
+        .count();
+    assert_eq!(vanished, 3, "the local engine finds them gone");
+    assert!(rows
+        .iter()
+        .filter(|r| r.kind == "batch-job")
+        .all(|r| r.state == "succeeded"));
+    for i in (0..n).filter(|i| ![3, 11, 27].contains(i)) {
+        let k = format!("part-{i:04}");
+        assert_eq!(ctx.kms_key(&bucket, &k).await.as_deref(), Some(fraud.as_str()));
+    }
+    assert_eq!(jobs_over(&ctx.endpoint, &bucket).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_apply_re_attaches_to_its_job() {
+    let n = 60;
+    let (ctx, bucket, fraud, _) =
+        planned_batch("bkill", n, false, &batch_extra("batch-update-encryption", "")).await;
+    slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
+    let mut child = harness::rekey(&ctx.endpoint)
+        .args(["apply", ctx.plan_str(), "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once its job is journaled and running.
+    let mut seen = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if rekey::journal::default_path(&ctx.plan).exists()
+            && journal_steps(&ctx.plan).iter().any(|r| {
+                r.kind == "batch-job"
+                    && r.bucket == bucket
+                    && r.progress.as_deref().is_some_and(|p| p.contains("job_id"))
+            })
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the job id was journaled");
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let running = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(running.len(), 1);
+    assert_ne!(running[0].1, "Complete", "killed while the job ran");
+    slow_tasks(&ctx.endpoint, &bucket, 0.002).await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "resumed: {}", stderr(&out));
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 1, "re-attached, no second job: {jobs:?}");
+    assert_eq!(jobs[0].1, "Complete");
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    let (_, members) = batch_rows(&ctx, &bucket);
+    assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
+}
+
+#[tokio::test]
+async fn a_closing_window_cancels_the_job_and_the_next_apply_finishes() {
+    let n = 80;
+    let (ctx, bucket, fraud, _) =
+        planned_batch("bwin", n, false, &batch_extra("batch-update-encryption", "")).await;
+    slow_tasks(&ctx.endpoint, &bucket, 0.15).await;
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(6))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let out = ctx.apply(&["--window", &format!("until={until}")]);
+    assert_eq!(code(&out), 5, "window closed: {}", stderr(&out));
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].1, "Cancelled");
+    let (_, members) = batch_rows(&ctx, &bucket);
+    let told = members.get("succeeded").copied().unwrap_or(0);
+    assert!(told > 0 && told < n, "some tasks ran before the cancel: {members:?}");
+    slow_tasks(&ctx.endpoint, &bucket, 0.002).await;
+    let out = ctx.apply(&["--window", "none"]);
+    assert_eq!(code(&out), 0, "the next apply finishes: {}", stderr(&out));
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 2, "a second part for what the first left: {jobs:?}");
+    assert!(jobs.iter().any(|j| j.0.contains(" part 2 ") && j.1 == "Complete"), "{jobs:?}");
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    let (_, members) = batch_rows(&ctx, &bucket);
+    assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
+}
