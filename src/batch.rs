@@ -11,7 +11,7 @@
 use std::io::Write;
 
 mod engine;
-pub use engine::{BatchEngine, JobProgress};
+pub use engine::{stop_jobs, BatchEngine, JobProgress};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

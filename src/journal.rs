@@ -1020,7 +1020,8 @@ impl Journal {
     }
 
     /// A step applied again after a rollback starts from a clean slate (its undo data is
-    /// read again: the rollback may have changed what it recorded).
+    /// read again: the rollback may have changed what it recorded). A batch job step keeps
+    /// its progress: its next job is a new part, never the old job found again.
     pub fn reset_undone(&mut self, stage: &str) -> Result<(), RekeyError> {
         let e = db_err(&self.path);
         // The tally says whether there is anything to reset: most runs read no step here.
@@ -1040,7 +1041,7 @@ impl Journal {
         }
         self.conn
             .execute(
-                "UPDATE steps SET state = 'pending', undo_state = NULL, undo_reason = NULL, result = NULL, reason = NULL, undo = NULL, progress = NULL, updated_at = ?3
+                "UPDATE steps SET state = 'pending', undo_state = NULL, undo_reason = NULL, result = NULL, reason = NULL, undo = NULL, progress = CASE WHEN kind = 'batch-job' THEN progress END, updated_at = ?3
                  WHERE id BETWEEN ?1 AND ?2 AND state IN ('succeeded', 'started', 'failed') AND undo_state = 'undone'",
                 params![range.first, range.last, now()],
             )

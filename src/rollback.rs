@@ -79,7 +79,7 @@ async fn check_keys<R: StepRunner>(
 
 /// Roll back from a checkpoint (default: the first).
 #[allow(clippy::too_many_arguments)]
-pub async fn rollback<S: S3Write + KeyRead + SageMakerApi>(
+pub async fn rollback<S: S3Write + KeyRead + SageMakerApi + crate::providers::S3Batch>(
     p: &PlanFile,
     plan_path: &Path,
     journal_path: &Path,
@@ -119,6 +119,8 @@ pub async fn rollback<S: S3Write + KeyRead + SageMakerApi>(
     let part_slots = tokio::sync::Semaphore::new(opts.concurrency.max(1));
     let runner = runners(aws, gcs, &pacer, &part_slots);
     let (steps, bytes) = check_keys(&runner, &journal, first).await?;
+    let clients: BTreeMap<String, &S> = aws.iter().map(|(n, c)| (n.clone(), c)).collect();
+    crate::batch::stop_jobs(&mut journal, &clients, first, reporter).await?;
     reporter.event(&Event::StageStarted {
         stage: "rollback".into(),
         steps,

@@ -356,22 +356,28 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
                 "keep the plan's aws.accounts as they were when it was made",
             )
         })?;
-        let mut prog: JobProgress = row
-            .progress
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or(JobProgress {
+        // A part is continued only while it is in flight (the step `started`, its job not
+        // over); after one ended, failed, or was rolled back, what is left goes in a new part:
+        // a new token and description, so an old job and its report are never taken again.
+        let prev: Option<JobProgress> = row.progress.as_deref().and_then(|p| serde_json::from_str(p).ok());
+        let mut prog = match prev {
+            Some(p) if row.state == state::STARTED && p.ended.is_none() => p,
+            Some(p) => JobProgress {
+                part: p.part + 1,
+                ..Default::default()
+            },
+            None => JobProgress {
                 part: 1,
                 ..Default::default()
-            });
-        // The last part ended early (failed, cancelled): what it left goes in a new one.
-        if prog.ended.is_some() {
-            prog = JobProgress {
-                part: prog.part + 1,
-                ..Default::default()
-            };
-        }
+            },
+        };
         journal.mark_started(&[(row.id, None)])?;
+        // Counted as sent: a rollback undoes (ends) the job step, so the next apply starts a
+        // new part.
+        journal.mark_sent(&[row.id])?;
+        if row.progress.is_some() && prog.job_id.is_none() && prog.manifest_etag.is_none() {
+            journal.save_progress(row.id, &progress_json(&prog))?;
+        }
         let mut req = self.request(row, &spec, &prog)?;
         if prog.manifest_etag.is_none() {
             let (n, etag) = self.send_manifest(s3, journal, &spec, &req).await?;
@@ -537,4 +543,80 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
         }
         Ok(stop)
     }
+}
+
+/// Before a rollback from step `first`: every batch job it would undo that may still be
+/// running is cancelled and waited for, so no task re-keys an object after its undo; the job
+/// step records how it ended (the next apply sends what is left in a new part).
+pub async fn stop_jobs<S: S3Batch>(
+    journal: &mut Journal,
+    clients: &BTreeMap<String, &S>,
+    first: i64,
+    reporter: &dyn Reporter,
+) -> Result<(), RekeyError> {
+    use crate::retry::{retried, Pacer, RetryPolicy};
+    let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+    for row in journal.job_steps(first, i64::MAX)? {
+        let Some(mut prog) = row
+            .progress
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<JobProgress>(p).ok())
+        else {
+            continue;
+        };
+        let (Some(id), None) = (prog.job_id.clone(), prog.ended.as_ref()) else {
+            continue;
+        };
+        let spec = job_spec(&row)?;
+        let Some(s3) = clients.get(&spec.account) else {
+            return Err(RekeyError::usage(
+                format!(
+                    "batch job {id} may still be running, and account {:?} has no credentials here to stop it",
+                    spec.account
+                ),
+                "roll back with the plan's accounts reachable",
+            ));
+        };
+        let mut job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
+        if !job.is_over() {
+            reporter.event(&Event::Warning {
+                message: format!(
+                    "batch job {id} is {}: cancelling it before the rollback",
+                    job.status
+                ),
+            });
+            if let Err(e) = retried(&policy, &pacer, || {
+                s3.cancel_job(&id, "rekey rollback")
+            })
+            .await
+            .0
+            {
+                job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
+                if !job.is_over() {
+                    return Err(e.into());
+                }
+            }
+            let mut wait = std::time::Duration::from_millis(200);
+            for _ in 0..60 {
+                job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
+                if job.is_over() {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+            if !job.is_over() {
+                return Err(RekeyError::usage(
+                    format!(
+                        "batch job {id} did not end after it was cancelled (status {}): nothing was rolled back",
+                        job.status
+                    ),
+                    "wait for the job to end (S3 console, Batch Operations), then roll back again",
+                ));
+            }
+        }
+        prog.ended = Some(job.status.clone());
+        journal.save_progress(row.id, &progress_json(&prog))?;
+    }
+    Ok(())
 }

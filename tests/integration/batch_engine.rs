@@ -123,6 +123,31 @@ async fn jobs_over(endpoint: &str, bucket: &str) -> Vec<(String, String)> {
     jobs
 }
 
+/// Until the job over `bucket` is journaled with its id.
+async fn wait_for_job(ctx: &Ctx, bucket: &str) {
+    let path = rekey::journal::default_path(&ctx.plan);
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Read-only, errors taken as "not yet": the apply may be creating the journal.
+        let seen = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM steps WHERE kind = 'batch-job' AND bucket = ?1 AND progress LIKE '%job_id%'",
+                [bucket],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .unwrap_or(0);
+        if seen > 0 {
+            return;
+        }
+    }
+    panic!("the job id over {bucket} was never journaled");
+}
+
 async fn slow_tasks(endpoint: &str, bucket: &str, seconds: f64) {
     let r = reqwest::Client::new()
         .post(format!("{endpoint}/_rekey/batch"))
@@ -202,6 +227,41 @@ async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
     bulk_on(&ctx, &bucket, n, None).await;
     let (_, members) = batch_rows(&ctx, &bucket);
     assert_eq!(members.get("succeeded"), Some(&n));
+
+    // Applied again after the rollback: a new part (a new job), never the old job's report.
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "re-apply: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().any(|j| j.0.contains(" part 2 ") && j.1 == "Complete"), "{jobs:?}");
+}
+
+#[tokio::test]
+async fn a_rollback_stops_a_running_job_before_it_undoes() {
+    let n = 60;
+    let (ctx, bucket, _, _) =
+        planned_batch("brb", n, false, &batch_extra("batch-update-encryption", "")).await;
+    slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
+    let mut child = harness::rekey(&ctx.endpoint)
+        .args(["apply", ctx.plan_str(), "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_job(&ctx, &bucket).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let _ = child.kill(); // SIGKILL: the job keeps running
+    let _ = child.wait();
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].1, "Cancelled", "stopped before the undo: {}", stderr(&out));
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, None).await;
+    // Nothing of the job runs after the rollback.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bulk_on(&ctx, &bucket, n, None).await;
 }
 
 #[tokio::test]
@@ -318,21 +378,7 @@ async fn a_killed_apply_re_attaches_to_its_job() {
         .spawn()
         .unwrap();
     // Kill it once its job is journaled and running.
-    let mut seen = false;
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if rekey::journal::default_path(&ctx.plan).exists()
-            && journal_steps(&ctx.plan).iter().any(|r| {
-                r.kind == "batch-job"
-                    && r.bucket == bucket
-                    && r.progress.as_deref().is_some_and(|p| p.contains("job_id"))
-            })
-        {
-            seen = true;
-            break;
-        }
-    }
-    assert!(seen, "the job id was journaled");
+    wait_for_job(&ctx, &bucket).await;
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
     let running = jobs_over(&ctx.endpoint, &bucket).await;
