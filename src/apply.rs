@@ -749,6 +749,30 @@ pub async fn apply<
     }
     refuse_unguarded(p, &stages)?;
     preflight(p, aws, gcs).await?;
+    if let Some(b) = &p.settings.batch {
+        // Each account's jobs run as the campaign's job role, checked from that account.
+        let mut by_account: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for st in p.stages.iter().filter(|s| stages.contains(&s.name.as_str())) {
+            for bp in &st.buckets {
+                for j in &bp.jobs {
+                    by_account
+                        .entry(bp.account.as_str())
+                        .or_default()
+                        .insert(j.kms_key_arn.clone());
+                }
+            }
+        }
+        for (account, keys) in by_account {
+            let keys: Vec<String> = keys.into_iter().collect();
+            crate::preflight::batch_role(
+                client(aws, account)?,
+                p.settings.accept_unverified.clone(),
+                &b.role_arn,
+                &keys,
+            )
+            .await?;
+        }
+    }
     let mut journal = open_journal(p, plan_path, &opts.journal)?;
     let pacer = crate::retry::Pacer::new(opts.requests_per_second);
     let part_slots = tokio::sync::Semaphore::new(opts.concurrency.max(1));

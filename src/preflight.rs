@@ -999,3 +999,93 @@ pub fn bucket_hazards(
 
 #[cfg(test)]
 mod tests;
+
+/// The principal S3 Batch Operations assumes a job's role as.
+pub const BATCH_SERVICE: &str = "batchoperations.s3.amazonaws.com";
+
+/// Whether a trust policy lets `service` assume the role (an Allow of `sts:AssumeRole` to
+/// that service principal, not overridden by a Deny naming it).
+pub fn trusts_service(trust: &serde_json::Value, service: &str) -> bool {
+    use crate::access::{statement_list, strings, wildcard};
+    let names = |st: &serde_json::Value| {
+        let p = &st["Principal"];
+        p.as_str() == Some("*")
+            || strings(&p["Service"]).iter().any(|s| s == service)
+            || strings(&p["AWS"]).iter().any(|s| s == "*")
+    };
+    let assumes = |st: &serde_json::Value| {
+        strings(&st["Action"])
+            .iter()
+            .any(|a| wildcard(a, "sts:AssumeRole", true))
+    };
+    let mut allowed = false;
+    for st in statement_list(trust) {
+        if !names(st) || !assumes(st) {
+            continue;
+        }
+        match st["Effect"].as_str() {
+            Some("Deny") => return false,
+            // A condition rekey does not evaluate here is not taken as granting.
+            Some("Allow") if st.get("Condition").is_none() => allowed = true,
+            _ => {}
+        }
+    }
+    allowed
+}
+
+/// Before any batch job: the job role exists, trusts S3 Batch Operations, and may use each
+/// key its jobs move objects onto (the same fail-closed evaluation as endpoint roles).
+pub async fn batch_role<A: AccessRead>(
+    aws: &A,
+    accept: Acceptance,
+    role_arn: &str,
+    keys: &[String],
+) -> Result<(), RekeyError> {
+    use crate::providers::iam::Trust;
+    let fix = |what: &str| {
+        format!(
+            "{what}; or set aws.s3.batch.role_arn to a role that does (then plan again)"
+        )
+    };
+    match aws.role_trust(role_arn).await? {
+        Trust::Missing => {
+            return Err(RekeyError::usage(
+                format!("the batch job role {role_arn} does not exist: no job was created"),
+                fix("create it, trusting batchoperations.s3.amazonaws.com"),
+            ))
+        }
+        Trust::Unseen(why) => {
+            return Err(RekeyError::usage(
+                format!("the batch job role {role_arn} could not be checked ({why}): no job was created"),
+                fix("let rekey read it (iam:GetRole), or use a role in rekey's account"),
+            ))
+        }
+        Trust::Policy(doc) if !trusts_service(&doc, BATCH_SERVICE) => {
+            return Err(RekeyError::usage(
+                format!("the batch job role {role_arn} does not let {BATCH_SERVICE} assume it: its jobs would fail"),
+                fix(&format!("add to its trust policy: {{\"Effect\": \"Allow\", \"Principal\": {{\"Service\": \"{BATCH_SERVICE}\"}}, \"Action\": \"sts:AssumeRole\"}}")),
+            ))
+        }
+        Trust::Policy(_) => {}
+    }
+    let mut cache = AccessCache::new(aws, accept);
+    let usage = Usage::principal(role_arn, &["kms:GenerateDataKey", "kms:Decrypt"], None);
+    for key in keys {
+        let v = cache
+            .verdict(&usage, key, "S3 Batch Operations job role")
+            .await?;
+        if !v.allowed() {
+            return Err(RekeyError::usage(
+                format!(
+                    "the batch job role may not use {key}: {}; no job was created",
+                    v.summary()
+                ),
+                fix(&format!(
+                    "allow it{}",
+                    v.add.as_deref().map(|a| format!(": {a}")).unwrap_or_default()
+                )),
+            ));
+        }
+    }
+    Ok(())
+}

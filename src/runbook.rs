@@ -109,6 +109,21 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
             "- [ ] UpdateObjectEncryption takes no condition: in a bucket without versioning, a write landing between rekey's read of an object and its call is re-keyed too (its bytes are never touched). Where that matters, pause the bucket's writers for the stage."
         );
     }
+    if let Some(batch) = &plan.settings.batch {
+        let _ = writeln!(
+            o,
+            "- [ ] The S3 Batch Operations job role `{}` exists, trusts `batchoperations.s3.amazonaws.com`, may read `s3://{}` (manifests), write `s3://{}` (completion reports), and use the team keys and the keys objects are on now (the preflight checks what it can read). Jobs run at priority {}{}; at the window's end they are {}.",
+            batch.role_arn,
+            batch.manifest_bucket,
+            batch.report_bucket,
+            batch.priority,
+            if batch.confirm { " and wait for confirmation in the S3 console" } else { "" },
+            match batch.at_window_end {
+                crate::campaign::AtWindowEnd::Cancel => "cancelled (what they did not reach goes in a new job at the next window)",
+                crate::campaign::AtWindowEnd::Leave => "left to finish (the next apply reads their reports)",
+            }
+        );
+    }
     let _ = writeln!(o, "- [ ] No journal from another plan sits at the journal path; `rekey status {p}` shows what a resumed window has left. One apply or rollback runs at a time (a second one fails at once).\n");
     let n = plan.stages.len();
     for (i, st) in plan.stages.iter().enumerate() {
@@ -170,6 +185,21 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                     "blocked, left as is: {}: {}",
                     plural(bl.objects, "object", "objects"),
                     bl.reason
+                ));
+            }
+            for j in &b.jobs {
+                lines.push(format!(
+                    "batch job {}: {} ({}) by S3 Batch Operations {}, storage class {}{}",
+                    j.job,
+                    plural(j.objects, "object", "objects"),
+                    bytes(j.bytes),
+                    if j.operation == "copy" { "S3PutObjectCopy" } else { "S3UpdateObjectEncryption" },
+                    j.storage_class,
+                    if j.unguarded {
+                        " — **unguarded**: a copy job has no ETag condition, so the bucket's writers must be frozen (paused, or their credentials revoked) for the whole window; confirm that before `apply`"
+                    } else {
+                        ""
+                    }
                 ));
             }
             for f in &b.flagged {

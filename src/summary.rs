@@ -178,6 +178,24 @@ pub fn render(plan: &PlanFile) -> String {
                     plural(r.heads, "HEAD", "HEADs")
                 );
             }
+            for j in &b.jobs {
+                let _ = writeln!(
+                    out,
+                    "  job {:<4} {}: {}, {}, S3 Batch Operations {} to {} ({}){}",
+                    j.job,
+                    b.url(),
+                    plural(j.objects, "object", "objects"),
+                    bytes(j.bytes),
+                    if j.operation == "copy" { "S3PutObjectCopy" } else { "S3UpdateObjectEncryption" },
+                    j.kms_key_arn,
+                    j.storage_class,
+                    if j.unguarded {
+                        "; UNGUARDED: no ETag condition, freeze the bucket's writers for the window"
+                    } else {
+                        ""
+                    }
+                );
+            }
             for f in &b.flagged {
                 let _ = writeln!(
                     out,

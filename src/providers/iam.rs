@@ -27,6 +27,21 @@ pub trait AccessRead: Send + Sync {
 
     /// rekey's own principal: the IAM role (for an assumed-role session) or user ARN.
     fn caller(&self) -> impl Future<Output = Result<String, ProviderError>> + Send;
+
+    /// A role's trust policy (who may assume it): `Unseen` with the reason when it cannot be
+    /// read, `None` inside when the role does not exist.
+    fn role_trust(
+        &self,
+        role_arn: &str,
+    ) -> impl Future<Output = Result<Trust, ProviderError>> + Send;
+}
+
+/// What rekey could read of a role's trust policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trust {
+    Policy(serde_json::Value),
+    Missing,
+    Unseen(String),
 }
 
 /// `arn:aws:iam::ACCOUNT:role/path/name` → (account, "role", name).
@@ -384,6 +399,36 @@ impl AccessRead for AwsClients {
                 Some(why) => Ok(IdentityView::Unseen(why)),
                 None => Err(e),
             },
+        }
+    }
+
+    async fn role_trust(&self, role_arn: &str) -> Result<Trust, ProviderError> {
+        let Some((account, "role", name)) = split_principal(role_arn) else {
+            return Ok(Trust::Unseen(format!("{role_arn} is not an IAM role ARN")));
+        };
+        let own = self.own_account().await?;
+        if account != own {
+            return Ok(Trust::Unseen(format!(
+                "the role is in account {account}, whose IAM rekey (account {own}) cannot read"
+            )));
+        }
+        match self.iam.get_role().role_name(name).send().await {
+            Ok(r) => {
+                let raw = r
+                    .role()
+                    .and_then(|r| r.assume_role_policy_document())
+                    .unwrap_or_default();
+                let doc = Self::doc(format!("trust policy of {role_arn}"), raw)?;
+                Ok(Trust::Policy(doc.value))
+            }
+            Err(e) if e.code() == Some("NoSuchEntity") => Ok(Trust::Missing),
+            Err(e) => {
+                let e = map_sdk_error(format!("role {role_arn}"), e);
+                match unseen(&e) {
+                    Some(why) => Ok(Trust::Unseen(why)),
+                    None => Err(e),
+                }
+            }
         }
     }
 

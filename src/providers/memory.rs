@@ -765,6 +765,16 @@ impl AccessRead for MemCloud {
     async fn caller(&self) -> Result<String, ProviderError> {
         Ok(format!("arn:aws:iam::{}:role/rekey", self.account))
     }
+
+    async fn role_trust(
+        &self,
+        _role_arn: &str,
+    ) -> Result<crate::providers::iam::Trust, ProviderError> {
+        Ok(crate::providers::iam::Trust::Policy(serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "batchoperations.s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+        })))
+    }
 }
 
 /// The in-process cloud runs no S3 Batch Operations jobs (the emulator overlay does).

@@ -16,10 +16,48 @@ use crate::harness;
 /// The bucket every batch test's manifests and reports go to (keys are unique per job).
 const OPS: &str = "rekey-batch-ops";
 
+/// The job role every batch test uses (made by `job_role`).
+const ROLE: &str = "rekey-batch";
+
 fn batch_extra(engine: &str, extra: &str) -> String {
+    batch_extra_as(engine, ROLE, extra)
+}
+
+fn batch_extra_as(engine: &str, role: &str, extra: &str) -> String {
     format!(
-        ", engine: {engine}, batch: {{ manifest_bucket: {OPS}, report_bucket: {OPS}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\"{extra} }}"
+        ", engine: {engine}, batch: {{ manifest_bucket: {OPS}, report_bucket: {OPS}, role_arn: \"arn:aws:iam::123456789012:role/{role}\"{extra} }}"
     )
+}
+
+/// A role trusting `service`, whose inline policy allows KMS and S3 (idempotent).
+async fn job_role(endpoint: &str, name: &str, service: &str) {
+    let iam = aws_sdk_iam::Client::new(&harness::sdk_config(endpoint).await);
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
+    });
+    if let Err(e) = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+    {
+        let e = e.into_service_error();
+        assert!(e.is_entity_already_exists_exception(), "{e:?}");
+        return;
+    }
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["kms:*", "s3:*"], "Resource": "*"}]
+    });
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("jobs")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
 }
 
 /// The demo estate (one shard) plus `n` SSE-S3 objects in `ml-fraud-bulk` (versioned or
@@ -39,6 +77,7 @@ async fn planned_batch(
         s3_extra,
         "limits: { concurrency: 8, requests_per_second: 200 }",
         |s3, prefix| async move {
+            job_role(&harness::overlay().endpoint, ROLE, "batchoperations.s3.amazonaws.com").await;
             match s3.create_bucket().bucket(OPS).send().await {
                 Ok(_) => {}
                 Err(e) => {
@@ -421,4 +460,43 @@ async fn a_closing_window_cancels_the_job_and_the_next_apply_finishes() {
     bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
     let (_, members) = batch_rows(&ctx, &bucket);
     assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
+}
+
+#[tokio::test]
+async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
+    let n = 5;
+    let endpoint = harness::overlay().endpoint.clone();
+    job_role(&endpoint, "rekey-batch-ec2", "ec2.amazonaws.com").await;
+    let (ctx, bucket, _, _) = planned_batch(
+        "brole",
+        n,
+        false,
+        &batch_extra_as("batch-update-encryption", "rekey-batch-ec2", ""),
+    )
+    .await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not let batchoperations.s3.amazonaws.com assume it"),
+        "{}",
+        stderr(&out)
+    );
+    bulk_on(&ctx, &bucket, n, None).await;
+
+    let campaign = ctx.plan.parent().unwrap().parent().unwrap().join("campaign.yaml");
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    std::fs::write(&campaign, text.replace("role/rekey-batch-ec2", "role/rekey-batch-gone")).unwrap();
+    let out = harness::rekey(&ctx.endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&ctx.plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("rekey-batch-gone does not exist"), "{}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, None).await;
+    assert!(jobs_over(&ctx.endpoint, &bucket).await.is_empty(), "no job was created");
 }
