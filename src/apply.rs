@@ -670,7 +670,11 @@ pub fn open_journal(
 /// Batch copy jobs can overwrite a concurrent write (no ETag condition): refused before any
 /// write unless the campaign says the buckets' writers are frozen for the window.
 pub fn refuse_unguarded(p: &PlanFile, stages: &[&str]) -> Result<(), RekeyError> {
-    if p.settings.batch.as_ref().is_some_and(|b| b.accept_unguarded) {
+    if p.settings
+        .batch
+        .as_ref()
+        .is_some_and(|b| b.accept_unguarded)
+    {
         return Ok(());
     }
     let unguarded: Vec<String> = p
@@ -679,10 +683,12 @@ pub fn refuse_unguarded(p: &PlanFile, stages: &[&str]) -> Result<(), RekeyError>
         .filter(|s| stages.contains(&s.name.as_str()))
         .flat_map(|s| {
             s.buckets.iter().flat_map(move |b| {
-                b.jobs
-                    .iter()
-                    .filter(|j| j.unguarded)
-                    .map(move |j| format!("stage {} s3://{} job {} ({} objects)", s.name, b.bucket, j.job, j.objects))
+                b.jobs.iter().filter(|j| j.unguarded).map(move |j| {
+                    format!(
+                        "stage {} s3://{} job {} ({} objects)",
+                        s.name, b.bucket, j.job, j.objects
+                    )
+                })
             })
         })
         .collect();
@@ -700,7 +706,11 @@ pub fn refuse_unguarded(p: &PlanFile, stages: &[&str]) -> Result<(), RekeyError>
 
 /// Apply a plan (or one stage of it); returns the exit code.
 pub async fn apply<
-    S: S3Write + KeyRead + SageMakerApi + crate::providers::iam::AccessRead + crate::providers::S3Batch,
+    S: S3Write
+        + KeyRead
+        + SageMakerApi
+        + crate::providers::iam::AccessRead
+        + crate::providers::S3Batch,
 >(
     p: &PlanFile,
     plan_path: &Path,
@@ -752,7 +762,11 @@ pub async fn apply<
     if let Some(b) = &p.settings.batch {
         // Each account's jobs run as the campaign's job role, checked from that account.
         let mut by_account: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
-        for st in p.stages.iter().filter(|s| stages.contains(&s.name.as_str())) {
+        for st in p
+            .stages
+            .iter()
+            .filter(|s| stages.contains(&s.name.as_str()))
+        {
             for bp in &st.buckets {
                 for j in &bp.jobs {
                     by_account

@@ -101,7 +101,13 @@ impl JobInfo {
 /// job number and the part), so that a resumed apply asks for the same job (1–64 characters).
 pub fn token(plan_sha256: &str, stage: &str, bucket: &str, job: u32, part: u32) -> String {
     let mut h = Sha256::new();
-    for field in [plan_sha256, stage, bucket, &job.to_string(), &part.to_string()] {
+    for field in [
+        plan_sha256,
+        stage,
+        bucket,
+        &job.to_string(),
+        &part.to_string(),
+    ] {
         h.update(field.as_bytes());
         h.update([0]);
     }

@@ -285,7 +285,10 @@ pub async fn run_stage_with<R: StepRunner, J: JobRunner>(
             // Batch jobs first: each runs (or is re-attached to) to its end, its members'
             // outcomes journaled from its report. With `retry_failed_locally`, only jobs
             // already running are watched; what they leave runs locally below.
-            for row in run.journal.job_steps(r.objects_from, r.endpoints_from - 1)? {
+            for row in run
+                .journal
+                .job_steps(r.objects_from, r.endpoints_from - 1)?
+            {
                 if !is_todo(&row) || held.contains(&(row.account.clone(), row.bucket.clone())) {
                     continue;
                 }

@@ -519,7 +519,11 @@ fn batch_fit(
             if step != "update-encryption" {
                 return Err(format!(
                     "batch: UpdateObjectEncryption refuses {} objects; rekey copies it",
-                    if o.encryption.algorithm.is_empty() { "unencrypted" } else { "these" }
+                    if o.encryption.algorithm.is_empty() {
+                        "unencrypted"
+                    } else {
+                        "these"
+                    }
                 ));
             }
             // UpdateObjectEncryption takes only keys of the bucket owner's account; the
@@ -1640,18 +1644,20 @@ impl<'c> Planner<'c> {
             let mut jobs: Vec<JobPlan> = sa
                 .jobs
                 .into_iter()
-                .map(|((op, storage_class, kms_key_arn, versioned), (job, objects, bytes))| {
-                    JobPlan {
-                        job,
-                        operation: op.to_string(),
-                        storage_class,
-                        kms_key_arn,
-                        versioned,
-                        objects,
-                        bytes,
-                        unguarded: op == "copy",
-                    }
-                })
+                .map(
+                    |((op, storage_class, kms_key_arn, versioned), (job, objects, bytes))| {
+                        JobPlan {
+                            job,
+                            operation: op.to_string(),
+                            storage_class,
+                            kms_key_arn,
+                            versioned,
+                            objects,
+                            bytes,
+                            unguarded: op == "copy",
+                        }
+                    },
+                )
                 .collect();
             jobs.sort_by_key(|j| j.job);
             self.stages[stage].push(BucketPlan {
@@ -2104,7 +2110,92 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::ArtifactIndex;
+    use super::{batch_fit, step_for, ArtifactIndex, BATCH_COPY_LIMIT};
+    use crate::campaign::S3Engine;
+    use crate::model::{EncryptionClass, S3Encryption, S3Object};
+
+    fn object(size: u64, latest: bool, algorithm: &str, key: Option<&str>) -> S3Object {
+        S3Object {
+            account: "default".into(),
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: Some("v1".into()),
+            is_latest: latest,
+            size,
+            etag: "\"e\"".into(),
+            storage_class: "STANDARD".into(),
+            archive_status: None,
+            last_modified: String::new(),
+            encryption: S3Encryption {
+                algorithm: algorithm.into(),
+                kms_key_arn: key.map(str::to_string),
+                ..Default::default()
+            },
+            lock: Default::default(),
+            website_redirect: None,
+            content_hash: None,
+        }
+    }
+
+    const TEAM: &str = "arn:aws:kms:us-east-1:111111111111:key/team";
+
+    #[test]
+    fn a_batch_job_takes_what_it_can_and_says_why_not_for_the_rest() {
+        let ue = S3Engine::BatchUpdateEncryption;
+        let cp = S3Engine::BatchCopy;
+        let step = |o: &S3Object, class, engine| step_for(o, class, engine, 1 << 30);
+        // SSE-S3 and a same-account key: UpdateObjectEncryption, current or not.
+        let o = object(10, true, "AES256", None);
+        assert_eq!(
+            batch_fit(ue, step(&o, EncryptionClass::SseS3, ue), &o, TEAM),
+            Ok("update-encryption")
+        );
+        let o = object(10, false, "AES256", None);
+        assert_eq!(
+            batch_fit(ue, step(&o, EncryptionClass::SseS3, ue), &o, TEAM),
+            Ok("update-encryption")
+        );
+        let o = object(
+            10,
+            true,
+            "aws:kms",
+            Some("arn:aws:kms:us-east-1:111111111111:key/old"),
+        );
+        assert_eq!(
+            batch_fit(ue, step(&o, EncryptionClass::ForeignCmk, ue), &o, TEAM),
+            Ok("update-encryption")
+        );
+        // A key in another account (the rollback key): the job could not undo it.
+        let o = object(
+            10,
+            true,
+            "aws:kms",
+            Some("arn:aws:kms:us-east-1:222222222222:key/old"),
+        );
+        let why = batch_fit(ue, step(&o, EncryptionClass::ForeignCmk, ue), &o, TEAM).unwrap_err();
+        assert!(why.contains("account 222222222222"), "{why}");
+        // Unencrypted: UpdateObjectEncryption refuses it; rekey copies it locally.
+        let o = object(10, true, "", None);
+        let s = step(&o, EncryptionClass::Unencrypted, ue);
+        assert_eq!(s, "copy");
+        assert!(batch_fit(ue, s, &o, TEAM)
+            .unwrap_err()
+            .contains("unencrypted"));
+        // Copy jobs: current objects up to 5 GB.
+        let o = object(BATCH_COPY_LIMIT, true, "AES256", None);
+        assert_eq!(
+            batch_fit(cp, step(&o, EncryptionClass::SseS3, cp), &o, TEAM),
+            Ok("copy")
+        );
+        let o = object(BATCH_COPY_LIMIT + 1, true, "AES256", None);
+        let why = batch_fit(cp, step(&o, EncryptionClass::SseS3, cp), &o, TEAM).unwrap_err();
+        assert!(why.contains("over 5 GB"), "{why}");
+        let o = object(10, false, "AES256", None);
+        assert!(batch_fit(cp, "copy", &o, TEAM)
+            .unwrap_err()
+            .contains("current objects only"));
+    }
 
     #[test]
     fn artifacts_are_found_by_every_prefix_of_a_key() {

@@ -1043,9 +1043,7 @@ pub async fn batch_role<A: AccessRead>(
 ) -> Result<(), RekeyError> {
     use crate::providers::iam::Trust;
     let fix = |what: &str| {
-        format!(
-            "{what}; or set aws.s3.batch.role_arn to a role that does (then plan again)"
-        )
+        format!("{what}; or set aws.s3.batch.role_arn to a role that does (then plan again)")
     };
     match aws.role_trust(role_arn).await? {
         Trust::Missing => {
@@ -1082,7 +1080,10 @@ pub async fn batch_role<A: AccessRead>(
                 ),
                 fix(&format!(
                     "allow it{}",
-                    v.add.as_deref().map(|a| format!(": {a}")).unwrap_or_default()
+                    v.add
+                        .as_deref()
+                        .map(|a| format!(": {a}"))
+                        .unwrap_or_default()
                 )),
             ));
         }

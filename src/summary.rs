@@ -186,7 +186,11 @@ pub fn render(plan: &PlanFile) -> String {
                     b.url(),
                     plural(j.objects, "object", "objects"),
                     bytes(j.bytes),
-                    if j.operation == "copy" { "S3PutObjectCopy" } else { "S3UpdateObjectEncryption" },
+                    if j.operation == "copy" {
+                        "S3PutObjectCopy"
+                    } else {
+                        "S3UpdateObjectEncryption"
+                    },
                     j.kms_key_arn,
                     j.storage_class,
                     if j.unguarded {

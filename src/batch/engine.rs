@@ -359,7 +359,10 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
         // A part is continued only while it is in flight (the step `started`, its job not
         // over); after one ended, failed, or was rolled back, what is left goes in a new part:
         // a new token and description, so an old job and its report are never taken again.
-        let prev: Option<JobProgress> = row.progress.as_deref().and_then(|p| serde_json::from_str(p).ok());
+        let prev: Option<JobProgress> = row
+            .progress
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok());
         let mut prog = match prev {
             Some(p) if row.state == state::STARTED && p.ended.is_none() => p,
             Some(p) => JobProgress {
@@ -585,11 +588,9 @@ pub async fn stop_jobs<S: S3Batch>(
                     job.status
                 ),
             });
-            if let Err(e) = retried(&policy, &pacer, || {
-                s3.cancel_job(&id, "rekey rollback")
-            })
-            .await
-            .0
+            if let Err(e) = retried(&policy, &pacer, || s3.cancel_job(&id, "rekey rollback"))
+                .await
+                .0
             {
                 job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
                 if !job.is_over() {

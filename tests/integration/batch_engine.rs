@@ -77,7 +77,12 @@ async fn planned_batch(
         s3_extra,
         "limits: { concurrency: 8, requests_per_second: 200 }",
         |s3, prefix| async move {
-            job_role(&harness::overlay().endpoint, ROLE, "batchoperations.s3.amazonaws.com").await;
+            job_role(
+                &harness::overlay().endpoint,
+                ROLE,
+                "batchoperations.s3.amazonaws.com",
+            )
+            .await;
             match s3.create_bucket().bucket(OPS).send().await {
                 Ok(_) => {}
                 Err(e) => {
@@ -154,7 +159,9 @@ async fn jobs_over(endpoint: &str, bucket: &str) -> Vec<(String, String)> {
         .map(|j| {
             (
                 j.description().unwrap_or_default().to_string(),
-                j.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                j.status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
             )
         })
         .collect();
@@ -207,7 +214,10 @@ fn batch_rows(ctx: &Ctx, bucket: &str) -> (Vec<String>, std::collections::BTreeM
         .map(|r| r.state.clone())
         .collect();
     let mut members = std::collections::BTreeMap::new();
-    for r in rows.iter().filter(|r| r.is_job_member() && r.bucket == bucket) {
+    for r in rows
+        .iter()
+        .filter(|r| r.is_job_member() && r.bucket == bucket)
+    {
         *members.entry(r.state.clone()).or_default() += 1;
     }
     (jobs, members)
@@ -229,20 +239,35 @@ async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
         .flat_map(|b| b["jobs"].as_sequence().cloned().unwrap_or_default())
         .collect();
     assert_eq!(bulk_jobs.len(), 1, "one job for the bucket, class and key");
-    assert_eq!(bulk_jobs[0]["operation"].as_str(), Some("update-encryption"));
+    assert_eq!(
+        bulk_jobs[0]["operation"].as_str(),
+        Some("update-encryption")
+    );
     assert_eq!(bulk_jobs[0]["objects"].as_u64(), Some(n as u64));
 
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
     bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
     let (jobs, members) = batch_rows(&ctx, &bucket);
-    assert!(!jobs.is_empty() && jobs.iter().all(|s| s == "succeeded"), "{jobs:?}");
-    assert_eq!(members.keys().collect::<Vec<_>>(), vec!["succeeded"], "{members:?}");
+    assert!(
+        !jobs.is_empty() && jobs.iter().all(|s| s == "succeeded"),
+        "{jobs:?}"
+    );
+    assert_eq!(
+        members.keys().collect::<Vec<_>>(),
+        vec!["succeeded"],
+        "{members:?}"
+    );
     let created = jobs_over(&ctx.endpoint, &bucket).await;
     assert_eq!(created.len(), 1, "{created:?}");
     assert_eq!(created[0].1, "Complete");
     let out = ctx.rekey(&["verify", ctx.plan_str(), "--ignore-blocked"]);
-    assert_eq!(code(&out), 0, "verify: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        code(&out),
+        0,
+        "verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Applying again sends nothing: no second job.
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -273,7 +298,11 @@ async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
     bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
     let jobs = jobs_over(&ctx.endpoint, &bucket).await;
     assert_eq!(jobs.len(), 2, "{jobs:?}");
-    assert!(jobs.iter().any(|j| j.0.contains(" part 2 ") && j.1 == "Complete"), "{jobs:?}");
+    assert!(
+        jobs.iter()
+            .any(|j| j.0.contains(" part 2 ") && j.1 == "Complete"),
+        "{jobs:?}"
+    );
 }
 
 #[tokio::test]
@@ -295,7 +324,12 @@ async fn a_rollback_stops_a_running_job_before_it_undoes() {
     let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
     let jobs = jobs_over(&ctx.endpoint, &bucket).await;
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].1, "Cancelled", "stopped before the undo: {}", stderr(&out));
+    assert_eq!(
+        jobs[0].1,
+        "Cancelled",
+        "stopped before the undo: {}",
+        stderr(&out)
+    );
     assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
     bulk_on(&ctx, &bucket, n, None).await;
     // Nothing of the job runs after the rollback.
@@ -320,11 +354,20 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
         err.contains("unguarded") && err.contains("accept_unguarded: true"),
         "{err}"
     );
-    assert!(!rekey::journal::default_path(&ctx.plan).exists(), "nothing was started");
+    assert!(
+        !rekey::journal::default_path(&ctx.plan).exists(),
+        "nothing was started"
+    );
     bulk_on(&ctx, &bucket, n, None).await;
 
     // The operator freezes the writers and says so: plan again, apply.
-    let campaign = ctx.plan.parent().unwrap().parent().unwrap().join("campaign.yaml");
+    let campaign = ctx
+        .plan
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("campaign.yaml");
     let text = std::fs::read_to_string(&campaign).unwrap();
     std::fs::write(
         &campaign,
@@ -346,7 +389,12 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
     assert!(jobs.iter().all(|s| s == "succeeded"), "{jobs:?}");
     assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
     let out = ctx.rekey(&["verify", ctx.plan_str(), "--ignore-blocked"]);
-    assert_eq!(code(&out), 0, "verify: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        code(&out),
+        0,
+        "verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
     assert_eq!(
         code(&out),
@@ -399,7 +447,10 @@ async fn failed_tasks_fail_their_steps_and_run_locally_on_request() {
         .all(|r| r.state == "succeeded"));
     for i in (0..n).filter(|i| ![3, 11, 27].contains(i)) {
         let k = format!("part-{i:04}");
-        assert_eq!(ctx.kms_key(&bucket, &k).await.as_deref(), Some(fraud.as_str()));
+        assert_eq!(
+            ctx.kms_key(&bucket, &k).await.as_deref(),
+            Some(fraud.as_str())
+        );
     }
     assert_eq!(jobs_over(&ctx.endpoint, &bucket).await.len(), 1);
 }
@@ -407,8 +458,13 @@ async fn failed_tasks_fail_their_steps_and_run_locally_on_request() {
 #[tokio::test]
 async fn a_killed_apply_re_attaches_to_its_job() {
     let n = 60;
-    let (ctx, bucket, fraud, _) =
-        planned_batch("bkill", n, false, &batch_extra("batch-update-encryption", "")).await;
+    let (ctx, bucket, fraud, _) = planned_batch(
+        "bkill",
+        n,
+        false,
+        &batch_extra("batch-update-encryption", ""),
+    )
+    .await;
     slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
     let mut child = harness::rekey(&ctx.endpoint)
         .args(["apply", ctx.plan_str(), "--yes"])
@@ -437,8 +493,13 @@ async fn a_killed_apply_re_attaches_to_its_job() {
 #[tokio::test]
 async fn a_closing_window_cancels_the_job_and_the_next_apply_finishes() {
     let n = 80;
-    let (ctx, bucket, fraud, _) =
-        planned_batch("bwin", n, false, &batch_extra("batch-update-encryption", "")).await;
+    let (ctx, bucket, fraud, _) = planned_batch(
+        "bwin",
+        n,
+        false,
+        &batch_extra("batch-update-encryption", ""),
+    )
+    .await;
     slow_tasks(&ctx.endpoint, &bucket, 0.15).await;
     let until = (chrono::Utc::now() + chrono::Duration::seconds(6))
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -450,13 +511,24 @@ async fn a_closing_window_cancels_the_job_and_the_next_apply_finishes() {
     assert_eq!(jobs[0].1, "Cancelled");
     let (_, members) = batch_rows(&ctx, &bucket);
     let told = members.get("succeeded").copied().unwrap_or(0);
-    assert!(told > 0 && told < n, "some tasks ran before the cancel: {members:?}");
+    assert!(
+        told > 0 && told < n,
+        "some tasks ran before the cancel: {members:?}"
+    );
     slow_tasks(&ctx.endpoint, &bucket, 0.002).await;
     let out = ctx.apply(&["--window", "none"]);
     assert_eq!(code(&out), 0, "the next apply finishes: {}", stderr(&out));
     let jobs = jobs_over(&ctx.endpoint, &bucket).await;
-    assert_eq!(jobs.len(), 2, "a second part for what the first left: {jobs:?}");
-    assert!(jobs.iter().any(|j| j.0.contains(" part 2 ") && j.1 == "Complete"), "{jobs:?}");
+    assert_eq!(
+        jobs.len(),
+        2,
+        "a second part for what the first left: {jobs:?}"
+    );
+    assert!(
+        jobs.iter()
+            .any(|j| j.0.contains(" part 2 ") && j.1 == "Complete"),
+        "{jobs:?}"
+    );
     bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
     let (_, members) = batch_rows(&ctx, &bucket);
     assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
@@ -483,9 +555,19 @@ async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
     );
     bulk_on(&ctx, &bucket, n, None).await;
 
-    let campaign = ctx.plan.parent().unwrap().parent().unwrap().join("campaign.yaml");
+    let campaign = ctx
+        .plan
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("campaign.yaml");
     let text = std::fs::read_to_string(&campaign).unwrap();
-    std::fs::write(&campaign, text.replace("role/rekey-batch-ec2", "role/rekey-batch-gone")).unwrap();
+    std::fs::write(
+        &campaign,
+        text.replace("role/rekey-batch-ec2", "role/rekey-batch-gone"),
+    )
+    .unwrap();
     let out = harness::rekey(&ctx.endpoint)
         .args(["plan", "-c"])
         .arg(&campaign)
@@ -496,7 +578,14 @@ async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
     assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("rekey-batch-gone does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rekey-batch-gone does not exist"),
+        "{}",
+        stderr(&out)
+    );
     bulk_on(&ctx, &bucket, n, None).await;
-    assert!(jobs_over(&ctx.endpoint, &bucket).await.is_empty(), "no job was created");
+    assert!(
+        jobs_over(&ctx.endpoint, &bucket).await.is_empty(),
+        "no job was created"
+    );
 }
