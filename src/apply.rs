@@ -408,7 +408,7 @@ impl Iterator for PlanSteps<'_> {
                         Ok(steps) => self.queue.extend(steps),
                         Err(e) => return Some(Err(e)),
                     }
-                    match job_steps(self.p, stage) {
+                    match job_steps(stage) {
                         Ok(steps) => self.queue.extend(steps),
                         Err(e) => return Some(Err(e)),
                     }
@@ -514,7 +514,7 @@ fn default_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
 }
 
 /// A stage's batch job steps: first in its objects phase.
-fn job_steps(p: &PlanFile, stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
+fn job_steps(stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyError> {
     let mut steps = Vec::new();
     for b in &stage.buckets {
         for j in &b.jobs {
@@ -526,7 +526,7 @@ fn job_steps(p: &PlanFile, stage: &plan::Stage) -> Result<Vec<NewStep>, RekeyErr
                 storage_class: j.storage_class.clone(),
                 kms_key_arn: j.kms_key_arn.clone(),
                 versioned: j.versioned,
-                planned_at: p.created_at.clone(),
+                unmodified_since: j.unmodified_since.clone(),
             });
             steps.push(NewStep {
                 stage: stage.name.clone(),
@@ -667,6 +667,12 @@ pub fn open_journal(
     Ok(j)
 }
 
+/// What a plan's batch jobs are named after (with stage, bucket, job and part): the plan and
+/// the journal, so that no other journal's job is ever taken for this one's.
+pub fn job_namespace(plan_path: &Path, journal: &Journal) -> Result<String, RekeyError> {
+    Ok(format!("{}:{}", plan_id(plan_path)?, journal.instance()?))
+}
+
 /// Batch copy jobs can overwrite a concurrent write (no ETag condition): refused before any
 /// write unless the campaign says the buckets' writers are frozen for the window.
 pub fn refuse_unguarded(p: &PlanFile, stages: &[&str]) -> Result<(), RekeyError> {
@@ -798,14 +804,19 @@ pub async fn apply<
         retry_failed_locally: opts.retry_failed_locally,
         ..Default::default()
     };
-    let jobs = p.settings.batch.clone().map(|b| {
-        crate::batch::BatchEngine::new(
-            aws.iter().map(|(n, c)| (n.clone(), c)).collect(),
-            b,
-            plan_id(plan_path).unwrap_or_default(),
-            opts.window.clone(),
-        )
-    });
+    let jobs = match p.settings.batch.clone() {
+        Some(b) => {
+            let mut e = crate::batch::BatchEngine::new(
+                aws.iter().map(|(n, c)| (n.clone(), c)).collect(),
+                b,
+                job_namespace(plan_path, &journal)?,
+                opts.window.clone(),
+            );
+            e.no_new_jobs = opts.retry_failed_locally;
+            Some(e)
+        }
+        None => None,
+    };
     if let Some(only) = &opts.stage {
         // Applying a later stage before an earlier one is finished is allowed, but said.
         let earlier: Vec<&str> = p

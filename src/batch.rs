@@ -11,7 +11,7 @@
 use std::io::Write;
 
 mod engine;
-pub use engine::{stop_jobs, BatchEngine, JobProgress};
+pub use engine::{BatchEngine, JobProgress};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -330,7 +330,10 @@ impl Default for Watch {
 }
 
 /// Whether the window is closed, or closes before `within` has passed.
-fn closing(window: Option<&crate::window::WindowSpec>, within: std::time::Duration) -> bool {
+pub(crate) fn closing(
+    window: Option<&crate::window::WindowSpec>,
+    within: std::time::Duration,
+) -> bool {
     use crate::window::WindowState;
     let Some(w) = window else { return false };
     let now = chrono::Utc::now();
@@ -394,6 +397,14 @@ pub async fn run_job<S: crate::providers::S3Batch + crate::providers::S3Read>(
             }
             // The token makes a retried CreateJob answer the same job.
             let id = retried(&policy, &pacer, || s3.create_job(req)).await.0?;
+            // Journaled before anything else can fail: a job rekey does not know of would
+            // run on after a rollback.
+            on_job(&JobInfo {
+                id: id.clone(),
+                description: req.description.clone(),
+                status: "New".into(),
+                ..Default::default()
+            })?;
             describe(id).await?
         }
     };

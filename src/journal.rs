@@ -345,6 +345,16 @@ impl Journal {
                 "use the rekey release that wrote the journal",
             ));
         }
+        // This journal's own name: batch jobs are named after it too, so that a new journal
+        // of the same plan (`--journal`, or one set aside by `plan`) never takes an old job.
+        if get("instance")?.is_none() {
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?1)",
+                [id],
+            )
+            .map_err(&e)?;
+        }
         let owner = get("plan_id")?.unwrap_or_default();
         if owner != plan_id {
             return Err(RekeyError::usage(
@@ -407,6 +417,15 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This journal's random name (made when it was first opened).
+    pub fn instance(&self) -> Result<String, RekeyError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err(&self.path))
     }
 
     /// What a journal holds, whatever plan it belongs to: (plan id, steps that may have

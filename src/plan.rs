@@ -233,6 +233,11 @@ pub struct JobPlan {
     /// refuses it unless `aws.s3.batch.accept_unguarded` says the writers are frozen.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unguarded: bool,
+    /// A copy job's `UnModifiedSinceConstraint`: the newest Last-Modified of its objects as
+    /// the inventory read them (S3 keeps it to the second: apply takes the end of that
+    /// second). An object written since fails its task (412) instead of being copied over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmodified_since: Option<String>,
 }
 
 /// A report a bucket was planned from.
@@ -506,14 +511,35 @@ fn step_for(
 /// up to 5 GB"; S3 user guide, "Copy objects" batch operation).
 pub const BATCH_COPY_LIMIT: u64 = 5 * 1000 * 1000 * 1000;
 
+/// What a batch job needs of an object's bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchBucket {
+    versioned: bool,
+    /// The bucket keeps object ACLs (a copy must re-apply the grants).
+    acls: bool,
+    /// Something changes objects' class or redirect without changing their ETag.
+    changes_in_place: bool,
+}
+
 /// Whether a batch job of `engine` can run an object's `step`, or why it stays with rekey.
+/// A job takes no ETag condition: only in a versioned bucket can its work be told from a
+/// write made since the plan (UpdateObjectEncryption is pinned to the planned version; a
+/// copy's output is the version right after the planned one), so unversioned buckets stay
+/// with rekey's own guarded engine. A copy job re-applies no ACL grant and no website
+/// redirect, so objects that need them stay with rekey too.
 fn batch_fit(
     engine: S3Engine,
     step: &str,
     o: &S3Object,
     to_key_arn: &str,
+    bucket: BatchBucket,
 ) -> Result<&'static str, String> {
     let account_of = |arn: &str| arn.split(':').nth(4).map(str::to_string);
+    if engine.is_batch() && (!bucket.versioned || o.version_id.is_none()) {
+        return Err(
+            "batch: the bucket is not versioned, so a job (which takes no ETag condition) could not be told from a write made since the plan; rekey re-keys it, guarded by its ETag".into(),
+        );
+    }
     match engine {
         S3Engine::BatchUpdateEncryption => {
             if step != "update-encryption" {
@@ -543,6 +569,15 @@ fn batch_fit(
         S3Engine::BatchCopy => {
             if step == "update-encryption" || !o.is_latest {
                 return Err("batch: a copy job takes current objects only".into());
+            }
+            if bucket.acls {
+                return Err("batch: the bucket keeps object ACLs, which a copy job does not re-apply; rekey copies it with its grants".into());
+            }
+            if o.website_redirect.is_some() || bucket.changes_in_place {
+                return Err("batch: a website redirect (or a class that changes in place) a copy job does not carry; rekey copies it, reading it first".into());
+            }
+            if chrono::DateTime::parse_from_rfc3339(&o.last_modified).is_err() {
+                return Err("batch: its Last-Modified time is unknown, which a copy job's guard (UnModifiedSinceConstraint) needs; rekey copies it, guarded by its ETag".into());
             }
             if o.size > BATCH_COPY_LIMIT {
                 return Err(
@@ -645,13 +680,15 @@ fn gcs_requests(o: &S3Object, class: EncryptionClass) -> Vec<(&'static str, u64)
 /// What makes a batch job: one bucket and stage, and (job-wide in CreateJob) the operation,
 /// storage class, key and whether versions are listed.
 type JobKey = (&'static str, String, String, bool);
+/// A job's number, objects, bytes and the newest Last-Modified of its objects.
+type JobAcc = (u32, u64, u64, Option<chrono::DateTime<chrono::Utc>>);
 
 #[derive(Default)]
 struct StageBucketAcc {
     side_effects: SideEffects,
     groups: BTreeMap<(String, S3Engine), GroupAcc>,
-    /// Batch jobs: (number, objects, bytes).
-    jobs: BTreeMap<JobKey, (u32, u64, u64)>,
+    /// Batch jobs: (number, objects, bytes, newest Last-Modified of its objects).
+    jobs: BTreeMap<JobKey, JobAcc>,
     blocked: BTreeMap<String, (u64, u64)>,
     flagged: BTreeMap<String, (u64, u64)>,
     skipped: u64,
@@ -1038,6 +1075,7 @@ impl<'c> Planner<'c> {
         // A copy that reads the object first (see BucketPlan::recheck) makes one more HEAD.
         let reads_first = acc.bucket.changes_in_place || acc.bucket.report.is_some();
         let versioned = acc.bucket.versioning == "Enabled";
+        let keeps_acls = acc.bucket.acls;
         let object_lock = acc.bucket.object_lock;
         let acc_default_key = acc.bucket.default_encryption.kms_key_arn.clone();
         let gcs = acc.provider == crate::model::Provider::Gcp;
@@ -1165,7 +1203,12 @@ impl<'c> Planner<'c> {
         });
         // A batch engine: the job this object goes to, or why rekey runs it itself.
         let (job_of, batch_flag) = if reason.is_none() && !gcs && engine.is_batch() {
-            match batch_fit(engine, step, o, &to_key_arn) {
+            let bucket = BatchBucket {
+                versioned,
+                acls: keeps_acls,
+                changes_in_place: reads_first,
+            };
+            match batch_fit(engine, step, o, &to_key_arn, bucket) {
                 Ok(op) => (
                     Some((
                         op,
@@ -1215,10 +1258,14 @@ impl<'c> Planner<'c> {
                         .entry("s3:BatchOperationsJob".into())
                         .and_modify(|n| *n += 1)
                         .or_insert(1);
-                    (*next, 0, 0)
+                    (*next, 0, 0, None)
                 });
                 j.1 += 1;
                 j.2 += o.size;
+                let modified = chrono::DateTime::parse_from_rfc3339(&o.last_modified)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                j.3 = j.3.max(modified);
                 *g.requests
                     .entry("s3:BatchOperationsObject".into())
                     .or_default() += 1;
@@ -1645,9 +1692,17 @@ impl<'c> Planner<'c> {
                 .jobs
                 .into_iter()
                 .map(
-                    |((op, storage_class, kms_key_arn, versioned), (job, objects, bytes))| {
+                    |(
+                        (op, storage_class, kms_key_arn, versioned),
+                        (job, objects, bytes, newest),
+                    )| {
                         JobPlan {
                             job,
+                            unmodified_since: (op == "copy").then(|| {
+                                newest
+                                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                                    .unwrap_or_default()
+                            }),
                             operation: op.to_string(),
                             storage_class,
                             kms_key_arn,
@@ -2110,7 +2165,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{batch_fit, step_for, ArtifactIndex, BATCH_COPY_LIMIT};
+    use super::{batch_fit, step_for, ArtifactIndex, BatchBucket, BATCH_COPY_LIMIT};
     use crate::campaign::S3Engine;
     use crate::model::{EncryptionClass, S3Encryption, S3Object};
 
@@ -2126,7 +2181,7 @@ mod tests {
             etag: "\"e\"".into(),
             storage_class: "STANDARD".into(),
             archive_status: None,
-            last_modified: String::new(),
+            last_modified: "2025-01-02T03:04:05.000Z".into(),
             encryption: S3Encryption {
                 algorithm: algorithm.into(),
                 kms_key_arn: key.map(str::to_string),
@@ -2142,6 +2197,11 @@ mod tests {
 
     #[test]
     fn a_batch_job_takes_what_it_can_and_says_why_not_for_the_rest() {
+        let v = BatchBucket {
+            versioned: true,
+            ..Default::default()
+        };
+        let batch_fit = |e, s, o: &S3Object, k| batch_fit(e, s, o, k, v);
         let ue = S3Engine::BatchUpdateEncryption;
         let cp = S3Engine::BatchCopy;
         let step = |o: &S3Object, class, engine| step_for(o, class, engine, 1 << 30);

@@ -119,8 +119,17 @@ pub async fn rollback<S: S3Write + KeyRead + SageMakerApi + crate::providers::S3
     let part_slots = tokio::sync::Semaphore::new(opts.concurrency.max(1));
     let runner = runners(aws, gcs, &pacer, &part_slots);
     let (steps, bytes) = check_keys(&runner, &journal, first).await?;
-    let clients: BTreeMap<String, &S> = aws.iter().map(|(n, c)| (n.clone(), c)).collect();
-    crate::batch::stop_jobs(&mut journal, &clients, first, reporter).await?;
+    if let Some(b) = &p.settings.batch {
+        let jobs = crate::batch::BatchEngine::new(
+            aws.iter()
+                .map(|(n, c)| (n.clone(), c))
+                .collect::<BTreeMap<String, &S>>(),
+            b.clone(),
+            crate::apply::job_namespace(plan_path, &journal)?,
+            None,
+        );
+        jobs.stop_jobs(&mut journal, first, reporter).await?;
+    }
     reporter.event(&Event::StageStarted {
         stage: "rollback".into(),
         steps,

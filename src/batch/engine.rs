@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use chrono::Timelike;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -53,8 +54,12 @@ const FLUSH: usize = 1_000;
 pub struct BatchEngine<'a, S> {
     pub clients: BTreeMap<String, &'a S>,
     pub settings: BatchSection,
-    /// The plan's sha256: with the stage, bucket, job and part, the job's token.
-    pub plan_sha256: String,
+    /// `apply --retry-failed-locally`: jobs in flight are watched to their end, no job is
+    /// sent (what is left runs locally).
+    pub no_new_jobs: bool,
+    /// The plan and journal (`apply::job_namespace`): with the stage, bucket, job and part,
+    /// the job's token.
+    pub namespace: String,
     pub watch: Watch,
 }
 
@@ -62,7 +67,7 @@ impl<'a, S> BatchEngine<'a, S> {
     pub fn new(
         clients: BTreeMap<String, &'a S>,
         settings: BatchSection,
-        plan_sha256: String,
+        namespace: String,
         window: Option<crate::window::WindowSpec>,
     ) -> Self {
         let watch = Watch {
@@ -73,7 +78,8 @@ impl<'a, S> BatchEngine<'a, S> {
         BatchEngine {
             clients,
             settings,
-            plan_sha256,
+            no_new_jobs: false,
+            namespace,
             watch,
         }
     }
@@ -94,7 +100,7 @@ impl<'a, S> BatchEngine<'a, S> {
         prog: &JobProgress,
     ) -> Result<JobRequest, RekeyError> {
         let part = prog.part;
-        let token = super::token(&self.plan_sha256, &row.stage, &spec.bucket, spec.job, part);
+        let token = super::token(&self.namespace, &row.stage, &spec.bucket, spec.job, part);
         let operation = match spec.operation.as_str() {
             "update-encryption" => JobOperation::UpdateEncryption {
                 key_arn: spec.kms_key_arn.clone(),
@@ -104,9 +110,24 @@ impl<'a, S> BatchEngine<'a, S> {
                 key_arn: spec.kms_key_arn.clone(),
                 bucket_key: true,
                 storage_class: spec.storage_class.clone(),
-                unmodified_since: chrono::DateTime::parse_from_rfc3339(&spec.planned_at)
-                    .ok()
-                    .map(|t| t.with_timezone(&chrono::Utc)),
+                // Never without the constraint: a time that is missing or does not parse
+                // stops the job.
+                unmodified_since: Some({
+                    let t = spec
+                        .unmodified_since
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .ok_or_else(|| {
+                            RekeyError::Internal(format!(
+                                "batch job {}: no readable UnModifiedSinceConstraint ({:?}): a copy job is never sent without one",
+                                spec.job, spec.unmodified_since
+                            ))
+                        })?
+                        .with_timezone(&chrono::Utc);
+                    // Read from a second-precision header (HEAD) or kept finer (a report):
+                    // the end of its second either way.
+                    t.with_nanosecond(0).unwrap_or(t) + chrono::Duration::seconds(1)
+                }),
             },
             other => {
                 return Err(RekeyError::Internal(format!(
@@ -117,7 +138,7 @@ impl<'a, S> BatchEngine<'a, S> {
         };
         Ok(JobRequest {
             description: super::description(
-                &self.plan_sha256,
+                &self.namespace,
                 &row.stage,
                 &spec.bucket,
                 spec.job,
@@ -231,6 +252,17 @@ impl Teller<'_> {
             self.tally.succeeded += 1;
             self.tally.bytes += row.bytes;
             (state::SUCCEEDED, result, None)
+        } else if t.http_status == Some(412) {
+            // UnModifiedSinceConstraint refused it: written since the plan, by someone else.
+            self.tally.drifted += 1;
+            (
+                state::DRIFTED,
+                None,
+                Some(format!(
+                    "batch job {}: written since the plan (UnModifiedSinceConstraint refused the copy); left as written",
+                    self.job_id
+                )),
+            )
         } else {
             self.tally.failed += 1;
             let code = t.error_code.as_deref().unwrap_or("error");
@@ -363,6 +395,10 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
             .progress
             .as_deref()
             .and_then(|p| serde_json::from_str(p).ok());
+        let in_flight = matches!(&prev, Some(p) if row.state == state::STARTED && p.ended.is_none() && p.manifest_etag.is_some());
+        if self.no_new_jobs && !in_flight {
+            return Ok(Stop::Completed);
+        }
         let mut prog = match prev {
             Some(p) if row.state == state::STARTED && p.ended.is_none() => p,
             Some(p) => JobProgress {
@@ -382,6 +418,15 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
             journal.save_progress(row.id, &progress_json(&prog))?;
         }
         let mut req = self.request(row, &spec, &prog)?;
+        if prog.job_id.is_none()
+            && super::closing(self.watch.window.as_ref(), self.watch.poll_first)
+        {
+            // No job is created in a window that is closing: the next apply sends it.
+            reporter.event(&Event::Stopping {
+                reason: "window".into(),
+            });
+            return Ok(Stop::WindowClosed);
+        }
         if prog.manifest_etag.is_none() {
             let (n, etag) = self.send_manifest(s3, journal, &spec, &req).await?;
             if n == 0 {
@@ -455,6 +500,7 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
         let mut teller = shared.into_inner().expect("teller lock");
         teller.flush()?;
         tally.succeeded += teller.tally.succeeded;
+        tally.drifted += teller.tally.drifted;
         tally.failed += teller.tally.failed;
         tally.bytes += teller.tally.bytes;
         if teller.unknown > 0 {
@@ -548,76 +594,95 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
     }
 }
 
-/// Before a rollback from step `first`: every batch job it would undo that may still be
-/// running is cancelled and waited for, so no task re-keys an object after its undo; the job
-/// step records how it ended (the next apply sends what is left in a new part).
-pub async fn stop_jobs<S: S3Batch>(
-    journal: &mut Journal,
-    clients: &BTreeMap<String, &S>,
-    first: i64,
-    reporter: &dyn Reporter,
-) -> Result<(), RekeyError> {
-    use crate::retry::{retried, Pacer, RetryPolicy};
-    let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
-    for row in journal.job_steps(first, i64::MAX)? {
-        let Some(mut prog) = row
-            .progress
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<JobProgress>(p).ok())
-        else {
-            continue;
-        };
-        let (Some(id), None) = (prog.job_id.clone(), prog.ended.as_ref()) else {
-            continue;
-        };
-        let spec = job_spec(&row)?;
-        let Some(s3) = clients.get(&spec.account) else {
-            return Err(RekeyError::usage(
-                format!(
-                    "batch job {id} may still be running, and account {:?} has no credentials here to stop it",
-                    spec.account
-                ),
-                "roll back with the plan's accounts reachable",
-            ));
-        };
-        let mut job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
-        if !job.is_over() {
-            reporter.event(&Event::Warning {
-                message: format!(
-                    "batch job {id} is {}: cancelling it before the rollback",
-                    job.status
-                ),
-            });
-            if let Err(e) = retried(&policy, &pacer, || s3.cancel_job(&id, "rekey rollback"))
-                .await
-                .0
-            {
-                job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
-                if !job.is_over() {
-                    return Err(e.into());
-                }
+impl<S: S3Batch> BatchEngine<'_, S> {
+    /// Before a rollback from step `first`: every batch job it would undo that may still be
+    /// running is cancelled and waited for, so no task re-keys an object after its undo (a
+    /// job whose id was never journaled is found by its description); the job step records
+    /// how it ended, so the next apply sends what is left in a new part.
+    pub async fn stop_jobs(
+        &self,
+        journal: &mut Journal,
+        first: i64,
+        reporter: &dyn Reporter,
+    ) -> Result<(), RekeyError> {
+        use crate::retry::{retried, Pacer, RetryPolicy};
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+        for row in journal.job_steps(first, i64::MAX)? {
+            let Some(mut prog) = row
+                .progress
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<JobProgress>(p).ok())
+            else {
+                continue;
+            };
+            if prog.ended.is_some() || prog.manifest_etag.is_none() {
+                // Over, or no manifest was ever put: no job can be running.
+                continue;
             }
-            let mut wait = std::time::Duration::from_millis(200);
-            for _ in 0..60 {
-                job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
-                if job.is_over() {
-                    break;
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(10));
-            }
-            if !job.is_over() {
+            let spec = job_spec(&row)?;
+            let Some(s3) = self.clients.get(&spec.account) else {
                 return Err(RekeyError::usage(
                     format!(
-                        "batch job {id} did not end after it was cancelled (status {}): nothing was rolled back",
+                        "batch job {} of s3://{} may still be running, and account {:?} has no credentials here to stop it",
+                        spec.job, spec.bucket, spec.account
+                    ),
+                    "roll back with the plan's accounts reachable",
+                ));
+            };
+            let id = match prog.job_id.clone() {
+                Some(id) => id,
+                // CreateJob may have answered after the last journal write: ask by name.
+                None => {
+                    let req = self.request(&row, &spec, &prog)?;
+                    match retried(&policy, &pacer, || s3.find_job(&req.description))
+                        .await
+                        .0?
+                    {
+                        Some(j) => j.id,
+                        None => continue,
+                    }
+                }
+            };
+            let mut job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
+            if !job.is_over() {
+                reporter.event(&Event::Warning {
+                    message: format!(
+                        "batch job {id} is {}: cancelling it before the rollback",
                         job.status
                     ),
-                    "wait for the job to end (S3 console, Batch Operations), then roll back again",
-                ));
+                });
+                if let Err(e) = retried(&policy, &pacer, || s3.cancel_job(&id, "rekey rollback"))
+                    .await
+                    .0
+                {
+                    job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
+                    if !job.is_over() {
+                        return Err(e.into());
+                    }
+                }
+                let mut wait = std::time::Duration::from_millis(200);
+                for _ in 0..60 {
+                    job = retried(&policy, &pacer, || s3.describe_job(&id)).await.0?;
+                    if job.is_over() {
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                }
+                if !job.is_over() {
+                    return Err(RekeyError::usage(
+                        format!(
+                            "batch job {id} did not end after it was cancelled (status {}): nothing was rolled back",
+                            job.status
+                        ),
+                        "wait for the job to end (S3 console, Batch Operations), then roll back again",
+                    ));
+                }
             }
+            prog.job_id = Some(id);
+            prog.ended = Some(job.status.clone());
+            journal.save_progress(row.id, &progress_json(&prog))?;
         }
-        prog.ended = Some(job.status.clone());
-        journal.save_progress(row.id, &progress_json(&prog))?;
+        Ok(())
     }
-    Ok(())
 }

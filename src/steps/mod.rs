@@ -141,8 +141,9 @@ pub struct JobSpec {
     pub kms_key_arn: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub versioned: bool,
-    /// When the plan was made: a copy job's `UnModifiedSinceConstraint`.
-    pub planned_at: String,
+    /// A copy job's `UnModifiedSinceConstraint` (`plan::JobPlan::unmodified_since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmodified_since: Option<String>,
 }
 
 fn default_account() -> String {

@@ -30,7 +30,7 @@ fn batch_extra_as(engine: &str, role: &str, extra: &str) -> String {
 }
 
 /// A role trusting `service`, whose inline policy allows KMS and S3 (idempotent).
-async fn job_role(endpoint: &str, name: &str, service: &str) {
+pub async fn job_role(endpoint: &str, name: &str, service: &str) {
     let iam = aws_sdk_iam::Client::new(&harness::sdk_config(endpoint).await);
     let trust = serde_json::json!({
         "Version": "2012-10-17",
@@ -60,13 +60,12 @@ async fn job_role(endpoint: &str, name: &str, service: &str) {
         .unwrap();
 }
 
-/// The demo estate (one shard) plus `n` SSE-S3 objects in `ml-fraud-bulk` (versioned or
-/// not), planned with `s3_extra`; returns the bulk bucket, the fraud key and each object's
-/// version id.
+/// The demo estate (one shard) plus `n` SSE-S3 objects in the versioned bucket
+/// `ml-fraud-bulk` (batch jobs take versioned buckets only), planned with `s3_extra`; returns
+/// the bulk bucket, the fraud key and each object's version id.
 async fn planned_batch(
     tag: &str,
     n: usize,
-    versioned: bool,
     s3_extra: &str,
 ) -> (Ctx, String, String, Vec<Option<String>>) {
     let versions = std::sync::Arc::new(std::sync::Mutex::new(vec![None; n]));
@@ -95,9 +94,7 @@ async fn planned_batch(
             }
             let bucket = format!("{prefix}ml-fraud-bulk");
             s3.create_bucket().bucket(&bucket).send().await.unwrap();
-            if versioned {
-                harness::enable_versioning(&s3, &bucket).await;
-            }
+            harness::enable_versioning(&s3, &bucket).await;
             futures::stream::iter(0..n)
                 .map(|i| {
                     let (s3, bucket, v2) = (s3.clone(), bucket.clone(), v2.clone());
@@ -226,8 +223,8 @@ fn batch_rows(ctx: &Ctx, bucket: &str) -> (Vec<String>, std::collections::BTreeM
 #[tokio::test]
 async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
     let n = 60;
-    let (ctx, bucket, fraud, _) =
-        planned_batch("bue", n, false, &batch_extra("batch-update-encryption", "")).await;
+    let (ctx, bucket, fraud, versions) =
+        planned_batch("bue", n, &batch_extra("batch-update-encryption", "")).await;
     let plan: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&ctx.plan).unwrap()).unwrap();
     let bulk_jobs: Vec<serde_yaml::Value> = plan["stages"]
@@ -292,10 +289,18 @@ async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
     let (_, members) = batch_rows(&ctx, &bucket);
     assert_eq!(members.get("succeeded"), Some(&n));
 
+    // The rollback copied each object back as a new current version; the planned versions
+    // stay on the team key (UpdateObjectEncryption cannot return a version to SSE-S3).
+    for (i, v) in versions.iter().enumerate() {
+        assert_eq!(
+            version_key(&ctx, &bucket, i, v).await.as_deref(),
+            Some(fraud.as_str())
+        );
+    }
+
     // Applied again after the rollback: a new part (a new job), never the old job's report.
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 0, "re-apply: {}", stderr(&out));
-    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
     let jobs = jobs_over(&ctx.endpoint, &bucket).await;
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert!(
@@ -305,11 +310,25 @@ async fn batch_update_encryption_runs_the_stage_as_jobs_and_rolls_back() {
     );
 }
 
+/// The KMS key of version `v` of bulk object `i`.
+async fn version_key(ctx: &Ctx, bucket: &str, i: usize, v: &Option<String>) -> Option<String> {
+    ctx.s3
+        .head_object()
+        .bucket(bucket)
+        .key(format!("part-{i:04}"))
+        .set_version_id(v.clone())
+        .send()
+        .await
+        .unwrap()
+        .ssekms_key_id()
+        .map(str::to_string)
+}
+
 #[tokio::test]
 async fn a_rollback_stops_a_running_job_before_it_undoes() {
     let n = 60;
     let (ctx, bucket, _, _) =
-        planned_batch("brb", n, false, &batch_extra("batch-update-encryption", "")).await;
+        planned_batch("brb", n, &batch_extra("batch-update-encryption", "")).await;
     slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
     let mut child = harness::rekey(&ctx.endpoint)
         .args(["apply", ctx.plan_str(), "--yes"])
@@ -343,7 +362,6 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
     let (ctx, bucket, fraud, _) = planned_batch(
         "bcp",
         n,
-        false,
         &batch_extra("batch-copy", ", accept_unguarded: false"),
     )
     .await;
@@ -410,7 +428,7 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
 async fn failed_tasks_fail_their_steps_and_run_locally_on_request() {
     let n = 30;
     let (ctx, bucket, fraud, versions) =
-        planned_batch("bft", n, true, &batch_extra("batch-update-encryption", "")).await;
+        planned_batch("bft", n, &batch_extra("batch-update-encryption", "")).await;
     // Three planned versions are deleted after planning (by someone else): their tasks fail.
     for i in [3, 11, 27] {
         ctx.s3
@@ -458,13 +476,8 @@ async fn failed_tasks_fail_their_steps_and_run_locally_on_request() {
 #[tokio::test]
 async fn a_killed_apply_re_attaches_to_its_job() {
     let n = 60;
-    let (ctx, bucket, fraud, _) = planned_batch(
-        "bkill",
-        n,
-        false,
-        &batch_extra("batch-update-encryption", ""),
-    )
-    .await;
+    let (ctx, bucket, fraud, _) =
+        planned_batch("bkill", n, &batch_extra("batch-update-encryption", "")).await;
     slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
     let mut child = harness::rekey(&ctx.endpoint)
         .args(["apply", ctx.plan_str(), "--yes"])
@@ -493,13 +506,8 @@ async fn a_killed_apply_re_attaches_to_its_job() {
 #[tokio::test]
 async fn a_closing_window_cancels_the_job_and_the_next_apply_finishes() {
     let n = 80;
-    let (ctx, bucket, fraud, _) = planned_batch(
-        "bwin",
-        n,
-        false,
-        &batch_extra("batch-update-encryption", ""),
-    )
-    .await;
+    let (ctx, bucket, fraud, _) =
+        planned_batch("bwin", n, &batch_extra("batch-update-encryption", "")).await;
     slow_tasks(&ctx.endpoint, &bucket, 0.15).await;
     let until = (chrono::Utc::now() + chrono::Duration::seconds(6))
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -542,7 +550,6 @@ async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
     let (ctx, bucket, _, _) = planned_batch(
         "brole",
         n,
-        false,
         &batch_extra_as("batch-update-encryption", "rekey-batch-ec2", ""),
     )
     .await;
@@ -588,4 +595,200 @@ async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
         jobs_over(&ctx.endpoint, &bucket).await.is_empty(),
         "no job was created"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// From the break-it review of issue 12 (each failed before its fix; adapted to the rule that
+// batch jobs take versioned buckets only).
+// ---------------------------------------------------------------------------------------
+
+/// The member step of `bucket/key` in the plan's default journal.
+fn member(ctx: &Ctx, bucket: &str, key: &str) -> rekey::journal::StepRow {
+    journal_steps(&ctx.plan)
+        .into_iter()
+        .find(|r| r.is_job_member() && r.bucket == bucket && r.key == key)
+        .unwrap_or_else(|| panic!("no member step for s3://{bucket}/{key}"))
+}
+
+async fn put_foreign(ctx: &Ctx, bucket: &str, key: &str, body: &[u8], kms: Option<&str>) {
+    let put = ctx
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()));
+    let put = match kms {
+        Some(k) => put
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(k),
+        None => put.server_side_encryption(ServerSideEncryption::Aes256),
+    };
+    put.send().await.unwrap();
+}
+
+/// I3: the journal a crash between CreateJob's answer and the journaling of its id leaves
+/// (members started, manifest ETag journaled, no job id). The rollback finds the job by its
+/// description and stops it before it undoes anything.
+#[tokio::test]
+async fn a_rollback_finds_and_stops_a_job_whose_id_was_never_journaled() {
+    let n = 60;
+    let (ctx, bucket, _, _) =
+        planned_batch("bnoid", n, &batch_extra("batch-update-encryption", "")).await;
+    slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
+    let mut child = harness::rekey(&ctx.endpoint)
+        .args(["apply", ctx.plan_str(), "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_job(&ctx, &bucket).await;
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let path = rekey::journal::default_path(&ctx.plan);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (id, progress): (i64, String) = conn
+        .query_row(
+            "SELECT id, progress FROM steps WHERE kind = 'batch-job' AND bucket = ?1",
+            [&bucket],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let mut p: serde_json::Value = serde_json::from_str(&progress).unwrap();
+    assert!(p["manifest_etag"].is_string(), "{p}");
+    p.as_object_mut().unwrap().remove("job_id");
+    conn.execute(
+        "UPDATE steps SET progress = ?2 WHERE id = ?1",
+        rusqlite::params![id, p.to_string()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0].1,
+        "Cancelled",
+        "stopped before the undo: {}",
+        stderr(&out)
+    );
+    bulk_on(&ctx, &bucket, n, None).await;
+}
+
+/// I1/I2: a write made after the plan (a new current version) is not re-keyed: the job is
+/// pinned to the planned version, and the journal's claim (that version) holds.
+#[tokio::test]
+async fn batch_update_encryption_leaves_a_write_made_after_the_plan_alone() {
+    let n = 10;
+    let (ctx, bucket, fraud, versions) =
+        planned_batch("bnew", n, &batch_extra("batch-update-encryption", "")).await;
+    let foreign = b"another writer's object, written after the plan".to_vec();
+    put_foreign(&ctx, &bucket, "part-0004", &foreign, None).await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(ctx.body(&bucket, "part-0004").await, foreign);
+    assert_eq!(
+        ctx.kms_key(&bucket, "part-0004").await,
+        None,
+        "left as written"
+    );
+    let m = member(&ctx, &bucket, "part-0004");
+    assert_eq!(m.state, "succeeded");
+    assert_eq!(
+        version_key(&ctx, &bucket, 4, &versions[4]).await.as_deref(),
+        Some(fraud.as_str()),
+        "the planned version is what the journal says"
+    );
+    // Rolled back: the foreign write stays as written, reported.
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert!(matches!(code(&out), 0 | 3), "{}", stderr(&out));
+    assert_eq!(ctx.body(&bucket, "part-0004").await, foreign);
+    assert_eq!(
+        member(&ctx, &bucket, "part-0004").undo_state.as_deref(),
+        Some("conflict")
+    );
+}
+
+/// I3: a batch copy member has no ETag from the report; a write made on the team key after
+/// the plan (its task refused with 412: drifted, never undone) or after the job (a newer
+/// version than rekey's copy) is left alone by the rollback and reported.
+#[tokio::test]
+async fn batch_copy_rollback_leaves_foreign_writes_on_the_team_key_alone() {
+    let n = 10;
+    let (ctx, bucket, fraud, _) = planned_batch(
+        "bfw",
+        n,
+        &batch_extra("batch-copy", ", accept_unguarded: true"),
+    )
+    .await;
+    // After the plan's time (UnModifiedSinceConstraint has second granularity).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = b"written after the plan, before the job".to_vec();
+    put_foreign(&ctx, &bucket, "part-0003", &before, Some(&fraud)).await;
+    let out = ctx.apply(&[]);
+    assert_eq!(
+        code(&out),
+        3,
+        "a drifted step gates the stage: {}",
+        stderr(&out)
+    );
+    let m3 = member(&ctx, &bucket, "part-0003");
+    assert_eq!(m3.state, "drifted", "{:?}", m3.reason);
+    assert!(
+        m3.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("UnModifiedSinceConstraint"),
+        "{:?}",
+        m3.reason
+    );
+    let after = b"written after the job".to_vec();
+    put_foreign(&ctx, &bucket, "part-0004", &after, Some(&fraud)).await;
+
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    for (k, body) in [("part-0003", &before), ("part-0004", &after)] {
+        assert_eq!(&ctx.body(&bucket, k).await, body, "{k}: bytes kept");
+        assert_eq!(
+            ctx.kms_key(&bucket, k).await.as_deref(),
+            Some(fraud.as_str()),
+            "{k}: another writer's object left as written"
+        );
+    }
+    assert_eq!(
+        member(&ctx, &bucket, "part-0003").undo_state,
+        None,
+        "never undone"
+    );
+    assert_eq!(
+        member(&ctx, &bucket, "part-0004").undo_state.as_deref(),
+        Some("conflict")
+    );
+    // The others went back.
+    for i in [0usize, 1, 2, 5, 9] {
+        assert_eq!(ctx.kms_key(&bucket, &format!("part-{i:04}")).await, None);
+    }
+}
+
+/// I2: a second journal of the same plan (`--journal`) names its jobs after itself: it never
+/// re-attaches to the first journal's job (rolled back) nor takes its report.
+#[tokio::test]
+async fn a_new_journal_never_takes_an_old_jobs_report() {
+    let n = 10;
+    let (ctx, bucket, _, _) =
+        planned_batch("bj2", n, &batch_extra("batch-update-encryption", "")).await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    let first = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(first.len(), 1);
+
+    let other = ctx.plan.with_file_name("second.journal.sqlite");
+    let out = ctx.apply(&["--journal", other.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 2, "its own job: {jobs:?}");
+    assert!(jobs.iter().all(|j| j.1 == "Complete"), "{jobs:?}");
 }

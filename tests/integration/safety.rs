@@ -1061,3 +1061,129 @@ async fn defect_09_a_lifecycle_transition_since_the_plan_is_kept() {
     assert_eq!(h.storage_class(), Some(&StorageClass::StandardIa));
     assert!(t.key_of(&b, "o", None).await.contains(&t.team));
 }
+
+/// From the review of issue 12: defect 9's guarantee (every object field survives) with
+/// engine batch-copy. A copy job re-applies no ACL grant: an object of a bucket that keeps
+/// ACLs stays with rekey's own copy, which does (the plan says why), and keeps every field.
+#[tokio::test]
+async fn batch_copy_keeps_every_object_field() {
+    let t = T::new("bcf").await;
+    let b = t.bucket("ml-fields");
+    let ops = format!("{}ops", t.p);
+    crate::batch_engine::job_role(
+        &t.endpoint,
+        "rekey-batch",
+        "batchoperations.s3.amazonaws.com",
+    )
+    .await;
+    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.s3.create_bucket()
+        .bucket(&b)
+        .object_ownership(aws_sdk_s3::types::ObjectOwnership::ObjectWriter)
+        .send()
+        .await
+        .unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    rich_object(&t.s3, &b, "f.parquet", 4096).await;
+    let before = whole(&t.s3, &b, "f.parquet").await;
+    assert!(before["acl"].contains("AuthenticatedUsers"), "{before:?}");
+    t.campaign(
+        &format!(", engine: batch-copy, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\", accept_unguarded: true }}"),
+        "  - { name: only }\n",
+    );
+    t.plan();
+    let plan = std::fs::read_to_string(&t.plan).unwrap();
+    assert!(!plan.contains("jobs:"), "no job takes it: {plan}");
+    assert!(
+        plan.contains("keeps object ACLs"),
+        "the plan says why: {plan}"
+    );
+    let out = t.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(t.key_of(&b, "f.parquet", None).await.contains(&t.team));
+    let after = whole(&t.s3, &b, "f.parquet").await;
+    let lost: Vec<_> = before
+        .iter()
+        .filter(|(k, v)| k.as_str() != "encryption" && after.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: {v:?} -> {:?}", after.get(k)))
+        .collect();
+    assert!(lost.is_empty(), "object fields changed: {lost:#?}");
+}
+
+/// From the review of issue 12, I3: a real SIGKILL after CreateJob was served and before its
+/// answer reached rekey (the hook pauses after the first `POST /v20180820/jobs`): the journal
+/// holds the manifest's ETag and no job id. The rollback finds the job by its description and
+/// cancels it before it undoes anything; nothing of the job runs after it.
+#[tokio::test]
+async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
+    let t = T::new("bcj").await;
+    let b = t.bucket("ml-jobs");
+    let ops = format!("{}ops", t.p);
+    crate::batch_engine::job_role(
+        &t.endpoint,
+        "rekey-batch",
+        "batchoperations.s3.amazonaws.com",
+    )
+    .await;
+    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let n = 30;
+    for i in 0..n {
+        t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
+            .await;
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/_rekey/batch", t.endpoint))
+        .json(&serde_json::json!({"task_seconds": 0.1, "bucket": b}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    t.campaign(
+        &format!(", engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}"),
+        "  - { name: only }\n",
+    );
+    t.plan();
+    let spec = serde_json::json!({"action": "pause", "on": "POST /v20180820/jobs", "at": 1, "when": "after"});
+    t.hooked(&["apply", t.plan_str(), "--yes"], spec, true, || async {})
+        .await;
+    let out = t.rollback();
+    assert!(
+        matches!(code(&out), 0 | 3),
+        "rollback: {} {}",
+        stderr(&out),
+        stdout(&out)
+    );
+    let aws = harness::clients(&t.endpoint).await;
+    let jobs = aws
+        .s3control
+        .list_jobs()
+        .account_id("123456789012")
+        .send()
+        .await
+        .unwrap();
+    let ours: Vec<_> = jobs
+        .jobs()
+        .iter()
+        .filter(|j| {
+            j.description()
+                .is_some_and(|d| d.contains(&format!("s3://{b} ")))
+        })
+        .map(|j| j.status().map(|s| s.as_str().to_string()))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(
+        ours[0].as_deref(),
+        Some("Cancelled"),
+        "stopped by the rollback"
+    );
+    for i in 0..n {
+        let k = format!("o-{i:03}");
+        assert!(
+            !t.key_of(&b, &k, None).await.contains(&t.team),
+            "{k} is back off the team key"
+        );
+    }
+}
