@@ -274,10 +274,82 @@ pub fn render(plan: &PlanFile) -> String {
     );
     let _ = writeln!(out, "  requests: {}", requests_line(&t.requests));
     let a = &plan.assumptions;
-    let _ = writeln!(
-        out,
-        "Estimates assume {}: S3 ${}/1k PUT-class, ${}/1k GET-class, KMS ${}/10k (an upper bound: Bucket Keys cut KMS calls); {} s per request, {} MiB/s per copy.",
-        a.source, a.s3_put_per_1000, a.s3_get_per_1000, a.kms_per_10000, a.request_latency_s, a.copy_mib_per_s
-    );
+    let aws = plan.stages.iter().any(|st| {
+        !st.sagemaker.is_empty()
+            || st
+                .buckets
+                .iter()
+                .any(|b| b.provider == crate::model::Provider::Aws)
+    });
+    if aws {
+        let _ = writeln!(
+            out,
+            "Estimates assume {}: S3 ${}/1k PUT-class, ${}/1k GET-class, KMS ${}/10k (an upper bound: Bucket Keys cut KMS calls); {} s per request, {} MiB/s per copy.",
+            a.source, a.s3_put_per_1000, a.s3_get_per_1000, a.kms_per_10000, a.request_latency_s, a.copy_mib_per_s
+        );
+    } else {
+        // The same figures, under the names Google prices them by (Cloud Storage Class A
+        // operations and Cloud KMS software-key operations are listed at these prices too).
+        let _ = writeln!(
+            out,
+            "Estimates assume Google Cloud list prices: Cloud Storage ${}/1k Class A operations (rewrite, bucket patch), Cloud KMS ${}/10k cryptographic operations; {} s per request, {} MiB/s per rewrite.",
+            a.s3_put_per_1000, a.kms_per_10000, a.request_latency_s, a.copy_mib_per_s
+        );
+    }
+    let _ = writeln!(out, "{}", verdict(plan));
     out
+}
+
+/// The plan in one line: what will change, what is blocked, what needs a person.
+pub fn verdict(plan: &PlanFile) -> String {
+    let t = &plan.summary;
+    let mut change = vec![
+        plural(t.buckets, "bucket default", "bucket defaults"),
+        format!("{} ({})", plural(t.objects, "object", "objects"), bytes(t.bytes)),
+    ];
+    if t.endpoints > 0 {
+        change.push(plural(t.endpoints, "endpoint", "endpoints"));
+    }
+    let manual = plan
+        .stages
+        .iter()
+        .flat_map(|st| &st.sagemaker)
+        .filter(|s| s.action == "manual")
+        .count() as u64;
+    let hazards = plan
+        .stages
+        .iter()
+        .flat_map(|st| &st.buckets)
+        .map(|b| b.hazards.iter().filter(|h| !h.contains("(accepted")).count() as u64)
+        .sum::<u64>();
+    let unguarded = plan
+        .stages
+        .iter()
+        .flat_map(|st| &st.buckets)
+        .flat_map(|b| &b.jobs)
+        .filter(|j| j.unguarded)
+        .count() as u64;
+    let mut person = Vec::new();
+    if manual > 0 {
+        person.push(plural(manual, "notebook instance to move by hand", "notebook instances to move by hand"));
+    }
+    if !plan.unmatched.is_empty() {
+        person.push(plural(plan.unmatched.len() as u64, "unmatched bucket", "unmatched buckets"));
+    }
+    if hazards > 0 {
+        person.push(plural(hazards, "hazard to fix or accept", "hazards to fix or accept"));
+    }
+    if unguarded > 0 {
+        person.push(plural(unguarded, "unguarded batch copy job (freeze its writers)", "unguarded batch copy jobs (freeze their writers)"));
+    }
+    format!(
+        "Verdict: changes {}; {} blocked; {}.",
+        change.join(", "),
+        plural(t.blocked_objects, "object", "objects"),
+        if person.is_empty() {
+            "nothing needs a person".to_string()
+        } else {
+            format!("needs a person: {}", person.join(", "))
+        }
+    )
 }

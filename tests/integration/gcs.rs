@@ -266,6 +266,17 @@ async fn gcs_apply_verify_drift_and_rollback() {
         summary.contains("blocked  gs://") && summary.contains("customer-supplied"),
         "{summary}"
     );
+    // A Cloud Storage plan is priced as Cloud Storage and Cloud KMS, and ends in a verdict.
+    assert!(
+        summary.contains("Cloud Storage $0.005/1k Class A operations")
+            && summary.contains("Cloud KMS $0.03/10k")
+            && !summary.contains("S3 $"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Verdict: changes ") && summary.contains("1 object blocked"),
+        "{summary}"
+    );
     let pf = rekey::plan::load(&plan).unwrap();
     assert_eq!(pf.stages[0].buckets[0].bucket, format!("{p}ml-models"));
     assert_eq!(pf.stages[0].buckets[0].skipped_on_target, 1);
