@@ -667,6 +667,16 @@ pub fn open_journal(
     Ok(j)
 }
 
+/// How a run ended, as the journal's `runs` table says it.
+pub fn stop_name(stop: Stop) -> &'static str {
+    match stop {
+        Stop::Completed => "completed",
+        Stop::WindowClosed => "window closed",
+        Stop::Interrupted => "interrupted",
+        Stop::Gated => "stopped after a stage with failed steps",
+    }
+}
+
 /// What a plan's batch jobs are named after (with stage, bucket, job and part): the plan and
 /// the journal, so that no other journal's job is ever taken for this one's.
 pub fn job_namespace(plan_path: &Path, journal: &Journal) -> Result<String, RekeyError> {
@@ -842,6 +852,7 @@ pub async fn apply<
             });
         }
     }
+    journal.begin_run("apply")?;
     let stop = match &jobs {
         Some(jobs) => {
             run_stages_with(
@@ -857,6 +868,7 @@ pub async fn apply<
         }
         None => run_stages(&mut journal, &runner, &stages, &cfg, interrupts, reporter).await?,
     };
+    journal.end_run(stop_name(stop))?;
     write_report(p, &journal, &opts.journal, pacer.throttled())?;
     let failed = journal.any_failed()?;
     Ok(match stop {
@@ -904,9 +916,11 @@ pub async fn run_stages_with<R: crate::steps::StepRunner, J: executor::JobRunner
     for (i, stage) in stages.iter().enumerate() {
         journal.reset_undone(stage)?;
         journal.checkpoint(stage)?;
-        let (stop, _) =
+        let started = crate::journal::now();
+        let (stop, tally) =
             executor::run_stage_with(journal, runner, jobs, stage, cfg, interrupts, reporter)
                 .await?;
+        journal.stage_ran(stage, &started, &tally)?;
         if stop != Stop::Completed {
             return Ok(stop);
         }
@@ -1157,12 +1171,26 @@ pub fn write_report(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    let runs = journal.runs()?;
+    let per_second = journal.succeeded_by_second()?;
+    let points = crate::chart::cumulative(&per_second);
+    let chart_path = report_path(journal_path, "svg");
+    let chart_file = chart_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let svg = crate::chart::steps_svg(&format!("{}: steps done over time", p.campaign), &points)
+        .map_err(|e| RekeyError::Internal(format!("drawing the run report's chart: {e}")))?;
+    write_private(&chart_path, svg.as_bytes())?;
     let json = serde_json::json!({
         "campaign": p.campaign,
         "status": s,
         "throttled_responses": throttled,
         "groups": groups,
         "steps_file": steps_file,
+        "runs": runs,
+        "steps_done_by_second": per_second,
+        "chart_file": chart_file,
     });
     write_private(
         &report_path(journal_path, "json"),
@@ -1175,6 +1203,8 @@ pub fn write_report(
         p.campaign,
         render_status(&s)
     );
+    md.push_str(&runs_markdown(&runs));
+    md.push_str(&format!("\n![steps done over time]({chart_file})\n"));
     let mut sections: Vec<&str> = groups.iter().map(|g| g.section.as_str()).collect();
     sections.sort();
     sections.dedup();
@@ -1208,6 +1238,69 @@ pub fn write_report(
         "\nEvery step listed above, one JSON object per line: `{steps_file}`\n"
     ));
     write_private(&report_path(journal_path, "md"), md.as_bytes())
+}
+
+/// The run report's tables: each stage across every run of the journal (time taken,
+/// throughput, retries), then the runs themselves.
+pub fn runs_markdown(runs: &[crate::journal::RunRow]) -> String {
+    let secs = |a: &str, b: &str| {
+        let t = |x: &str| chrono::DateTime::parse_from_rfc3339(x).ok();
+        match (t(a), t(b)) {
+            (Some(a), Some(b)) => (b - a).num_milliseconds().max(0) as f64 / 1000.0,
+            _ => 0.0,
+        }
+    };
+    // Stage → (runs, seconds, steps, bytes, retries), in the order stages first ran.
+    let mut order: Vec<String> = Vec::new();
+    let mut by: std::collections::HashMap<String, (u64, f64, u64, u64, u64)> = Default::default();
+    for r in runs {
+        for st in &r.stages {
+            if !by.contains_key(&st.stage) {
+                order.push(st.stage.clone());
+            }
+            let e = by.entry(st.stage.clone()).or_default();
+            e.0 += 1;
+            e.1 += secs(&st.started_at, &st.ended_at);
+            e.2 += st.succeeded + st.drifted + st.failed;
+            e.3 += st.bytes;
+            e.4 += st.retries;
+        }
+    }
+    if runs.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Stages across runs\n\n| stage | runs | time taken | steps | steps/s | bytes | MiB/s | retries |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for stage in &order {
+        let (n, t, steps, bytes, retries) = by[stage];
+        let rate = |x: f64| {
+            if t > 0.0 {
+                format!("{:.1}", x / t)
+            } else {
+                "-".into()
+            }
+        };
+        md.push_str(&format!(
+            "| {stage} | {n} | {} | {steps} | {} | {} | {} | {retries} |\n",
+            crate::summary::duration(t),
+            rate(steps as f64),
+            crate::summary::bytes(bytes),
+            rate(bytes as f64 / (1024.0 * 1024.0)),
+        ));
+    }
+    md.push_str("\n## Runs\n\n| run | command | started | ended | how |\n|---|---|---|---|---|\n");
+    for r in runs {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.id,
+            r.command,
+            r.started_at,
+            r.ended_at.as_deref().unwrap_or("(did not end: killed)"),
+            r.stop.as_deref().unwrap_or("-")
+        ));
+    }
+    md
 }
 
 /// Write a file only its owner can read (reports name every object and why it failed).

@@ -68,11 +68,14 @@ END;
 
 /// What schema 4 adds: the S3 Batch Operations job a step belongs to (the job's own step and
 /// its members carry the plan's job number), and two indexes over them: a job's members in
-/// order (its manifest), and a member by its key and version (a report's task).
+/// order (its manifest), and a member by its key and version (a report's task); and each run
+/// (apply, rollback) with what it did stage by stage, for the run report.
 const SCHEMA_V4: &str = "
 ALTER TABLE steps ADD COLUMN job INTEGER;
 CREATE INDEX steps_job ON steps(job, id) WHERE job IS NOT NULL;
 CREATE INDEX steps_task ON steps(job, key, version_id) WHERE job IS NOT NULL;
+CREATE TABLE runs (id INTEGER PRIMARY KEY, command TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT, stop TEXT);
+CREATE TABLE run_stages (run INTEGER NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT NOT NULL, succeeded INTEGER NOT NULL, drifted INTEGER NOT NULL, failed INTEGER NOT NULL, retries INTEGER NOT NULL, bytes INTEGER NOT NULL);
 ";
 
 /// The condition `steps_todo` is built on (a query must say it the same way to use it).
@@ -130,6 +133,30 @@ pub mod undo_state {
     pub const UNDONE: &str = "undone";
     pub const CONFLICT: &str = "conflict";
     pub const FAILED: &str = "failed";
+}
+
+/// A run of apply or rollback, with what it did stage by stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub command: String,
+    pub started_at: String,
+    /// None: the run did not end (killed).
+    pub ended_at: Option<String>,
+    pub stop: Option<String>,
+    pub stages: Vec<RunStage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunStage {
+    pub stage: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub succeeded: u64,
+    pub drifted: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub bytes: u64,
 }
 
 /// A step to insert when a journal is first created.
@@ -223,6 +250,8 @@ pub struct Recorded {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// The run (apply, rollback) this writer records, once `begin_run` is called.
+    run: Option<i64>,
     /// The writer's lock (apply, rollback): held while the journal is open.
     _lock: Option<std::fs::File>,
 }
@@ -231,7 +260,7 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RekeyError + '_ {
     move |e| RekeyError::Internal(format!("journal {}: {e}", path.display()))
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
@@ -368,6 +397,7 @@ impl Journal {
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
+            run: None,
             _lock: None,
         })
     }
@@ -1210,6 +1240,126 @@ impl Journal {
         })();
         self.full_sync(false)?;
         r
+    }
+
+    /// A run (`apply`, `rollback`) begins: what it does stage by stage is recorded under it.
+    pub fn begin_run(&mut self, command: &str) -> Result<(), RekeyError> {
+        let e = db_err(&self.path);
+        self.conn
+            .execute(
+                "INSERT INTO runs (command, started_at) VALUES (?1, ?2)",
+                params![command, now()],
+            )
+            .map_err(&e)?;
+        self.run = Some(self.conn.last_insert_rowid());
+        Ok(())
+    }
+
+    /// What the current run did in one stage, from `started_at` to now.
+    pub fn stage_ran(
+        &mut self,
+        stage: &str,
+        started_at: &str,
+        t: &crate::executor::Tally,
+    ) -> Result<(), RekeyError> {
+        let Some(run) = self.run else { return Ok(()) };
+        self.conn
+            .execute(
+                "INSERT INTO run_stages (run, stage, started_at, ended_at, succeeded, drifted, failed, retries, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run,
+                    stage,
+                    started_at,
+                    now(),
+                    t.succeeded as i64,
+                    t.drifted as i64,
+                    t.failed as i64,
+                    t.retries as i64,
+                    t.bytes as i64
+                ],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The current run ends (`stop`: how).
+    pub fn end_run(&mut self, stop: &str) -> Result<(), RekeyError> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        self.conn
+            .execute(
+                "UPDATE runs SET ended_at = ?2, stop = ?3 WHERE id = ?1",
+                params![run, now(), stop],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Every run, in order.
+    pub fn runs(&self) -> Result<Vec<RunRow>, RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare("SELECT id, command, started_at, ended_at, stop FROM runs ORDER BY id")
+            .map_err(&e)?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    command: r.get(1)?,
+                    started_at: r.get(2)?,
+                    ended_at: r.get(3)?,
+                    stop: r.get(4)?,
+                    stages: Vec::new(),
+                })
+            })
+            .map_err(&e)?;
+        let mut runs = rows.collect::<Result<Vec<_>, _>>().map_err(&e)?;
+        let mut q = self
+            .conn
+            .prepare("SELECT run, stage, started_at, ended_at, succeeded, drifted, failed, retries, bytes FROM run_stages ORDER BY rowid")
+            .map_err(&e)?;
+        let rows = q
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    RunStage {
+                        stage: r.get(1)?,
+                        started_at: r.get(2)?,
+                        ended_at: r.get(3)?,
+                        succeeded: r.get::<_, i64>(4)? as u64,
+                        drifted: r.get::<_, i64>(5)? as u64,
+                        failed: r.get::<_, i64>(6)? as u64,
+                        retries: r.get::<_, i64>(7)? as u64,
+                        bytes: r.get::<_, i64>(8)? as u64,
+                    },
+                ))
+            })
+            .map_err(&e)?;
+        for row in rows {
+            let (run, st) = row.map_err(&e)?;
+            if let Some(r) = runs.iter_mut().find(|r| r.id == run) {
+                r.stages.push(st);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Steps that succeeded, by the second their outcome was journaled (`YYYY-MM-DDTHH:MM:SS`),
+    /// in order: the run report's chart. One pass over the steps, grouped in SQLite.
+    pub fn succeeded_by_second(&self) -> Result<Vec<(String, u64)>, RekeyError> {
+        let e = db_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT substr(updated_at, 1, 19), count(*) FROM steps WHERE state = 'succeeded' GROUP BY 1 ORDER BY 1",
+            )
+            .map_err(&e)?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(&e)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
     /// Each step a report lists (failed, drifted, vanished, blocked, or whose undo was left

@@ -5,6 +5,7 @@ pub mod access;
 pub mod apply;
 pub mod batch;
 pub mod campaign;
+pub mod chart;
 pub mod cli;
 pub mod error;
 pub mod events;

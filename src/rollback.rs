@@ -140,8 +140,21 @@ pub async fn rollback<S: S3Write + KeyRead + SageMakerApi + crate::providers::S3
         concurrency: opts.concurrency.max(1),
         ..Default::default()
     };
+    journal.begin_run("rollback")?;
+    let started = crate::journal::now();
     let (stop, tally) =
         executor::undo_from(&mut journal, &runner, first, &cfg, interrupts, reporter).await?;
+    journal.stage_ran(
+        "rollback",
+        &started,
+        &executor::Tally {
+            succeeded: tally.undone,
+            drifted: tally.conflicts,
+            failed: tally.failed,
+            ..Default::default()
+        },
+    )?;
+    journal.end_run(crate::apply::stop_name(stop))?;
     reporter.event(&Event::StageDone {
         stage: "rollback".into(),
         succeeded: tally.undone,

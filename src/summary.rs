@@ -305,7 +305,11 @@ pub fn verdict(plan: &PlanFile) -> String {
     let t = &plan.summary;
     let mut change = vec![
         plural(t.buckets, "bucket default", "bucket defaults"),
-        format!("{} ({})", plural(t.objects, "object", "objects"), bytes(t.bytes)),
+        format!(
+            "{} ({})",
+            plural(t.objects, "object", "objects"),
+            bytes(t.bytes)
+        ),
     ];
     if t.endpoints > 0 {
         change.push(plural(t.endpoints, "endpoint", "endpoints"));
@@ -320,7 +324,12 @@ pub fn verdict(plan: &PlanFile) -> String {
         .stages
         .iter()
         .flat_map(|st| &st.buckets)
-        .map(|b| b.hazards.iter().filter(|h| !h.contains("(accepted")).count() as u64)
+        .map(|b| {
+            b.hazards
+                .iter()
+                .filter(|h| !h.contains("(accepted"))
+                .count() as u64
+        })
         .sum::<u64>();
     let unguarded = plan
         .stages
@@ -331,16 +340,32 @@ pub fn verdict(plan: &PlanFile) -> String {
         .count() as u64;
     let mut person = Vec::new();
     if manual > 0 {
-        person.push(plural(manual, "notebook instance to move by hand", "notebook instances to move by hand"));
+        person.push(plural(
+            manual,
+            "notebook instance to move by hand",
+            "notebook instances to move by hand",
+        ));
     }
     if !plan.unmatched.is_empty() {
-        person.push(plural(plan.unmatched.len() as u64, "unmatched bucket", "unmatched buckets"));
+        person.push(plural(
+            plan.unmatched.len() as u64,
+            "unmatched bucket",
+            "unmatched buckets",
+        ));
     }
     if hazards > 0 {
-        person.push(plural(hazards, "hazard to fix or accept", "hazards to fix or accept"));
+        person.push(plural(
+            hazards,
+            "hazard to fix or accept",
+            "hazards to fix or accept",
+        ));
     }
     if unguarded > 0 {
-        person.push(plural(unguarded, "unguarded batch copy job (freeze its writers)", "unguarded batch copy jobs (freeze their writers)"));
+        person.push(plural(
+            unguarded,
+            "unguarded batch copy job (freeze its writers)",
+            "unguarded batch copy jobs (freeze their writers)",
+        ));
     }
     format!(
         "Verdict: changes {}; {} blocked; {}.",

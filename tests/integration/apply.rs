@@ -824,3 +824,65 @@ async fn all_versions_rekey_noncurrent_versions_in_place_and_never_add_one() {
     // The current bytes are still the newest write.
     assert_eq!(ctx.body(&bucket, "model.bin").await, body_of(0, 2));
 }
+
+/// The run report covers every run of the journal: a per-stage table (time, throughput,
+/// retries) and a chart of steps done over time whose last count is the journal's.
+#[tokio::test]
+async fn the_run_report_tables_every_run_and_charts_the_steps_done() {
+    let (ctx, _, _) = planned_bucket(
+        "runrep",
+        40,
+        "limits: { concurrency: 8, requests_per_second: 400 }",
+    )
+    .await;
+    let out = ctx.apply(&["--stage", "canary"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = rekey::journal::default_path(&ctx.plan);
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(rekey::apply::report_path(&journal, "json")).unwrap(),
+    )
+    .unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs
+        .iter()
+        .all(|r| r["command"] == "apply" && r["stop"] == "completed"));
+    assert_eq!(
+        runs[0]["stages"].as_array().unwrap().len(),
+        1,
+        "canary alone"
+    );
+    let succeeded = journal_rows(&ctx.plan)
+        .iter()
+        .filter(|(_, st)| st == "succeeded")
+        .count();
+    let told: u64 = runs
+        .iter()
+        .flat_map(|r| r["stages"].as_array().unwrap())
+        .map(|s| s["succeeded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        told as usize, succeeded,
+        "the runs account for every step done"
+    );
+    let md = std::fs::read_to_string(rekey::apply::report_path(&journal, "md")).unwrap();
+    assert!(md.contains("## Stages across runs"), "{md}");
+    assert!(
+        md.contains("| canary | 2 |") && md.contains("| fraud | 1 |"),
+        "{md}"
+    );
+    let svg_path = rekey::apply::report_path(&journal, "svg");
+    let name = svg_path.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        md.contains(&format!("]({name})")),
+        "the chart is linked: {md}"
+    );
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(
+        svg.contains(&format!("<desc>steps done: {succeeded}</desc>")),
+        "the last plotted count is the journal's {succeeded}"
+    );
+}
