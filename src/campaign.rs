@@ -445,6 +445,10 @@ pub struct StageRule {
     pub name: String,
     #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<MatchSpec>,
+    /// The S3 engine of this stage's objects (default: `aws.s3.engine`), e.g. a canary
+    /// stage run locally and the bulk as batch jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<S3Engine>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -509,6 +513,16 @@ pub struct LoadedCampaign {
 }
 
 impl LoadedCampaign {
+    /// Whether any stage (or the campaign) uses a batch engine.
+    pub fn uses_batch(&self) -> bool {
+        self.s3().is_some_and(|s| s.engine.is_batch())
+            || self
+                .spec
+                .stages
+                .iter()
+                .any(|st| st.engine.is_some_and(|e| e.is_batch()))
+    }
+
     pub fn s3(&self) -> Option<&S3Section> {
         self.spec.aws.as_ref().and_then(|a| a.s3.as_ref())
     }
@@ -664,7 +678,11 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                     "S3 parts are at least 5 MiB and CopyObject copies at most 5 GiB: pick a value between".into(),
                 ));
             }
-            match (&s3.batch, s3.engine.is_batch()) {
+            let batch_stage = spec
+                .stages
+                .iter()
+                .any(|st| st.engine.is_some_and(|e| e.is_batch()));
+            match (&s3.batch, s3.engine.is_batch() || batch_stage) {
                 (None, true) => {
                     return Err(err(
                         locate_key(src, &["aws", "s3", "engine"]),

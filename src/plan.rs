@@ -1135,7 +1135,13 @@ impl<'c> Planner<'c> {
                 replicated,
             )
         });
-        let engine = self.engine;
+        let engine = self
+            .campaign
+            .spec
+            .stages
+            .get(stage)
+            .and_then(|st| st.engine)
+            .unwrap_or(self.engine);
         let threshold = self.threshold;
         let sa = self
             .current
@@ -1905,7 +1911,7 @@ impl<'c> Planner<'c> {
                 window: self.campaign.spec.window.clone(),
                 accept_unverified: self.campaign.spec.preflight.accept_unverified.clone(),
                 batch: s3
-                    .filter(|s| s.engine.is_batch())
+                    .filter(|_| self.campaign.uses_batch())
                     .and_then(|s| s.batch.clone()),
                 accounts: self
                     .campaign

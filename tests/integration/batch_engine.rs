@@ -792,3 +792,57 @@ async fn a_new_journal_never_takes_an_old_jobs_report() {
     assert_eq!(jobs.len(), 2, "its own job: {jobs:?}");
     assert!(jobs.iter().all(|j| j.1 == "Complete"), "{jobs:?}");
 }
+
+/// A stage may name its own engine: the bulk of a campaign as batch jobs, one stage run by
+/// rekey itself.
+#[tokio::test]
+async fn a_stage_names_its_own_engine() {
+    let n = 6;
+    let (ctx, bucket, _, _) =
+        planned_batch("bstage", n, &batch_extra("batch-update-encryption", "")).await;
+    let jobs_of = |plan: &std::path::Path| -> usize {
+        rekey::plan::load(plan)
+            .unwrap()
+            .stages
+            .iter()
+            .flat_map(|s| &s.buckets)
+            .filter(|b| b.bucket == bucket)
+            .map(|b| b.jobs.len())
+            .sum()
+    };
+    assert_eq!(jobs_of(&ctx.plan), 1);
+    let campaign = ctx
+        .plan
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("campaign.yaml");
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    let staged = text.replace(
+        "{ name: fraud,  match: { key: fraud } }",
+        "{ name: fraud,  match: { key: fraud }, engine: update-encryption }",
+    );
+    assert_ne!(
+        staged, text,
+        "the fraud stage line is where the demo has it"
+    );
+    std::fs::write(&campaign, staged).unwrap();
+    let out = harness::rekey(&ctx.endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&ctx.plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+    assert_eq!(jobs_of(&ctx.plan), 0, "the fraud stage runs locally");
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(jobs_over(&ctx.endpoint, &bucket).await.is_empty());
+    let rows = journal_steps(&ctx.plan);
+    assert!(rows
+        .iter()
+        .filter(|r| r.bucket == bucket && r.kind == "update-encryption")
+        .all(|r| r.job.is_none() && r.state == "succeeded"));
+}
