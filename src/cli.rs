@@ -128,6 +128,10 @@ pub enum Command {
         /// Requests per second (default: the plan's).
         #[arg(long)]
         requests_per_second: Option<u32>,
+        /// `json`: progress events as JSON lines on stderr, the outcome as one JSON object on
+        /// stdout.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
     /// Write an operator runbook for the maintenance window from a plan.
     Runbook {
@@ -197,6 +201,9 @@ pub fn main() -> i32 {
             output: Output::Json,
             ..
         } | Command::Verify {
+            output: Output::Json,
+            ..
+        } | Command::Rollback {
             output: Output::Json,
             ..
         }
@@ -374,6 +381,7 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             journal,
             concurrency,
             requests_per_second,
+            output,
         } => {
             let p = plan::load(&plan)?;
             let path = apply::journal_path(&plan, journal.as_deref());
@@ -411,16 +419,33 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             .await?;
             reporter.finish();
             let t = outcome.tally;
-            println!(
-                "rollback: {} steps undone, {} left alone (changed since rekey changed them), {} failed",
-                t.undone, t.conflicts, t.failed
-            );
-            eprintln!("report: {}", apply::report_path(&path, "md").display());
-            Ok(match outcome.stop {
+            let report = apply::report_path(&path, "md");
+            let code = match outcome.stop {
                 crate::executor::Stop::Interrupted => exit_codes::INTERRUPTED,
                 _ if t.conflicts + t.failed > 0 => exit_codes::STEPS_FAILED,
                 _ => exit_codes::OK,
-            })
+            };
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "undone": t.undone,
+                        "left_alone": t.conflicts,
+                        "failed": t.failed,
+                        "stop": apply::stop_name(outcome.stop),
+                        "exit_code": code,
+                        "report": report.display().to_string(),
+                    })
+                ),
+                Output::Table => {
+                    println!(
+                        "rollback: {} steps undone, {} left alone (changed since rekey changed them), {} failed",
+                        t.undone, t.conflicts, t.failed
+                    );
+                    eprintln!("report: {}", report.display());
+                }
+            }
+            Ok(code)
         }
         Command::Runbook { plan, out } => {
             let p = plan::load(&plan)?;

@@ -1213,6 +1213,19 @@ impl Journal {
         Ok(rows.pop())
     }
 
+    /// Members of job `job` that no job has told (pending, or started and not told) leave the
+    /// job: rekey's own engine runs them (they keep their state: a started one is re-checked).
+    pub fn release_members(&mut self, job: u32) -> Result<u64, RekeyError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE steps SET job = NULL, updated_at = ?2 WHERE job = ?1 AND kind <> 'batch-job' AND state IN ('pending', 'started')",
+                params![job, now()],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(n as u64)
+    }
+
     /// Record that members are sent to a batch job (intent before CreateJob, committed with an
     /// fsync): each becomes `started`, with its undo data, one more attempt.
     pub fn start_members(&mut self, steps: &[(i64, Option<String>)]) -> Result<(), RekeyError> {

@@ -579,6 +579,9 @@ fn batch_fit(
             if chrono::DateTime::parse_from_rfc3339(&o.last_modified).is_err() {
                 return Err("batch: its Last-Modified time is unknown, which a copy job's guard (UnModifiedSinceConstraint) needs; rekey copies it, guarded by its ETag".into());
             }
+            if o.etag.contains('-') {
+                return Err("batch: a multipart upload's ETag, which a copy job's single-part copy cannot be told by at rollback; rekey copies it, recording what it wrote".into());
+            }
             if o.size > BATCH_COPY_LIMIT {
                 return Err(
                     "batch: over 5 GB, which S3PutObjectCopy cannot copy; rekey copies it in parts"

@@ -196,7 +196,7 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
                     if j.operation == "copy" { "S3PutObjectCopy" } else { "S3UpdateObjectEncryption" },
                     j.storage_class,
                     if j.unguarded {
-                        " — **unguarded**: a copy job has no ETag condition, so the bucket's writers must be frozen (paused, or their credentials revoked) for the whole window; confirm that before `apply`"
+                        " — **unguarded**: a copy job has no ETag condition (its time guard is job-wide), so the bucket's writers must be frozen (paused, or their credentials revoked) from the plan's inventory until the stage is applied; confirm that before `apply`"
                     } else {
                         ""
                     }

@@ -399,6 +399,21 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
         if self.no_new_jobs && !in_flight {
             return Ok(Stop::Completed);
         }
+        // `--retry-failed-locally` never creates a job: a job whose id was never journaled is
+        // looked up by its description; if none exists, its members run locally.
+        let mut found_id: Option<String> = None;
+        if self.no_new_jobs {
+            if let Some(p) = prev.as_ref().filter(|p| p.job_id.is_none()) {
+                let req = self.request(row, &spec, p)?;
+                let s3 = *self.clients.get(&spec.account).ok_or_else(|| {
+                    RekeyError::Internal(format!("no client for account {:?}", spec.account))
+                })?;
+                match s3.find_job(&req.description).await? {
+                    Some(j) => found_id = Some(j.id),
+                    None => return Ok(Stop::Completed),
+                }
+            }
+        }
         let mut prog = match prev {
             Some(p) if row.state == state::STARTED && p.ended.is_none() => p,
             Some(p) => JobProgress {
@@ -410,6 +425,10 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
                 ..Default::default()
             },
         };
+        if let Some(id) = found_id {
+            prog.job_id = Some(id);
+            journal.save_progress(row.id, &progress_json(&prog))?;
+        }
         journal.mark_started(&[(row.id, None)])?;
         // Counted as sent: a rollback undoes (ends) the job step, so the next apply starts a
         // new part.
@@ -426,6 +445,22 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
                 reason: "window".into(),
             });
             return Ok(Stop::WindowClosed);
+        }
+        // A copy job's guard (UnModifiedSinceConstraint) refuses any object written since
+        // the plan, rekey's own writes included (an earlier part's copies, a rollback's copies
+        // back): after the first part, what is left runs with rekey's ETag-guarded copy.
+        if spec.operation == "copy" && prog.part > 1 && prog.manifest_etag.is_none() {
+            let n = journal.release_members(spec.job)?;
+            journal.record(&[Recorded {
+                id: row.id,
+                state: state::SUCCEEDED,
+                result: Some(progress_json(&prog)),
+                reason: Some(format!(
+                    "the {n} objects an earlier copy job left run with rekey's own guarded copy"
+                )),
+                retries: 0,
+            }])?;
+            return Ok(Stop::Completed);
         }
         if prog.manifest_etag.is_none() {
             let (n, etag) = self.send_manifest(s3, journal, &spec, &req).await?;

@@ -413,7 +413,7 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
         "verify: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes", "--output", "json"]);
     assert_eq!(
         code(&out),
         0,
@@ -421,6 +421,11 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
         stderr(&out),
         String::from_utf8_lossy(&out.stdout)
     );
+    let told: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(told["failed"], 0, "{told}");
+    assert_eq!(told["left_alone"], 0, "{told}");
+    assert!(told["undone"].as_u64().unwrap() >= n as u64, "{told}");
+    assert_eq!(told["stop"], "completed");
     bulk_on(&ctx, &bucket, n, None).await;
 }
 
@@ -845,4 +850,41 @@ async fn a_stage_names_its_own_engine() {
         .iter()
         .filter(|r| r.bucket == bucket && r.kind == "update-encryption")
         .all(|r| r.job.is_none() && r.state == "succeeded"));
+}
+
+/// From the second review of issue 12 (I2): a copy job's guard would refuse rekey's own
+/// copies back; after a rollback the re-apply runs what is left with rekey's guarded copy.
+#[tokio::test]
+async fn batch_copy_applies_again_after_a_rollback() {
+    let n = 10;
+    let (ctx, bucket, fraud, _) = planned_batch(
+        "bagain",
+        n,
+        &batch_extra("batch-copy", ", accept_unguarded: true"),
+    )
+    .await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    // A second passes (Last-Modified has second precision).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, None).await;
+    let out = ctx.apply(&[]);
+    assert_eq!(
+        code(&out),
+        0,
+        "re-apply after the rollback: {}",
+        stderr(&out)
+    );
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    assert_eq!(
+        jobs_over(&ctx.endpoint, &bucket).await.len(),
+        1,
+        "no second copy job"
+    );
+    let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, None).await;
 }

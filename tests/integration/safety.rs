@@ -1187,3 +1187,328 @@ async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
         );
     }
 }
+
+/// From the second review of issue 12, R2-2 (I3, I2): a batch-copy job runs on after a
+/// SIGKILLed apply; the rollback cancels it (`stop_jobs` journals it ended, its report is never
+/// read) and is itself killed part-way through its undo. The next apply sends the members
+/// still `started` as part 2 with the plan's UnModifiedSinceConstraint: those part 1 already
+/// copied (rekey's own new version) are refused 412 and journaled `drifted` ("left as
+/// written"), so no rollback ever undoes them: they stay on the team key.
+#[tokio::test]
+async fn a_killed_rollback_then_apply_leaves_rekeys_copies_undoable() {
+    let t = T::new("r2kr").await;
+    let b = t.bucket("ml-kr");
+    let ops = format!("{}ops", t.p);
+    crate::batch_engine::job_role(
+        &t.endpoint,
+        "rekey-batch",
+        "batchoperations.s3.amazonaws.com",
+    )
+    .await;
+    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let n = 30;
+    for i in 0..n {
+        t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
+            .await;
+    }
+    let pace = |s: f64| {
+        let (e, b) = (t.endpoint.clone(), b.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{e}/_rekey/batch"))
+                .json(&serde_json::json!({"task_seconds": s, "bucket": b}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+    };
+    pace(0.1).await;
+    t.campaign(
+        &format!(", engine: batch-copy, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\", accept_unguarded: true }}"),
+        "  - { name: only }\n",
+    );
+    t.plan();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Apply killed once CreateJob was served; the job runs on for a while.
+    let spec = serde_json::json!({"action": "pause", "on": "POST /v20180820/jobs", "at": 1, "when": "after"});
+    t.hooked(&["apply", t.plan_str(), "--yes"], spec, true, || async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    })
+    .await;
+    // The rollback cancels the job, then is killed after its second copy back.
+    let spec =
+        serde_json::json!({"action": "pause", "on": "x-id=CopyObject", "at": 2, "when": "after"});
+    t.hooked(&["rollback", t.plan_str(), "--yes"], spec, true, || async {
+    })
+    .await;
+    pace(0.002).await;
+    // The operator goes forward after all, then changes their mind again.
+    let out = t.apply(&[]);
+    let drifted: Vec<_> = journal_steps(&t.plan)
+        .into_iter()
+        .filter(|r| r.is_job_member() && r.state == "drifted")
+        .map(|r| r.key)
+        .collect();
+    eprintln!("apply: {} drifted {drifted:?}", code(&out));
+    let out = t.rollback();
+    assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
+    let mut on_team = Vec::new();
+    for i in 0..n {
+        let k = format!("o-{i:03}");
+        if t.key_of(&b, &k, None).await.contains(&t.team) {
+            on_team.push(k);
+        }
+    }
+    assert!(
+        on_team.is_empty(),
+        "left on the team key by rekey's own copy after a full rollback: {on_team:?}; drifted members: {drifted:?}"
+    );
+}
+
+/// From the second review of issue 12 (held): report rows for keys with spaces, `+`, commas,
+/// `%`, unicode map to their members; versions: all (noncurrent versions listed by id); two
+/// storage classes make two jobs in one bucket.
+#[tokio::test]
+async fn odd_keys_versions_and_classes_map_to_their_members() {
+    let t = T::new("r2ok").await;
+    let b = t.bucket("ml-odd");
+    let ops = format!("{}ops", t.p);
+    crate::batch_engine::job_role(
+        &t.endpoint,
+        "rekey-batch",
+        "batchoperations.s3.amazonaws.com",
+    )
+    .await;
+    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let keys = [
+        "a b.bin",
+        "a+b.bin",
+        "a%2Bb.bin",
+        "c,d.csv",
+        "données/é ü.bin",
+        "x%20y",
+        "q?r#s&t=u",
+        "sp  2",
+        "tab\tkey",
+        "日本/語",
+    ];
+    for k in keys {
+        t.put(&b, k, format!("v1 {k}").as_bytes()).await;
+        t.put(&b, k, format!("v2 {k}").as_bytes()).await;
+    }
+    for k in ["ia one", "ia+two"] {
+        t.s3.put_object()
+            .bucket(&b)
+            .key(k)
+            .storage_class(StorageClass::StandardIa)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from(b"ia".to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    t.campaign(
+        &format!(", versions: all, engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}"),
+        "  - { name: only }\n",
+    );
+    t.plan();
+    let plan = std::fs::read_to_string(&t.plan).unwrap();
+    let out = t.apply(&[]);
+    let rows = journal_steps(&t.plan);
+    let jobs = rows.iter().filter(|r| r.kind == "batch-job").count();
+    let bad: Vec<_> = rows
+        .iter()
+        .filter(|r| r.is_job_member() && r.state != "succeeded")
+        .map(|r| {
+            (
+                r.key.clone(),
+                r.version_id.clone(),
+                r.state.clone(),
+                r.reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(code(&out), 0, "{} {bad:?}", stderr(&out));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(jobs, 2, "two classes, two jobs: {plan}");
+    let members = rows.iter().filter(|r| r.is_job_member()).count();
+    assert_eq!(members, keys.len() * 2 + 2, "{plan}");
+    for r in rows.iter().filter(|r| r.is_job_member()) {
+        assert!(
+            t.key_of(&b, &r.key, r.version_id.as_deref())
+                .await
+                .contains(&t.team),
+            "{} {:?}",
+            r.key,
+            r.version_id
+        );
+    }
+}
+
+/// From the second review of issue 12, R2-3: `apply --retry-failed-locally` "sends no job"
+/// (engine.rs `no_new_jobs`), yet after a crash between the manifest's PUT and CreateJob (the
+/// request never reached S3) the step counts as in flight (`manifest_etag` journaled) and
+/// `run_job` creates the job it cannot find.
+#[tokio::test]
+async fn retry_failed_locally_creates_no_job_after_a_crash_before_create_job() {
+    let t = T::new("r2rl").await;
+    let b = t.bucket("ml-rl");
+    let ops = format!("{}ops", t.p);
+    crate::batch_engine::job_role(
+        &t.endpoint,
+        "rekey-batch",
+        "batchoperations.s3.amazonaws.com",
+    )
+    .await;
+    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    for i in 0..10 {
+        t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
+            .await;
+    }
+    t.campaign(
+        &format!(", engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}"),
+        "  - { name: only }\n",
+    );
+    t.plan();
+    arm(
+        &t.endpoint,
+        &t.scope,
+        serde_json::json!({"action": "pause", "on": "POST /v20180820/jobs", "at": 1, "when": "before"}),
+    );
+    let mut child = t.spawn(&["apply", t.plan_str(), "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hook_state(&t.endpoint, &t.scope)["paused"].is_null() {
+        assert!(Instant::now() < deadline, "never reached CreateJob");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    release(&t.endpoint, &t.scope, true); // never served
+    arm(
+        &t.endpoint,
+        &t.scope,
+        serde_json::json!({ "action": "off" }),
+    );
+    let out = t.apply(&["--retry-failed-locally"]);
+    let aws = harness::clients(&t.endpoint).await;
+    let jobs = aws
+        .s3control
+        .list_jobs()
+        .account_id("123456789012")
+        .send()
+        .await
+        .unwrap();
+    let ours: Vec<_> = jobs
+        .jobs()
+        .iter()
+        .filter(|j| {
+            j.description()
+                .is_some_and(|d| d.contains(&format!("s3://{b} ")))
+        })
+        .map(|j| j.description().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "--retry-failed-locally sent a job: {ours:?} (exit {}: {})",
+        code(&out),
+        stderr(&out)
+    );
+}
+
+/// From the second review of issue 12, probe: a multipart-uploaded object in a batch-copy job,
+/// then rollback (the report tells no ETag; attribution by content).
+#[tokio::test]
+async fn batch_copy_of_a_multipart_object_rolls_back() {
+    let t = T::new("r2mp").await;
+    let b = t.bucket("ml-mp");
+    let ops = format!("{}ops", t.p);
+    crate::batch_engine::job_role(
+        &t.endpoint,
+        "rekey-batch",
+        "batchoperations.s3.amazonaws.com",
+    )
+    .await;
+    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let up =
+        t.s3.create_multipart_upload()
+            .bucket(&b)
+            .key("mp.bin")
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .unwrap();
+    let id = up.upload_id().unwrap().to_string();
+    let mut parts = Vec::new();
+    for n in 1..=2 {
+        let p =
+            t.s3.upload_part()
+                .bucket(&b)
+                .key("mp.bin")
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(vec![n as u8; 5 * 1024 * 1024]))
+                .send()
+                .await
+                .unwrap();
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(p.e_tag().unwrap())
+                .build(),
+        );
+    }
+    t.s3.complete_multipart_upload()
+        .bucket(&b)
+        .key("mp.bin")
+        .upload_id(&id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    t.put(&b, "small.bin", b"small").await;
+    t.campaign(
+        &format!(", engine: batch-copy, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\", accept_unguarded: true }}"),
+        "  - { name: only }\n",
+    );
+    t.plan();
+    let out = t.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let m = journal_steps(&t.plan)
+        .into_iter()
+        .find(|r| r.key == "mp.bin")
+        .unwrap();
+    assert!(
+        m.job.is_none(),
+        "a multipart ETag stays with rekey's copy: {m:?}"
+    );
+    assert!(t.key_of(&b, "mp.bin", None).await.contains(&t.team));
+    let out = t.rollback();
+    let m = journal_steps(&t.plan)
+        .into_iter()
+        .find(|r| r.key == "mp.bin")
+        .unwrap();
+    assert!(
+        !t.key_of(&b, "mp.bin", None).await.contains(&t.team),
+        "rekey's own copy left on the team key: {:?} {:?} (rollback exit {})",
+        m.undo_state,
+        m.undo_reason,
+        code(&out)
+    );
+}
