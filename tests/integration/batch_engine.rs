@@ -166,6 +166,22 @@ async fn jobs_over(endpoint: &str, bucket: &str) -> Vec<(String, String)> {
     jobs
 }
 
+/// An apply whose job over `bucket` runs slowly, SIGKILLed `after_ms` after the job id is
+/// journaled: the job keeps running.
+async fn killed_mid_job(ctx: &Ctx, bucket: &str, after_ms: u64) {
+    slow_tasks(&ctx.endpoint, bucket, 0.1).await;
+    let mut child = harness::rekey(&ctx.endpoint)
+        .args(["apply", ctx.plan_str(), "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_job(ctx, bucket).await;
+    tokio::time::sleep(Duration::from_millis(after_ms)).await;
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
 /// Until the job over `bucket` is journaled with its id.
 async fn wait_for_job(ctx: &Ctx, bucket: &str) {
     let path = rekey::journal::default_path(&ctx.plan);
@@ -191,7 +207,7 @@ async fn wait_for_job(ctx: &Ctx, bucket: &str) {
     panic!("the job id over {bucket} was never journaled");
 }
 
-async fn slow_tasks(endpoint: &str, bucket: &str, seconds: f64) {
+pub async fn slow_tasks(endpoint: &str, bucket: &str, seconds: f64) {
     let r = reqwest::Client::new()
         .post(format!("{endpoint}/_rekey/batch"))
         .json(&serde_json::json!({"task_seconds": seconds, "bucket": bucket}))
@@ -329,17 +345,7 @@ async fn a_rollback_stops_a_running_job_before_it_undoes() {
     let n = 60;
     let (ctx, bucket, _, _) =
         planned_batch("brb", n, &batch_extra("batch-update-encryption", "")).await;
-    slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
-    let mut child = harness::rekey(&ctx.endpoint)
-        .args(["apply", ctx.plan_str(), "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_job(&ctx, &bucket).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let _ = child.kill(); // SIGKILL: the job keeps running
-    let _ = child.wait();
+    killed_mid_job(&ctx, &bucket, 800).await;
     let out = ctx.rekey(&["rollback", ctx.plan_str(), "--yes"]);
     let jobs = jobs_over(&ctx.endpoint, &bucket).await;
     assert_eq!(jobs.len(), 1);
@@ -483,17 +489,7 @@ async fn a_killed_apply_re_attaches_to_its_job() {
     let n = 60;
     let (ctx, bucket, fraud, _) =
         planned_batch("bkill", n, &batch_extra("batch-update-encryption", "")).await;
-    slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
-    let mut child = harness::rekey(&ctx.endpoint)
-        .args(["apply", ctx.plan_str(), "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it once its job is journaled and running.
-    wait_for_job(&ctx, &bucket).await;
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
+    killed_mid_job(&ctx, &bucket, 0).await;
     let running = jobs_over(&ctx.endpoint, &bucket).await;
     assert_eq!(running.len(), 1);
     assert_ne!(running[0].1, "Complete", "killed while the job ran");
@@ -639,16 +635,7 @@ async fn a_rollback_finds_and_stops_a_job_whose_id_was_never_journaled() {
     let n = 60;
     let (ctx, bucket, _, _) =
         planned_batch("bnoid", n, &batch_extra("batch-update-encryption", "")).await;
-    slow_tasks(&ctx.endpoint, &bucket, 0.1).await;
-    let mut child = harness::rekey(&ctx.endpoint)
-        .args(["apply", ctx.plan_str(), "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_job(&ctx, &bucket).await;
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
+    killed_mid_job(&ctx, &bucket, 0).await;
     let path = rekey::journal::default_path(&ctx.plan);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let (id, progress): (i64, String) = conn

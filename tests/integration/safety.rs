@@ -109,6 +109,27 @@ impl T {
         self.rekey(&["rollback", self.plan_str(), "--yes"])
     }
 
+    /// For a batch engine: the job role and the bucket `{p}ops` for manifests and reports.
+    async fn batch_setup(&self) {
+        crate::batch_engine::job_role(
+            &self.endpoint,
+            "rekey-batch",
+            "batchoperations.s3.amazonaws.com",
+        )
+        .await;
+        let ops = format!("{}ops", self.p);
+        self.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    }
+
+    /// A one-stage campaign with a batch `engine`; `extra` goes inside `batch: { … }`.
+    fn batch_campaign(&self, engine: &str, extra: &str) {
+        let ops = format!("{}ops", self.p);
+        self.campaign(
+            &format!(", engine: {engine}, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\"{extra} }}"),
+            "  - { name: only }\n",
+        );
+    }
+
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> (String, Option<String>) {
         let o = self
             .s3
@@ -1069,14 +1090,7 @@ async fn defect_09_a_lifecycle_transition_since_the_plan_is_kept() {
 async fn batch_copy_keeps_every_object_field() {
     let t = T::new("bcf").await;
     let b = t.bucket("ml-fields");
-    let ops = format!("{}ops", t.p);
-    crate::batch_engine::job_role(
-        &t.endpoint,
-        "rekey-batch",
-        "batchoperations.s3.amazonaws.com",
-    )
-    .await;
-    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.batch_setup().await;
     t.s3.create_bucket()
         .bucket(&b)
         .object_ownership(aws_sdk_s3::types::ObjectOwnership::ObjectWriter)
@@ -1087,10 +1101,7 @@ async fn batch_copy_keeps_every_object_field() {
     rich_object(&t.s3, &b, "f.parquet", 4096).await;
     let before = whole(&t.s3, &b, "f.parquet").await;
     assert!(before["acl"].contains("AuthenticatedUsers"), "{before:?}");
-    t.campaign(
-        &format!(", engine: batch-copy, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\", accept_unguarded: true }}"),
-        "  - { name: only }\n",
-    );
+    t.batch_campaign("batch-copy", ", accept_unguarded: true");
     t.plan();
     let plan = std::fs::read_to_string(&t.plan).unwrap();
     assert!(!plan.contains("jobs:"), "no job takes it: {plan}");
@@ -1118,14 +1129,7 @@ async fn batch_copy_keeps_every_object_field() {
 async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
     let t = T::new("bcj").await;
     let b = t.bucket("ml-jobs");
-    let ops = format!("{}ops", t.p);
-    crate::batch_engine::job_role(
-        &t.endpoint,
-        "rekey-batch",
-        "batchoperations.s3.amazonaws.com",
-    )
-    .await;
-    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.batch_setup().await;
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
     harness::enable_versioning(&t.s3, &b).await;
     harness::set_sse_s3_default(&t.s3, &b, false).await;
@@ -1134,17 +1138,8 @@ async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
         t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
             .await;
     }
-    let r = reqwest::Client::new()
-        .post(format!("{}/_rekey/batch", t.endpoint))
-        .json(&serde_json::json!({"task_seconds": 0.1, "bucket": b}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    t.campaign(
-        &format!(", engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}"),
-        "  - { name: only }\n",
-    );
+    crate::batch_engine::slow_tasks(&t.endpoint, &b, 0.1).await;
+    t.batch_campaign("batch-update-encryption", "");
     t.plan();
     let spec = serde_json::json!({"action": "pause", "on": "POST /v20180820/jobs", "at": 1, "when": "after"});
     t.hooked(&["apply", t.plan_str(), "--yes"], spec, true, || async {})
@@ -1198,14 +1193,7 @@ async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
 async fn a_killed_rollback_then_apply_leaves_rekeys_copies_undoable() {
     let t = T::new("r2kr").await;
     let b = t.bucket("ml-kr");
-    let ops = format!("{}ops", t.p);
-    crate::batch_engine::job_role(
-        &t.endpoint,
-        "rekey-batch",
-        "batchoperations.s3.amazonaws.com",
-    )
-    .await;
-    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.batch_setup().await;
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
     harness::enable_versioning(&t.s3, &b).await;
     harness::set_sse_s3_default(&t.s3, &b, false).await;
@@ -1214,23 +1202,9 @@ async fn a_killed_rollback_then_apply_leaves_rekeys_copies_undoable() {
         t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
             .await;
     }
-    let pace = |s: f64| {
-        let (e, b) = (t.endpoint.clone(), b.clone());
-        async move {
-            let r = reqwest::Client::new()
-                .post(format!("{e}/_rekey/batch"))
-                .json(&serde_json::json!({"task_seconds": s, "bucket": b}))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-        }
-    };
+    let pace = |s: f64| crate::batch_engine::slow_tasks(&t.endpoint, &b, s);
     pace(0.1).await;
-    t.campaign(
-        &format!(", engine: batch-copy, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\", accept_unguarded: true }}"),
-        "  - { name: only }\n",
-    );
+    t.batch_campaign("batch-copy", ", accept_unguarded: true");
     t.plan();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // Apply killed once CreateJob was served; the job runs on for a while.
@@ -1276,14 +1250,7 @@ async fn a_killed_rollback_then_apply_leaves_rekeys_copies_undoable() {
 async fn odd_keys_versions_and_classes_map_to_their_members() {
     let t = T::new("r2ok").await;
     let b = t.bucket("ml-odd");
-    let ops = format!("{}ops", t.p);
-    crate::batch_engine::job_role(
-        &t.endpoint,
-        "rekey-batch",
-        "batchoperations.s3.amazonaws.com",
-    )
-    .await;
-    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.batch_setup().await;
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
     harness::enable_versioning(&t.s3, &b).await;
     harness::set_sse_s3_default(&t.s3, &b, false).await;
@@ -1315,7 +1282,7 @@ async fn odd_keys_versions_and_classes_map_to_their_members() {
             .unwrap();
     }
     t.campaign(
-        &format!(", versions: all, engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}"),
+        &format!(", versions: all, engine: batch-update-encryption, batch: {{ manifest_bucket: {p}ops, report_bucket: {p}ops, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}", p = t.p),
         "  - { name: only }\n",
     );
     t.plan();
@@ -1360,14 +1327,7 @@ async fn odd_keys_versions_and_classes_map_to_their_members() {
 async fn retry_failed_locally_creates_no_job_after_a_crash_before_create_job() {
     let t = T::new("r2rl").await;
     let b = t.bucket("ml-rl");
-    let ops = format!("{}ops", t.p);
-    crate::batch_engine::job_role(
-        &t.endpoint,
-        "rekey-batch",
-        "batchoperations.s3.amazonaws.com",
-    )
-    .await;
-    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.batch_setup().await;
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
     harness::enable_versioning(&t.s3, &b).await;
     harness::set_sse_s3_default(&t.s3, &b, false).await;
@@ -1375,10 +1335,7 @@ async fn retry_failed_locally_creates_no_job_after_a_crash_before_create_job() {
         t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
             .await;
     }
-    t.campaign(
-        &format!(", engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\" }}"),
-        "  - { name: only }\n",
-    );
+    t.batch_campaign("batch-update-encryption", "");
     t.plan();
     arm(
         &t.endpoint,
@@ -1431,14 +1388,7 @@ async fn retry_failed_locally_creates_no_job_after_a_crash_before_create_job() {
 async fn batch_copy_of_a_multipart_object_rolls_back() {
     let t = T::new("r2mp").await;
     let b = t.bucket("ml-mp");
-    let ops = format!("{}ops", t.p);
-    crate::batch_engine::job_role(
-        &t.endpoint,
-        "rekey-batch",
-        "batchoperations.s3.amazonaws.com",
-    )
-    .await;
-    t.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    t.batch_setup().await;
     t.s3.create_bucket().bucket(&b).send().await.unwrap();
     harness::enable_versioning(&t.s3, &b).await;
     harness::set_sse_s3_default(&t.s3, &b, false).await;
@@ -1483,10 +1433,7 @@ async fn batch_copy_of_a_multipart_object_rolls_back() {
         .await
         .unwrap();
     t.put(&b, "small.bin", b"small").await;
-    t.campaign(
-        &format!(", engine: batch-copy, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/rekey-batch\", accept_unguarded: true }}"),
-        "  - { name: only }\n",
-    );
+    t.batch_campaign("batch-copy", ", accept_unguarded: true");
     t.plan();
     let out = t.apply(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
