@@ -369,7 +369,14 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
                 ),
                 Output::Table => {
                     print!("{}", apply::render_status(&s));
-                    println!("{}", apply::next_step(&s, &plan.display().to_string()));
+                    let next = apply::next_step(&s, &plan.display().to_string());
+                    println!("{next}");
+                    if p.settings.batch.is_some() && next.contains("failed or drifted") {
+                        println!(
+                            "  (a batch job's failed tasks are not retried by another job: `rekey apply {} --retry-failed-locally` runs them with rekey's own engine)",
+                            plan.display()
+                        );
+                    }
                 }
             }
             Ok(exit_codes::OK)

@@ -405,9 +405,6 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
         if self.no_new_jobs {
             if let Some(p) = prev.as_ref().filter(|p| p.job_id.is_none()) {
                 let req = self.request(row, &spec, p)?;
-                let s3 = *self.clients.get(&spec.account).ok_or_else(|| {
-                    RekeyError::Internal(format!("no client for account {:?}", spec.account))
-                })?;
                 match s3.find_job(&req.description).await? {
                     Some(j) => found_id = Some(j.id),
                     None => return Ok(Stop::Completed),
@@ -430,8 +427,9 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
             journal.save_progress(row.id, &progress_json(&prog))?;
         }
         journal.mark_started(&[(row.id, None)])?;
-        // Counted as sent: a rollback undoes (ends) the job step, so the next apply starts a
-        // new part.
+        // Counted as sent. A rollback undoes a job step that succeeded (reset, its progress
+        // kept: the next apply starts a new part); one left `started` is ended by the
+        // rollback's `stop_jobs` when its part may have a job.
         journal.mark_sent(&[row.id])?;
         if row.progress.is_some() && prog.job_id.is_none() && prog.manifest_etag.is_none() {
             journal.save_progress(row.id, &progress_json(&prog))?;

@@ -462,6 +462,12 @@ async fn failed_tasks_fail_their_steps_and_run_locally_on_request() {
         let why = r.reason.as_deref().unwrap_or_default();
         assert!(why.contains("NoSuchKey") && why.contains("404"), "{why}");
     }
+    let out = ctx.rekey(&["status", ctx.plan_str()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--retry-failed-locally"),
+        "status says how to retry: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = ctx.apply(&["--retry-failed-locally"]);
     assert_eq!(code(&out), 0, "retried locally: {}", stderr(&out));
     let rows = journal_steps(&ctx.plan);
