@@ -227,6 +227,21 @@ pub struct BatchSection {
     /// At the window's end: `cancel` the running jobs (default) or `leave` them to finish.
     #[serde(default)]
     pub at_window_end: AtWindowEnd,
+    /// A job lists at most this many objects (more make more jobs): rekey builds a job's
+    /// manifest in memory, about 100 bytes per object.
+    #[serde(
+        default = "default_max_objects_per_job",
+        skip_serializing_if = "is_default_max_objects"
+    )]
+    pub max_objects_per_job: u64,
+}
+
+fn default_max_objects_per_job() -> u64 {
+    1_000_000
+}
+
+fn is_default_max_objects(n: &u64) -> bool {
+    *n == default_max_objects_per_job()
 }
 
 fn default_priority() -> i32 {
@@ -707,6 +722,13 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                                 "name a bucket (no s3://, no prefix: prefixes go in manifest_prefix / report_prefix)".into(),
                             ));
                         }
+                    }
+                    if !(1..=10_000_000).contains(&b.max_objects_per_job) {
+                        return Err(err(
+                            line,
+                            format!("aws.s3.batch.max_objects_per_job {} is outside 1..10,000,000", b.max_objects_per_job),
+                            "rekey builds a job's manifest in memory (about 100 bytes per object): keep jobs at 10 million objects or fewer".into(),
+                        ));
                     }
                     if !(0..=i32::MAX).contains(&b.priority) {
                         return Err(err(

@@ -682,7 +682,9 @@ fn gcs_requests(o: &S3Object, class: EncryptionClass) -> Vec<(&'static str, u64)
 
 /// What makes a batch job: one bucket and stage, and (job-wide in CreateJob) the operation,
 /// storage class, key and whether versions are listed.
-type JobKey = (&'static str, String, String, bool);
+type JobBase = (&'static str, String, String, bool);
+/// A job: its base and which chunk of it (a job lists at most `max_objects_per_job`).
+type JobKey = (&'static str, String, String, bool, u32);
 /// A job's number, objects, bytes and the newest Last-Modified of its objects.
 type JobAcc = (u32, u64, u64, Option<chrono::DateTime<chrono::Utc>>);
 
@@ -692,6 +694,8 @@ struct StageBucketAcc {
     groups: BTreeMap<(String, S3Engine), GroupAcc>,
     /// Batch jobs: (number, objects, bytes, newest Last-Modified of its objects).
     jobs: BTreeMap<JobKey, JobAcc>,
+    /// The chunk each job base is filling.
+    job_chunks: BTreeMap<JobBase, u32>,
     blocked: BTreeMap<String, (u64, u64)>,
     flagged: BTreeMap<String, (u64, u64)>,
     skipped: u64,
@@ -1146,6 +1150,13 @@ impl<'c> Planner<'c> {
             .and_then(|st| st.engine)
             .unwrap_or(self.engine);
         let threshold = self.threshold;
+        let max_per_job = self
+            .campaign
+            .s3()
+            .and_then(|s| s.batch.as_ref())
+            .map(|b| b.max_objects_per_job)
+            .unwrap_or(1_000_000);
+        let mut job_key: Option<JobKey> = None;
         let sa = self
             .current
             .as_mut()
@@ -1259,9 +1270,16 @@ impl<'c> Planner<'c> {
                 }
             }
             let g = sa.groups.entry((team_key.clone(), engine)).or_default();
-            if let Some(k) = &job_of {
+            if let Some(base) = &job_of {
+                let chunk = sa.job_chunks.entry(base.clone()).or_insert(0);
+                let mut k: JobKey = (base.0, base.1.clone(), base.2.clone(), base.3, *chunk);
+                if sa.jobs.get(&k).is_some_and(|j| j.1 >= max_per_job) {
+                    *chunk += 1;
+                    k.4 = *chunk;
+                }
+                job_key = Some(k.clone());
                 let next = &mut self.jobs;
-                let j = sa.jobs.entry(k.clone()).or_insert_with(|| {
+                let j = sa.jobs.entry(k).or_insert_with(|| {
                     *next += 1;
                     g.requests
                         .entry("s3:BatchOperationsJob".into())
@@ -1327,7 +1345,7 @@ impl<'c> Planner<'c> {
             team_key,
             to_key_arn,
             step: step.to_string(),
-            job: job_of.and_then(|k| sa.jobs.get(&k)).map(|j| j.0),
+            job: job_key.and_then(|k| sa.jobs.get(&k)).map(|j| j.0),
             reason,
         };
         let (_, w, n) = &mut self.stage_files[stage];
@@ -1702,7 +1720,7 @@ impl<'c> Planner<'c> {
                 .into_iter()
                 .map(
                     |(
-                        (op, storage_class, kms_key_arn, versioned),
+                        (op, storage_class, kms_key_arn, versioned, _),
                         (job, objects, bytes, newest),
                     )| {
                         JobPlan {

@@ -881,3 +881,33 @@ async fn batch_copy_applies_again_after_a_rollback() {
     assert!(matches!(code(&out), 0 | 3), "rollback: {}", stderr(&out));
     bulk_on(&ctx, &bucket, n, None).await;
 }
+
+/// A job lists at most `max_objects_per_job` objects (rekey builds its manifest in memory):
+/// more make more jobs, each run and told like the first.
+#[tokio::test]
+async fn a_large_bucket_is_cut_into_jobs_of_bounded_size() {
+    let n = 60;
+    let (ctx, bucket, fraud, _) = planned_batch(
+        "bcut",
+        n,
+        &batch_extra("batch-update-encryption", ", max_objects_per_job: 25"),
+    )
+    .await;
+    let plan = rekey::plan::load(&ctx.plan).unwrap();
+    let sizes: Vec<u64> = plan
+        .stages
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .filter(|b| b.bucket == bucket)
+        .flat_map(|b| b.jobs.iter().map(|j| j.objects))
+        .collect();
+    assert_eq!(sizes, vec![25, 25, 10]);
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.1 == "Complete"), "{jobs:?}");
+    let (_, members) = batch_rows(&ctx, &bucket);
+    assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
+}
