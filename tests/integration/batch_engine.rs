@@ -166,6 +166,28 @@ async fn jobs_over(endpoint: &str, bucket: &str) -> Vec<(String, String)> {
     jobs
 }
 
+/// Change the test's campaign (`from` → `to`, which must occur) and plan again over the plan.
+fn replan(ctx: &Ctx, from: &str, to: &str) {
+    let campaign = ctx
+        .plan
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("campaign.yaml");
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    assert!(text.contains(from), "{from:?} is in the campaign");
+    std::fs::write(&campaign, text.replace(from, to)).unwrap();
+    let out = harness::rekey(&ctx.endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&ctx.plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+}
+
 /// An apply whose job over `bucket` runs slowly, SIGKILLed `after_ms` after the job id is
 /// journaled: the job keeps running.
 async fn killed_mid_job(ctx: &Ctx, bucket: &str, after_ms: u64) {
@@ -385,27 +407,7 @@ async fn batch_copy_is_refused_unguarded_and_runs_once_accepted() {
     bulk_on(&ctx, &bucket, n, None).await;
 
     // The operator freezes the writers and says so: plan again, apply.
-    let campaign = ctx
-        .plan
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("campaign.yaml");
-    let text = std::fs::read_to_string(&campaign).unwrap();
-    std::fs::write(
-        &campaign,
-        text.replace("accept_unguarded: false", "accept_unguarded: true"),
-    )
-    .unwrap();
-    let out = harness::rekey(&ctx.endpoint)
-        .args(["plan", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&ctx.plan)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+    replan(&ctx, "accept_unguarded: false", "accept_unguarded: true");
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
     bulk_on(&ctx, &bucket, n, Some(&fraud)).await;
@@ -569,27 +571,7 @@ async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
     );
     bulk_on(&ctx, &bucket, n, None).await;
 
-    let campaign = ctx
-        .plan
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("campaign.yaml");
-    let text = std::fs::read_to_string(&campaign).unwrap();
-    std::fs::write(
-        &campaign,
-        text.replace("role/rekey-batch-ec2", "role/rekey-batch-gone"),
-    )
-    .unwrap();
-    let out = harness::rekey(&ctx.endpoint)
-        .args(["plan", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&ctx.plan)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+    replan(&ctx, "role/rekey-batch-ec2", "role/rekey-batch-gone");
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -809,31 +791,11 @@ async fn a_stage_names_its_own_engine() {
             .sum()
     };
     assert_eq!(jobs_of(&ctx.plan), 1);
-    let campaign = ctx
-        .plan
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("campaign.yaml");
-    let text = std::fs::read_to_string(&campaign).unwrap();
-    let staged = text.replace(
+    replan(
+        &ctx,
         "{ name: fraud,  match: { key: fraud } }",
         "{ name: fraud,  match: { key: fraud }, engine: update-encryption }",
     );
-    assert_ne!(
-        staged, text,
-        "the fraud stage line is where the demo has it"
-    );
-    std::fs::write(&campaign, staged).unwrap();
-    let out = harness::rekey(&ctx.endpoint)
-        .args(["plan", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&ctx.plan)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
     assert_eq!(jobs_of(&ctx.plan), 0, "the fraud stage runs locally");
     let out = ctx.apply(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
