@@ -747,6 +747,21 @@ async fn clients(c: &LoadedCampaign) -> Result<CampaignAccounts, RekeyError> {
     Ok(account_clients(&aws.region, aws.endpoint_url.as_deref(), &aws.accounts, 5).await)
 }
 
+/// (provider, kind) as the inventory table names a resource kind.
+fn kind_label(kind: ResourceKind) -> (&'static str, &'static str) {
+    match kind {
+        ResourceKind::S3Bucket => ("S3", "bucket"),
+        ResourceKind::S3Object => ("S3", "object"),
+        ResourceKind::SagemakerEndpoint => ("SageMaker", "endpoint"),
+        ResourceKind::SagemakerEndpointConfig => ("SageMaker", "endpoint-config"),
+        ResourceKind::SagemakerModel => ("SageMaker", "model"),
+        ResourceKind::SagemakerNotebookInstance => ("SageMaker", "notebook"),
+        ResourceKind::SagemakerTrainingJob => ("SageMaker", "training-job"),
+        ResourceKind::GcsBucket => ("Cloud Storage", "bucket"),
+        ResourceKind::GcsObject => ("Cloud Storage", "object"),
+    }
+}
+
 #[derive(Default)]
 struct ClassCounts {
     rows: BTreeMap<(ResourceKind, EncryptionClass), (u64, u64)>,
@@ -804,15 +819,10 @@ async fn run_inventory(
         } else if table {
             let size = match &r.resource {
                 Resource::S3Object(o) => summary::bytes(o.size),
+                Resource::GcsObject(o) => summary::bytes(o.size),
                 _ => String::new(),
             };
-            let kind = match r.resource.kind() {
-                ResourceKind::S3Bucket => "bucket",
-                ResourceKind::S3Object => "object",
-                ResourceKind::SagemakerEndpoint => "endpoint",
-                ResourceKind::SagemakerNotebookInstance => "notebook",
-                _ => "training",
-            };
+            let kind = kind_label(r.resource.kind()).1;
             writeln!(
                 stdout,
                 "{:<10} {:<16} {:<10} {:>10}  {}",
@@ -844,26 +854,45 @@ async fn run_inventory(
             stats.list_pages,
             stats.head_requests
         );
-        let _ = writeln!(
-            stdout,
-            "  {:<8} {:<16} {:>9} {:>11}",
-            "kind", "class", "count", "bytes"
-        );
+        // Grouped by provider, each with its own subtotal.
+        let mut provider = "";
+        let mut sub = (0u64, 0u64);
+        let subtotal = |out: &mut dyn Write, p: &str, sub: (u64, u64)| {
+            if !p.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    {:<14} {:<16} {:>9} {:>11}",
+                    "",
+                    "total",
+                    sub.0,
+                    summary::bytes(sub.1)
+                );
+            }
+        };
         for ((kind, class), (n, b)) in &counts.rows {
-            let kind = if *kind == ResourceKind::S3Bucket {
-                "bucket"
-            } else {
-                "object"
-            };
+            let (p, kind) = kind_label(*kind);
+            if p != provider {
+                subtotal(&mut stdout, provider, sub);
+                let _ = writeln!(
+                    stdout,
+                    "  {p}\n    {:<14} {:<16} {:>9} {:>11}",
+                    "kind", "class", "count", "bytes"
+                );
+                provider = p;
+                sub = (0, 0);
+            }
+            sub.0 += n;
+            sub.1 += b;
             let _ = writeln!(
                 stdout,
-                "  {:<8} {:<16} {:>9} {:>11}",
+                "    {:<14} {:<16} {:>9} {:>11}",
                 kind,
                 class.as_str(),
                 n,
                 summary::bytes(*b)
             );
         }
+        subtotal(&mut stdout, provider, sub);
         if counts.unmatched > 0 {
             let _ = writeln!(
                 stdout,

@@ -277,6 +277,29 @@ async fn gcs_apply_verify_drift_and_rollback() {
         summary.contains("Verdict: changes ") && summary.contains("1 object blocked"),
         "{summary}"
     );
+    // The inventory table groups by provider, names Cloud Storage kinds, and counts bytes.
+    let out = rekey().args(["inventory", "-c"]).arg(&c).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let summary_at = table.find("\nInventory ").expect("a summary");
+    let tail = &table[summary_at..];
+    assert!(tail.contains("\n  Cloud Storage\n"), "{tail}");
+    assert!(!tail.contains("\n  S3\n"), "{tail}");
+    assert!(
+        tail.lines()
+            .any(|l| l.trim_start().starts_with("object ") && l.contains(" B")),
+        "{tail}"
+    );
+    assert!(
+        tail.lines().any(|l| l.trim_start().starts_with("total")),
+        "{tail}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("object ") && l.contains(&format!("gs://{p}ml-"))),
+        "each object named with its scheme: {table}"
+    );
     let pf = rekey::plan::load(&plan).unwrap();
     assert_eq!(pf.stages[0].buckets[0].bucket, format!("{p}ml-models"));
     assert_eq!(pf.stages[0].buckets[0].skipped_on_target, 1);
