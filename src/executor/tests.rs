@@ -531,3 +531,168 @@ fn paging_queries_use_their_index() {
     let p = plan("UPDATE steps SET state = 'pending' WHERE id BETWEEN 1 AND 3 AND state IN ('succeeded', 'started', 'failed') AND undo_state = 'undone'");
     assert!(p.contains("INTEGER PRIMARY KEY"), "a range of ids: {p}");
 }
+
+/// A job runner that tells each member of its job: `fail` ones failed, the others succeeded;
+/// it logs the jobs it ran.
+struct FakeJobs {
+    ran: Mutex<Vec<u32>>,
+    fail: Vec<String>,
+}
+
+impl executor::JobRunner for FakeJobs {
+    async fn run_job(
+        &self,
+        journal: &mut Journal,
+        row: &crate::journal::StepRow,
+        _: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+        _: &dyn crate::events::Reporter,
+        tally: &mut executor::Tally,
+    ) -> Result<Stop, crate::error::RekeyError> {
+        let job = row.job.unwrap();
+        self.ran.lock().unwrap().push(job);
+        journal.mark_started(&[(row.id, None)])?;
+        let members = journal.untold_members(job, 0, 100)?;
+        journal.start_members(
+            &members
+                .iter()
+                .map(|m| (m.id, Some("{}".to_string())))
+                .collect::<Vec<_>>(),
+        )?;
+        let told: Vec<Recorded> = members
+            .iter()
+            .map(|m| {
+                let failed = self.fail.contains(&m.key);
+                if failed {
+                    tally.failed += 1;
+                } else {
+                    tally.succeeded += 1;
+                }
+                Recorded {
+                    id: m.id,
+                    state: if failed {
+                        state::FAILED
+                    } else {
+                        state::SUCCEEDED
+                    },
+                    result: None,
+                    reason: None,
+                    retries: 0,
+                }
+            })
+            .collect();
+        journal.record(&told)?;
+        journal.record(&[Recorded {
+            id: row.id,
+            state: state::SUCCEEDED,
+            result: None,
+            reason: None,
+            retries: 0,
+        }])?;
+        Ok(Stop::Completed)
+    }
+}
+
+fn member(stage: &str, bucket: &str, key: &str, job: u32) -> NewStep {
+    let mut s = obj(stage, bucket, key);
+    s.job = Some(job);
+    s
+}
+
+fn job_step(stage: &str, bucket: &str, job: u32) -> NewStep {
+    let spec = StepSpec::BatchJob(crate::steps::JobSpec {
+        account: "default".into(),
+        bucket: bucket.into(),
+        job,
+        operation: "update-encryption".into(),
+        storage_class: "STANDARD".into(),
+        kms_key_arn: "arn:k".into(),
+        versioned: true,
+        unmodified_since: None,
+    });
+    NewStep {
+        stage: stage.into(),
+        kind: "batch-job".into(),
+        account: "default".into(),
+        bucket: bucket.into(),
+        key: String::new(),
+        version_id: None,
+        bytes: 0,
+        state: state::PENDING,
+        spec: serde_json::to_string(&spec).unwrap(),
+        reason: None,
+        job: Some(job),
+    }
+}
+
+#[test]
+fn a_jobs_members_run_in_its_job_and_locally_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    let mut j = Journal::open(&path, "p").unwrap();
+    let steps = vec![
+        job_step("s", "b", 7),
+        obj("s", "b", "local"),
+        member("s", "b", "m1", 7),
+        member("s", "b", "m2", 7),
+        member("s", "b", "m3", 7),
+    ];
+    j.initialize(steps.into_iter().map(Ok)).unwrap();
+    let runner = Fake::new(Vec::new());
+    let jobs = FakeJobs {
+        ran: Mutex::new(Vec::new()),
+        fail: vec!["m2".into()],
+    };
+    let run = |j: &mut Journal, cfg: ExecConfig| {
+        let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        rt().block_on(crate::apply::run_stages_with(
+            j,
+            &runner,
+            &jobs,
+            &["s"],
+            &cfg,
+            &mut rx,
+            &Silent,
+        ))
+        .unwrap()
+    };
+    // The job runs its members; rekey's own runner sees only the step outside it.
+    let stop = run(&mut j, cfg(4));
+    assert_eq!(stop, Stop::Completed, "one stage: nothing after it to gate");
+    assert_eq!(*jobs.ran.lock().unwrap(), vec![7]);
+    let local: Vec<String> = runner
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(local, vec!["b/local".to_string()]);
+    tally_matches(&path);
+    assert!(j.any_failed().unwrap(), "the failed task is a failed step");
+    // Applied again: a failed task is not retried by anyone...
+    run(&mut j, cfg(4));
+    assert_eq!(runner.log.lock().unwrap().len(), 1);
+    assert_eq!(
+        *jobs.ran.lock().unwrap(),
+        vec![7],
+        "a finished job is not run again"
+    );
+    // ...until the operator asks for rekey's own engine.
+    run(
+        &mut j,
+        ExecConfig {
+            retry_failed_locally: true,
+            ..cfg(4)
+        },
+    );
+    let local: Vec<String> = runner
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(local, vec!["b/local".to_string(), "b/m2".to_string()]);
+    assert!(!j.any_failed().unwrap());
+    tally_matches(&path);
+}
