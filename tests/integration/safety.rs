@@ -121,6 +121,16 @@ impl T {
         self.s3.create_bucket().bucket(&ops).send().await.unwrap();
     }
 
+    /// `batch_setup`, and the versioned bucket `{p}NAME` with an SSE-S3 default.
+    async fn batch_bucket(&self, name: &str) -> String {
+        self.batch_setup().await;
+        let b = self.bucket(name);
+        self.s3.create_bucket().bucket(&b).send().await.unwrap();
+        harness::enable_versioning(&self.s3, &b).await;
+        harness::set_sse_s3_default(&self.s3, &b, false).await;
+        b
+    }
+
     /// A one-stage campaign with a batch `engine`; `extra` goes inside `batch: { … }`.
     fn batch_campaign(&self, engine: &str, extra: &str) {
         let ops = format!("{}ops", self.p);
@@ -1128,11 +1138,7 @@ async fn batch_copy_keeps_every_object_field() {
 #[tokio::test]
 async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
     let t = T::new("bcj").await;
-    let b = t.bucket("ml-jobs");
-    t.batch_setup().await;
-    t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    harness::enable_versioning(&t.s3, &b).await;
-    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let b = t.batch_bucket("ml-jobs").await;
     let n = 30;
     for i in 0..n {
         t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
@@ -1184,19 +1190,15 @@ async fn a_crash_right_after_create_job_is_rolled_back_exactly() {
 }
 
 /// From the second review of issue 12, R2-2 (I3, I2): a batch-copy job runs on after a
-/// SIGKILLed apply; the rollback cancels it (`stop_jobs` journals it ended, its report is never
-/// read) and is itself killed part-way through its undo. The next apply sends the members
-/// still `started` as part 2 with the plan's UnModifiedSinceConstraint: those part 1 already
-/// copied (rekey's own new version) are refused 412 and journaled `drifted` ("left as
-/// written"), so no rollback ever undoes them: they stay on the team key.
+/// SIGKILLed apply; the rollback cancels it (its report is never read) and is itself killed
+/// part-way through its undo. The next apply must not take rekey's own part-1 copies for
+/// another writer's (a second copy job's time guard would refuse them, 412): what the first
+/// part left runs with rekey's guarded copy, and a full rollback then leaves nothing on the
+/// team key.
 #[tokio::test]
 async fn a_killed_rollback_then_apply_leaves_rekeys_copies_undoable() {
     let t = T::new("r2kr").await;
-    let b = t.bucket("ml-kr");
-    t.batch_setup().await;
-    t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    harness::enable_versioning(&t.s3, &b).await;
-    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let b = t.batch_bucket("ml-kr").await;
     let n = 30;
     for i in 0..n {
         t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
@@ -1249,11 +1251,7 @@ async fn a_killed_rollback_then_apply_leaves_rekeys_copies_undoable() {
 #[tokio::test]
 async fn odd_keys_versions_and_classes_map_to_their_members() {
     let t = T::new("r2ok").await;
-    let b = t.bucket("ml-odd");
-    t.batch_setup().await;
-    t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    harness::enable_versioning(&t.s3, &b).await;
-    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let b = t.batch_bucket("ml-odd").await;
     let keys = [
         "a b.bin",
         "a+b.bin",
@@ -1319,18 +1317,14 @@ async fn odd_keys_versions_and_classes_map_to_their_members() {
     }
 }
 
-/// From the second review of issue 12, R2-3: `apply --retry-failed-locally` "sends no job"
-/// (engine.rs `no_new_jobs`), yet after a crash between the manifest's PUT and CreateJob (the
-/// request never reached S3) the step counts as in flight (`manifest_etag` journaled) and
-/// `run_job` creates the job it cannot find.
+/// From the second review of issue 12, R2-3: `apply --retry-failed-locally` never creates a
+/// job, also after a crash between the manifest's PUT and CreateJob (the request never reached
+/// S3, the manifest's ETag is journaled): the job is only looked up by its description, and
+/// the objects run locally.
 #[tokio::test]
 async fn retry_failed_locally_creates_no_job_after_a_crash_before_create_job() {
     let t = T::new("r2rl").await;
-    let b = t.bucket("ml-rl");
-    t.batch_setup().await;
-    t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    harness::enable_versioning(&t.s3, &b).await;
-    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let b = t.batch_bucket("ml-rl").await;
     for i in 0..10 {
         t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
             .await;
@@ -1382,16 +1376,13 @@ async fn retry_failed_locally_creates_no_job_after_a_crash_before_create_job() {
     );
 }
 
-/// From the second review of issue 12, probe: a multipart-uploaded object in a batch-copy job,
-/// then rollback (the report tells no ETag; attribution by content).
+/// From the second review of issue 12, R2-4: a multipart-uploaded object under batch-copy stays
+/// with rekey's own copy (a job's single-part copy could not be told from another writer's at
+/// rollback) and comes back at rollback.
 #[tokio::test]
 async fn batch_copy_of_a_multipart_object_rolls_back() {
     let t = T::new("r2mp").await;
-    let b = t.bucket("ml-mp");
-    t.batch_setup().await;
-    t.s3.create_bucket().bucket(&b).send().await.unwrap();
-    harness::enable_versioning(&t.s3, &b).await;
-    harness::set_sse_s3_default(&t.s3, &b, false).await;
+    let b = t.batch_bucket("ml-mp").await;
     let up =
         t.s3.create_multipart_upload()
             .bucket(&b)
