@@ -106,6 +106,23 @@ fn multipart_etag(parts: &[CopiedPart]) -> Option<String> {
     ))
 }
 
+/// A copy back over a version re-keyed in place, journaled before it is sent: after a crash
+/// the version it wrote is told from another writer's (`S3Steps::own_copy_back`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CopyBack {
+    copy_back_over: String,
+}
+
+/// The object is on the step's original encryption (not on the team key).
+fn on_original(o: &ObjectStep, h: &ObjectHead) -> bool {
+    let original = o.original();
+    h.encryption.algorithm == original.algorithm
+        && !same_key(&h.encryption, &o.target())
+        && (original.algorithm != "aws:kms"
+            || o.from_key_arn.is_none()
+            || h.encryption.kms_key_arn == o.from_key_arn)
+}
+
 fn upload_of(progress: Option<&str>) -> Option<MultipartProgress> {
     progress.and_then(|p| serde_json::from_str(p).ok())
 }
@@ -490,6 +507,41 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
             etag: etag.clone(),
             version_id: Some(vid.clone()),
         }))
+    }
+
+    /// Whether `current`, the current version of a key whose version `planned` was re-keyed
+    /// in place, is the copy back an earlier rollback sent and journaled (`CopyBack`, or a
+    /// multipart upload of the undo) but could not journal the end of: it sits right above
+    /// `planned`, on the original encryption, with the ETag that copy gives (the planned
+    /// ETag, or the undo upload's). Anything else is another writer's, left alone.
+    async fn own_copy_back(
+        &self,
+        o: &ObjectStep,
+        current: &ObjectHead,
+        planned: &str,
+        progress: Option<&str>,
+    ) -> Result<bool, ProviderError> {
+        let marked = progress
+            .and_then(|p| serde_json::from_str::<CopyBack>(p).ok())
+            .is_some_and(|m| m.copy_back_over == planned);
+        let expected = match upload_of(progress).filter(|u| u.undo) {
+            Some(u) => u.expected_etag,
+            None if marked => Some(o.etag.clone()),
+            None => None,
+        };
+        if expected.as_deref() != Some(current.etag.as_str()) || !on_original(o, current) {
+            return Ok(false);
+        }
+        let versions = retried(&self.policy, self.pacer, || {
+            self.s3.key_versions(&o.bucket, &o.key)
+        })
+        .await
+        .0?;
+        Ok(matches!(
+            versions.as_slice(),
+            [(top, _), (below, _), ..]
+                if Some(top.as_str()) == current.version_id.as_deref() && below == planned
+        ))
     }
 
     /// The outcome when rekey's write may have landed unseen and the object is on the team
@@ -1090,12 +1142,7 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 }
             }
         };
-        let on_original = head.encryption.algorithm == original.algorithm
-            && !same_key(&head.encryption, &o.target())
-            && (original.algorithm != "aws:kms"
-                || o.from_key_arn.is_none()
-                || head.encryption.kms_key_arn == o.from_key_arn);
-        if on_original {
+        if on_original(o, &head) {
             return UndoOutcome::Undone {
                 note: Some(
                     if ctx.succeeded {
@@ -1204,23 +1251,44 @@ impl<S: S3Write + KeyRead + SageMakerApi> S3Steps<'_, S> {
                 reason: "noncurrent version: UpdateObjectEncryption cannot return it to SSE-S3, and a copy would make it current; it stays on the team key".into(),
             };
         }
-        if version.is_some() {
+        if let Some(planned) = version {
             // The copy back writes the current version: only if it is still the one re-keyed.
             match self.head(o, None).await {
                 Ok(c) if c.version_id.as_deref() == version => {}
                 Ok(c) => {
+                    match self.own_copy_back(o, &c, planned, ctx.progress).await {
+                        Ok(true) => {
+                            return UndoOutcome::Undone {
+                                note: Some(format!(
+                                    "the copy back landed before the journal could say so; version {planned} itself stays on the team key"
+                                )),
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            return UndoOutcome::Failed {
+                                reason: e.to_string(),
+                            }
+                        }
+                    }
                     return UndoOutcome::Conflict {
                         reason: format!(
                             "a newer version ({}) was written since apply: left alone",
                             c.version_id.unwrap_or_default()
                         ),
-                    }
+                    };
                 }
                 Err(e) => {
                     return UndoOutcome::Failed {
                         reason: e.to_string(),
                     }
                 }
+            }
+            let mark = json(&CopyBack {
+                copy_back_over: planned.to_string(),
+            });
+            if let Err(e) = ctx.saver.save(mark.unwrap_or_default()).await {
+                return UndoOutcome::Failed { reason: e };
             }
         }
         let acl = match self.acl_of(o).await {

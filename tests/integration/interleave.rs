@@ -43,7 +43,36 @@ pub enum Kind {
     Endpoint,
     /// A Cloud Storage bucket default and an object rewrite.
     Gcs,
+    /// An S3 Batch Operations UpdateObjectEncryption job over the current version of a
+    /// versioned bucket (engine batch-update-encryption): manifest, CreateJob, DescribeJob,
+    /// completion report.
+    BatchUpdate,
+    /// An S3 Batch Operations PutObjectCopy job (engine batch-copy, unguarded, accepted).
+    BatchCopy,
 }
+
+impl Kind {
+    fn versioned(self) -> bool {
+        matches!(
+            self,
+            Kind::CopyVersioned | Kind::UpdateVersions | Kind::BatchUpdate | Kind::BatchCopy
+        )
+    }
+
+    /// A batch engine's kind: only the job's own requests (manifest, S3 Control, report) are
+    /// swept in its apply; every other request is the local engines' and swept with them.
+    fn batch(self) -> bool {
+        matches!(self, Kind::BatchUpdate | Kind::BatchCopy)
+    }
+
+    /// The re-keyed object is a new version on top of the planned one.
+    fn copies_version(self) -> bool {
+        matches!(self, Kind::CopyVersioned | Kind::BatchCopy)
+    }
+}
+
+/// The bucket (suffix) of a batch kind's manifests and reports.
+const OPS: &str = "rekey-ops";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -204,6 +233,19 @@ fn campaign(kind: Kind, p: &str, gcs: Option<&str>) -> String {
             ),
             format!("{{ match: {{ kind: sagemaker-endpoint, name: \"{p}*\" }}, key: team }}"),
         ),
+        Kind::BatchUpdate | Kind::BatchCopy => {
+            let (engine, accept) = if kind == Kind::BatchUpdate {
+                ("batch-update-encryption", "")
+            } else {
+                ("batch-copy", ", accept_unguarded: true")
+            };
+            (
+                format!(
+                    "aws:\n  region: us-east-1\n  s3: {{ buckets: [\"{p}ml-*\"], versions: current, engine: {engine}, batch: {{ manifest_bucket: {p}{OPS}, report_bucket: {p}{OPS}, role_arn: \"arn:aws:iam::123456789012:role/{p}jobs\"{accept} }} }}\n"
+                ),
+                format!("{{ match: {{ bucket: \"{p}ml-*\" }}, key: team }}"),
+            )
+        }
         Kind::Gcs => (
             format!(
                 "gcp:\n  project: {PROJECT}\n  endpoint: {}\n  gcs: {{ buckets: [\"{p}ml-*\"], max_bytes_rewritten_per_call: 1048576 }}\n",
@@ -268,6 +310,8 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
         Kind::UpdateVersions => "uv",
         Kind::Endpoint => "ep",
         Kind::Gcs => "gs",
+        Kind::BatchUpdate => "bu",
+        Kind::BatchCopy => "bc",
     });
     let bucket = format!("{p}ml-b");
     let key = "obj".to_string();
@@ -363,7 +407,21 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
             lab.s3.create_bucket().bucket(&bucket).send().await.unwrap();
             // SSE-S3 by default, SSE-C uploads blocked: the rule must keep both.
             harness::set_sse_s3_default(&lab.s3, &bucket, true).await;
-            let versioned = matches!(kind, Kind::CopyVersioned | Kind::UpdateVersions);
+            let versioned = kind.versioned();
+            if kind.batch() {
+                crate::batch_engine::job_role(
+                    &lab.aws.endpoint,
+                    &format!("{p}jobs"),
+                    "batchoperations.s3.amazonaws.com",
+                )
+                .await;
+                lab.s3
+                    .create_bucket()
+                    .bucket(format!("{p}{OPS}"))
+                    .send()
+                    .await
+                    .unwrap();
+            }
             if versioned {
                 harness::enable_versioning(&lab.s3, &bucket).await;
             }
@@ -383,7 +441,10 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
                     .cache_control("max-age=600")
                     .content_disposition("attachment")
                     .expires(aws_smithy_types::DateTime::from_secs(1_900_000_000))
-                    .website_redirect_location("/elsewhere.html")
+                    .set_website_redirect_location(
+                        // A copy job carries no redirect: such objects stay local.
+                        (!kind.batch()).then(|| "/elsewhere.html".to_string()),
+                    )
                     .metadata("owner", "team")
                     .tagging("team=fraud&tier=gold")
                     .storage_class(StorageClass::StandardIa);
@@ -394,6 +455,16 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
                     None => put.server_side_encryption(ServerSideEncryption::Aes256),
                 };
                 put.send().await.unwrap();
+            }
+            if kind == Kind::BatchCopy {
+                // A copy job's guard is the end of the second of the newest Last-Modified it
+                // planned: a write within that second passes it (the documented reason copy
+                // jobs are unguarded). The foreign writes come in later seconds.
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_millis();
+                tokio::time::sleep(Duration::from_millis(1050 - u64::from(ms))).await;
             }
         }
     }
@@ -825,7 +896,7 @@ fn check_nothing_lost(
     // I1: the foreign write is the current version, with its bytes.
     if let Some(w) = wrote {
         let current = now.current.clone().unwrap_or_default();
-        let versioned = matches!(kind, Kind::CopyVersioned | Kind::UpdateVersions);
+        let versioned = kind.versioned();
         if (versioned || kind == Kind::Gcs) && current != w {
             return Err(format!(
                 "{when}: the foreign write {w} is no longer current (current {current})"
@@ -895,16 +966,16 @@ async fn check_applied(
             for (v, st) in &now.versions {
                 let original = e.before.versions.get(v);
                 let foreign = Some(v.as_str()) == wrote
-                    || (kind != Kind::Gcs
-                        && !matches!(kind, Kind::CopyVersioned | Kind::UpdateVersions)
-                        && wrote.is_some());
+                    || (kind != Kind::Gcs && !kind.versioned() && wrote.is_some());
                 let team = on_team(st, &e.team_arn);
                 // The plan's resources: the current object, or (versions: all) every planned
                 // version; a foreign write is the plan's only in place of the object it replaced.
-                let planned = if kind == Kind::UpdateVersions {
-                    original.is_some()
-                } else {
-                    Some(v) == now.current.as_ref()
+                // UpdateObjectEncryption's resource is the planned version (verify HEADs it; a
+                // version written over it since is judged by the next plan).
+                let planned = match kind {
+                    Kind::UpdateVersions => original.is_some(),
+                    Kind::BatchUpdate => Some(v) == e.before.current.as_ref(),
+                    _ => Some(v) == now.current.as_ref(),
                 };
                 if planned {
                     all_on_team &= team;
@@ -928,11 +999,21 @@ async fn check_applied(
             // The journal agrees with the cloud about every object step.
             for r in steps.iter().filter(|r| !r.key.is_empty()) {
                 let version = match kind {
-                    Kind::UpdateVersions => r.version_id.clone(),
+                    // Re-keyed in place: the planned version.
+                    Kind::UpdateVersions | Kind::BatchUpdate => r.version_id.clone(),
                     _ => now.current.clone(),
                 };
                 let st = version.as_ref().and_then(|v| now.versions.get(v));
-                let team = st.is_some_and(|s| on_team(s, &e.team_arn));
+                let mut team = st.is_some_and(|s| on_team(s, &e.team_arn));
+                if kind.copies_version() && !team {
+                    // A foreign write may have come after the copy: the copy is then a
+                    // version of its own below it.
+                    team = now.versions.iter().any(|(v, s)| {
+                        !e.before.versions.contains_key(v)
+                            && Some(v.as_str()) != wrote
+                            && on_team(s, &e.team_arn)
+                    });
+                }
                 if r.state == "succeeded" && !team && !(kind == Kind::Gcs && wrote.is_some()) {
                     return Err(format!(
                         "I2: journal says {} succeeded, the cloud says {:?}",
@@ -1060,15 +1141,19 @@ fn check_rolled_back(
                     continue;
                 };
                 // In an unversioned bucket the one object may be the foreign write.
-                let replaced = wrote.is_some()
-                    && !matches!(kind, Kind::CopyVersioned | Kind::UpdateVersions | Kind::Gcs);
+                let replaced = wrote.is_some() && !(kind.versioned() || kind == Kind::Gcs);
                 if replaced {
                     continue;
                 }
                 if st != orig && kind != Kind::Gcs {
                     // A copy back writes a new current version; the version itself must be as
                     // it was, or (the re-keyed copy, now noncurrent) left on the team key.
-                    let ours = matches!(kind, Kind::CopyVersioned) && on_team(st, &e.team_arn);
+                    // So too a version re-keyed in place from SSE-S3, which
+                    // UpdateObjectEncryption cannot return to it: the copy back restores the
+                    // current object and leaves that version on the team key (or, a newer
+                    // write on top, the undo is a reported conflict).
+                    let ours = on_team(st, &e.team_arn)
+                        && (kind.copies_version() || kind == Kind::BatchUpdate);
                     if !ours {
                         return Err(format!("I3: version {v} is {:?}, was {:?}", st, orig));
                     }
@@ -1222,15 +1307,24 @@ pub async fn sweep(kind: Kind) {
     let started = Instant::now();
     let (apply_n, apply_log) = count(&lab, kind, Phase::Apply).await;
     let (rollback_n, _) = count(&lab, kind, Phase::Rollback).await;
-    // The resumed apply after a kill at the apply's last request.
-    let resume_n = {
+    // The resumed apply after a kill at the apply's last request; for a batch kind, right
+    // after CreateJob was served (the job runs, its id may not be journaled).
+    let resume_at = if kind.batch() {
+        1 + apply_log
+            .iter()
+            .position(|r| r.starts_with("s3 POST /v20180820/jobs"))
+            .unwrap_or_else(|| panic!("{kind:?}: no CreateJob in {apply_log:?}"))
+    } else {
+        apply_n
+    };
+    let (resume_n, resume_log) = {
         let e = estate(&lab, kind).await;
         let r = run_hooked(
             &lab,
             kind,
             &e,
             command(&lab, &e, false),
-            Some((apply_n, Fault::KillAfter)),
+            Some((resume_at, Fault::KillAfter)),
         )
         .await;
         assert!(r.fired);
@@ -1241,17 +1335,27 @@ pub async fn sweep(kind: Kind) {
             "{kind:?}: resume after a kill: {}",
             r.output
         );
-        r.log.len()
+        (r.log.len(), r.log)
+    };
+    // A batch kind's apply and resume: the job's own requests (its manifest and report in the
+    // ops bucket, S3 Control); every request of its rollback.
+    let swept = |log: &[String]| -> Vec<usize> {
+        (1..=log.len())
+            .filter(|n| {
+                let r = &log[n - 1];
+                !kind.batch() || r.contains(OPS) || r.contains("/v20180820/jobs")
+            })
+            .collect()
     };
     let mut trials = 0;
     let mut fired = 0;
     let mut i = 0;
-    for (phase, n_max) in [
-        (Phase::Apply, apply_n),
-        (Phase::Resume, resume_n),
-        (Phase::Rollback, rollback_n),
+    for (phase, ns) in [
+        (Phase::Apply, swept(&apply_log)),
+        (Phase::Resume, swept(&resume_log)),
+        (Phase::Rollback, (1..=rollback_n).collect()),
     ] {
-        for n in 1..=n_max {
+        for n in ns {
             for fault in FAULTS {
                 i += 1;
                 if i % every != 0 {
@@ -1264,14 +1368,14 @@ pub async fn sweep(kind: Kind) {
                     }
                 }
                 trials += 1;
-                if trial(&lab, kind, phase, n, fault, apply_n).await {
+                if trial(&lab, kind, phase, n, fault, resume_at).await {
                     fired += 1;
                 }
             }
         }
     }
     eprintln!(
-        "sweep {kind:?}: {trials} trials ({fired} faults fired) over {apply_n} apply, {resume_n} resume and {rollback_n} rollback requests in {:.0?}; apply requests: {apply_log:?}",
+        "sweep {kind:?}: {trials} trials ({fired} faults fired) over {apply_n} apply, {resume_n} resume and {rollback_n} rollback requests in {:.0?}; apply requests: {apply_log:?}; resume requests: {resume_log:?}",
         started.elapsed()
     );
     assert!(
@@ -1313,4 +1417,14 @@ async fn sweep_endpoint() {
 #[tokio::test]
 async fn sweep_gcs() {
     sweep(Kind::Gcs).await;
+}
+
+#[tokio::test]
+async fn sweep_batch_update_encryption() {
+    sweep(Kind::BatchUpdate).await;
+}
+
+#[tokio::test]
+async fn sweep_batch_copy() {
+    sweep(Kind::BatchCopy).await;
 }

@@ -1450,3 +1450,39 @@ async fn batch_copy_of_a_multipart_object_rolls_back() {
         code(&out)
     );
 }
+
+/// Found by the batch sweep (interleave.rs, BatchUpdate Rollback KillAfter at the CopyObject):
+/// a version re-keyed in place from SSE-S3 is undone by a copy back (UpdateObjectEncryption
+/// cannot return it to SSE-S3); a rollback killed once that copy landed, run again, took its
+/// own copy for another writer's and reported a conflict. The local engine shares the path.
+#[tokio::test]
+async fn a_rollback_killed_after_its_copy_back_finishes_without_a_conflict() {
+    let t = T::new("cbk").await;
+    let b = t.bucket("ml-cb");
+    t.s3.create_bucket().bucket(&b).send().await.unwrap();
+    harness::enable_versioning(&t.s3, &b).await;
+    let (_, planned) = t.put(&b, "obj", b"model bytes").await;
+    let planned = planned.unwrap();
+    t.campaign(
+        ", versions: current, engine: update-encryption",
+        "  - { name: only }\n",
+    );
+    t.plan();
+    let out = t.apply(&[]);
+    assert_eq!(code(&out), 0, "apply: {}", stderr(&out));
+    assert!(t.key_of(&b, "obj", Some(&planned)).await.contains(&t.team));
+    let spec =
+        serde_json::json!({"action": "pause", "on": "x-id=CopyObject", "at": 1, "when": "after"});
+    t.hooked(&["rollback", t.plan_str(), "--yes"], spec, true, || async {
+    })
+    .await;
+    let out = t.rollback();
+    assert_eq!(code(&out), 0, "rollback again: {}", stderr(&out));
+    let steps = journal_steps(&t.plan);
+    let obj = steps.iter().find(|r| r.key == "obj").unwrap();
+    assert_eq!(obj.undo_state.as_deref(), Some("undone"), "{obj:?}");
+    // The copy back is current, on SSE-S3, with the original bytes; nothing else was written.
+    assert_eq!(t.key_of(&b, "obj", None).await, "AES256");
+    assert_eq!(t.body(&b, "obj").await, b"model bytes");
+    assert_eq!(t.versions(&b).await.len(), 2);
+}
