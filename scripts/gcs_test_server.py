@@ -29,8 +29,10 @@ Covered (each pinned by tests/integration/gcs.rs):
   (updateMask=state: ENABLED / DISABLED), and getIamPolicy / setIamPolicy on a key or key ring
   (bindings with optional `condition`, an etag). Nothing checks that a key exists when a
   bucket or object names it (Cloud Storage does; rekey's preflight checks it before then).
-- test endpoints: POST /_rekey/reset; the interleaving hooks of scripts/fault_hook.py, scoped
-  by bucket-name prefix.
+- storage batch operations jobs (rewriteObject with a KMS key) and the Storage Intelligence
+  configuration: scripts/gcs_batch.py.
+- test endpoints: POST /_rekey/reset; POST /_rekey/batch (the pace of batch jobs' tasks); the
+  interleaving hooks of scripts/fault_hook.py, scoped by bucket-name prefix.
 """
 
 import argparse
@@ -46,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from fault_hook import Hooks
+from gcs_batch import Batch
 
 HOOKS = Hooks()
 
@@ -58,6 +61,7 @@ def reset():
         STATE["buckets"] = {}
         STATE["kms"] = {}
         STATE["policies"] = {}
+        BATCH.reset()
 
 
 def project_number(project):
@@ -226,6 +230,10 @@ def put_object(bucket, name, data, content_type, kms_key, csek, metadata, storag
     return obj
 
 
+BATCH = Batch(STATE, LOCK, (None, live, put_object, held, HttpError, EXTRA_FIELDS))
+BATCH.reset()
+
+
 def error_doc(code, message, reason):
     return {"error": {"code": code, "message": message, "errors": [{"reason": reason, "message": message}]}}
 
@@ -265,6 +273,9 @@ class Handler(BaseHTTPRequestHandler):
 
         def serve():
             try:
+                batch = BATCH.handle(method, path, q, self.body())
+                if batch is not None:
+                    return batch[0], batch[1], None, "application/json"
                 with LOCK:
                     code, doc, raw, ctype = self.route(method, path, q)
                 return code, doc, raw, ctype or "application/json"

@@ -686,38 +686,69 @@ pub fn job_namespace(plan_path: &Path, journal: &Journal) -> Result<String, Reke
 /// Batch copy jobs can overwrite a concurrent write (no ETag condition): refused before any
 /// write unless the campaign says the buckets' writers are frozen for the window.
 pub fn refuse_unguarded(p: &PlanFile, stages: &[&str]) -> Result<(), RekeyError> {
-    if p.settings
+    let accepted_s3 = p
+        .settings
         .batch
         .as_ref()
-        .is_some_and(|b| b.accept_unguarded)
-    {
-        return Ok(());
-    }
-    let unguarded: Vec<String> = p
-        .stages
-        .iter()
-        .filter(|s| stages.contains(&s.name.as_str()))
-        .flat_map(|s| {
-            s.buckets.iter().flat_map(move |b| {
-                b.jobs.iter().filter(|j| j.unguarded).map(move |j| {
-                    format!(
-                        "stage {} s3://{} job {} ({} objects)",
-                        s.name, b.bucket, j.job, j.objects
-                    )
+        .is_some_and(|b| b.accept_unguarded);
+    let accepted_gcs = p
+        .settings
+        .gcs_batch
+        .as_ref()
+        .is_some_and(|b| b.accept_unguarded);
+    let unguarded = |gcs: bool| -> Vec<String> {
+        p.stages
+            .iter()
+            .filter(|s| stages.contains(&s.name.as_str()))
+            .flat_map(|s| {
+                s.buckets.iter().flat_map(move |b| {
+                    b.jobs
+                        .iter()
+                        .filter(move |j| {
+                            j.unguarded && (j.operation == crate::batch::gcs::OPERATION) == gcs
+                        })
+                        .map(move |j| {
+                            format!(
+                                "stage {} {} job {} ({} objects)",
+                                s.name,
+                                b.url(),
+                                j.job,
+                                j.objects
+                            )
+                        })
                 })
             })
-        })
-        .collect();
-    if unguarded.is_empty() {
-        return Ok(());
+            .collect()
+    };
+    let s3 = if accepted_s3 {
+        Vec::new()
+    } else {
+        unguarded(false)
+    };
+    if !s3.is_empty() {
+        return Err(RekeyError::usage(
+            format!(
+                "the plan has unguarded batch copy jobs: S3PutObjectCopy has no ETag condition, so a write made while the job runs can be overwritten by the copy of the object before it ({}); nothing was started",
+                s3.join("; ")
+            ),
+            "freeze the buckets' writers for the window and say so with `aws.s3.batch.accept_unguarded: true` (then plan again), or use engine batch-update-encryption or copy",
+        ));
     }
-    Err(RekeyError::usage(
-        format!(
-            "the plan has unguarded batch copy jobs: S3PutObjectCopy has no ETag condition, so a write made while the job runs can be overwritten by the copy of the object before it ({}); nothing was started",
-            unguarded.join("; ")
-        ),
-        "freeze the buckets' writers for the window and say so with `aws.s3.batch.accept_unguarded: true` (then plan again), or use engine batch-update-encryption or copy",
-    ))
+    let gcs = if accepted_gcs {
+        Vec::new()
+    } else {
+        unguarded(true)
+    };
+    if !gcs.is_empty() {
+        return Err(RekeyError::usage(
+            format!(
+                "the plan has unguarded Cloud Storage batch jobs: a batch rewrite takes no generation condition, so a write made while an object is rewritten can be lost under the rewrite, and a write made since the plan is put on the team key ({}); nothing was started",
+                gcs.join("; ")
+            ),
+            "freeze the buckets' writers for the window and say so with `gcp.gcs.batch.accept_unguarded: true` (then plan again), or use the default engine (rewrite)",
+        ));
+    }
+    Ok(())
 }
 
 /// Apply a plan (or one stage of it); returns the exit code.
@@ -775,6 +806,20 @@ pub async fn apply<
     }
     refuse_unguarded(p, &stages)?;
     preflight(p, aws, gcs).await?;
+    if p.settings.gcs_batch.is_some() {
+        let jobs = p
+            .stages
+            .iter()
+            .filter(|s| stages.contains(&s.name.as_str()))
+            .any(|s| {
+                s.buckets
+                    .iter()
+                    .any(|b| !b.jobs.is_empty() && b.provider == crate::model::Provider::Gcp)
+            });
+        if let (true, Some(g)) = (jobs, gcs) {
+            crate::preflight::storage_intelligence(g).await?;
+        }
+    }
     if let Some(b) = &p.settings.batch {
         // Each account's jobs run as the campaign's job role, checked from that account.
         let mut by_account: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
@@ -814,7 +859,7 @@ pub async fn apply<
         retry_failed_locally: opts.retry_failed_locally,
         ..Default::default()
     };
-    let jobs = match p.settings.batch.clone() {
+    let s3_jobs = match p.settings.batch.clone() {
         Some(b) => {
             let mut e = crate::batch::BatchEngine::new(
                 aws.iter().map(|(n, c)| (n.clone(), c)).collect(),
@@ -827,6 +872,23 @@ pub async fn apply<
         }
         None => None,
     };
+    let gcs_jobs = match (p.settings.gcs_batch.clone(), gcs) {
+        (Some(b), Some(g)) => {
+            let mut e = crate::batch::GcsJobs::new(
+                g,
+                b,
+                job_namespace(plan_path, &journal)?,
+                opts.window.clone(),
+            );
+            e.no_new_jobs = opts.retry_failed_locally;
+            Some(e)
+        }
+        _ => None,
+    };
+    let jobs = (s3_jobs.is_some() || gcs_jobs.is_some()).then_some(crate::batch::Jobs {
+        s3: s3_jobs,
+        gcs: gcs_jobs,
+    });
     if let Some(only) = &opts.stage {
         // Applying a later stage before an earlier one is finished is allowed, but said.
         let earlier: Vec<&str> = p

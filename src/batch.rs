@@ -11,7 +11,43 @@
 use std::io::Write;
 
 mod engine;
+pub mod gcs;
 pub use engine::{BatchEngine, JobProgress};
+pub use gcs::GcsJobs;
+
+/// The job runner of a run: S3 Batch Operations jobs and Cloud Storage batch operations
+/// jobs, each step to the engine of its operation.
+pub struct Jobs<'a, S> {
+    pub s3: Option<BatchEngine<'a, S>>,
+    pub gcs: Option<GcsJobs<'a>>,
+}
+
+impl<S: crate::providers::S3Batch + crate::providers::S3Read> crate::executor::JobRunner
+    for Jobs<'_, S>
+{
+    async fn run_job(
+        &self,
+        journal: &mut crate::journal::Journal,
+        row: &crate::journal::StepRow,
+        interrupts: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+        reporter: &dyn crate::events::Reporter,
+        tally: &mut crate::executor::Tally,
+    ) -> Result<crate::executor::Stop, crate::error::RekeyError> {
+        let gcs_job = engine::job_spec(row)?.operation == gcs::OPERATION;
+        match (gcs_job, &self.s3, &self.gcs) {
+            (true, _, Some(g)) => g.run_job(journal, row, interrupts, reporter, tally).await,
+            (false, Some(e), _) => e.run_job(journal, row, interrupts, reporter, tally).await,
+            _ => Err(crate::error::RekeyError::usage(
+                format!(
+                    "step {} is a {} batch job, and this run has no such engine",
+                    row.id,
+                    if gcs_job { "Cloud Storage" } else { "S3" }
+                ),
+                "apply with the plan's settings as they were when it was made",
+            )),
+        }
+    }
+}
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

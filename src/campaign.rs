@@ -412,6 +412,46 @@ pub struct GcsSection {
     /// `maxBytesRewrittenPerCall` for object rewrites (a multiple of 1 MiB; none: GCS decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes_rewritten_per_call: Option<u64>,
+    /// `rewrite` (rekey's own guarded rewrites, the default) or `batch-rewrite` (storage batch
+    /// operations jobs, docs/batch.md).
+    #[serde(default, skip_serializing_if = "is_default_gcs_engine")]
+    pub engine: GcsEngine,
+    /// Where `batch-rewrite` puts its manifests, and what it may accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<GcsBatchSection>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcsEngine {
+    #[default]
+    Rewrite,
+    BatchRewrite,
+}
+
+fn is_default_gcs_engine(e: &GcsEngine) -> bool {
+    *e == GcsEngine::Rewrite
+}
+
+/// `gcp.gcs.batch`: storage batch operations jobs for `batch-rewrite`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcsBatchSection {
+    pub manifest_bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_prefix: String,
+    /// A batch rewrite takes no generation condition: apply refuses it unless this says the
+    /// buckets' writers are frozen for the window.
+    #[serde(default)]
+    pub accept_unguarded: bool,
+    /// At the window's end: `cancel` the running jobs (default) or `leave` them to finish.
+    #[serde(default)]
+    pub at_window_end: AtWindowEnd,
+    #[serde(
+        default = "default_max_objects_per_job",
+        skip_serializing_if = "is_default_max_objects"
+    )]
+    pub max_objects_per_job: u64,
 }
 
 /// A logical team key and the provider keys behind it.
@@ -530,12 +570,25 @@ pub struct LoadedCampaign {
 impl LoadedCampaign {
     /// Whether any stage (or the campaign) uses a batch engine.
     pub fn uses_batch(&self) -> bool {
+        self.gcs_batch().is_some() || self.uses_s3_batch()
+    }
+
+    /// Whether any stage (or the campaign) runs S3 objects with a batch engine.
+    pub fn uses_s3_batch(&self) -> bool {
         self.s3().is_some_and(|s| s.engine.is_batch())
             || self
                 .spec
                 .stages
                 .iter()
                 .any(|st| st.engine.is_some_and(|e| e.is_batch()))
+    }
+
+    /// `gcp.gcs.batch` when the Cloud Storage engine is `batch-rewrite`.
+    pub fn gcs_batch(&self) -> Option<&GcsBatchSection> {
+        let g = self.spec.gcp.as_ref()?.gcs.as_ref()?;
+        (g.engine == GcsEngine::BatchRewrite)
+            .then_some(g.batch.as_ref())
+            .flatten()
     }
 
     pub fn s3(&self) -> Option<&S3Section> {
@@ -1050,6 +1103,34 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                     "GCS takes whole MiB: use 1048576 or a multiple".into(),
                 ));
             }
+        }
+        match (&gcs.batch, gcs.engine) {
+            (None, GcsEngine::BatchRewrite) => {
+                return Err(err(
+                    locate_key(src, &["gcp", "gcs", "engine"]),
+                    "engine batch-rewrite needs `gcp.gcs.batch`".into(),
+                    "add `batch: { manifest_bucket: B }` under gcp.gcs (a bucket the jobs' manifests go to)".into(),
+                ))
+            }
+            (Some(b), _) => {
+                let line = locate_key(src, &["gcp", "gcs", "batch"]);
+                let n = &b.manifest_bucket;
+                if n.is_empty() || n.contains('/') || n.contains(':') {
+                    return Err(err(
+                        line,
+                        format!("gcp.gcs.batch.manifest_bucket {n:?} is not a bucket name"),
+                        "name a bucket (no gs://, no prefix: a prefix goes in manifest_prefix)".into(),
+                    ));
+                }
+                if !(1..=10_000_000).contains(&b.max_objects_per_job) {
+                    return Err(err(
+                        line,
+                        format!("gcp.gcs.batch.max_objects_per_job {} is outside 1..10,000,000", b.max_objects_per_job),
+                        "rekey builds a job's manifest in memory (about 100 bytes per object): keep jobs at 10 million objects or fewer".into(),
+                    ));
+                }
+            }
+            (None, GcsEngine::Rewrite) => {}
         }
     }
     let mut buckets = Vec::new();

@@ -1193,6 +1193,7 @@ pub async fn run_gcs(
             default_kms_key: info.default_kms_key.clone(),
             versioning: info.versioning,
             labels: labels.clone(),
+            storage_class: Some(info.storage_class.clone()),
         });
         sink(classify(campaign, pinned, record, &labels))?;
         stats.buckets += 1;

@@ -602,6 +602,9 @@ pub struct GcsBucket {
     pub default_kms_key: Option<String>,
     pub versioning: bool,
     pub labels: BTreeMap<String, String>,
+    /// The bucket's default storage class (what a rewrite naming no class gives an object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
 }
 
 /// A Cloud Storage object (its live generation).

@@ -78,6 +78,9 @@ pub struct Settings {
     /// The batch engine's buckets, role and acceptances (`aws.s3.batch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<crate::campaign::BatchSection>,
+    /// The Cloud Storage batch engine's manifest bucket and acceptances (`gcp.gcs.batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs_batch: Option<crate::campaign::GcsBatchSection>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -715,6 +718,8 @@ struct BucketAcc {
     surroundings_blocks: HashMap<String, Option<String>>,
     /// Objects of a report-planned bucket that took a HEAD (their KMS key).
     report_heads: u64,
+    /// A Cloud Storage bucket's default storage class.
+    default_class: Option<String>,
 }
 
 /// Builds a plan from inventory records.
@@ -896,6 +901,7 @@ impl<'c> Planner<'c> {
                     unmatched: BTreeMap::new(),
                     surroundings_blocks: HashMap::new(),
                     report_heads: 0,
+                    default_class: None,
                 });
                 Ok(())
             }
@@ -936,6 +942,7 @@ impl<'c> Planner<'c> {
                     unmatched: BTreeMap::new(),
                     surroundings_blocks: HashMap::new(),
                     report_heads: 0,
+                    default_class: g.storage_class.clone(),
                 });
                 Ok(())
             }
@@ -1087,6 +1094,7 @@ impl<'c> Planner<'c> {
         let acc_default_key = acc.bucket.default_encryption.kms_key_arn.clone();
         let gcs = acc.provider == crate::model::Provider::Gcp;
         let bucket_location = acc.bucket.region.clone();
+        let default_class = acc.default_class.clone();
         // The bucket's tags, borrowed out of it for the stage match (put back below).
         let tags = std::mem::take(&mut self.current.as_mut().expect("bucket").bucket.tags);
         if headed {
@@ -1150,12 +1158,16 @@ impl<'c> Planner<'c> {
             .and_then(|st| st.engine)
             .unwrap_or(self.engine);
         let threshold = self.threshold;
-        let max_per_job = self
-            .campaign
-            .s3()
-            .and_then(|s| s.batch.as_ref())
-            .map(|b| b.max_objects_per_job)
-            .unwrap_or(1_000_000);
+        let gcs_batch = self.campaign.gcs_batch().cloned();
+        let max_per_job = if gcs {
+            gcs_batch.as_ref().map(|b| b.max_objects_per_job)
+        } else {
+            self.campaign
+                .s3()
+                .and_then(|s| s.batch.as_ref())
+                .map(|b| b.max_objects_per_job)
+        }
+        .unwrap_or(1_000_000);
         let mut job_key: Option<JobKey> = None;
         let sa = self
             .current
@@ -1240,6 +1252,24 @@ impl<'c> Planner<'c> {
                 ),
                 Err(why) => (None, Some(why)),
             }
+        } else if reason.is_none() && gcs && gcs_batch.is_some() {
+            // A storage batch operations rewrite names no storage class: taken as the
+            // bucket's default (what a rewrite without one gives), so only objects already in
+            // that class go to a job.
+            match &default_class {
+                Some(c) if *c == o.storage_class => (
+                    Some(("gcs-rewrite", c.clone(), to_key_arn.clone(), false)),
+                    None,
+                ),
+                _ => (
+                    None,
+                    Some(format!(
+                        "rewritten by rekey, not by a batch job: its storage class {} is not the bucket's default ({}), and a batch rewrite names none",
+                        o.storage_class,
+                        default_class.as_deref().unwrap_or("unknown")
+                    )),
+                ),
+            }
         } else {
             (None, None)
         };
@@ -1282,7 +1312,14 @@ impl<'c> Planner<'c> {
                 let j = sa.jobs.entry(k).or_insert_with(|| {
                     *next += 1;
                     g.requests
-                        .entry("s3:BatchOperationsJob".into())
+                        .entry(
+                            if gcs {
+                                "gcs:BatchOperationsJob"
+                            } else {
+                                "s3:BatchOperationsJob"
+                            }
+                            .into(),
+                        )
                         .and_modify(|n| *n += 1)
                         .or_insert(1);
                     (*next, 0, 0, None)
@@ -1294,7 +1331,14 @@ impl<'c> Planner<'c> {
                     .map(|t| t.with_timezone(&chrono::Utc));
                 j.3 = j.3.max(modified);
                 *g.requests
-                    .entry("s3:BatchOperationsObject".into())
+                    .entry(
+                        if gcs {
+                            "gcs:BatchOperationsObject"
+                        } else {
+                            "s3:BatchOperationsObject"
+                        }
+                        .into(),
+                    )
                     .or_default() += 1;
             }
             g.objects += 1;
@@ -1736,7 +1780,8 @@ impl<'c> Planner<'c> {
                             versioned,
                             objects,
                             bytes,
-                            unguarded: op == "copy",
+                            // A batch rewrite takes no generation condition either.
+                            unguarded: op == "copy" || op == "gcs-rewrite",
                         }
                     },
                 )
@@ -1932,8 +1977,9 @@ impl<'c> Planner<'c> {
                 window: self.campaign.spec.window.clone(),
                 accept_unverified: self.campaign.spec.preflight.accept_unverified.clone(),
                 batch: s3
-                    .filter(|_| self.campaign.uses_batch())
+                    .filter(|_| self.campaign.uses_s3_batch())
                     .and_then(|s| s.batch.clone()),
+                gcs_batch: self.campaign.gcs_batch().cloned(),
                 accounts: self
                     .campaign
                     .spec

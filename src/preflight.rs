@@ -1090,3 +1090,30 @@ pub async fn batch_role<A: AccessRead>(
     }
     Ok(())
 }
+
+/// Before any Cloud Storage batch job: storage batch operations run only where Storage
+/// Intelligence is configured ("Configure Storage Intelligence", Google Cloud's create and
+/// manage batch operation jobs page); the project's effective edition must not be NONE.
+pub async fn storage_intelligence(
+    gcs: &crate::providers::gcs::GcsClient,
+) -> Result<(), RekeyError> {
+    let edition = gcs.intelligence_edition().await.map_err(|e| {
+        RekeyError::usage(
+            format!(
+                "cannot read the Storage Intelligence configuration of project {}: {e}",
+                gcs.project
+            ),
+            "grant storage.intelligenceConfigs.get on the project, or use the default engine (rewrite)",
+        )
+    })?;
+    if edition == "NONE" || edition.is_empty() {
+        return Err(RekeyError::usage(
+            format!(
+                "Storage Intelligence is not configured for project {} (effective edition {edition}): storage batch operations jobs cannot run there; nothing was started",
+                gcs.project
+            ),
+            "configure Storage Intelligence for the project (gcloud storage intelligence-configs enable --project=PROJECT), or use the default engine (rewrite)",
+        ));
+    }
+    Ok(())
+}

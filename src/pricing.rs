@@ -53,6 +53,11 @@ impl Default for Assumptions {
 
 /// The price class of a request kind such as `s3:CopyObject`.
 pub fn price_of(a: &Assumptions, request: &str) -> f64 {
+    if request.starts_with("gcs:BatchOperations") {
+        // Storage batch operations come with a Storage Intelligence subscription, priced on
+        // its own (not per request): counted, not priced here.
+        return 0.0;
+    }
     if request.starts_with("gcs:") {
         // Class A operations (rewrite, bucket patch): USD 0.005 per 1,000, like S3 PUTs.
         return a.s3_put_per_1000 / 1000.0;

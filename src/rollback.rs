@@ -130,6 +130,15 @@ pub async fn rollback<S: S3Write + KeyRead + SageMakerApi + crate::providers::S3
         );
         jobs.stop_jobs(&mut journal, first, reporter).await?;
     }
+    if let (Some(b), Some(g)) = (&p.settings.gcs_batch, gcs) {
+        let jobs = crate::batch::GcsJobs::new(
+            g,
+            b.clone(),
+            crate::apply::job_namespace(plan_path, &journal)?,
+            None,
+        );
+        jobs.stop_jobs(&mut journal, first, reporter).await?;
+    }
     reporter.event(&Event::StageStarted {
         stage: "rollback".into(),
         steps,

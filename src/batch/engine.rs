@@ -165,7 +165,7 @@ impl<'a, S> BatchEngine<'a, S> {
     }
 }
 
-fn job_spec(row: &StepRow) -> Result<JobSpec, RekeyError> {
+pub(crate) fn job_spec(row: &StepRow) -> Result<JobSpec, RekeyError> {
     match serde_json::from_str::<StepSpec>(&row.spec) {
         Ok(StepSpec::BatchJob(j)) => Ok(j),
         _ => Err(RekeyError::Internal(format!(

@@ -23,6 +23,7 @@ pub struct GcsBucketInfo {
     pub versioning: bool,
     pub labels: BTreeMap<String, String>,
     pub metageneration: i64,
+    pub storage_class: String,
 }
 
 /// An object generation as rekey reads it; `kms_key` without its `/cryptoKeyVersions/N`.
@@ -59,6 +60,8 @@ pub struct GcsClient {
     base: String,
     /// The Cloud KMS REST API (the same test server as Cloud Storage's under an emulator).
     kms_base: String,
+    /// The storage batch operations API (the same test server under an emulator).
+    batch_base: String,
     token: Option<String>,
     /// Application Default Credentials, for the real service without a token given.
     adc: Option<google_cloud_auth::credentials::Credentials>,
@@ -73,6 +76,7 @@ impl std::fmt::Debug for GcsClient {
         f.debug_struct("GcsClient")
             .field("base", &self.base)
             .field("kms_base", &self.kms_base)
+            .field("batch_base", &self.batch_base)
             .field("project", &self.project)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("adc", &self.adc.as_ref().map(|_| "<redacted>"))
@@ -133,6 +137,11 @@ impl GcsClient {
             kms_base: emulator
                 .clone()
                 .unwrap_or_else(|| "https://cloudkms.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            batch_base: emulator
+                .clone()
+                .unwrap_or_else(|| "https://storagebatchoperations.googleapis.com".into())
                 .trim_end_matches('/')
                 .to_string(),
             base: emulator
@@ -289,6 +298,7 @@ impl GcsClient {
                 .as_str()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
+            storage_class: v["storageClass"].as_str().unwrap_or("STANDARD").to_string(),
         }
     }
 
@@ -614,6 +624,134 @@ impl GcsClient {
             detail: e.to_string(),
         })?;
         Ok(Self::object_of(&v))
+    }
+
+    /// Write a new object (`ifGenerationMatch=0`: never over one that exists; an existing one
+    /// is `Precondition`), as a batch job's manifest.
+    pub async fn put_new(
+        &self,
+        bucket: &str,
+        name: &str,
+        data: Vec<u8>,
+    ) -> Result<GcsObjectInfo, ProviderError> {
+        let url = format!("{}/upload/storage/v1/b/{}/o", self.base, enc(bucket));
+        let mut req = self
+            .http
+            .post(url)
+            .query(&[
+                ("uploadType", "media"),
+                ("name", name),
+                ("ifGenerationMatch", "0"),
+            ])
+            .header("Content-Type", "text/csv")
+            .body(data);
+        req = self.auth(req, "Cloud Storage").await?;
+        let what = format!("gs://{bucket}/{name}");
+        let resp = req.send().await.map_err(|_| ProviderError::Transient {
+            what: what.clone(),
+            detail: "could not reach the endpoint".into(),
+        })?;
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        let detail = v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match status {
+            200..=299 => Ok(Self::object_of(&v)),
+            412 => Err(ProviderError::Precondition { what }),
+            404 => Err(ProviderError::NotFound { what }),
+            401 | 403 => Err(ProviderError::PermissionDenied { what, detail }),
+            429 | 503 => Err(ProviderError::Throttled { what, detail }),
+            s if s >= 500 => Err(ProviderError::Transient { what, detail }),
+            _ => Err(ProviderError::Invalid { what, detail }),
+        }
+    }
+
+    fn job_url(&self, job_id: Option<&str>) -> String {
+        let mut u = format!(
+            "{}/v1/projects/{}/locations/global/jobs",
+            self.batch_base,
+            enc(&self.project)
+        );
+        if let Some(id) = job_id {
+            u.push('/');
+            u.push_str(&enc(id));
+        }
+        u
+    }
+
+    /// Create a storage batch operations job named `job_id` (`Ok(false)`: a job of that id
+    /// exists already, ALREADY_EXISTS).
+    pub async fn create_batch_job(&self, job_id: &str, job: Value) -> Result<bool, ProviderError> {
+        let what = format!("batch operations job {job_id}");
+        let url = self.job_url(None);
+        match self
+            .call_url(
+                reqwest::Method::POST,
+                &url,
+                &[("jobId", job_id.to_string())],
+                Some(job),
+                &what,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            // 409 ALREADY_EXISTS (or another refusal): a job of this id is what matters.
+            Err(e @ ProviderError::Invalid { .. }) => match self.get_batch_job(job_id).await {
+                Ok(_) => Ok(false),
+                Err(_) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A storage batch operations job (`NotFound` when there is none of that id).
+    pub async fn get_batch_job(&self, job_id: &str) -> Result<Value, ProviderError> {
+        let url = self.job_url(Some(job_id));
+        self.call_url(
+            reqwest::Method::GET,
+            &url,
+            &[],
+            None,
+            &format!("batch operations job {job_id}"),
+        )
+        .await
+    }
+
+    /// Cancel a storage batch operations job.
+    pub async fn cancel_batch_job(&self, job_id: &str) -> Result<(), ProviderError> {
+        let url = format!("{}:cancel", self.job_url(Some(job_id)));
+        self.call_url(
+            reqwest::Method::POST,
+            &url,
+            &[],
+            Some(json!({})),
+            &format!("batch operations job {job_id}"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The project's effective Storage Intelligence edition (`NONE` when it is not
+    /// configured), which storage batch operations jobs require.
+    pub async fn intelligence_edition(&self) -> Result<String, ProviderError> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/v2/projects/{}/locations/global/storageIntelligenceConfig",
+                    enc(&self.project)
+                ),
+                &[],
+                None,
+                "the Storage Intelligence configuration",
+            )
+            .await?;
+        Ok(v["effectiveIntelligenceConfig"]["effectiveEdition"]
+            .as_str()
+            .unwrap_or("NONE")
+            .to_string())
     }
 
     /// Download an object's bytes.

@@ -419,6 +419,7 @@ impl StepRunner for GcsSteps<'_> {
             StepSpec::Object(o) => Ok(json(
                 &serde_json::json!({ "original_key": o.from_key_arn, "generation": o.etag }),
             )),
+            StepSpec::BatchJob(_) => Ok(None),
             _ => Err(ProviderError::Other {
                 what: "step".into(),
                 detail: "not a Cloud Storage step".into(),
@@ -447,6 +448,9 @@ impl StepRunner for GcsSteps<'_> {
                 self.undo_bucket(bucket, key, ctx).await
             }
             StepSpec::Object(o) => self.undo_object(o, ctx).await,
+            // A job changes nothing of its own: its members are undone one by one (a job that
+            // may still run was cancelled first, `GcsJobs::stop_jobs`).
+            StepSpec::BatchJob(_) => UndoOutcome::Undone { note: None },
             _ => UndoOutcome::Failed {
                 reason: "not a Cloud Storage step".into(),
             },

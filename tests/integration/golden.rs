@@ -326,6 +326,7 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
         default_kms_key: None,
         versioning: false,
         labels: [("team".to_string(), "vision".to_string())].into(),
+        storage_class: None,
     }));
     resources.push(gcs_object("embeddings/a.npy", "STANDARD", false));
     resources.push(gcs_object("embeddings/cold.npy", "NEARLINE", false));

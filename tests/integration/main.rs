@@ -6,6 +6,7 @@ mod batch;
 mod batch_engine;
 mod consumers;
 mod gcs;
+mod gcs_batch;
 mod golden;
 mod harness;
 mod interleave;

@@ -1,0 +1,630 @@
+//! The Cloud Storage batch engine (`gcp.gcs.engine: batch-rewrite`): a stage's objects of a
+//! bucket rewritten onto their key by a storage batch operations job (`rewriteObject.kmsKey`),
+//! journaled like the S3 jobs (docs/batch.md, "Cloud Storage").
+//!
+//! A job step's life: its members no job has told are journaled `started` with their undo
+//! data, then written to a manifest (`bucket,name,generation`, the generation left empty: the
+//! live object) put where no object is (`ifGenerationMatch=0`); the job id is a hash of the
+//! plan, journal, stage, bucket, job and part, so a resumed apply finds the job by its id and
+//! never creates a second one (the API's `requestId` is kept for 60 minutes only). A job tells
+//! counters and a few sample errors, not each object: when it is over, rekey reads each
+//! member's live object and decides its outcome the way its own rewrite does after a lost
+//! answer (`GcsSteps`): on the team key with the planned bytes → succeeded (rekey's, undone by
+//! rollback); on the team key with other bytes → another writer's (left alone); the planned
+//! generation untouched → failed (or, for a job cut short, left for the next part); another
+//! generation off the key → drifted.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{JobProgress, Watch};
+use crate::campaign::{AtWindowEnd, GcsBatchSection};
+use crate::error::{ProviderError, RekeyError};
+use crate::events::{Event, Reporter};
+use crate::executor::{Stop, Tally};
+use crate::journal::{state, Journal, Recorded, StepRow};
+use crate::providers::gcs::{GcsClient, GcsObjectInfo};
+use crate::providers::Written;
+use crate::retry::{retried, Pacer, RetryPolicy};
+use crate::steps::{JobSpec, ObjectResult, ObjectStep, StepSpec};
+
+/// The operation name of a Cloud Storage job in the plan and the journal.
+pub const OPERATION: &str = "gcs-rewrite";
+
+/// Members read (and journaled as started) at a time.
+const PAGE: usize = 10_000;
+
+/// Runs storage batch operations jobs with the campaign's Cloud Storage client.
+pub struct GcsJobs<'a> {
+    pub gcs: &'a GcsClient,
+    pub settings: GcsBatchSection,
+    /// `apply --retry-failed-locally`: a job in flight is watched to its end, none is created.
+    pub no_new_jobs: bool,
+    /// The plan and journal (`apply::job_namespace`).
+    pub namespace: String,
+    pub watch: Watch,
+}
+
+/// A job as rekey reads it.
+#[derive(Debug, Clone, Default)]
+struct GcsJob {
+    state: String,
+    total: u64,
+    succeeded: u64,
+    failed: u64,
+    /// Sample errors: `gs://bucket/name` → "CODE: detail".
+    errors: BTreeMap<String, String>,
+    summary: Vec<String>,
+}
+
+impl GcsJob {
+    fn of(v: &Value) -> GcsJob {
+        let n = |k: &str| {
+            v["counters"][k]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| v["counters"][k].as_u64())
+                .unwrap_or(0)
+        };
+        let mut errors = BTreeMap::new();
+        let mut summary = Vec::new();
+        for s in v["errorSummaries"].as_array().into_iter().flatten() {
+            let code = s["errorCode"].as_str().unwrap_or("UNKNOWN");
+            summary.push(format!(
+                "{code} × {}",
+                s["errorCount"].as_str().unwrap_or("?")
+            ));
+            for e in s["errorLogEntries"].as_array().into_iter().flatten() {
+                if let Some(uri) = e["objectUri"].as_str() {
+                    let detail = e["errorDetails"][0].as_str().unwrap_or_default();
+                    errors.insert(uri.to_string(), format!("{code}: {detail}"));
+                }
+            }
+        }
+        GcsJob {
+            state: v["state"]
+                .as_str()
+                .unwrap_or("STATE_UNSPECIFIED")
+                .to_string(),
+            total: n("totalObjectCount"),
+            succeeded: n("succeededObjectCount"),
+            failed: n("failedObjectCount"),
+            errors,
+            summary,
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        matches!(self.state.as_str(), "SUCCEEDED" | "FAILED" | "CANCELED")
+    }
+}
+
+/// The job id of a part: a DNS label (RFC 1123, at most 63 characters) from the job's token.
+pub fn job_id(namespace: &str, stage: &str, bucket: &str, job: u32, part: u32) -> String {
+    let t = super::token(namespace, stage, bucket, job, part);
+    t[..t.len().min(46)].to_string()
+}
+
+fn progress_json(p: &JobProgress) -> String {
+    serde_json::to_string(p).unwrap_or_default()
+}
+
+fn object_spec(r: &StepRow) -> Result<ObjectStep, RekeyError> {
+    match serde_json::from_str::<StepSpec>(&r.spec) {
+        Ok(StepSpec::Object(o)) => Ok(o),
+        _ => Err(RekeyError::Internal(format!(
+            "journal step {} is not an object step",
+            r.id
+        ))),
+    }
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// What a member's live object says about the job's work on it; `None`: untouched (the
+/// planned generation, off the key).
+fn member_outcome(
+    o: &ObjectStep,
+    live: Result<&GcsObjectInfo, &ProviderError>,
+    job: &str,
+) -> Option<(&'static str, Option<String>, Option<String>)> {
+    let c = match live {
+        Ok(c) => c,
+        Err(ProviderError::NotFound { .. }) => {
+            return Some((
+                state::VANISHED,
+                None,
+                Some("the object no longer exists: nothing to re-key".into()),
+            ))
+        }
+        Err(e) => return Some((state::FAILED, None, Some(e.to_string()))),
+    };
+    let on_key = c.kms_key.as_deref() == Some(o.to_key_arn.as_str());
+    if on_key {
+        // A rewrite keeps the bytes: the planned content on the key is the job's work (or a
+        // rewrite of identical bytes, which changes nothing a reader sees).
+        let ours = o
+            .content_hash
+            .as_ref()
+            .is_none_or(|h| c.content_hash.as_ref() == Some(h));
+        let result = serde_json::to_string(&ObjectResult {
+            written: Written {
+                etag: c.generation.to_string(),
+                version_id: Some(c.generation.to_string()),
+            },
+            by_rekey: ours,
+            note: (!ours).then(|| "another writer's object, already on the team key".into()),
+        })
+        .ok();
+        return Some((state::SUCCEEDED, result, None));
+    }
+    if c.generation.to_string() == o.etag {
+        return None;
+    }
+    Some((
+        state::DRIFTED,
+        None,
+        Some(format!(
+            "batch job {job}: written since the plan (generation {}, planned {}) and not on the team key; left as written",
+            c.generation, o.etag
+        )),
+    ))
+}
+
+impl GcsJobs<'_> {
+    pub fn new(
+        gcs: &GcsClient,
+        settings: GcsBatchSection,
+        namespace: String,
+        window: Option<crate::window::WindowSpec>,
+    ) -> GcsJobs<'_> {
+        let watch = Watch {
+            window,
+            cancel_at_window_end: settings.at_window_end == AtWindowEnd::Cancel,
+            ..Watch::default()
+        };
+        GcsJobs {
+            gcs,
+            settings,
+            no_new_jobs: false,
+            namespace,
+            watch,
+        }
+    }
+
+    fn manifest_key(&self, id: &str) -> String {
+        let p = self.settings.manifest_prefix.trim_matches('/');
+        format!(
+            "{}/manifests/{id}.csv",
+            if p.is_empty() { "rekey" } else { p }
+        )
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<GcsJob>, RekeyError> {
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+        match retried(&policy, &pacer, || self.gcs.get_batch_job(id))
+            .await
+            .0
+        {
+            Ok(v) => Ok(Some(GcsJob::of(&v))),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Journal the untold members `started` and write their manifest; the number of objects
+    /// and the manifest's generation (0 objects: nothing left).
+    async fn send_manifest(
+        &self,
+        journal: &mut Journal,
+        spec: &JobSpec,
+        key: &str,
+    ) -> Result<(u64, String), RekeyError> {
+        let mut body = b"bucket,name,generation\n".to_vec();
+        let (mut after, mut n) = (0i64, 0u64);
+        loop {
+            let page = journal.untold_members(spec.job, after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let mut intents = Vec::with_capacity(page.len());
+            for r in &page {
+                let o = object_spec(r)?;
+                intents.push((r.id, o.undo_data()));
+                body.extend_from_slice(
+                    format!("{},{},\n", csv_field(&spec.bucket), csv_field(&r.key)).as_bytes(),
+                );
+            }
+            journal.start_members(&intents)?;
+            n += page.len() as u64;
+        }
+        if n == 0 {
+            return Ok((0, String::new()));
+        }
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+        let bucket = &self.settings.manifest_bucket;
+        let put = retried(&policy, &pacer, || {
+            self.gcs.put_new(bucket, key, body.clone())
+        })
+        .await
+        .0;
+        let generation = match put {
+            Ok(o) => o.generation,
+            // Put by an earlier run that stopped before journaling it: the same members (none
+            // was told since), so the same manifest.
+            Err(ProviderError::Precondition { .. }) => {
+                retried(&policy, &pacer, || self.gcs.get_object(bucket, key, None))
+                    .await
+                    .0?
+                    .generation
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((n, generation.to_string()))
+    }
+
+    /// Each untold member's outcome from its live object, once the job is over. Members the
+    /// job did not touch are failed when it ran to its end, left for the next part otherwise.
+    async fn tell(
+        &self,
+        journal: &mut Journal,
+        row: &StepRow,
+        spec: &JobSpec,
+        id: &str,
+        job: &GcsJob,
+        reporter: &dyn Reporter,
+        tally: &mut Tally,
+    ) -> Result<(), RekeyError> {
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(50));
+        let ran_to_end = job.state == "SUCCEEDED";
+        let mut after = 0i64;
+        loop {
+            let page = journal.untold_members(spec.job, after, 1_000)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let mut out = Vec::new();
+            for r in &page {
+                let o = object_spec(r)?;
+                let live = retried(&policy, &pacer, || {
+                    self.gcs.get_object(&o.bucket, &o.key, None)
+                })
+                .await
+                .0;
+                let told = match member_outcome(&o, live.as_ref(), id) {
+                    Some(t) => t,
+                    None if ran_to_end => {
+                        let uri = format!("gs://{}/{}", o.bucket, o.key);
+                        let why = job
+                            .errors
+                            .get(&uri)
+                            .cloned()
+                            .unwrap_or_else(|| "not rewritten by the job".into());
+                        (
+                            state::FAILED,
+                            None,
+                            Some(format!(
+                                "batch job {id}: {why}; apply --retry-failed-locally runs it with rekey's own engine"
+                            )),
+                        )
+                    }
+                    None => continue,
+                };
+                match told.0 {
+                    state::SUCCEEDED => {
+                        tally.succeeded += 1;
+                        tally.bytes += r.bytes;
+                    }
+                    state::DRIFTED => tally.drifted += 1,
+                    state::FAILED => tally.failed += 1,
+                    _ => {}
+                }
+                reporter.event(&Event::StepDone {
+                    stage: row.stage.clone(),
+                    step: r.kind.clone(),
+                    target: r.target(),
+                    state: told.0.to_string(),
+                    bytes: r.bytes,
+                    retries: 0,
+                    reason: told.2.clone(),
+                });
+                out.push(Recorded {
+                    id: r.id,
+                    state: told.0,
+                    result: told.1,
+                    reason: told.2,
+                    retries: 0,
+                });
+            }
+            journal.record(&out)?;
+        }
+        Ok(())
+    }
+
+    /// Run (or re-attach to) the job of step `row` to its end, the window's, or an interrupt.
+    pub async fn run_job(
+        &self,
+        journal: &mut Journal,
+        row: &StepRow,
+        interrupts: &mut UnboundedReceiver<()>,
+        reporter: &dyn Reporter,
+        tally: &mut Tally,
+    ) -> Result<Stop, RekeyError> {
+        let spec = super::engine::job_spec(row)?;
+        let prev: Option<JobProgress> = row
+            .progress
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok());
+        let in_flight = matches!(&prev, Some(p) if row.state == state::STARTED && p.ended.is_none() && p.manifest_etag.is_some());
+        if self.no_new_jobs && !in_flight {
+            return Ok(Stop::Completed);
+        }
+        let mut prog = match prev {
+            Some(p) if row.state == state::STARTED && p.ended.is_none() => p,
+            Some(p) => JobProgress {
+                part: p.part + 1,
+                ..Default::default()
+            },
+            None => JobProgress {
+                part: 1,
+                ..Default::default()
+            },
+        };
+        let id = job_id(
+            &self.namespace,
+            &row.stage,
+            &spec.bucket,
+            spec.job,
+            prog.part,
+        );
+        let job = self.get(&id).await?;
+        if self.no_new_jobs && job.is_none() {
+            // Never created: its members run locally.
+            return Ok(Stop::Completed);
+        }
+        journal.mark_started(&[(row.id, None)])?;
+        journal.mark_sent(&[row.id])?;
+        if job.is_none() && super::closing(self.watch.window.as_ref(), self.watch.poll_first) {
+            reporter.event(&Event::Stopping {
+                reason: "window".into(),
+            });
+            return Ok(Stop::WindowClosed);
+        }
+        if prog.manifest_etag.is_none() {
+            let key = self.manifest_key(&id);
+            let (n, generation) = self.send_manifest(journal, &spec, &key).await?;
+            if n == 0 {
+                journal.record(&[Recorded {
+                    id: row.id,
+                    state: state::SUCCEEDED,
+                    result: Some(progress_json(&prog)),
+                    reason: Some("no object left for a job".into()),
+                    retries: 0,
+                }])?;
+                return Ok(Stop::Completed);
+            }
+            prog.manifest_key = Some(key);
+            prog.manifest_etag = Some(generation);
+            prog.objects = n;
+            journal.save_progress(row.id, &progress_json(&prog))?;
+        }
+        if job.is_none() {
+            let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+            let body = json!({
+                "description": super::description(&self.namespace, &row.stage, &spec.bucket, spec.job, prog.part)
+                    .replace("s3://", "gs://"),
+                "bucketList": { "buckets": [{
+                    "bucket": spec.bucket,
+                    "manifest": { "manifestLocation": format!(
+                        "gs://{}/{}",
+                        self.settings.manifest_bucket,
+                        prog.manifest_key.clone().unwrap_or_default()
+                    ) },
+                }] },
+                "rewriteObject": { "kmsKey": spec.kms_key_arn },
+                // Failed transformations in Cloud Logging: the job itself keeps 5 per code.
+                "loggingConfig": { "logActions": ["TRANSFORM"], "logActionStates": ["FAILED"] },
+            });
+            // Created, or (a retry whose first answer was lost) found by its id.
+            retried(&policy, &pacer, || {
+                self.gcs.create_batch_job(&id, body.clone())
+            })
+            .await
+            .0?;
+        }
+        if prog.job_id.as_deref() != Some(id.as_str()) {
+            prog.job_id = Some(id.clone());
+            journal.save_progress(row.id, &progress_json(&prog))?;
+        }
+        let mut delay = self.watch.poll_first;
+        let job = loop {
+            let j = match self.get(&id).await? {
+                Some(j) => j,
+                None => {
+                    return Err(RekeyError::Internal(format!(
+                        "batch operations job {id} was created but cannot be read"
+                    )))
+                }
+            };
+            reporter.event(&Event::JobProgress {
+                stage: row.stage.clone(),
+                job: spec.job,
+                bucket: format!("gs://{}", spec.bucket),
+                job_id: id.clone(),
+                status: j.state.clone(),
+                succeeded: j.succeeded,
+                failed: j.failed,
+                total: j.total.max(prog.objects),
+            });
+            if j.is_over() {
+                break j;
+            }
+            if super::closing(self.watch.window.as_ref(), delay) {
+                if !self.watch.cancel_at_window_end {
+                    reporter.event(&Event::Warning {
+                        message: format!(
+                            "the maintenance window closed: batch job {id} is left running (gcp.gcs.batch.at_window_end: leave); the next apply reads it"
+                        ),
+                    });
+                    return Ok(Stop::WindowClosed);
+                }
+                self.cancel_and_wait(&id).await?;
+                continue;
+            }
+            tokio::select! {
+                Some(()) = interrupts.recv() => {
+                    reporter.event(&Event::Warning {
+                        message: format!("interrupted: batch job {id} keeps running; the next apply re-attaches to it"),
+                    });
+                    return Ok(Stop::Interrupted);
+                }
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(self.watch.poll_max);
+        };
+        self.tell(journal, row, &spec, &id, &job, reporter, tally)
+            .await?;
+        prog.ended = Some(job.state.clone());
+        let untold: u64 = journal
+            .member_states(spec.job)?
+            .iter()
+            .filter(|(s, _)| s == state::PENDING || s == state::STARTED)
+            .map(|(_, n)| n)
+            .sum();
+        let (st, reason) = if job.state == "SUCCEEDED" && untold == 0 {
+            (
+                state::SUCCEEDED,
+                (job.failed > 0).then(|| {
+                    format!(
+                        "batch job {id}: {} of {} objects failed ({}; their steps say why)",
+                        job.failed,
+                        job.total,
+                        job.summary.join(", ")
+                    )
+                }),
+            )
+        } else {
+            (
+                state::FAILED,
+                Some(format!(
+                    "batch job {id} ended {}{}; the {untold} objects it did not rewrite go in a new job at the next apply",
+                    job.state,
+                    if job.summary.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", job.summary.join(", "))
+                    }
+                )),
+            )
+        };
+        journal.save_progress(row.id, &progress_json(&prog))?;
+        journal.record(&[Recorded {
+            id: row.id,
+            state: st,
+            result: Some(progress_json(&prog)),
+            reason: reason.clone(),
+            retries: 0,
+        }])?;
+        if st == state::FAILED {
+            tally.failed += 1;
+            reporter.event(&Event::StepDone {
+                stage: row.stage.clone(),
+                step: row.kind.clone(),
+                target: format!("gs://{} (batch job {})", spec.bucket, spec.job),
+                state: st.to_string(),
+                bytes: 0,
+                retries: 0,
+                reason,
+            });
+        }
+        let window_cancelled = job.state == "CANCELED"
+            && super::closing(self.watch.window.as_ref(), self.watch.poll_first);
+        Ok(if window_cancelled {
+            Stop::WindowClosed
+        } else {
+            Stop::Completed
+        })
+    }
+
+    /// Cancel a job and wait until it is over.
+    async fn cancel_and_wait(&self, id: &str) -> Result<GcsJob, RekeyError> {
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+        if let Err(e) = retried(&policy, &pacer, || self.gcs.cancel_batch_job(id))
+            .await
+            .0
+        {
+            // A job that ended meanwhile cannot be cancelled.
+            if !self.get(id).await?.is_some_and(|j| j.is_over()) {
+                return Err(e.into());
+            }
+        }
+        let mut wait = std::time::Duration::from_millis(200);
+        for _ in 0..60 {
+            if let Some(j) = self.get(id).await?.filter(GcsJob::is_over) {
+                return Ok(j);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(10));
+        }
+        Err(RekeyError::usage(
+            format!("batch operations job {id} did not end after it was cancelled"),
+            "wait for the job to end (Cloud console, Storage batch operations), then run again",
+        ))
+    }
+
+    /// Before a rollback from step `first`: every Cloud Storage job it would undo that may
+    /// still run is cancelled and waited for (found by its id, journaled or not).
+    pub async fn stop_jobs(
+        &self,
+        journal: &mut Journal,
+        first: i64,
+        reporter: &dyn Reporter,
+    ) -> Result<(), RekeyError> {
+        for row in journal.job_steps(first, i64::MAX)? {
+            let spec = super::engine::job_spec(&row)?;
+            if spec.operation != OPERATION {
+                continue;
+            }
+            let Some(mut prog) = row
+                .progress
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<JobProgress>(p).ok())
+            else {
+                continue;
+            };
+            if prog.ended.is_some() || prog.manifest_etag.is_none() {
+                continue;
+            }
+            let id = job_id(
+                &self.namespace,
+                &row.stage,
+                &spec.bucket,
+                spec.job,
+                prog.part,
+            );
+            let Some(mut job) = self.get(&id).await? else {
+                continue;
+            };
+            if !job.is_over() {
+                reporter.event(&Event::Warning {
+                    message: format!(
+                        "batch job {id} is {}: cancelling it before the rollback",
+                        job.state
+                    ),
+                });
+                job = self.cancel_and_wait(&id).await?;
+            }
+            prog.job_id = Some(id);
+            prog.ended = Some(job.state.clone());
+            journal.save_progress(row.id, &progress_json(&prog))?;
+        }
+        Ok(())
+    }
+}
