@@ -277,12 +277,12 @@ impl GcsJobs<'_> {
         &self,
         journal: &mut Journal,
         row: &StepRow,
-        spec: &JobSpec,
         id: &str,
         job: &GcsJob,
         reporter: &dyn Reporter,
         tally: &mut Tally,
     ) -> Result<(), RekeyError> {
+        let spec = super::engine::job_spec(row)?;
         let (policy, pacer) = (RetryPolicy::default(), Pacer::new(50));
         let ran_to_end = job.state == "SUCCEEDED";
         let mut after = 0i64;
@@ -489,8 +489,7 @@ impl GcsJobs<'_> {
             }
             delay = (delay * 2).min(self.watch.poll_max);
         };
-        self.tell(journal, row, &spec, &id, &job, reporter, tally)
-            .await?;
+        self.tell(journal, row, &id, &job, reporter, tally).await?;
         prog.ended = Some(job.state.clone());
         let untold: u64 = journal
             .member_states(spec.job)?
