@@ -243,6 +243,26 @@ pub struct JobPlan {
     pub unmodified_since: Option<String>,
 }
 
+impl JobPlan {
+    /// The service and operation that run the job, as an operator names them.
+    pub fn engine_name(&self) -> &'static str {
+        match self.operation.as_str() {
+            "copy" => "S3 Batch Operations S3PutObjectCopy",
+            "gcs-rewrite" => "Cloud Storage batch operations rewriteObject",
+            _ => "S3 Batch Operations S3UpdateObjectEncryption",
+        }
+    }
+
+    /// Why an unguarded job needs the writers frozen.
+    pub fn unguarded_why(&self) -> &'static str {
+        if self.operation == "gcs-rewrite" {
+            "a batch rewrite takes no generation condition"
+        } else {
+            "a copy job has no ETag condition (its time guard is job-wide)"
+        }
+    }
+}
+
 /// A report a bucket was planned from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -189,16 +189,16 @@ pub fn render(plan: &PlanFile, plan_path: &Path) -> String {
             }
             for j in &b.jobs {
                 lines.push(format!(
-                    "batch job {}: {} ({}) by S3 Batch Operations {}, storage class {}{}",
+                    "batch job {}: {} ({}) by {}, storage class {}{}",
                     j.job,
                     plural(j.objects, "object", "objects"),
                     bytes(j.bytes),
-                    if j.operation == "copy" { "S3PutObjectCopy" } else { "S3UpdateObjectEncryption" },
+                    j.engine_name(),
                     j.storage_class,
                     if j.unguarded {
-                        " — **unguarded**: a copy job has no ETag condition (its time guard is job-wide), so the bucket's writers must be frozen (paused, or their credentials revoked) from the plan's inventory until the stage is applied; confirm that before `apply`"
+                        format!(" — **unguarded**: {}, so the bucket's writers must be frozen (paused, or their credentials revoked) from the plan's inventory until the stage is applied; confirm that before `apply`", j.unguarded_why())
                     } else {
-                        ""
+                        String::new()
                     }
                 ));
             }

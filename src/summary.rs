@@ -181,22 +181,21 @@ pub fn render(plan: &PlanFile) -> String {
             for j in &b.jobs {
                 let _ = writeln!(
                     out,
-                    "  job {:<4} {}: {}, {}, S3 Batch Operations {} to {} ({}){}",
+                    "  job {:<4} {}: {}, {}, {} to {} ({}){}",
                     j.job,
                     b.url(),
                     plural(j.objects, "object", "objects"),
                     bytes(j.bytes),
-                    if j.operation == "copy" {
-                        "S3PutObjectCopy"
-                    } else {
-                        "S3UpdateObjectEncryption"
-                    },
+                    j.engine_name(),
                     j.kms_key_arn,
                     j.storage_class,
                     if j.unguarded {
-                        "; UNGUARDED: no ETag condition, freeze the bucket's writers for the window"
+                        format!(
+                            "; UNGUARDED: {}, freeze the bucket's writers for the window",
+                            j.unguarded_why()
+                        )
                     } else {
-                        ""
+                        String::new()
                     }
                 );
             }
@@ -363,8 +362,8 @@ pub fn verdict(plan: &PlanFile) -> String {
     if unguarded > 0 {
         person.push(plural(
             unguarded,
-            "unguarded batch copy job (freeze its writers)",
-            "unguarded batch copy jobs (freeze their writers)",
+            "unguarded batch job (freeze its writers)",
+            "unguarded batch jobs (freeze their writers)",
         ));
     }
     format!(

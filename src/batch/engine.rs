@@ -653,6 +653,10 @@ impl<S: S3Batch> BatchEngine<'_, S> {
                 continue;
             }
             let spec = job_spec(&row)?;
+            if spec.operation == super::gcs::OPERATION {
+                // Cloud Storage's: `GcsJobs::stop_jobs`.
+                continue;
+            }
             let Some(s3) = self.clients.get(&spec.account) else {
                 return Err(RekeyError::usage(
                     format!(

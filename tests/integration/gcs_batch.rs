@@ -116,7 +116,8 @@ impl G {
         c.args(args).output().unwrap()
     }
 
-    fn plan(&self) {
+    /// Plan; the summary.
+    fn plan(&self) -> String {
         let out = self.rekey(&[
             "plan",
             "-c",
@@ -125,6 +126,7 @@ impl G {
             self.plan.to_str().unwrap(),
         ]);
         assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     fn apply(&self, extra: &[&str]) -> std::process::Output {
@@ -175,7 +177,13 @@ async fn a_batch_rewrite_stage_ends_like_the_local_engine_and_rolls_back() {
     let g = G::new("gbe2e", 12, true).await;
     let before = g.objects().await;
     g.write_campaign(", accept_unguarded: true");
-    g.plan();
+    let summary = g.plan();
+    assert!(
+        summary.contains("Cloud Storage batch operations rewriteObject")
+            && summary.contains("UNGUARDED: a batch rewrite takes no generation condition")
+            && summary.contains("1 unguarded batch job (freeze its writers)"),
+        "{summary}"
+    );
     let pf = rekey::plan::load(&g.plan).unwrap();
     let b = pf.stages[0]
         .buckets
@@ -245,7 +253,7 @@ async fn a_batch_rewrite_stage_ends_like_the_local_engine_and_rolls_back() {
 async fn unguarded_or_without_storage_intelligence_nothing_starts() {
     let g = G::new("gbref", 3, false).await;
     g.write_campaign("");
-    g.plan();
+    let _ = g.plan();
     let out = g.apply(&[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -255,7 +263,7 @@ async fn unguarded_or_without_storage_intelligence_nothing_starts() {
         stderr(&out)
     );
     g.write_campaign(", accept_unguarded: true");
-    g.plan();
+    let _ = g.plan();
     let out = g.apply(&[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -280,7 +288,7 @@ async fn unguarded_or_without_storage_intelligence_nothing_starts() {
 async fn failed_tasks_fail_their_steps_and_retry_locally() {
     let g = G::new("gbfail", 4, true).await;
     g.write_campaign(", accept_unguarded: true");
-    g.plan();
+    let _ = g.plan();
     // Held after the plan: the job's rewrite of it fails (FAILED_PRECONDITION).
     http(
         &gcs_server().endpoint,
@@ -319,7 +327,7 @@ async fn failed_tasks_fail_their_steps_and_retry_locally() {
 async fn a_killed_apply_reattaches_to_its_job_and_a_foreign_write_is_kept() {
     let g = G::new("gbkill", 10, true).await;
     g.write_campaign(", accept_unguarded: true");
-    g.plan();
+    let _ = g.plan();
     // Another writer replaces one object after the plan (on the bucket default, other bytes).
     g.gcs
         .upload(&g.bucket, "shard, 001", b"foreign bytes".to_vec(), None)
