@@ -61,6 +61,20 @@ class Batch:
         self.state["intelligence"] = {}
         TASK_SECONDS["value"] = 0.002
 
+    def bucket_of(self, path, body):
+        """The bucket a batch operations request is about (for the test hooks' scopes)."""
+        m = re.fullmatch(r"/v1/projects/([^/]+)/locations/global/jobs(?:/([^/:]+))?(:cancel)?", path)
+        if not m:
+            return None
+        if m.group(2):
+            with self.lock:
+                job = self.state["jobs"].get(f"projects/{unquote(m.group(1))}/locations/global/jobs/{m.group(2)}")
+            return job["bucket"] if job else None
+        try:
+            return json.loads(body or b"{}")["bucketList"]["buckets"][0]["bucket"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
+
     def handle(self, method, path, q, body):
         """(code, doc) for a batch or intelligence path, or None."""
         if path == "/_rekey/batch" and method == "POST":

@@ -270,6 +270,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(code, raw=text.encode())
         m = re.match(r"(?:/upload)?/storage/v1/b/([^/]+)", path)
         scope = HOOKS.scope_of_name(unquote(m.group(1))) if m and HOOKS.armed() else None
+        if scope is None and HOOKS.armed():
+            # A batch operations request is scoped by the bucket of its job.
+            scope = HOOKS.scope_of_name(BATCH.bucket_of(path, self.body()))
 
         def serve():
             try:

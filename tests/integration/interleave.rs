@@ -49,6 +49,9 @@ pub enum Kind {
     BatchUpdate,
     /// An S3 Batch Operations PutObjectCopy job (engine batch-copy, unguarded, accepted).
     BatchCopy,
+    /// A Cloud Storage batch operations rewriteObject job (engine batch-rewrite, unguarded,
+    /// accepted).
+    GcsBatch,
 }
 
 impl Kind {
@@ -62,7 +65,11 @@ impl Kind {
     /// A batch engine's kind: only the job's own requests (manifest, S3 Control, report) are
     /// swept in its apply; every other request is the local engines' and swept with them.
     fn batch(self) -> bool {
-        matches!(self, Kind::BatchUpdate | Kind::BatchCopy)
+        matches!(self, Kind::BatchUpdate | Kind::BatchCopy | Kind::GcsBatch)
+    }
+
+    fn gcs(self) -> bool {
+        matches!(self, Kind::Gcs | Kind::GcsBatch)
     }
 
     /// The re-keyed object is a new version on top of the planned one.
@@ -122,7 +129,7 @@ impl Lab {
             ),
             kms: aws_sdk_kms::Client::new(&conf),
             sm: aws_sdk_sagemaker::Client::new(&conf),
-            gcs: (kind == Kind::Gcs).then(harness::private_gcs),
+            gcs: kind.gcs().then(harness::private_gcs),
             aws,
         }
     }
@@ -133,7 +140,7 @@ impl Lab {
 
     fn hook_endpoint(&self, kind: Kind) -> &str {
         match (kind, &self.gcs) {
-            (Kind::Gcs, Some(g)) => &g.endpoint,
+            (Kind::Gcs | Kind::GcsBatch, Some(g)) => &g.endpoint,
             _ => &self.aws.endpoint,
         }
     }
@@ -253,8 +260,15 @@ fn campaign(kind: Kind, p: &str, gcs: Option<&str>) -> String {
             ),
             format!("{{ match: {{ bucket: \"{p}ml-*\" }}, key: team }}"),
         ),
+        Kind::GcsBatch => (
+            format!(
+                "gcp:\n  project: {PROJECT}\n  endpoint: {}\n  gcs: {{ buckets: [\"{p}ml-*\"], engine: batch-rewrite, batch: {{ manifest_bucket: {p}{OPS}, accept_unguarded: true }} }}\n",
+                gcs.unwrap()
+            ),
+            format!("{{ match: {{ bucket: \"{p}ml-*\" }}, key: team }}"),
+        ),
     };
-    let key = if kind == Kind::Gcs {
+    let key = if kind.gcs() {
         crate::harness::gcp_key(gcs.unwrap(), &gcs_key(&format!("{p}team")), "");
         format!("gcp: {}", gcs_key(&format!("{p}team")))
     } else {
@@ -287,6 +301,7 @@ fn body_of(kind: Kind, generation: usize) -> Vec<u8> {
         Kind::Multipart => 6 * MIB,
         // A rewrite in three calls of 1 MiB (rewrite tokens).
         Kind::Gcs => 5 * MIB / 2,
+        Kind::GcsBatch => 4096,
         _ => 2048,
     };
     (0..size)
@@ -310,13 +325,14 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
         Kind::UpdateVersions => "uv",
         Kind::Endpoint => "ep",
         Kind::Gcs => "gs",
+        Kind::GcsBatch => "gb",
         Kind::BatchUpdate => "bu",
         Kind::BatchCopy => "bc",
     });
     let bucket = format!("{p}ml-b");
     let key = "obj".to_string();
     let team_arn = match kind {
-        Kind::Gcs => gcs_key(&format!("{p}team")),
+        Kind::Gcs | Kind::GcsBatch => gcs_key(&format!("{p}team")),
         _ => kms_key(&lab.kms, &format!("alias/{p}team")).await,
     };
     match kind {
@@ -386,7 +402,7 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
                 .await
                 .unwrap();
         }
-        Kind::Gcs => {
+        Kind::Gcs | Kind::GcsBatch => {
             let gcs = lab.gcs_client();
             // Objects take the bucket's class when written; the bucket's default is then
             // Standard, so a rewrite that names no class would silently make it Standard.
@@ -396,12 +412,27 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
             gcs.upload(&bucket, &key, body_of(kind, 0), None)
                 .await
                 .unwrap();
-            http(
-                &lab.gcs.as_ref().unwrap().endpoint,
-                "PATCH",
-                &format!("/storage/v1/b/{bucket}"),
-                "{\"storageClass\": \"STANDARD\"}",
-            );
+            let endpoint = &lab.gcs.as_ref().unwrap().endpoint;
+            if kind == Kind::GcsBatch {
+                // The object stays in the bucket's default class (a job's rewrite names
+                // none); its manifests go to a bucket of the scope; Storage Intelligence on.
+                gcs.create_bucket(serde_json::json!({ "name": format!("{p}{OPS}") }))
+                    .await
+                    .unwrap();
+                http(
+                    endpoint,
+                    "PATCH",
+                    &format!("/v2/projects/{PROJECT}/locations/global/storageIntelligenceConfig"),
+                    "{\"editionConfig\": \"STANDARD\"}",
+                );
+            } else {
+                http(
+                    endpoint,
+                    "PATCH",
+                    &format!("/storage/v1/b/{bucket}"),
+                    "{\"storageClass\": \"STANDARD\"}",
+                );
+            }
         }
         _ => {
             lab.s3.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -488,7 +519,7 @@ async fn estate(lab: &Lab, kind: Kind) -> Estate {
         "plan: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let scope = if kind == Kind::Gcs {
+    let scope = if kind.gcs() {
         p.clone()
     } else {
         format!("sweep{}", p.trim_end_matches('-'))
@@ -597,7 +628,7 @@ async fn snapshot(lab: &Lab, kind: Kind, e: &Estate) -> Snapshot {
                 .unwrap();
             s.endpoint_config = d.endpoint_config_name().unwrap_or_default().to_string();
         }
-        Kind::Gcs => {
+        Kind::Gcs | Kind::GcsBatch => {
             let gcs = lab.gcs_client();
             s.rule = gcs
                 .get_bucket(&e.bucket)
@@ -697,7 +728,7 @@ async fn foreign_write(lab: &Lab, kind: Kind, e: &Estate, n: usize) -> Option<St
                 .ok()
                 .map(|_| format!("{}other-cfg", e.prefix))
         }
-        Kind::Gcs => lab
+        Kind::Gcs | Kind::GcsBatch => lab
             .gcs_client()
             .upload(&e.bucket, &e.key, format!("foreign {n}").into_bytes(), None)
             .await
@@ -878,7 +909,7 @@ fn check_nothing_lost(
     }
     // I4: every version that existed is still there.
     for v in e.before.versions.keys() {
-        if !now.versions.contains_key(v) && kind != Kind::Gcs && v != "null" {
+        if !now.versions.contains_key(v) && !kind.gcs() && v != "null" {
             return Err(format!("{when}: version {v} was deleted"));
         }
     }
@@ -897,6 +928,8 @@ fn check_nothing_lost(
     if let Some(w) = wrote {
         let current = now.current.clone().unwrap_or_default();
         let versioned = kind.versioned();
+        // A batch rewrite acts on the live object: a foreign write before its task is put on
+        // the team key as a new generation, its bytes kept (why such jobs are unguarded).
         if (versioned || kind == Kind::Gcs) && current != w {
             return Err(format!(
                 "{when}: the foreign write {w} is no longer current (current {current})"
@@ -952,7 +985,7 @@ async fn check_applied(
             }
         }
         _ => {
-            let team_rule = if kind == Kind::Gcs {
+            let team_rule = if kind.gcs() {
                 e.team_arn.clone()
             } else {
                 format!("aws:kms {} bucket-key=true blocked=[SseC]", e.team_arn)
@@ -966,7 +999,7 @@ async fn check_applied(
             for (v, st) in &now.versions {
                 let original = e.before.versions.get(v);
                 let foreign = Some(v.as_str()) == wrote
-                    || (kind != Kind::Gcs && !kind.versioned() && wrote.is_some());
+                    || (!kind.gcs() && !kind.versioned() && wrote.is_some());
                 let team = on_team(st, &e.team_arn);
                 // The plan's resources: the current object, or (versions: all) every planned
                 // version; a foreign write is the plan's only in place of the object it replaced.
@@ -1014,7 +1047,7 @@ async fn check_applied(
                             && on_team(s, &e.team_arn)
                     });
                 }
-                if r.state == "succeeded" && !team && !(kind == Kind::Gcs && wrote.is_some()) {
+                if r.state == "succeeded" && !team && !(kind.gcs() && wrote.is_some()) {
                     return Err(format!(
                         "I2: journal says {} succeeded, the cloud says {:?}",
                         r.key,
@@ -1141,11 +1174,11 @@ fn check_rolled_back(
                     continue;
                 };
                 // In an unversioned bucket the one object may be the foreign write.
-                let replaced = wrote.is_some() && !(kind.versioned() || kind == Kind::Gcs);
+                let replaced = wrote.is_some() && !(kind.versioned() || kind.gcs());
                 if replaced {
                     continue;
                 }
-                if st != orig && kind != Kind::Gcs {
+                if st != orig && !kind.gcs() {
                     // A copy back writes a new current version; the version itself must be as
                     // it was, or (the re-keyed copy, now noncurrent) left on the team key.
                     // So too a version re-keyed in place from SSE-S3, which
@@ -1312,7 +1345,10 @@ pub async fn sweep(kind: Kind) {
     let resume_at = if kind.batch() {
         1 + apply_log
             .iter()
-            .position(|r| r.starts_with("s3 POST /v20180820/jobs"))
+            .position(|r| {
+                r.starts_with("s3 POST /v20180820/jobs")
+                    || (r.starts_with("POST ") && r.contains("/locations/global/jobs?jobId="))
+            })
             .unwrap_or_else(|| panic!("{kind:?}: no CreateJob in {apply_log:?}"))
     } else {
         apply_n
@@ -1343,7 +1379,12 @@ pub async fn sweep(kind: Kind) {
         (1..=log.len())
             .filter(|n| {
                 let r = &log[n - 1];
-                !kind.batch() || r.contains(OPS) || r.contains("/v20180820/jobs")
+                // A Cloud Storage job's apply is short: every request of it.
+                !kind.batch()
+                    || kind == Kind::GcsBatch
+                    || r.contains(OPS)
+                    || r.contains("/v20180820/jobs")
+                    || r.contains("/locations/global/jobs")
             })
             .collect()
     };
@@ -1427,4 +1468,9 @@ async fn sweep_batch_update_encryption() {
 #[tokio::test]
 async fn sweep_batch_copy() {
     sweep(Kind::BatchCopy).await;
+}
+
+#[tokio::test]
+async fn sweep_gcs_batch_rewrite() {
+    sweep(Kind::GcsBatch).await;
 }
