@@ -919,3 +919,72 @@ pub fn statement_for(usage: &Usage, actions: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a principal's identity-based policies (and its permissions boundary) allow one
+/// request, `action` on `resource` (an S3 object or bucket ARN), failing closed: an explicit
+/// Deny that may apply, a condition rekey cannot decide (unless the campaign accepts its key),
+/// or no Allow at all is `Err` with the reason. For a bucket of the principal's own account an
+/// identity Allow is enough (AWS: "Policy evaluation logic", same-account requests); bucket
+/// policies are not read here.
+pub fn identity_allows(
+    identity: &Identity,
+    principal: &str,
+    action: &str,
+    resource: &str,
+    accept: &Acceptance,
+) -> Result<(), String> {
+    let usage = Usage::principal(principal, &[action], None);
+    let ctx = usage.context(action);
+    let mut accepted = Vec::new();
+    // (allowed by some statement, undecided statements) of a set of documents.
+    let mut judge = |docs: &[&Doc]| -> Result<(bool, Vec<String>), String> {
+        let (mut allowed, mut unknown) = (false, Vec::new());
+        for doc in docs {
+            for (name, st) in statements(doc) {
+                if !action_applies(st, action) || !resource_applies(st, resource) {
+                    continue;
+                }
+                let deny = st["Effect"].as_str() == Some("Deny");
+                match conditions_hold(st, &name, &ctx, accept, deny, false, &mut accepted) {
+                    T::Yes(_) if deny => {
+                        return Err(format!("{name} denies {action} on {resource}"))
+                    }
+                    T::Yes(_) => allowed = true,
+                    T::No => {}
+                    // A Deny that may apply blocks; an Allow that may not hold does not count.
+                    T::Unknown(w) if deny => {
+                        return Err(format!("{} (a Deny rekey cannot rule out)", w.join("; ")))
+                    }
+                    T::Unknown(w) => unknown.extend(w),
+                }
+            }
+        }
+        Ok((allowed, unknown))
+    };
+    let policies: Vec<&Doc> = identity.policies.iter().collect();
+    let (allowed, unknown) = judge(&policies)?;
+    if !allowed {
+        return Err(if unknown.is_empty() {
+            format!("no statement of its IAM policies allows {action} on {resource}")
+        } else {
+            format!(
+                "only statements rekey cannot decide allow {action} on {resource}: {}",
+                unknown.join("; ")
+            )
+        });
+    }
+    if let Some(b) = &identity.boundary {
+        let (allowed, unknown) = judge(&[b])?;
+        if !allowed {
+            return Err(if unknown.is_empty() {
+                format!("its permissions boundary does not allow {action} on {resource}")
+            } else {
+                format!(
+                    "its permissions boundary allows {action} on {resource} only under conditions rekey cannot decide: {}",
+                    unknown.join("; ")
+                )
+            });
+        }
+    }
+    Ok(())
+}

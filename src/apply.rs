@@ -822,28 +822,76 @@ pub async fn apply<
     }
     if let Some(b) = &p.settings.batch {
         // Each account's jobs run as the campaign's job role, checked from that account.
-        let mut by_account: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
+        type Needs = (
+            std::collections::BTreeSet<String>,
+            std::collections::BTreeSet<(&'static str, String)>,
+        );
+        let mut by_account: BTreeMap<&str, Needs> = BTreeMap::new();
+        let prefix = |p: &str| {
+            let p = p.trim_matches('/');
+            if p.is_empty() {
+                "rekey".to_string()
+            } else {
+                p.to_string()
+            }
+        };
         for st in p
             .stages
             .iter()
             .filter(|s| stages.contains(&s.name.as_str()))
         {
             for bp in &st.buckets {
-                for j in &bp.jobs {
-                    by_account
-                        .entry(bp.account.as_str())
-                        .or_default()
-                        .insert(j.kms_key_arn.clone());
+                for j in bp
+                    .jobs
+                    .iter()
+                    .filter(|j| j.operation != crate::batch::gcs::OPERATION)
+                {
+                    let (keys, s3) = by_account.entry(bp.account.as_str()).or_default();
+                    keys.insert(j.kms_key_arn.clone());
+                    let objects = format!("arn:aws:s3:::{}/*", bp.bucket);
+                    let actions: &[&'static str] = if j.operation == "copy" {
+                        &[
+                            "s3:GetObject",
+                            "s3:GetObjectTagging",
+                            "s3:PutObject",
+                            "s3:PutObjectTagging",
+                        ]
+                    } else {
+                        &["s3:PutObject", "s3:UpdateObjectEncryption"]
+                    };
+                    for a in actions {
+                        s3.insert((a, objects.clone()));
+                    }
+                    // A manifest and a report of the job (keys as the engine names them).
+                    // Its manifests and reports, as the engine names them.
+                    s3.insert((
+                        "s3:GetObject",
+                        format!(
+                            "arn:aws:s3:::{}/{}/manifests/*",
+                            b.manifest_bucket,
+                            prefix(&b.manifest_prefix)
+                        ),
+                    ));
+                    s3.insert((
+                        "s3:PutObject",
+                        format!(
+                            "arn:aws:s3:::{}/{}/*",
+                            b.report_bucket,
+                            prefix(&b.report_prefix)
+                        ),
+                    ));
                 }
             }
         }
-        for (account, keys) in by_account {
+        for (account, (keys, s3)) in by_account {
             let keys: Vec<String> = keys.into_iter().collect();
+            let s3: Vec<(&str, String)> = s3.into_iter().collect();
             crate::preflight::batch_role(
                 client(aws, account)?,
                 p.settings.accept_unverified.clone(),
                 &b.role_arn,
                 &keys,
+                &s3,
             )
             .await?;
         }

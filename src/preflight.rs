@@ -1033,13 +1033,15 @@ pub fn trusts_service(trust: &serde_json::Value, service: &str) -> bool {
     allowed
 }
 
-/// Before any batch job: the job role exists, trusts S3 Batch Operations, and may use each
+/// Before any batch job: the job role exists, trusts S3 Batch Operations, its IAM policies
+/// allow each S3 request its jobs make (`s3_needs`: action, resource ARN), and it may use each
 /// key its jobs move objects onto (the same fail-closed evaluation as endpoint roles).
 pub async fn batch_role<A: AccessRead>(
     aws: &A,
     accept: Acceptance,
     role_arn: &str,
     keys: &[String],
+    s3_needs: &[(&str, String)],
 ) -> Result<(), RekeyError> {
     use crate::providers::iam::Trust;
     let fix = |what: &str| {
@@ -1065,6 +1067,38 @@ pub async fn batch_role<A: AccessRead>(
             ))
         }
         Trust::Policy(_) => {}
+    }
+    // Its S3 requests (AWS S3 user guide, "Granting permissions for Batch Operations"; the
+    // S3 API reference for UpdateObjectEncryption: s3:PutObject and s3:UpdateObjectEncryption).
+    let identity = match aws.identity(role_arn).await? {
+        crate::access::IdentityView::Seen(i) => i,
+        crate::access::IdentityView::Unseen(why) => {
+            return Err(RekeyError::usage(
+                format!("the batch job role {role_arn}'s IAM policies could not be read ({why}): no job was created"),
+                fix("let rekey read them (iam:GetRolePolicy, iam:ListRolePolicies, iam:ListAttachedRolePolicies, iam:GetPolicyVersion)"),
+            ))
+        }
+    };
+    let mut missing = Vec::new();
+    let mut statements = Vec::new();
+    for (action, resource) in s3_needs {
+        if let Err(why) =
+            crate::access::identity_allows(&identity, role_arn, action, resource, &accept)
+        {
+            missing.push(format!("{action} on {resource} ({why})"));
+            statements.push(format!(
+                "{{\"Effect\": \"Allow\", \"Action\": \"{action}\", \"Resource\": \"{resource}\"}}"
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(RekeyError::usage(
+            format!(
+                "the batch job role {role_arn} may not make every S3 request its jobs make: {}; no job was created",
+                missing.join("; ")
+            ),
+            fix(&format!("allow them (and remove a Deny that applies): {}", statements.join(", "))),
+        ));
     }
     let mut cache = AccessCache::new(aws, accept);
     let usage = Usage::principal(role_arn, &["kms:GenerateDataKey", "kms:Decrypt"], None);

@@ -606,3 +606,66 @@ fn a_key_policy_sid_acceptance_does_not_switch_off_an_iam_deny() {
     );
     assert_ne!(v.verdict, VerdictKind::Allowed, "{v:?}");
 }
+
+/// The job role's S3 requests (preflight::batch_role): an identity Allow is needed, a Deny
+/// wins, an undecidable condition fails closed unless its key is accepted, and a permissions
+/// boundary must allow too.
+#[test]
+fn identity_allows_s3_requests_fail_closed() {
+    const ROLE: &str = "arn:aws:iam::111122223333:role/jobs";
+    const OBJ: &str = "arn:aws:s3:::data/*";
+    let allow = |action: &str, resource: &str| json!({"Effect": "Allow", "Action": action, "Resource": resource});
+    let identity = |statements: Value, boundary: Option<Value>| Identity {
+        policies: vec![doc("inline policy p of role jobs", statements)],
+        boundary: boundary.map(|b| doc("boundary", b)),
+    };
+    let none = Acceptance::default();
+    let ok = identity(json!([allow("s3:*", "arn:aws:s3:::data/*")]), None);
+    assert_eq!(
+        identity_allows(&ok, ROLE, "s3:PutObject", OBJ, &none),
+        Ok(())
+    );
+    let why = identity_allows(&ok, ROLE, "s3:PutObject", "arn:aws:s3:::ops/x", &none).unwrap_err();
+    assert!(why.contains("no statement"), "{why}");
+    let denied = identity(
+        json!([allow("s3:*", "*"), {"Effect": "Deny", "Action": "s3:Put*", "Resource": "arn:aws:s3:::data/*"}]),
+        None,
+    );
+    let why = identity_allows(&denied, ROLE, "s3:PutObject", OBJ, &none).unwrap_err();
+    assert!(why.contains("denies s3:PutObject"), "{why}");
+    let conditional = identity(
+        json!([{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*",
+                "Condition": {"StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}}]),
+        None,
+    );
+    let why = identity_allows(&conditional, ROLE, "s3:PutObject", OBJ, &none).unwrap_err();
+    assert!(
+        why.contains("cannot decide") && why.contains("s3:x-amz-server-side-encryption"),
+        "{why}"
+    );
+    let mut accept = Acceptance::default();
+    accept
+        .conditions
+        .insert("s3:x-amz-server-side-encryption".into());
+    assert_eq!(
+        identity_allows(&conditional, ROLE, "s3:PutObject", OBJ, &accept),
+        Ok(())
+    );
+    let unknown_deny = identity(
+        json!([allow("s3:*", "*"), {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]),
+        None,
+    );
+    let why = identity_allows(&unknown_deny, ROLE, "s3:GetObject", OBJ, &none).unwrap_err();
+    assert!(why.contains("Deny rekey cannot rule out"), "{why}");
+    let bounded = identity(
+        json!([allow("s3:*", "*")]),
+        Some(json!([allow("s3:GetObject", "*")])),
+    );
+    assert_eq!(
+        identity_allows(&bounded, ROLE, "s3:GetObject", OBJ, &none),
+        Ok(())
+    );
+    let why = identity_allows(&bounded, ROLE, "s3:PutObject", OBJ, &none).unwrap_err();
+    assert!(why.contains("permissions boundary"), "{why}");
+}

@@ -586,6 +586,93 @@ async fn a_job_role_that_cannot_run_the_jobs_is_refused_before_any_write() {
     );
 }
 
+/// A role of its own (trusting S3 Batch Operations) with `policy` as its only inline policy.
+async fn role_with_policy(endpoint: &str, name: &str, policy: serde_json::Value) {
+    let iam = aws_sdk_iam::Client::new(&harness::sdk_config(endpoint).await);
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "batchoperations.s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    });
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("jobs")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The job role's S3 permissions are evaluated before any write: the objects' operation, the
+/// manifest read and the report write, each named with the statement to add; a Deny wins.
+#[tokio::test]
+async fn a_job_role_without_the_s3_permissions_is_refused_before_any_write() {
+    let n = 3;
+    let endpoint = harness::overlay().endpoint.clone();
+    let tag = harness::unique("s3perm").trim_end_matches('-').to_string();
+    let (kms_only, deny_report) = (format!("{tag}-kms"), format!("{tag}-deny"));
+    role_with_policy(
+        &endpoint,
+        &kms_only,
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}
+        ]}),
+    )
+    .await;
+    role_with_policy(
+        &endpoint,
+        &deny_report,
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["kms:*", "s3:*"], "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{OPS}/*")}
+        ]}),
+    )
+    .await;
+    let (ctx, bucket, _, _) = planned_batch(
+        "bs3perm",
+        n,
+        &batch_extra_as("batch-update-encryption", &kms_only, ""),
+    )
+    .await;
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("s3:PutObject on arn:aws:s3:::{bucket}/* (no statement of its IAM policies allows"))
+            && stderr(&out).contains(&format!("s3:UpdateObjectEncryption on arn:aws:s3:::{bucket}/*"))
+            && stderr(&out).contains(&format!("s3:PutObject on arn:aws:s3:::{OPS}/rekey/*"))
+            && !stderr(&out).contains("s3:GetObject on")
+            && stderr(&out).contains(&format!("{{\"Effect\": \"Allow\", \"Action\": \"s3:UpdateObjectEncryption\", \"Resource\": \"arn:aws:s3:::{bucket}/*\"}}")),
+        "{}",
+        stderr(&out)
+    );
+    bulk_on(&ctx, &bucket, n, None).await;
+    replan(
+        &ctx,
+        &format!("role/{kms_only}"),
+        &format!("role/{deny_report}"),
+    );
+    let out = ctx.apply(&[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("s3:PutObject on arn:aws:s3:::{OPS}/rekey/* ("))
+            && stderr(&out).contains("denies s3:PutObject")
+            && !stderr(&out).contains("s3:UpdateObjectEncryption on"),
+        "{}",
+        stderr(&out)
+    );
+    bulk_on(&ctx, &bucket, n, None).await;
+    assert!(
+        jobs_over(&ctx.endpoint, &bucket).await.is_empty(),
+        "no job was created"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // From the break-it review of issue 12 (each failed before its fix; adapted to the rule that
 // batch jobs take versioned buckets only).
