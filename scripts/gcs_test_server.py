@@ -383,9 +383,11 @@ class Handler(BaseHTTPRequestHandler):
             b = self.bucket(unquote(m.group(1)))
             prefix = q.get("prefix", [""])[0]
             versions = q.get("versions", ["false"])[0] == "true"
+            # startOffset (inclusive) and endOffset (exclusive) bound the names listed.
+            start, end = q.get("startOffset", [""])[0], q.get("endOffset", [None])[0]
             items = []
             for name in sorted(b["objects"]):
-                if not name.startswith(prefix):
+                if not name.startswith(prefix) or name < start or (end is not None and name >= end):
                     continue
                 for o in b["objects"][name]:
                     if versions or not o.get("timeDeleted"):

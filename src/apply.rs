@@ -806,7 +806,7 @@ pub async fn apply<
     }
     refuse_unguarded(p, &stages)?;
     preflight(p, aws, gcs).await?;
-    if p.settings.gcs_batch.is_some() {
+    if let Some(b) = &p.settings.gcs_batch {
         let jobs = p
             .stages
             .iter()
@@ -818,6 +818,18 @@ pub async fn apply<
             });
         if let (true, Some(g)) = (jobs, gcs) {
             crate::preflight::storage_intelligence(g).await?;
+            let jobs: Vec<(&str, &str)> = p
+                .stages
+                .iter()
+                .filter(|s| stages.contains(&s.name.as_str()))
+                .flat_map(|s| &s.buckets)
+                .flat_map(|bp| {
+                    bp.jobs
+                        .iter()
+                        .map(|j| (bp.bucket.as_str(), j.storage_class.as_str()))
+                })
+                .collect();
+            crate::preflight::gcs_batch(g, &b.manifest_bucket, &jobs).await?;
         }
     }
     if let Some(b) = &p.settings.batch {
@@ -884,6 +896,19 @@ pub async fn apply<
             }
         }
         for (account, (keys, s3)) in by_account {
+            for (what, bucket) in [
+                ("manifest_bucket", &b.manifest_bucket),
+                ("report_bucket", &b.report_bucket),
+            ] {
+                if let Err(crate::error::ProviderError::NotFound { .. }) =
+                    client(aws, account)?.bucket_default(bucket).await
+                {
+                    return Err(RekeyError::usage(
+                        format!("aws.s3.batch.{what} s3://{bucket} does not exist (account {account}): nothing was started"),
+                        "create it (in the jobs' account and region), or name one that exists, then plan again",
+                    ));
+                }
+            }
             let keys: Vec<String> = keys.into_iter().collect();
             let s3: Vec<(&str, String)> = s3.into_iter().collect();
             crate::preflight::batch_role(

@@ -1151,3 +1151,41 @@ pub async fn storage_intelligence(
     }
     Ok(())
 }
+
+/// Before any Cloud Storage batch job: the manifest bucket exists, and each job's bucket still
+/// has the default storage class the plan gave its job (a batch rewrite names no class: a
+/// changed default would move every object of the job to it).
+pub async fn gcs_batch(
+    gcs: &crate::providers::gcs::GcsClient,
+    manifest_bucket: &str,
+    jobs: &[(&str, &str)],
+) -> Result<(), RekeyError> {
+    use crate::error::ProviderError;
+    match gcs.get_bucket(manifest_bucket).await {
+        Ok(_) => {}
+        Err(ProviderError::NotFound { .. }) => {
+            return Err(RekeyError::usage(
+                format!("gcp.gcs.batch.manifest_bucket gs://{manifest_bucket} does not exist: nothing was started"),
+                "create it, or name one that exists, then plan again",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (bucket, class) in jobs {
+        if !seen.insert((*bucket, *class)) {
+            continue;
+        }
+        let now = gcs.get_bucket(bucket).await?;
+        if now.storage_class != *class {
+            return Err(RekeyError::usage(
+                format!(
+                    "gs://{bucket}'s default storage class is {} now, {class} when it was planned: its batch job would move every object it rewrites to {}; nothing was started",
+                    now.storage_class, now.storage_class
+                ),
+                "plan again (objects not in the bucket's default class are rewritten by rekey itself)",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -313,7 +313,7 @@ impl<S: S3Batch + S3Read> BatchEngine<'_, S> {
         s3: &S,
         journal: &mut Journal,
         spec: &JobSpec,
-        req: &JobRequest,
+        req: &mut JobRequest,
     ) -> Result<(u64, String), RekeyError> {
         let mut body: Vec<u8> = Vec::new();
         let mut after = 0i64;
@@ -344,6 +344,14 @@ impl<S: S3Batch + S3Read> BatchEngine<'_, S> {
         }
         if n == 0 {
             return Ok((0, String::new()));
+        }
+        // Named by its content too: a manifest found there (an earlier run's, put before it
+        // could journal it) lists exactly these members, not those of before a local retry.
+        {
+            use sha2::{Digest, Sha256};
+            let sum = hex::encode(Sha256::digest(&body));
+            let base = req.manifest_key.trim_end_matches(".csv").to_string();
+            req.manifest_key = format!("{base}-{}.csv", &sum[..16]);
         }
         use crate::error::ProviderError;
         let put = crate::retry::retried(
@@ -426,7 +434,9 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
             prog.job_id = Some(id);
             journal.save_progress(row.id, &progress_json(&prog))?;
         }
-        journal.mark_started(&[(row.id, None)])?;
+        // Undoable (its undo changes nothing): a rollback then ends it with its members, so
+        // a plan can be written over the journal and the next apply sends a new part.
+        journal.mark_started(&[(row.id, Some("{}".into()))])?;
         // Counted as sent. A rollback undoes a job step that succeeded (reset, its progress
         // kept: the next apply starts a new part); one left `started` is ended by the
         // rollback's `stop_jobs` when its part may have a job.
@@ -461,7 +471,7 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
             return Ok(Stop::Completed);
         }
         if prog.manifest_etag.is_none() {
-            let (n, etag) = self.send_manifest(s3, journal, &spec, &req).await?;
+            let (n, etag) = self.send_manifest(s3, journal, &spec, &mut req).await?;
             if n == 0 {
                 journal.record(&[Recorded {
                     id: row.id,
@@ -676,7 +686,13 @@ impl<S: S3Batch> BatchEngine<'_, S> {
                         .0?
                     {
                         Some(j) => j.id,
-                        None => continue,
+                        None => {
+                            // Its manifest was put, its job never made: the part is over
+                            // (the next apply sends what is left in a new one).
+                            prog.ended = Some("NotCreated".into());
+                            journal.save_progress(row.id, &progress_json(&prog))?;
+                            continue;
+                        }
                     }
                 }
             };

@@ -34,7 +34,7 @@ use crate::steps::{JobSpec, ObjectResult, ObjectStep, StepSpec};
 pub const OPERATION: &str = "gcs-rewrite";
 
 /// Members read (and journaled as started) at a time.
-const PAGE: usize = 10_000;
+const PAGE: usize = 1_000;
 
 /// Runs storage batch operations jobs with the campaign's Cloud Storage client.
 pub struct GcsJobs<'a> {
@@ -136,6 +136,7 @@ fn member_outcome(
     o: &ObjectStep,
     live: Result<&GcsObjectInfo, &ProviderError>,
     job: &str,
+    never_sent: bool,
 ) -> Option<(&'static str, Option<String>, Option<String>)> {
     let c = match live {
         Ok(c) => c,
@@ -150,12 +151,16 @@ fn member_outcome(
     };
     let on_key = c.kms_key.as_deref() == Some(o.to_key_arn.as_str());
     if on_key {
-        // A rewrite keeps the bytes: the planned content on the key is the job's work (or a
-        // rewrite of identical bytes, which changes nothing a reader sees).
+        // A rewrite keeps the bytes and (the job's class being the planned one) the class:
+        // the planned content and class on the key are the job's work. Another writer's
+        // write of the same bytes and class while the job ran cannot be told from it.
         let ours = o
             .content_hash
             .as_ref()
-            .is_none_or(|h| c.content_hash.as_ref() == Some(h));
+            .is_none_or(|h| c.content_hash.as_ref() == Some(h))
+            && c.storage_class == o.storage_class
+            // Not yet in any job: another writer's, whatever its bytes.
+            && !never_sent;
         let result = serde_json::to_string(&ObjectResult {
             written: Written {
                 etag: c.generation.to_string(),
@@ -201,12 +206,85 @@ impl GcsJobs<'_> {
         }
     }
 
-    fn manifest_key(&self, id: &str) -> String {
+    /// Where a manifest goes: named by its job and its content, so a manifest found there
+    /// (an earlier run's, put before it could journal it) lists exactly these members.
+    fn manifest_key(&self, id: &str, body: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
         let p = self.settings.manifest_prefix.trim_matches('/');
+        let sum = hex::encode(Sha256::digest(body));
         format!(
-            "{}/manifests/{id}.csv",
-            if p.is_empty() { "rekey" } else { p }
+            "{}/manifests/{id}-{}.csv",
+            if p.is_empty() { "rekey" } else { p },
+            &sum[..16]
         )
+    }
+
+    /// The live objects of `names` in `bucket` (absent: none), read by listing their range
+    /// (1,000 per request) rather than one read each; names the listing did not reach within
+    /// a few pages per 1,000 (members sparse in a large bucket) are read one by one.
+    async fn live_of(
+        &self,
+        bucket: &str,
+        names: &[&str],
+    ) -> Result<std::collections::HashMap<String, Result<GcsObjectInfo, ProviderError>>, RekeyError>
+    {
+        use std::collections::{HashMap, HashSet};
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(50));
+        let wanted: HashSet<&str> = names.iter().copied().collect();
+        let mut out: HashMap<String, Result<GcsObjectInfo, ProviderError>> = HashMap::new();
+        let (Some(first), Some(last)) = (names.iter().min(), names.iter().max()) else {
+            return Ok(out);
+        };
+        let end = format!("{last}\u{0}");
+        let mut token = None;
+        let mut reached: Option<String> = None;
+        let mut pages = 0usize;
+        let budget = 4 * (names.len() / 1000 + 1);
+        loop {
+            let (items, next) = retried(&policy, &pacer, || {
+                self.gcs.list_range(
+                    bucket,
+                    false,
+                    1000,
+                    Some((first, end.as_str())),
+                    token.clone(),
+                )
+            })
+            .await
+            .0?;
+            pages += 1;
+            for o in items {
+                reached = Some(o.name.clone());
+                if wanted.contains(o.name.as_str()) {
+                    out.insert(o.name.clone(), Ok(o));
+                }
+            }
+            match next {
+                Some(t) if pages < budget => token = Some(t),
+                Some(_) => break,
+                None => {
+                    reached = Some(end.clone());
+                    break;
+                }
+            }
+        }
+        for n in names {
+            if out.contains_key(*n) {
+                continue;
+            }
+            let listed = reached.as_deref().is_some_and(|r| *n <= r);
+            let live = if listed {
+                Err(ProviderError::NotFound {
+                    what: format!("gs://{bucket}/{n}"),
+                })
+            } else {
+                retried(&policy, &pacer, || self.gcs.get_object(bucket, n, None))
+                    .await
+                    .0
+            };
+            out.insert(n.to_string(), live);
+        }
+        Ok(out)
     }
 
     async fn get(&self, id: &str) -> Result<Option<GcsJob>, RekeyError> {
@@ -223,12 +301,19 @@ impl GcsJobs<'_> {
 
     /// Journal the untold members `started` and write their manifest; the number of objects
     /// and the manifest's generation (0 objects: nothing left).
+    /// Members whose live object is no longer the planned generation (written since the
+    /// plan, gone, already on the key) are told at once and left out: a batch rewrite acts on
+    /// the live object, so this narrows what it can take from another writer to what is
+    /// written between this read and its task.
     async fn send_manifest(
         &self,
         journal: &mut Journal,
+        row: &StepRow,
         spec: &JobSpec,
-        key: &str,
-    ) -> Result<(u64, String), RekeyError> {
+        id: &str,
+        reporter: &dyn Reporter,
+        tally: &mut Tally,
+    ) -> Result<(u64, String, String), RekeyError> {
         let mut body = b"bucket,name,generation\n".to_vec();
         let (mut after, mut n) = (0i64, 0u64);
         loop {
@@ -236,23 +321,50 @@ impl GcsJobs<'_> {
             let Some(last) = page.last() else { break };
             after = last.id;
             let mut intents = Vec::with_capacity(page.len());
+            let mut objects = Vec::with_capacity(page.len());
             for r in &page {
                 let o = object_spec(r)?;
                 intents.push((r.id, o.undo_data()));
-                body.extend_from_slice(
-                    format!("{},{},\n", csv_field(&spec.bucket), csv_field(&r.key)).as_bytes(),
-                );
+                objects.push(o);
             }
             journal.start_members(&intents)?;
-            n += page.len() as u64;
+            let names: Vec<&str> = page.iter().map(|r| r.key.as_str()).collect();
+            let live = self.live_of(&spec.bucket, &names).await?;
+            let mut told = Vec::new();
+            for (r, o) in page.iter().zip(&objects) {
+                let l = live.get(&r.key).map(|x| x.as_ref());
+                let not_found = ProviderError::NotFound { what: r.target() };
+                let never_sent = r.state == state::PENDING;
+                match member_outcome(
+                    o,
+                    l.unwrap_or(Err(&not_found)),
+                    "(before its job)",
+                    never_sent,
+                ) {
+                    None => {
+                        body.extend_from_slice(
+                            format!("{},{},\n", csv_field(&spec.bucket), csv_field(&r.key))
+                                .as_bytes(),
+                        );
+                        n += 1;
+                    }
+                    Some(t) => told.push((r, t)),
+                }
+            }
+            let out = told
+                .into_iter()
+                .map(|(r, t)| self.told(row, r, t, reporter, tally))
+                .collect::<Vec<_>>();
+            journal.record(&out)?;
         }
         if n == 0 {
-            return Ok((0, String::new()));
+            return Ok((0, String::new(), String::new()));
         }
+        let key = self.manifest_key(id, &body);
         let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
         let bucket = &self.settings.manifest_bucket;
         let put = retried(&policy, &pacer, || {
-            self.gcs.put_new(bucket, key, body.clone())
+            self.gcs.put_new(bucket, &key, body.clone())
         })
         .await
         .0;
@@ -261,14 +373,50 @@ impl GcsJobs<'_> {
             // Put by an earlier run that stopped before journaling it: the same members (none
             // was told since), so the same manifest.
             Err(ProviderError::Precondition { .. }) => {
-                retried(&policy, &pacer, || self.gcs.get_object(bucket, key, None))
+                retried(&policy, &pacer, || self.gcs.get_object(bucket, &key, None))
                     .await
                     .0?
                     .generation
             }
             Err(e) => return Err(e.into()),
         };
-        Ok((n, generation.to_string()))
+        Ok((n, generation.to_string(), key))
+    }
+
+    /// A member's outcome: counted, told, and what to record.
+    fn told(
+        &self,
+        row: &StepRow,
+        r: &StepRow,
+        t: (&'static str, Option<String>, Option<String>),
+        reporter: &dyn Reporter,
+        tally: &mut Tally,
+    ) -> Recorded {
+        match t.0 {
+            state::SUCCEEDED => {
+                tally.succeeded += 1;
+                tally.bytes += r.bytes;
+            }
+            state::DRIFTED => tally.drifted += 1,
+            state::FAILED => tally.failed += 1,
+            _ => {}
+        }
+        reporter.event(&Event::StepDone {
+            stage: row.stage.clone(),
+            step: r.kind.clone(),
+            target: r.target(),
+            state: t.0.to_string(),
+            bytes: r.bytes,
+            retries: 0,
+            reason: t.2.clone(),
+        });
+        Recorded {
+            id: r.id,
+            state: t.0,
+            result: t.1,
+            reason: t.2,
+            retries: 0,
+        }
     }
 
     /// Each untold member's outcome from its live object, once the job is over. Members the
@@ -283,22 +431,20 @@ impl GcsJobs<'_> {
         tally: &mut Tally,
     ) -> Result<(), RekeyError> {
         let spec = super::engine::job_spec(row)?;
-        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(50));
         let ran_to_end = job.state == "SUCCEEDED";
         let mut after = 0i64;
         loop {
-            let page = journal.untold_members(spec.job, after, 1_000)?;
+            let page = journal.untold_members(spec.job, after, PAGE)?;
             let Some(last) = page.last() else { break };
             after = last.id;
+            let names: Vec<&str> = page.iter().map(|r| r.key.as_str()).collect();
+            let live = self.live_of(&spec.bucket, &names).await?;
             let mut out = Vec::new();
             for r in &page {
                 let o = object_spec(r)?;
-                let live = retried(&policy, &pacer, || {
-                    self.gcs.get_object(&o.bucket, &o.key, None)
-                })
-                .await
-                .0;
-                let told = match member_outcome(&o, live.as_ref(), id) {
+                let not_found = ProviderError::NotFound { what: r.target() };
+                let l = live.get(&r.key).map(|x| x.as_ref());
+                let told = match member_outcome(&o, l.unwrap_or(Err(&not_found)), id, false) {
                     Some(t) => t,
                     None if ran_to_end => {
                         let uri = format!("gs://{}/{}", o.bucket, o.key);
@@ -317,31 +463,7 @@ impl GcsJobs<'_> {
                     }
                     None => continue,
                 };
-                match told.0 {
-                    state::SUCCEEDED => {
-                        tally.succeeded += 1;
-                        tally.bytes += r.bytes;
-                    }
-                    state::DRIFTED => tally.drifted += 1,
-                    state::FAILED => tally.failed += 1,
-                    _ => {}
-                }
-                reporter.event(&Event::StepDone {
-                    stage: row.stage.clone(),
-                    step: r.kind.clone(),
-                    target: r.target(),
-                    state: told.0.to_string(),
-                    bytes: r.bytes,
-                    retries: 0,
-                    reason: told.2.clone(),
-                });
-                out.push(Recorded {
-                    id: r.id,
-                    state: told.0,
-                    result: told.1,
-                    reason: told.2,
-                    retries: 0,
-                });
+                out.push(self.told(row, r, told, reporter, tally));
             }
             journal.record(&out)?;
         }
@@ -377,19 +499,43 @@ impl GcsJobs<'_> {
                 ..Default::default()
             },
         };
-        let id = job_id(
+        let mut id = job_id(
             &self.namespace,
             &row.stage,
             &spec.bucket,
             spec.job,
             prog.part,
         );
-        let job = self.get(&id).await?;
+        let mut job = self.get(&id).await?;
+        if job.is_none()
+            && prog.manifest_etag.is_some()
+            && journal
+                .member_states(spec.job)?
+                .iter()
+                .any(|(s, n)| s == state::PENDING && *n > 0)
+        {
+            // A manifest was put for this part but no job was made from it, and members were
+            // reset since (a rollback): what it lists is not what is left. A new part.
+            prog = JobProgress {
+                part: prog.part + 1,
+                ..Default::default()
+            };
+            id = job_id(
+                &self.namespace,
+                &row.stage,
+                &spec.bucket,
+                spec.job,
+                prog.part,
+            );
+            job = self.get(&id).await?;
+        }
         if self.no_new_jobs && job.is_none() {
             // Never created: its members run locally.
             return Ok(Stop::Completed);
         }
-        journal.mark_started(&[(row.id, None)])?;
+        // Undoable (its undo changes nothing): a rollback then ends it with its members, so
+        // a plan can be written over the journal and the next apply sends a new part.
+        journal.mark_started(&[(row.id, Some("{}".into()))])?;
         journal.mark_sent(&[row.id])?;
         if job.is_none() && super::closing(self.watch.window.as_ref(), self.watch.poll_first) {
             reporter.event(&Event::Stopping {
@@ -398,8 +544,9 @@ impl GcsJobs<'_> {
             return Ok(Stop::WindowClosed);
         }
         if prog.manifest_etag.is_none() {
-            let key = self.manifest_key(&id);
-            let (n, generation) = self.send_manifest(journal, &spec, &key).await?;
+            let (n, generation, key) = self
+                .send_manifest(journal, row, &spec, &id, reporter, tally)
+                .await?;
             if n == 0 {
                 journal.record(&[Recorded {
                     id: row.id,
@@ -609,6 +756,10 @@ impl GcsJobs<'_> {
                 prog.part,
             );
             let Some(mut job) = self.get(&id).await? else {
+                // Its manifest was put, its job never made: the part is over (the next apply
+                // sends what is left in a new one).
+                prog.ended = Some("NOT_CREATED".into());
+                journal.save_progress(row.id, &progress_json(&prog))?;
                 continue;
             };
             if !job.is_over() {

@@ -466,10 +466,28 @@ impl GcsClient {
         page_size: u32,
         token: Option<String>,
     ) -> Result<(Vec<GcsObjectInfo>, Option<String>), ProviderError> {
+        self.list_range(bucket, versions, page_size, None, token)
+            .await
+    }
+
+    /// A page of the live objects (or every generation) whose names are in `range`
+    /// (`startOffset` inclusive, `endOffset` exclusive).
+    pub async fn list_range(
+        &self,
+        bucket: &str,
+        versions: bool,
+        page_size: u32,
+        range: Option<(&str, &str)>,
+        token: Option<String>,
+    ) -> Result<(Vec<GcsObjectInfo>, Option<String>), ProviderError> {
         let mut q = vec![
             ("maxResults", page_size.to_string()),
             ("versions", versions.to_string()),
         ];
+        if let Some((start, end)) = range {
+            q.push(("startOffset", start.to_string()));
+            q.push(("endOffset", end.to_string()));
+        }
         if let Some(t) = token {
             q.push(("pageToken", t));
         }
