@@ -25,7 +25,7 @@ class (a rewrite that names no class takes it, as the JSON API's rewrite does). 
 object fails its task NOT_FOUND; a held object FAILED_PRECONDITION; a customer-supplied
 key FAILED_PRECONDITION; a key the Cloud KMS subset does not know, or whose primary version
 is disabled, PERMISSION_DENIED. Tasks run one every `task_seconds` (POST /_rekey/batch
-{"task_seconds": S}).
+{"task_seconds": S}, or {"task_seconds": S, "bucket": B} for jobs over bucket B alone).
 
 Storage Intelligence (https://cloud.google.com/storage/docs/storage-intelligence): GET and
 PATCH /v2/projects/P/locations/global/storageIntelligenceConfig; `editionConfig` INHERIT
@@ -41,7 +41,7 @@ import threading
 import time
 from urllib.parse import unquote
 
-TASK_SECONDS = {"value": 0.002}
+TASK_SECONDS = {"value": 0.002, "buckets": {}}
 MAX_ENTRIES = 5
 
 
@@ -60,6 +60,7 @@ class Batch:
         self.state["jobs"] = {}
         self.state["intelligence"] = {}
         TASK_SECONDS["value"] = 0.002
+        TASK_SECONDS["buckets"] = {}
 
     def bucket_of(self, path, body):
         """The bucket a batch operations request is about (for the test hooks' scopes)."""
@@ -79,7 +80,10 @@ class Batch:
         """(code, doc) for a batch or intelligence path, or None."""
         if path == "/_rekey/batch" and method == "POST":
             conf = json.loads(body or b"{}")
-            TASK_SECONDS["value"] = float(conf.get("task_seconds", TASK_SECONDS["value"]))
+            if conf.get("bucket"):
+                TASK_SECONDS["buckets"][conf["bucket"]] = float(conf["task_seconds"])
+            else:
+                TASK_SECONDS["value"] = float(conf.get("task_seconds", TASK_SECONDS["value"]))
             return 200, {}
         m = re.fullmatch(r"/v2/projects/([^/]+)/locations/global/storageIntelligenceConfig", path)
         if m:
@@ -197,7 +201,7 @@ class Batch:
         for bucket, name, generation in rows:
             if job["cancel"].is_set():
                 return self.finish(job, "CANCELED")
-            time.sleep(TASK_SECONDS["value"])
+            time.sleep(TASK_SECONDS["buckets"].get(bucket, TASK_SECONDS["value"]))
             with self.lock:
                 problem = self.task(job, bucket, name, generation)
                 if problem is None:

@@ -920,10 +920,65 @@ pub fn statement_for(usage: &Usage, actions: &[&str]) -> String {
 #[cfg(test)]
 mod tests;
 
+/// The literal part of a resource pattern before its first wildcard.
+fn literal_prefix(p: &str) -> &str {
+    &p[..p.find(['*', '?']).unwrap_or(p.len())]
+}
+
+/// Whether resource pattern `p` matches every ARN of `set` (an ARN, or a prefix and a final
+/// `*`): exactly, `*`, or a literal prefix of the set's followed by a final `*` alone.
+fn covers(p: &str, set: &str) -> bool {
+    if p == "*" || p == set {
+        return true;
+    }
+    match p.strip_suffix('*') {
+        Some(pp) if !pp.contains(['*', '?']) => literal_prefix(set).starts_with(pp),
+        _ => !set.contains(['*', '?']) && wildcard(p, set, false),
+    }
+}
+
+/// Whether resource pattern `p` may match some ARN of `set` (fail-closed: a pattern whose
+/// literal start is compatible with the set's is taken as matching some of it).
+fn touches(p: &str, set: &str) -> bool {
+    if !set.contains(['*', '?']) {
+        return wildcard(p, set, false);
+    }
+    let (a, b) = (literal_prefix(p), literal_prefix(set));
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// How a statement's Resource / NotResource meets a set of ARNs.
+#[derive(PartialEq)]
+enum Reach {
+    All,
+    Some,
+    None,
+}
+
+fn reach(st: &Value, set: &str) -> Reach {
+    let (pats, negated) = match (st.get("NotResource"), st.get("Resource")) {
+        (Some(not), _) => (strings(not), true),
+        (None, Some(r)) => (strings(r), false),
+        (None, None) => return Reach::All,
+    };
+    let all = pats.iter().any(|p| covers(p, set));
+    let some = pats.iter().any(|p| touches(p, set));
+    match (negated, all, some) {
+        (false, true, _) => Reach::All,
+        (false, false, true) => Reach::Some,
+        (false, false, false) => Reach::None,
+        // NotResource: the statement applies where none of its patterns does.
+        (true, _, false) => Reach::All,
+        (true, true, _) => Reach::None,
+        (true, false, true) => Reach::Some,
+    }
+}
+
 /// Whether a principal's identity-based policies (and its permissions boundary) allow one
-/// request, `action` on `resource` (an S3 object or bucket ARN), failing closed: an explicit
-/// Deny that may apply, a condition rekey cannot decide (unless the campaign accepts its key),
-/// or no Allow at all is `Err` with the reason. For a bucket of the principal's own account an
+/// request, `action` on every ARN of `resource` (an S3 object or bucket ARN, or a prefix and a
+/// final `*` for all of a job's objects), failing closed: a Deny that may reach one of them, a
+/// condition rekey cannot decide (unless the campaign accepts its key), or no Allow reaching
+/// all of them is `Err` with the reason. For a bucket of the principal's own account an
 /// identity Allow is enough (AWS: "Policy evaluation logic", same-account requests); bucket
 /// policies are not read here.
 pub fn identity_allows(
@@ -934,17 +989,24 @@ pub fn identity_allows(
     accept: &Acceptance,
 ) -> Result<(), String> {
     let usage = Usage::principal(principal, &[action], None);
-    let ctx = usage.context(action);
+    // An S3 request's context: the principal; none of KMS's keys.
+    let ctx: BTreeMap<&'static str, String> = usage
+        .context(action)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("kms:"))
+        .collect();
     let mut accepted = Vec::new();
     // (allowed by some statement, undecided statements) of a set of documents.
     let mut judge = |docs: &[&Doc]| -> Result<(bool, Vec<String>), String> {
         let (mut allowed, mut unknown) = (false, Vec::new());
         for doc in docs {
             for (name, st) in statements(doc) {
-                if !action_applies(st, action) || !resource_applies(st, resource) {
+                let deny = st["Effect"].as_str() == Some("Deny");
+                let r = reach(st, resource);
+                // A Deny that reaches some of the ARNs blocks; an Allow must reach all of them.
+                if !action_applies(st, action) || r == Reach::None || (!deny && r == Reach::Some) {
                     continue;
                 }
-                let deny = st["Effect"].as_str() == Some("Deny");
                 match conditions_hold(st, &name, &ctx, accept, deny, false, &mut accepted) {
                     T::Yes(_) if deny => {
                         return Err(format!("{name} denies {action} on {resource}"))

@@ -823,6 +823,7 @@ pub async fn apply<
                 .iter()
                 .filter(|s| stages.contains(&s.name.as_str()))
                 .flat_map(|s| &s.buckets)
+                .filter(|bp| bp.provider == crate::model::Provider::Gcp)
                 .flat_map(|bp| {
                     bp.jobs
                         .iter()
@@ -895,18 +896,32 @@ pub async fn apply<
                 }
             }
         }
-        for (account, (keys, s3)) in by_account {
+        for (account, (mut keys, s3)) in by_account {
             for (what, bucket) in [
                 ("manifest_bucket", &b.manifest_bucket),
                 ("report_bucket", &b.report_bucket),
             ] {
-                if let Err(crate::error::ProviderError::NotFound { .. }) =
-                    client(aws, account)?.bucket_default(bucket).await
-                {
-                    return Err(RekeyError::usage(
-                        format!("aws.s3.batch.{what} s3://{bucket} does not exist (account {account}): nothing was started"),
-                        "create it (in the jobs' account and region), or name one that exists, then plan again",
-                    ));
+                let c = client(aws, account)?;
+                match c.bucket_default(bucket).await {
+                    Err(crate::error::ProviderError::NotFound { .. }) => {
+                        return Err(RekeyError::usage(
+                            format!("aws.s3.batch.{what} s3://{bucket} does not exist (account {account}): nothing was started"),
+                            "create it (in the jobs' account and region), or name one that exists, then plan again",
+                        ));
+                    }
+                    // The job reads its manifest and writes its report under the bucket's
+                    // default key: the role must be able to use it too.
+                    Ok(rule) if rule.algorithm.starts_with("aws:kms") => {
+                        if let Some(k) = rule.kms_key_arn {
+                            // Named by id or alias in the rule: its ARN when rekey may read it.
+                            let arn = match c.describe_key(&k).await {
+                                Ok(Some(key)) => key.arn,
+                                _ => k,
+                            };
+                            keys.insert(arn);
+                        }
+                    }
+                    _ => {}
                 }
             }
             let keys: Vec<String> = keys.into_iter().collect();

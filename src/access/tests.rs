@@ -669,3 +669,62 @@ fn identity_allows_s3_requests_fail_closed() {
     let why = identity_allows(&bounded, ROLE, "s3:PutObject", OBJ, &none).unwrap_err();
     assert!(why.contains("permissions boundary"), "{why}");
 }
+
+/// Review 2 (I5): apply.rs asks `identity_allows` about the pattern `arn:aws:s3:::BUCKET/*`
+/// (all of a job's objects) as if it were one object ARN. IAM evaluates each task's object:
+/// a statement naming some of the objects is a Deny for those tasks (or an Allow that does
+/// not cover the others). Each case below should be refused (Err) for a job over `data`.
+#[test]
+fn review2_identity_allows_statements_on_part_of_a_jobs_objects() {
+    const ROLE: &str = "arn:aws:iam::111122223333:role/jobs";
+    const OBJ: &str = "arn:aws:s3:::data/*";
+    let none = Acceptance::default();
+    let identity = |statements: Value, boundary: Option<Value>| Identity {
+        policies: vec![doc("inline policy p of role jobs", statements)],
+        boundary: boundary.map(|b| doc("boundary", b)),
+    };
+    let all = json!({"Effect": "Allow", "Action": "s3:*", "Resource": "*"});
+    let cases: Vec<(&str, Identity)> = vec![
+        (
+            "(a) Deny s3:PutObject on arn:aws:s3:::data/private/* (a sub-prefix of the job's objects)",
+            identity(json!([all, {"Effect": "Deny", "Action": "s3:PutObject",
+                "Resource": "arn:aws:s3:::data/private/*"}]), None),
+        ),
+        (
+            "(b) Deny s3:PutObject on arn:aws:s3:::data/*.parquet",
+            identity(json!([all, {"Effect": "Deny", "Action": "s3:PutObject",
+                "Resource": "arn:aws:s3:::data/*.parquet"}]), None),
+        ),
+        (
+            "(c) Allow only on arn:aws:s3:::data/? (one-character keys; '?' matches the literal '*')",
+            identity(json!([{"Effect": "Allow", "Action": "s3:*",
+                "Resource": "arn:aws:s3:::data/?"}]), None),
+        ),
+        (
+            "(d) Allow s3:* with NotResource arn:aws:s3:::data/private/*",
+            identity(json!([{"Effect": "Allow", "Action": "s3:*",
+                "NotResource": "arn:aws:s3:::data/private/*"}]), None),
+        ),
+        (
+            "(e) permissions boundary Deny on arn:aws:s3:::data/private/*",
+            identity(json!([all]), Some(json!([all, {"Effect": "Deny", "Action": "s3:*",
+                "Resource": "arn:aws:s3:::data/private/*"}]))),
+        ),
+        (
+            "(f) Allow s3:PutObject only if kms:CallerAccount (a KMS key, absent from S3 requests)",
+            identity(json!([{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*",
+                "Condition": {"StringEquals": {"kms:CallerAccount": "111122223333"}}}]), None),
+        ),
+    ];
+    let mut passed = Vec::new();
+    for (what, id) in &cases {
+        if identity_allows(id, ROLE, "s3:PutObject", OBJ, &none).is_ok() {
+            passed.push(*what);
+        }
+    }
+    assert!(
+        passed.is_empty(),
+        "identity_allows said Ok (the job role would be accepted) for:\n  {}",
+        passed.join("\n  ")
+    );
+}

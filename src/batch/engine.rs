@@ -688,9 +688,12 @@ impl<S: S3Batch> BatchEngine<'_, S> {
                         Some(j) => j.id,
                         None => {
                             // Its manifest was put, its job never made: the part is over
-                            // (the next apply sends what is left in a new one).
-                            prog.ended = Some("NotCreated".into());
-                            journal.save_progress(row.id, &progress_json(&prog))?;
+                            // (the next apply sends what is left in a new one). A step no
+                            // longer running (its members run locally since) has nothing to end.
+                            if row.state == state::STARTED {
+                                prog.ended = Some("NotCreated".into());
+                                journal.save_progress(row.id, &progress_json(&prog))?;
+                            }
                             continue;
                         }
                     }

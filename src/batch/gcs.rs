@@ -137,6 +137,7 @@ fn member_outcome(
     live: Result<&GcsObjectInfo, &ProviderError>,
     job: &str,
     never_sent: bool,
+    bucket_class: Option<&str>,
 ) -> Option<(&'static str, Option<String>, Option<String>)> {
     let c = match live {
         Ok(c) => c,
@@ -158,7 +159,9 @@ fn member_outcome(
             .content_hash
             .as_ref()
             .is_none_or(|h| c.content_hash.as_ref() == Some(h))
-            && c.storage_class == o.storage_class
+            // The job's rewrite takes the bucket's default class: the planned one, or one the
+            // bucket was given after the last check (rollback restores the planned class).
+            && (c.storage_class == o.storage_class || Some(c.storage_class.as_str()) == bucket_class)
             // Not yet in any job: another writer's, whatever its bytes.
             && !never_sent;
         let result = serde_json::to_string(&ObjectResult {
@@ -334,12 +337,14 @@ impl GcsJobs<'_> {
             for (r, o) in page.iter().zip(&objects) {
                 let l = live.get(&r.key).map(|x| x.as_ref());
                 let not_found = ProviderError::NotFound { what: r.target() };
-                let never_sent = r.state == state::PENDING;
+                // No job of rekey's has rewritten an untold member (a job's members are told
+                // when it ends): one already on the key is another writer's.
                 match member_outcome(
                     o,
                     l.unwrap_or(Err(&not_found)),
                     "(before its job)",
-                    never_sent,
+                    true,
+                    None,
                 ) {
                     None => {
                         body.extend_from_slice(
@@ -432,6 +437,11 @@ impl GcsJobs<'_> {
     ) -> Result<(), RekeyError> {
         let spec = super::engine::job_spec(row)?;
         let ran_to_end = job.state == "SUCCEEDED";
+        let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+        let bucket_class = retried(&policy, &pacer, || self.gcs.get_bucket(&spec.bucket))
+            .await
+            .0?
+            .storage_class;
         let mut after = 0i64;
         loop {
             let page = journal.untold_members(spec.job, after, PAGE)?;
@@ -444,7 +454,13 @@ impl GcsJobs<'_> {
                 let o = object_spec(r)?;
                 let not_found = ProviderError::NotFound { what: r.target() };
                 let l = live.get(&r.key).map(|x| x.as_ref());
-                let told = match member_outcome(&o, l.unwrap_or(Err(&not_found)), id, false) {
+                let told = match member_outcome(
+                    &o,
+                    l.unwrap_or(Err(&not_found)),
+                    id,
+                    false,
+                    Some(&bucket_class),
+                ) {
                     Some(t) => t,
                     None if ran_to_end => {
                         let uri = format!("gs://{}/{}", o.bucket, o.key);
@@ -564,6 +580,20 @@ impl GcsJobs<'_> {
         }
         if job.is_none() {
             let (policy, pacer) = (RetryPolicy::default(), Pacer::new(20));
+            // The preflight read the bucket's default class; read it again at the last moment:
+            // a job over a bucket whose default changed would move its objects to it.
+            let now = retried(&policy, &pacer, || self.gcs.get_bucket(&spec.bucket))
+                .await
+                .0?;
+            if now.storage_class != spec.storage_class {
+                return Err(RekeyError::usage(
+                    format!(
+                        "gs://{}'s default storage class is {} now, {} when it was planned: batch job {id} was not created",
+                        spec.bucket, now.storage_class, spec.storage_class
+                    ),
+                    "roll back (nothing was rewritten by a job), then plan again",
+                ));
+            }
             let body = json!({
                 "description": super::description(&self.namespace, &row.stage, &spec.bucket, spec.job, prog.part)
                     .replace("s3://", "gs://"),
@@ -591,6 +621,8 @@ impl GcsJobs<'_> {
             journal.save_progress(row.id, &progress_json(&prog))?;
         }
         let mut delay = self.watch.poll_first;
+        // Cancelled here because the window is closing (the run then ends with exit 5).
+        let mut window_cancelled = false;
         let job = loop {
             let j = match self.get(&id).await? {
                 Some(j) => j,
@@ -623,6 +655,7 @@ impl GcsJobs<'_> {
                     return Ok(Stop::WindowClosed);
                 }
                 self.cancel_and_wait(&id).await?;
+                window_cancelled = true;
                 continue;
             }
             tokio::select! {
@@ -690,9 +723,7 @@ impl GcsJobs<'_> {
                 reason,
             });
         }
-        let window_cancelled = job.state == "CANCELED"
-            && super::closing(self.watch.window.as_ref(), self.watch.poll_first);
-        Ok(if window_cancelled {
+        Ok(if window_cancelled && job.state == "CANCELED" {
             Stop::WindowClosed
         } else {
             Stop::Completed
@@ -757,9 +788,12 @@ impl GcsJobs<'_> {
             );
             let Some(mut job) = self.get(&id).await? else {
                 // Its manifest was put, its job never made: the part is over (the next apply
-                // sends what is left in a new one).
-                prog.ended = Some("NOT_CREATED".into());
-                journal.save_progress(row.id, &progress_json(&prog))?;
+                // sends what is left in a new one). A step no longer running (its members run
+                // locally since) has nothing to end.
+                if row.state == state::STARTED {
+                    prog.ended = Some("NOT_CREATED".into());
+                    journal.save_progress(row.id, &progress_json(&prog))?;
+                }
                 continue;
             };
             if !job.is_over() {

@@ -227,7 +227,14 @@ impl GcsSteps<'_> {
         .await
         .0
         {
-            Ok(src) => GcsClient::rewrite_metadata(&src),
+            Ok(src) => {
+                let mut m = GcsClient::rewrite_metadata(&src);
+                // The original's class (a batch rewrite may have given it the bucket's).
+                if !o.storage_class.is_empty() {
+                    m["storageClass"] = serde_json::Value::String(o.storage_class.clone());
+                }
+                m
+            }
             Err(e) => {
                 return UndoOutcome::Failed {
                     reason: e.to_string(),

@@ -960,3 +960,185 @@ async fn a_large_bucket_is_cut_into_jobs_of_bounded_size() {
     let (_, members) = batch_rows(&ctx, &bucket);
     assert_eq!(members.get("succeeded"), Some(&n), "{members:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Review 2 (break-it, from the invariants).
+// ---------------------------------------------------------------------------------------
+
+/// Review 2 (I5): a job role whose IAM policy denies the job's operation on one of its objects
+/// (IAM evaluates each task's object ARN) is accepted: the preflight asks about the literal
+/// pattern `arn:aws:s3:::BUCKET/*`, which the Deny's resource does not match.
+#[tokio::test]
+async fn review2_a_deny_on_one_of_the_jobs_objects_is_refused() {
+    let n = 3;
+    let endpoint = harness::overlay().endpoint.clone();
+    let tag = harness::unique("r2deny").trim_end_matches('-').to_string();
+    let role = format!("{tag}-part");
+    role_with_policy(
+        &endpoint,
+        &role,
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["kms:*", "s3:*"], "Resource": "*"},
+            {"Effect": "Deny", "Action": ["s3:PutObject", "s3:UpdateObjectEncryption"],
+             "Resource": "arn:aws:s3:::*ml-fraud-bulk/part-0001"}
+        ]}),
+    )
+    .await;
+    let (ctx, bucket, _, _) = planned_batch(
+        "br2deny",
+        n,
+        &batch_extra_as("batch-update-encryption", &role, ""),
+    )
+    .await;
+    let out = ctx.apply(&[]);
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    eprintln!(
+        "apply exit {}: {}\njobs: {jobs:?}",
+        code(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        code(&out),
+        2,
+        "I5: the role may not update s3://{bucket}/part-0001: refused before any write"
+    );
+    assert!(jobs.is_empty(), "no job was created");
+    bulk_on(&ctx, &bucket, n, None).await;
+}
+
+/// Review 2 (functional; nothing unsafe): a campaign with S3 batch jobs *and* Cloud
+/// Storage batch jobs. `preflight::gcs_batch` is given every job of the stages, the S3 ones
+/// too, and reads each job's bucket from Cloud Storage.
+#[tokio::test]
+async fn review2_a_campaign_with_s3_and_gcs_batch_jobs_applies() {
+    use crate::apply::body_of;
+    let n = 3;
+    let (ctx, bucket, _, _) =
+        planned_batch("br2mix", n, &batch_extra("batch-update-encryption", "")).await;
+    let gep = harness::gcs_server().endpoint.clone();
+    let project = format!("{}proj", ctx.prefix);
+    let key = |k: &str| format!("projects/{project}/locations/us/keyRings/ml/cryptoKeys/{k}");
+    let (team, legacy) = (key("team"), key("legacy"));
+    harness::gcp_key(&gep, &team, "");
+    harness::gcp_key(&gep, &legacy, "");
+    let gcs = rekey::providers::gcs::GcsClient::new(&project, Some(&gep));
+    let gbucket = format!("{}ml-fraud-gcs", ctx.prefix);
+    let ops = format!("{}gops", ctx.prefix);
+    gcs.create_bucket(
+        serde_json::json!({ "name": gbucket, "storageClass": "STANDARD",
+        "encryption": { "defaultKmsKeyName": legacy } }),
+    )
+    .await
+    .unwrap();
+    gcs.create_bucket(serde_json::json!({ "name": ops }))
+        .await
+        .unwrap();
+    for i in 0..n {
+        gcs.upload(&gbucket, &format!("g-{i}"), body_of(i, 0), None)
+            .await
+            .unwrap();
+    }
+    crate::interleave::http(
+        &gep,
+        "PATCH",
+        &format!("/v2/projects/{project}/locations/global/storageIntelligenceConfig"),
+        "{\"editionConfig\": \"STANDARD\"}",
+    );
+    let campaign = ctx
+        .plan
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("campaign.yaml");
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    let fraud = format!("fraud:  {{ aws: alias/{}ml-fraud }}", ctx.prefix);
+    assert!(text.contains(&fraud), "{text}");
+    let text = text
+        .replace(
+            &fraud,
+            &format!("fraud:  {{ aws: alias/{}ml-fraud, gcp: {team} }}", ctx.prefix),
+        )
+        .replacen(
+            "keys:\n",
+            &format!("gcp:\n  project: {project}\n  endpoint: {gep}\n  gcs: {{ buckets: [\"{gbucket}\"], engine: batch-rewrite, batch: {{ manifest_bucket: {ops}, accept_unguarded: true }} }}\nkeys:\n"),
+            1,
+        );
+    std::fs::write(&campaign, &text).unwrap();
+    let out = harness::rekey(&ctx.endpoint)
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&ctx.plan)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "plan: {}", stderr(&out));
+    let pf = rekey::plan::load(&ctx.plan).unwrap();
+    let jobs: Vec<(String, String)> = pf
+        .stages
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .flat_map(|b| {
+            b.jobs
+                .iter()
+                .map(move |j| (b.bucket.clone(), j.operation.clone()))
+        })
+        .collect();
+    eprintln!("planned jobs: {jobs:?}");
+    assert!(jobs.iter().any(|j| j.0 == bucket) && jobs.iter().any(|j| j.0 == gbucket));
+    let out = ctx.apply(&[]);
+    eprintln!("apply exit {}: {}", code(&out), stderr(&out));
+    assert_eq!(code(&out), 0, "a mixed campaign applies: {}", stderr(&out));
+}
+
+/// Review 2 (I5): the job role reads its manifest and writes its report as objects of the
+/// manifest/report bucket, which rekey puts with that bucket's default encryption. With an
+/// SSE-KMS default whose key policy denies the job role the key (rekey's operator may use
+/// it), S3 cannot read the manifest: the job fails. The preflight checks the role's
+/// S3 permissions on the manifest and report, and its KMS use of the *objects'* keys only.
+#[tokio::test]
+async fn review2_a_manifest_bucket_on_a_key_the_job_role_cannot_use_is_refused() {
+    let n = 3;
+    let endpoint = harness::overlay().endpoint.clone();
+    let aws = harness::clients(&endpoint).await;
+    let kms = aws_sdk_kms::Client::new(&harness::sdk_config(&endpoint).await);
+    let ops = format!("{}kmsops", harness::unique("r2ops"));
+    // A key the account (rekey's operator) may use through IAM, denied to the job role.
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "NotTheJobRole", "Effect": "Deny",
+         "Principal": {"AWS": format!("arn:aws:iam::123456789012:role/{ROLE}")},
+         "Action": "kms:*", "Resource": "*"}]});
+    let key = kms
+        .create_key()
+        .policy(policy.to_string())
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    aws.s3.create_bucket().bucket(&ops).send().await.unwrap();
+    harness::set_kms_default(&aws.s3, &ops, &key, false).await;
+    let extra = format!(
+        ", engine: batch-update-encryption, batch: {{ manifest_bucket: {ops}, report_bucket: {ops}, role_arn: \"arn:aws:iam::123456789012:role/{ROLE}\" }}"
+    );
+    let (ctx, bucket, _, _) = planned_batch("br2kops", n, &extra).await;
+    let out = ctx.apply(&[]);
+    let jobs = jobs_over(&ctx.endpoint, &bucket).await;
+    eprintln!(
+        "apply exit {}: {}\njobs: {jobs:?}",
+        code(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        code(&out),
+        2,
+        "I5: the job role cannot decrypt its manifest (s3://{ops}, default key {key})"
+    );
+    assert!(jobs.is_empty(), "no job was created");
+}

@@ -163,12 +163,13 @@ impl G {
     }
 }
 
-fn pace(task_seconds: f64) {
+/// The pace of the test server's jobs over `g`'s bucket (other tests' jobs keep theirs).
+fn pace(g: &G, task_seconds: f64) {
     http(
         &gcs_server().endpoint,
         "POST",
         "/_rekey/batch",
-        &json!({ "task_seconds": task_seconds }).to_string(),
+        &json!({ "task_seconds": task_seconds, "bucket": g.bucket }).to_string(),
     );
 }
 
@@ -333,7 +334,7 @@ async fn a_killed_apply_reattaches_to_its_job_and_a_foreign_write_is_kept() {
         .upload(&g.bucket, "shard, 001", b"foreign bytes".to_vec(), None)
         .await
         .unwrap();
-    pace(0.2);
+    pace(&g, 0.2);
     let mut child = harness::rekey("http://127.0.0.1:9")
         .env_remove("AWS_ENDPOINT_URL")
         .args(["apply", g.plan.to_str().unwrap(), "--yes"])
@@ -348,7 +349,7 @@ async fn a_killed_apply_reattaches_to_its_job_and_a_foreign_write_is_kept() {
     }
     child.kill().unwrap(); // SIGKILL, the job running
     child.wait().unwrap();
-    pace(0.002);
+    pace(&g, 0.002);
     let out = g.apply(&[]);
     assert_eq!(
         code(&out),
@@ -776,7 +777,7 @@ async fn review_rollback_while_the_job_runs_then_apply_again() {
     let before = g.objects().await;
     g.write_campaign(", accept_unguarded: true");
     let _ = g.plan();
-    pace(0.3);
+    pace(&g, 0.3);
     let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -793,7 +794,7 @@ async fn review_rollback_while_the_job_runs_then_apply_again() {
     child.wait().unwrap();
     let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
     eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
-    pace(0.002);
+    pace(&g, 0.002);
     eprintln!(
         "jobs: {:?}",
         g.jobs()
@@ -830,12 +831,12 @@ async fn review_window_closes_mid_job_then_next_apply() {
     let g = G::new("rvwin", 12, true).await;
     g.write_campaign(", accept_unguarded: true");
     let _ = g.plan();
-    pace(0.4);
+    pace(&g, 0.4);
     let until = (chrono::Utc::now() + chrono::Duration::seconds(4))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let out = g.apply(&["--window", &format!("until={until}")]);
-    pace(0.002);
+    pace(&g, 0.002);
     eprintln!("apply exit {}: {}", code(&out), stderr(&out));
     assert_eq!(code(&out), 5);
     let jobs = g.jobs();
@@ -1010,7 +1011,7 @@ async fn review_window_leave_then_retry_locally() {
     let g = G::new("rvleave", 10, true).await;
     g.write_campaign(", accept_unguarded: true, at_window_end: leave");
     let _ = g.plan();
-    pace(0.4);
+    pace(&g, 0.4);
     let until = (chrono::Utc::now() + chrono::Duration::seconds(3))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -1018,7 +1019,7 @@ async fn review_window_leave_then_retry_locally() {
     eprintln!("apply exit {}: {}", code(&out), stderr(&out));
     assert_eq!(code(&out), 5);
     assert_eq!(g.jobs()[0]["state"], "RUNNING");
-    pace(0.002);
+    pace(&g, 0.002);
     let out = g.apply(&["--window", "none", "--retry-failed-locally"]);
     eprintln!("retry exit {}: {}", code(&out), stderr(&out));
     assert_eq!(code(&out), 0);
@@ -1142,4 +1143,351 @@ async fn review_control_local_engine_keeps_foreign_class_change() {
     eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
     let back = g.gcs.get_object(&g.bucket, name, None).await.unwrap();
     assert_eq!(back.storage_class, "NEARLINE");
+}
+
+// ---------------------------------------------------------------------------------------
+// Review 2 (break-it, from the invariants).
+// ---------------------------------------------------------------------------------------
+
+/// Review 2 (I1, I3): "a member in no job yet is never taken for rekey's" holds only for a
+/// member still `pending`. An apply SIGKILLed after it journaled the members `started` but
+/// before its manifest was put leaves them `started`, in no job. Another writer then writes
+/// the same bytes on the team key; the next apply takes that write for rekey's (by_rekey:
+/// true) and the rollback rewrites it back onto the legacy key: the foreign generation is no
+/// longer current, and no conflict is reported.
+#[tokio::test]
+async fn review2_a_member_started_by_a_killed_apply_is_not_taken_for_rekeys() {
+    let g = G::new("r2kill", 3, true).await;
+    g.write_campaign(", accept_unguarded: true");
+    let _ = g.plan();
+    let endpoint = gcs_server().endpoint.clone();
+    let scope = g.p.clone();
+    // SIGKILL while the manifest's put waits (never served): the members are `started`.
+    arm(
+        &endpoint,
+        &scope,
+        json!({ "action": "pause", "when": "before", "at": 1,
+                "on": format!("/upload/storage/v1/b/{}/o", g.ops) }),
+    );
+    let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
+    wait_paused(&scope);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release(&endpoint, &scope, true);
+    arm(&endpoint, &scope, json!({ "action": "off" }));
+    assert!(g.jobs().is_empty(), "no job was created");
+    let name = "shard, 000";
+    let row = |g: &G| {
+        journal_steps(&g.plan)
+            .into_iter()
+            .find(|r| r.key == name)
+            .unwrap()
+    };
+    eprintln!("after the kill: {name:?} is {}", row(&g).state);
+    // Another writer: the same bytes, on the team key, while the member is in no job.
+    let foreign = g
+        .gcs
+        .upload(&g.bucket, name, crate::apply::body_of(0, 0), Some(&g.team))
+        .await
+        .unwrap();
+    let out = g.apply(&[]);
+    let r = row(&g);
+    eprintln!(
+        "apply exit {}: {}\n{name:?}: {} {:?}; jobs {}",
+        code(&out),
+        stderr(&out),
+        r.state,
+        r.result,
+        g.jobs().len()
+    );
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
+    let live = g.gcs.get_object(&g.bucket, name, None).await.unwrap();
+    assert_eq!(
+        (live.generation, live.kms_key.as_deref()),
+        (foreign.generation, Some(g.team.as_str())),
+        "I1: the foreign write stays current (journaled {:?}; rollback exit {})",
+        r.result,
+        code(&out)
+    );
+}
+
+/// Review 2 (I3, "rollback works from any point"): an apply SIGKILLed after its manifest was
+/// journaled but before the job was created (the create request never served); then
+/// `apply --retry-failed-locally` rewrites the members with rekey's own engine (no job
+/// exists), which ends the job step `succeeded` with its progress still open (manifest put,
+/// not ended). The rollback's `stop_jobs` finds no job for that part and journals it
+/// NOT_CREATED with `save_progress`, which only updates a running step: every rollback fails
+/// ("journal: step N is not running", exit 1) and nothing is ever restored.
+#[tokio::test]
+async fn review2_rollback_after_a_local_retry_of_a_part_whose_job_was_never_made() {
+    let g = G::new("r2nojob", 4, true).await;
+    g.write_campaign(", accept_unguarded: true");
+    let _ = g.plan();
+    let endpoint = gcs_server().endpoint.clone();
+    let scope = g.p.clone();
+    arm(
+        &endpoint,
+        &scope,
+        json!({ "action": "pause", "when": "before", "at": 1, "on": "jobs?jobId=" }),
+    );
+    let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
+    wait_paused(&scope);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release(&endpoint, &scope, true);
+    arm(&endpoint, &scope, json!({ "action": "off" }));
+    assert!(g.jobs().is_empty(), "no job was created");
+    let job_row = journal_steps(&g.plan)
+        .into_iter()
+        .find(|r| r.kind == "batch-job")
+        .unwrap();
+    eprintln!(
+        "job step after the kill: {} {:?}",
+        job_row.state, job_row.progress
+    );
+    let out = g.apply(&["--retry-failed-locally"]);
+    eprintln!("retry exit {}: {}", code(&out), stderr(&out));
+    let members = |g: &G| {
+        journal_steps(&g.plan)
+            .into_iter()
+            .filter(|r| r.is_job_member())
+            .map(|r| (r.key, r.state, r.result))
+            .collect::<Vec<_>>()
+    };
+    eprintln!("members after the local retry: {:?}", members(&g));
+    for r in journal_steps(&g.plan) {
+        eprintln!(
+            "  step {} {} {:?} state {} undo {:?} progress {:?}",
+            r.id, r.kind, r.key, r.state, r.undo, r.progress
+        );
+    }
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
+    let again = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    eprintln!("rollback again exit {}: {}", code(&again), stderr(&again));
+    let objs = g.objects().await;
+    let legacy = Some(g.legacy.clone());
+    assert!(
+        code(&out) == 0 && objs.iter().all(|o| o.1 == legacy),
+        "I3: nobody else wrote: rollback restores every object without a conflict (rollback exit {}, jobs {}, keys {:?})",
+        code(&out),
+        g.jobs().len(),
+        objs.iter().map(|o| (&o.0, &o.1)).collect::<Vec<_>>()
+    );
+}
+
+/// Review 2 (held check of `live_of`): members sparse in a bucket (4,500 objects written after
+/// the plan between the first two members: the listing's budget of 4 pages runs out), one
+/// overwritten by another writer, one with a non-ASCII
+/// name sorting after 'z'. Each is told as what it is; rollback restores rekey's work only.
+#[tokio::test]
+async fn review2_sparse_members_deleted_and_overwritten_are_told_right() {
+    use futures::StreamExt;
+    let g = G::new("r2sparse", 0, true).await;
+    for n in ["a-member", "m-member", "z-member", "\u{fc}-member"] {
+        g.gcs
+            .upload(&g.bucket, n, format!("planned {n}").into_bytes(), None)
+            .await
+            .unwrap();
+    }
+    g.write_campaign(", accept_unguarded: true");
+    let _ = g.plan();
+    futures::stream::iter(0..4500)
+        .map(|i| {
+            let g = &g;
+            async move {
+                g.gcs
+                    .upload(&g.bucket, &format!("b-{i:04}"), b"filler".to_vec(), None)
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    // (The GCS test server has no DELETE: a vanished member is not exercised here.)
+    g.gcs
+        .upload(&g.bucket, "z-member", b"foreign".to_vec(), None)
+        .await
+        .unwrap();
+    let out = g.apply(&[]);
+    eprintln!("apply exit {}: {}", code(&out), stderr(&out));
+    let states: std::collections::BTreeMap<String, String> = journal_steps(&g.plan)
+        .into_iter()
+        .filter(|r| r.is_job_member())
+        .map(|r| (r.key, r.state))
+        .collect();
+    eprintln!(
+        "members: {states:?}; job objects {:?}",
+        g.jobs()[0]["counters"]
+    );
+    let want: std::collections::BTreeMap<String, String> = [
+        ("a-member", "succeeded"),
+        ("m-member", "succeeded"),
+        ("z-member", "drifted"),
+        ("\u{fc}-member", "succeeded"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(states, want);
+    let live = |n: &'static str| {
+        let g = &g;
+        async move { g.gcs.get_object(&g.bucket, n, None).await.unwrap() }
+    };
+    assert_eq!(
+        live("a-member").await.kms_key.as_deref(),
+        Some(g.team.as_str())
+    );
+    assert_eq!(
+        live("z-member").await.kms_key.as_deref(),
+        Some(g.legacy.as_str())
+    );
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
+    assert_eq!(
+        live("a-member").await.kms_key.as_deref(),
+        Some(g.legacy.as_str())
+    );
+    assert_eq!(
+        live("\u{fc}-member").await.kms_key.as_deref(),
+        Some(g.legacy.as_str())
+    );
+    assert_eq!(
+        g.gcs.download(&g.bucket, "z-member").await.unwrap(),
+        b"foreign"
+    );
+}
+
+/// Review 2 (I2, I3): apply, rollback, plan again over the journal (same campaign), apply,
+/// verify, rollback: the second apply makes a job of its own and everything comes back.
+#[tokio::test]
+async fn review2_replan_after_rollback_then_apply_verify_rollback() {
+    let g = G::new("r2replan", 4, true).await;
+    let before = g.objects().await;
+    g.write_campaign(", accept_unguarded: true");
+    let _ = g.plan();
+    let out = g.apply(&[]);
+    assert_eq!(code(&out), 0, "apply 1: {}", stderr(&out));
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    assert_eq!(code(&out), 0, "rollback 1: {}", stderr(&out));
+    assert_eq!(g.objects().await, before);
+    let _ = g.plan();
+    let out = g.apply(&[]);
+    eprintln!("apply 2 exit {}: {}", code(&out), stderr(&out));
+    let jobs: Vec<_> = g
+        .jobs()
+        .iter()
+        .map(|j| (j["name"].clone(), j["state"].clone()))
+        .collect();
+    eprintln!("jobs: {jobs:?}");
+    for r in journal_steps(&g.plan) {
+        eprintln!("  {} {:?} {} {:?}", r.kind, r.key, r.state, r.reason);
+    }
+    assert_eq!(code(&out), 0, "apply 2: {}", stderr(&out));
+    let team = Some(g.team.clone());
+    assert!(
+        g.objects().await.iter().all(|o| o.1 == team),
+        "all on the team key"
+    );
+    let out = g.rekey(&["verify", g.plan.to_str().unwrap()]);
+    assert_eq!(
+        code(&out),
+        0,
+        "verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = g.rekey(&["status", g.plan.to_str().unwrap()]);
+    eprintln!(
+        "status exit {}: {}",
+        code(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    assert_eq!(code(&out), 0, "rollback 2: {}", stderr(&out));
+    assert_eq!(g.objects().await, before);
+}
+
+/// Review 2 (I3): R1's fix checks the bucket's default class in the preflight only. The same
+/// admin change made after the preflight, before the job's tasks run (here: while the job's
+/// create request waits), moves every member to the new class; the job's own rewrites are
+/// then taken for another writer's (class differs from the plan), and rollback leaves them
+/// on the team key in the new class. Nobody wrote an object.
+#[tokio::test]
+async fn review2_default_class_changed_after_the_preflight_rollback_restores() {
+    let g = G::new("r2class", 3, true).await;
+    let before = g.objects().await;
+    g.write_campaign(", accept_unguarded: true");
+    let _ = g.plan();
+    let endpoint = gcs_server().endpoint.clone();
+    let scope = g.p.clone();
+    arm(
+        &endpoint,
+        &scope,
+        json!({ "action": "pause", "when": "before", "at": 1, "on": "jobs?jobId=" }),
+    );
+    let child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
+    wait_paused(&scope);
+    http(
+        &endpoint,
+        "PATCH",
+        &format!("/storage/v1/b/{}", g.bucket),
+        "{\"storageClass\": \"NEARLINE\"}",
+    );
+    release(&endpoint, &scope, false);
+    let out = child.wait_with_output().unwrap();
+    arm(&endpoint, &scope, json!({ "action": "off" }));
+    eprintln!("apply exit {}: {}", code(&out), stderr(&out));
+    for r in journal_steps(&g.plan).iter().filter(|r| r.is_job_member()) {
+        eprintln!("  {:?} {} {:?}", r.key, r.state, r.result);
+    }
+    eprintln!(
+        "after apply: {:?}",
+        g.objects()
+            .await
+            .iter()
+            .map(|o| (&o.0, &o.1, &o.2))
+            .collect::<Vec<_>>()
+    );
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
+    let back = g.objects().await;
+    for ((name, key, class, body), (_, key2, class2, body2)) in before.iter().zip(&back) {
+        assert_eq!(body, body2, "{name} bytes");
+        assert_eq!(
+            (key, class),
+            (key2, class2),
+            "I3: {name} back as it was (key, class); rollback exit {}",
+            code(&out)
+        );
+    }
+}
+
+/// Review 2 (I3): the job's create request is refused (403, not retried) after the manifest
+/// was journaled; then rollback.
+#[tokio::test]
+async fn review2_rollback_after_a_refused_job_create() {
+    let g = G::new("r2deny", 3, true).await;
+    let before = g.objects().await;
+    g.write_campaign(", accept_unguarded: true");
+    let _ = g.plan();
+    let endpoint = gcs_server().endpoint.clone();
+    let scope = g.p.clone();
+    arm(
+        &endpoint,
+        &scope,
+        json!({ "action": "fail", "when": "before", "at": 1, "on": "jobs?jobId=",
+                "status": 403, "code": "PERMISSION_DENIED" }),
+    );
+    let out = g.apply(&[]);
+    arm(&endpoint, &scope, json!({ "action": "off" }));
+    eprintln!("apply exit {}: {}", code(&out), stderr(&out));
+    for r in journal_steps(&g.plan) {
+        eprintln!("  {} {:?} {} {:?}", r.kind, r.key, r.state, r.progress);
+    }
+    let out = g.rekey(&["rollback", g.plan.to_str().unwrap(), "--yes"]);
+    eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
+    assert_eq!(code(&out), 0, "rollback: {}", stderr(&out));
+    assert_eq!(g.objects().await, before);
 }

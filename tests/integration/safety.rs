@@ -1486,3 +1486,60 @@ async fn a_rollback_killed_after_its_copy_back_finishes_without_a_conflict() {
     assert_eq!(t.body(&b, "obj").await, b"model bytes");
     assert_eq!(t.versions(&b).await.len(), 2);
 }
+
+/// Review 2 (I3, "rollback works from any point"), the S3 twin of the Cloud Storage case: an
+/// apply SIGKILLed before CreateJob reached S3 (manifest ETag journaled), then
+/// `apply --retry-failed-locally` re-keys the objects locally and ends the job step
+/// `succeeded` with its part still open. Rollback's `stop_jobs` finds no job by its
+/// description and journals the part NotCreated with `save_progress`, which refuses a step
+/// that is not running: the rollback fails and restores nothing.
+#[tokio::test]
+async fn review2_rollback_after_a_local_retry_of_a_part_never_created() {
+    let t = T::new("r2rb").await;
+    let b = t.batch_bucket("ml-rb").await;
+    for i in 0..5 {
+        t.put(&b, &format!("o-{i:03}"), format!("object {i}").as_bytes())
+            .await;
+    }
+    t.batch_campaign("batch-update-encryption", "");
+    t.plan();
+    arm(
+        &t.endpoint,
+        &t.scope,
+        serde_json::json!({"action": "pause", "on": "POST /v20180820/jobs", "at": 1, "when": "before"}),
+    );
+    let mut child = t.spawn(&["apply", t.plan_str(), "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hook_state(&t.endpoint, &t.scope)["paused"].is_null() {
+        assert!(Instant::now() < deadline, "never reached CreateJob");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    release(&t.endpoint, &t.scope, true); // never served
+    arm(
+        &t.endpoint,
+        &t.scope,
+        serde_json::json!({ "action": "off" }),
+    );
+    let out = t.apply(&["--retry-failed-locally"]);
+    eprintln!("retry exit {}: {}", code(&out), stderr(&out));
+    for i in 0..5 {
+        eprintln!(
+            "  o-{i:03}: {}",
+            t.key_of(&b, &format!("o-{i:03}"), None).await
+        );
+    }
+    let out = t.rollback();
+    eprintln!("rollback exit {}: {}", code(&out), stderr(&out));
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        keys.push(t.key_of(&b, &format!("o-{i:03}"), None).await);
+    }
+    assert!(
+        code(&out) == 0 && keys.iter().all(|k| k == "AES256"),
+        "I3: rollback restores every original (exit {}: {}; keys {keys:?})",
+        code(&out),
+        stderr(&out)
+    );
+}
