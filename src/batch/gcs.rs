@@ -3,14 +3,16 @@
 //! journaled like the S3 jobs (docs/batch.md, "Cloud Storage").
 //!
 //! A job step's life: its members no job has told are journaled `started` with their undo
-//! data, then written to a manifest (`bucket,name,generation`, the generation left empty: the
-//! live object) put where no object is (`ifGenerationMatch=0`); the job id is a hash of the
-//! plan, journal, stage, bucket, job and part, so a resumed apply finds the job by its id and
-//! never creates a second one (the API's `requestId` is kept for 60 minutes only). A job tells
-//! counters and a few sample errors, not each object: when it is over, rekey reads each
-//! member's live object and decides its outcome the way its own rewrite does after a lost
-//! answer (`GcsSteps`): on the team key with the planned bytes → succeeded (rekey's, undone by
-//! rollback); on the team key with other bytes → another writer's (left alone); the planned
+//! data and read (a ranged listing, 1,000 per request); those whose live object is no longer
+//! the planned generation are told at once and left out; the rest are written to a manifest
+//! (`bucket,name,generation`, the generation left empty: the live object) named by its content
+//! and put where no object is (`ifGenerationMatch=0`); the job id is a hash of the plan,
+//! journal, stage, bucket, job and part, so a resumed apply finds the job by its id and never
+//! creates a second one (the API's `requestId` is kept for 60 minutes only). A job tells
+//! counters and a few sample errors, not each object: when it is over, rekey reads the members
+//! again and decides each outcome the way its own rewrite does after a lost answer
+//! (`GcsSteps`): on the team key with the planned bytes and class → succeeded (rekey's, undone
+//! by rollback); on the team key otherwise → another writer's (left alone); the planned
 //! generation untouched → failed (or, for a job cut short, left for the next part); another
 //! generation off the key → drifted.
 

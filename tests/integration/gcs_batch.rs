@@ -392,6 +392,19 @@ async fn a_killed_apply_reattaches_to_its_job_and_a_foreign_write_is_kept() {
 
 use crate::interleave::{arm, hook_state, release};
 
+/// `apply` SIGKILLed at the request the hook `spec` pauses (in `g`'s scope); that request is
+/// then served, or (`drop`) answered 500 without being served; the hook is disarmed.
+fn apply_killed_at(g: &G, spec: serde_json::Value, drop: bool) {
+    let endpoint = gcs_server().endpoint.clone();
+    arm(&endpoint, &g.p, spec);
+    let mut child = spawn(g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
+    wait_paused(&g.p);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release(&endpoint, &g.p, drop);
+    arm(&endpoint, &g.p, json!({ "action": "off" }));
+}
+
 fn wait_paused(scope: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -603,18 +616,12 @@ async fn review_stale_manifest_after_local_retry_rollback_restores_everything() 
     let endpoint = gcs_server().endpoint.clone();
     let scope = g.p.clone();
     // 1. SIGKILL once the manifest is put, its answer not yet read.
-    arm(
-        &endpoint,
-        &scope,
+    apply_killed_at(
+        &g,
         json!({ "action": "pause", "when": "after", "at": 1,
                 "on": format!("/upload/storage/v1/b/{}/o", g.ops) }),
+        false,
     );
-    let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
-    wait_paused(&scope);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    release(&endpoint, &scope, false);
-    arm(&endpoint, &scope, json!({ "action": "off" }));
     assert!(g.jobs().is_empty());
     // 2. retry locally, interrupted while the third local rewrite waits.
     arm(
@@ -888,23 +895,14 @@ async fn review_kill_during_the_member_reads() {
     let before = g.objects().await;
     g.write_campaign(", accept_unguarded: true");
     let _ = g.plan();
-    let endpoint = gcs_server().endpoint.clone();
-    let scope = g.p.clone();
-    arm(
-        &endpoint,
-        &scope,
-        // The members are read by listing: the first before the manifest, the second once
-        // the job is over.
+    // The members are read by listing: the first before the manifest, the second once the
+    // job is over.
+    apply_killed_at(
+        &g,
         json!({ "action": "pause", "when": "after", "at": 2,
                 "on": format!("GET /storage/v1/b/{}/o?", g.bucket) }),
+        false,
     );
-    let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
-    wait_paused(&scope);
-    eprintln!("paused: {}", hook_state(&endpoint, &scope));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    release(&endpoint, &scope, false);
-    arm(&endpoint, &scope, json!({ "action": "off" }));
     let told = journal_steps(&g.plan)
         .iter()
         .filter(|r| r.is_job_member() && r.state == "succeeded")
@@ -1160,21 +1158,13 @@ async fn review2_a_member_started_by_a_killed_apply_is_not_taken_for_rekeys() {
     let g = G::new("r2kill", 3, true).await;
     g.write_campaign(", accept_unguarded: true");
     let _ = g.plan();
-    let endpoint = gcs_server().endpoint.clone();
-    let scope = g.p.clone();
     // SIGKILL while the manifest's put waits (never served): the members are `started`.
-    arm(
-        &endpoint,
-        &scope,
+    apply_killed_at(
+        &g,
         json!({ "action": "pause", "when": "before", "at": 1,
                 "on": format!("/upload/storage/v1/b/{}/o", g.ops) }),
+        true,
     );
-    let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
-    wait_paused(&scope);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    release(&endpoint, &scope, true);
-    arm(&endpoint, &scope, json!({ "action": "off" }));
     assert!(g.jobs().is_empty(), "no job was created");
     let name = "shard, 000";
     let row = |g: &G| {
@@ -1224,19 +1214,11 @@ async fn review2_rollback_after_a_local_retry_of_a_part_whose_job_was_never_made
     let g = G::new("r2nojob", 4, true).await;
     g.write_campaign(", accept_unguarded: true");
     let _ = g.plan();
-    let endpoint = gcs_server().endpoint.clone();
-    let scope = g.p.clone();
-    arm(
-        &endpoint,
-        &scope,
+    apply_killed_at(
+        &g,
         json!({ "action": "pause", "when": "before", "at": 1, "on": "jobs?jobId=" }),
+        true,
     );
-    let mut child = spawn(&g, &["apply", g.plan.to_str().unwrap(), "--yes"]);
-    wait_paused(&scope);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    release(&endpoint, &scope, true);
-    arm(&endpoint, &scope, json!({ "action": "off" }));
     assert!(g.jobs().is_empty(), "no job was created");
     let job_row = journal_steps(&g.plan)
         .into_iter()
