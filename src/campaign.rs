@@ -698,6 +698,17 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
         message,
         fix,
     };
+    // A batch section's `max_objects_per_job` is within 1..10,000,000.
+    let check_max_objects = |line: Option<usize>, section: &str, n: u64| {
+        if (1..=10_000_000).contains(&n) {
+            return Ok(());
+        }
+        Err(err(
+            line,
+            format!("{section}.max_objects_per_job {n} is outside 1..10,000,000"),
+            "rekey builds a job's manifest in memory (about 100 bytes per object): keep jobs at 10 million objects or fewer".into(),
+        ))
+    };
     let valid_name = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
@@ -776,13 +787,7 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                             ));
                         }
                     }
-                    if !(1..=10_000_000).contains(&b.max_objects_per_job) {
-                        return Err(err(
-                            line,
-                            format!("aws.s3.batch.max_objects_per_job {} is outside 1..10,000,000", b.max_objects_per_job),
-                            "rekey builds a job's manifest in memory (about 100 bytes per object): keep jobs at 10 million objects or fewer".into(),
-                        ));
-                    }
+                    check_max_objects(line, "aws.s3.batch", b.max_objects_per_job)?;
                     if !(0..=i32::MAX).contains(&b.priority) {
                         return Err(err(
                             line,
@@ -1122,13 +1127,7 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
                         "name a bucket (no gs://, no prefix: a prefix goes in manifest_prefix)".into(),
                     ));
                 }
-                if !(1..=10_000_000).contains(&b.max_objects_per_job) {
-                    return Err(err(
-                        line,
-                        format!("gcp.gcs.batch.max_objects_per_job {} is outside 1..10,000,000", b.max_objects_per_job),
-                        "rekey builds a job's manifest in memory (about 100 bytes per object): keep jobs at 10 million objects or fewer".into(),
-                    ));
-                }
+                check_max_objects(line, "gcp.gcs.batch", b.max_objects_per_job)?;
             }
             (None, GcsEngine::Rewrite) => {}
         }

@@ -175,7 +175,7 @@ pub(crate) fn job_spec(row: &StepRow) -> Result<JobSpec, RekeyError> {
     }
 }
 
-fn progress_json(p: &JobProgress) -> String {
+pub(crate) fn progress_json(p: &JobProgress) -> String {
     serde_json::to_string(p).unwrap_or_default()
 }
 
@@ -613,28 +613,46 @@ impl<S: S3Batch + S3Read> JobRunner for BatchEngine<'_, S> {
         } else {
             (state::FAILED, Some(job_failure(&job)))
         };
-        journal.save_progress(row.id, &progress_json(&prog))?;
-        journal.record(&[Recorded {
-            id: row.id,
-            state: st,
-            result: Some(progress_json(&prog)),
-            reason: reason.clone(),
-            retries: 0,
-        }])?;
-        if st == state::FAILED {
-            tally.failed += 1;
-            reporter.event(&Event::StepDone {
-                stage: row.stage.clone(),
-                step: row.kind.clone(),
-                target: format!("s3://{} (batch job {})", spec.bucket, spec.job),
-                state: st.to_string(),
-                bytes: 0,
-                retries: 0,
-                reason,
-            });
-        }
+        let target = format!("s3://{} (batch job {})", spec.bucket, spec.job);
+        end_job_step(journal, row, &prog, st, reason, target, tally, reporter)?;
         Ok(stop)
     }
+}
+
+/// Journal how a job step ended (its progress kept as its result); a failed one is counted
+/// and told.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn end_job_step(
+    journal: &mut Journal,
+    row: &StepRow,
+    prog: &JobProgress,
+    st: &'static str,
+    reason: Option<String>,
+    target: String,
+    tally: &mut Tally,
+    reporter: &dyn Reporter,
+) -> Result<(), RekeyError> {
+    journal.save_progress(row.id, &progress_json(prog))?;
+    journal.record(&[Recorded {
+        id: row.id,
+        state: st,
+        result: Some(progress_json(prog)),
+        reason: reason.clone(),
+        retries: 0,
+    }])?;
+    if st == state::FAILED {
+        tally.failed += 1;
+        reporter.event(&Event::StepDone {
+            stage: row.stage.clone(),
+            step: row.kind.clone(),
+            target,
+            state: st.to_string(),
+            bytes: 0,
+            retries: 0,
+            reason,
+        });
+    }
+    Ok(())
 }
 
 impl<S: S3Batch> BatchEngine<'_, S> {

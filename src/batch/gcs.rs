@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::engine::progress_json;
 use super::{JobProgress, Watch};
 use crate::campaign::{AtWindowEnd, GcsBatchSection};
 use crate::error::{ProviderError, RekeyError};
@@ -107,10 +108,6 @@ impl GcsJob {
 pub fn job_id(namespace: &str, stage: &str, bucket: &str, job: u32, part: u32) -> String {
     let t = super::token(namespace, stage, bucket, job, part);
     t[..t.len().min(46)].to_string()
-}
-
-fn progress_json(p: &JobProgress) -> String {
-    serde_json::to_string(p).unwrap_or_default()
 }
 
 fn object_spec(r: &StepRow) -> Result<ObjectStep, RekeyError> {
@@ -705,26 +702,8 @@ impl GcsJobs<'_> {
                 )),
             )
         };
-        journal.save_progress(row.id, &progress_json(&prog))?;
-        journal.record(&[Recorded {
-            id: row.id,
-            state: st,
-            result: Some(progress_json(&prog)),
-            reason: reason.clone(),
-            retries: 0,
-        }])?;
-        if st == state::FAILED {
-            tally.failed += 1;
-            reporter.event(&Event::StepDone {
-                stage: row.stage.clone(),
-                step: row.kind.clone(),
-                target: format!("gs://{} (batch job {})", spec.bucket, spec.job),
-                state: st.to_string(),
-                bytes: 0,
-                retries: 0,
-                reason,
-            });
-        }
+        let target = format!("gs://{} (batch job {})", spec.bucket, spec.job);
+        super::engine::end_job_step(journal, row, &prog, st, reason, target, tally, reporter)?;
         Ok(if window_cancelled && job.state == "CANCELED" {
             Stop::WindowClosed
         } else {
