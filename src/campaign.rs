@@ -291,7 +291,7 @@ pub struct ObjectSource {
 }
 
 impl ObjectSource {
-    fn is_list(&self) -> bool {
+    pub fn is_list(&self) -> bool {
         *self == ObjectSource::default()
     }
 

@@ -51,7 +51,9 @@ pub enum Command {
     Inventory {
         #[arg(short = 'c', long = "campaign")]
         campaign: PathBuf,
-        /// Write the inventory as JSON lines to this file (a summary goes to stdout).
+        /// Write the inventory as JSON lines to this file (a summary goes to stdout): a header
+        /// with the resolved keys and verdicts, then one record per resource; `rekey plan
+        /// --from-inventory FILE` plans from it offline.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
@@ -64,6 +66,10 @@ pub enum Command {
         /// Where to write the plan, e.g. plans/NAME.plan.yaml; the manifest goes beside it.
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        /// Plan from a saved inventory (`rekey inventory -o FILE`) without reading the cloud:
+        /// the campaign may change keys, mapping, stages and limits, not what is selected.
+        #[arg(long = "from-inventory", value_name = "FILE")]
+        from_inventory: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -256,10 +262,11 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
         Command::Plan {
             campaign,
             out,
+            from_inventory,
             output,
         } => {
             let c = campaign::load(&campaign)?;
-            run_plan(&c, &out, output, reporter).await
+            run_plan(&c, &out, from_inventory.as_deref(), output, reporter).await
         }
         Command::Show { plan, output } => {
             let p = plan::load(&plan)?;
@@ -650,11 +657,79 @@ async fn resolve_all(
     accounts: &CampaignAccounts,
     reporter: &StderrReporter,
 ) -> Result<inventory::PinnedKeys, RekeyError> {
+    Ok(resolve_recorded(c, accounts, reporter).await?.0)
+}
+
+/// Team keys resolved in every account, with every answer each account's KMS gave.
+async fn resolve_recorded(
+    c: &LoadedCampaign,
+    accounts: &CampaignAccounts,
+    reporter: &StderrReporter,
+) -> Result<(inventory::PinnedKeys, Vec<inventory::file::AccountKeys>), RekeyError> {
     let mut pinned = inventory::pin_gcp_keys(c);
+    let mut seen = Vec::new();
     for (name, id, clients) in accounts {
-        pinned.extend(inventory::resolve_keys_in(c, clients, name, id.as_deref(), reporter).await?);
+        let kms = inventory::file::Recording::new(clients);
+        pinned.extend(inventory::resolve_keys_in(c, &kms, name, id.as_deref(), reporter).await?);
+        seen.push(inventory::file::AccountKeys {
+            name: name.clone(),
+            id: id.clone(),
+            resolved: kms.into_resolved(),
+        });
     }
-    Ok(pinned)
+    Ok((pinned, seen))
+}
+
+/// The key-access verdicts planning reads besides the resources: the campaign's consumers
+/// in every account, and the Cloud KMS preflight (which sets the Cloud KMS keys' states).
+async fn planning_access(
+    c: &LoadedCampaign,
+    accounts: &CampaignAccounts,
+    pinned: &mut inventory::PinnedKeys,
+) -> Result<(Vec<crate::access::Verdict>, Vec<crate::access::Verdict>), RekeyError> {
+    let mut consumers = Vec::new();
+    for (name, _, clients) in accounts {
+        consumers.extend(crate::preflight::consumer_verdicts(c, name, clients, pinned).await?);
+    }
+    let gcp = match campaign_gcs(c) {
+        Some(gcs) => crate::preflight::gcp_key_verdicts(c, &gcs, pinned).await?,
+        None => Vec::new(),
+    };
+    Ok((consumers, gcp))
+}
+
+/// The header of an inventory file: the keys, verdicts and key policies planning needs.
+async fn inventory_header(
+    c: &LoadedCampaign,
+    accounts: &CampaignAccounts,
+    reporter: &StderrReporter,
+) -> Result<(inventory::PinnedKeys, inventory::file::Header), RekeyError> {
+    use crate::providers::iam::AccessRead;
+    let (mut pinned, resolved) = resolve_recorded(c, accounts, reporter).await?;
+    let (consumers, gcp) = planning_access(c, accounts, &mut pinned).await?;
+    let mut policies = BTreeMap::new();
+    for (name, _, clients) in accounts {
+        for (id, key) in &pinned {
+            if inventory::split_pin(id).1 != name || policies.contains_key(&key.arn) {
+                continue;
+            }
+            let facts = clients.key_facts(&key.arn).await?;
+            policies.insert(
+                key.arn.clone(),
+                inventory::file::policy_fingerprint(&facts.policy.value),
+            );
+        }
+    }
+    let header = inventory::file::header(
+        c,
+        created_at()?,
+        resolved,
+        pinned.clone(),
+        policies,
+        consumers,
+        gcp,
+    )?;
+    Ok((pinned, header))
 }
 
 /// Inventory every account: SageMaker first everywhere (so that the planner knows every
@@ -791,7 +866,7 @@ async fn run_inventory(
     reporter: &StderrReporter,
 ) -> Result<i32, RekeyError> {
     let aws = clients(c).await?;
-    let pinned = resolve_all(c, &aws, reporter).await?;
+    let (pinned, header) = inventory_header(c, &aws, reporter).await?;
     let mut file = match out {
         Some(p) => {
             Some(BufWriter::new(std::fs::File::create(p).map_err(|e| {
@@ -804,6 +879,13 @@ async fn run_inventory(
     let mut stdout = BufWriter::new(stdout.lock());
     let mut counts = ClassCounts::default();
     let table = output == Output::Table;
+    // The header opens the file, or JSON lines on stdout (which a shell may save as one).
+    let header = serde_json::to_string(&header).map_err(|e| RekeyError::Internal(e.to_string()))?;
+    if let Some(f) = file.as_mut() {
+        writeln!(f, "{header}").map_err(|e| RekeyError::io("writing the inventory", e))?;
+    } else if !table {
+        writeln!(stdout, "{header}").map_err(|e| RekeyError::io("writing to stdout", e))?;
+    }
     if table && file.is_none() {
         let _ = writeln!(
             stdout,
@@ -926,6 +1008,7 @@ fn created_at() -> Result<String, RekeyError> {
 async fn run_plan(
     c: &LoadedCampaign,
     out: &Path,
+    from_inventory: Option<&Path>,
     output: Output,
     reporter: &StderrReporter,
 ) -> Result<i32, RekeyError> {
@@ -945,18 +1028,26 @@ async fn run_plan(
     apply::guard_replan_check(out)?;
     let campaign_sha256 = plan::file_sha256(&c.path)
         .map_err(|e| RekeyError::io(format!("reading {}", c.path.display()), e))?;
-    let aws = clients(c).await?;
-    let mut pinned = resolve_all(c, &aws, reporter).await?;
-    let mut access = Vec::new();
-    for (name, _, clients) in &aws {
-        access.extend(crate::preflight::consumer_verdicts(c, name, clients, &pinned).await?);
-    }
-    if let Some(gcs) = campaign_gcs(c) {
-        access.extend(crate::preflight::gcp_key_verdicts(c, &gcs, &mut pinned).await?);
-    }
-    let mut planner = Planner::new(c, pinned.clone())?;
-    planner.set_access(access);
-    inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
+    let planner = match from_inventory {
+        // Offline: the keys, verdicts and resources as the saved inventory read them.
+        Some(path) => {
+            let mut saved = inventory::file::open(path, c, reporter).await?;
+            let mut planner = Planner::new(c, saved.pinned.clone())?;
+            planner.set_access(std::mem::take(&mut saved.access));
+            saved.records(c, |r| planner.add(&r))?;
+            planner
+        }
+        None => {
+            let aws = clients(c).await?;
+            let mut pinned = resolve_all(c, &aws, reporter).await?;
+            let (mut access, gcp) = planning_access(c, &aws, &mut pinned).await?;
+            access.extend(gcp);
+            let mut planner = Planner::new(c, pinned.clone())?;
+            planner.set_access(access);
+            inventory_all(c, &aws, &pinned, reporter, &mut |r| planner.add(&r)).await?;
+            planner
+        }
+    };
     if let Some(aside) = apply::guard_replan(out)? {
         eprintln!(
             "the old journal had nothing to roll back: set aside as {}",

@@ -19,6 +19,8 @@ use crate::model::{
 };
 use crate::providers::{KeyRead, S3Read};
 
+pub mod file;
+
 /// The account name used when the campaign names no accounts (the caller's own).
 pub const DEFAULT_ACCOUNT: &str = "default";
 
@@ -905,6 +907,7 @@ where
                             url: url.clone(),
                             team_key: None,
                             key_access: None,
+                            bucket_tags: BTreeMap::new(),
                         });
                         continue;
                     };
@@ -950,6 +953,7 @@ where
                         url: url.clone(),
                         team_key,
                         key_access,
+                        bucket_tags: tags.clone(),
                     });
                 }
                 models.push(SmModel {

@@ -498,6 +498,10 @@ pub struct SmArtifact {
     /// Why the execution role cannot use the team key (with the statement to add); none: it can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_access: Option<String>,
+    /// The tags of the artifact's bucket, which the mapping read (a plan from a saved
+    /// inventory maps the artifact again with them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bucket_tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

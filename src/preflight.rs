@@ -189,8 +189,22 @@ pub async fn consumer_verdicts<A: AccessRead>(
     aws: &A,
     pinned: &crate::inventory::PinnedKeys,
 ) -> Result<Vec<Verdict>, RekeyError> {
-    let region = campaign.region().to_string();
     let mut cache = AccessCache::new(aws, campaign.spec.preflight.accept_unverified.clone());
+    let mut out = Vec::new();
+    for (usage, key_arn, role) in consumer_usages(campaign, account, pinned) {
+        out.push(cache.verdict(&usage, &key_arn, &role).await?);
+    }
+    Ok(out)
+}
+
+/// What the campaign's `consumers:` do with the team keys of an account: (usage, key ARN,
+/// role), one per consumer and key pinned there.
+pub fn consumer_usages(
+    campaign: &crate::campaign::LoadedCampaign,
+    account: &str,
+    pinned: &crate::inventory::PinnedKeys,
+) -> Vec<(Usage, String, String)> {
+    let region = campaign.region().to_string();
     let mut out = Vec::new();
     for c in &campaign.spec.consumers {
         let actions: Vec<&str> = if c.actions.is_empty() {
@@ -209,10 +223,10 @@ pub async fn consumer_verdicts<A: AccessRead>(
                 continue;
             };
             let role = format!("consumer of team key {k} (campaign consumers:)");
-            out.push(cache.verdict(&usage, &p.arn, &role).await?);
+            out.push((usage.clone(), p.arn.clone(), role));
         }
     }
-    Ok(out)
+    out
 }
 
 /// The Cloud KMS role the Cloud Storage service agent needs on a bucket's default key.

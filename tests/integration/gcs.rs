@@ -300,6 +300,50 @@ async fn gcs_apply_verify_drift_and_rollback() {
             .any(|l| l.starts_with("object ") && l.contains(&format!("gs://{p}ml-"))),
         "each object named with its scheme: {table}"
     );
+    // Planned again offline from a saved inventory: the same plan (the Cloud KMS verdicts
+    // and key states come from the inventory's header).
+    let inv = dir.path().join("inv.jsonl");
+    let out = rekey()
+        .args(["inventory", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let offline = dir.path().join("offline/gcs.plan.yaml");
+    let out = rekey()
+        .args(["plan", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&offline)
+        .arg("--from-inventory")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let undated = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("created_at:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(undated(&plan), undated(&offline));
+    assert_eq!(
+        std::fs::read_to_string(plan.with_file_name("gcs.manifest.jsonl")).unwrap(),
+        std::fs::read_to_string(offline.with_file_name("gcs.manifest.jsonl")).unwrap()
+    );
+    assert!(
+        rekey::plan::load(&offline)
+            .unwrap()
+            .access
+            .iter()
+            .any(|v| v.key_arn.starts_with("projects/") && v.allowed()),
+        "the Cloud KMS verdicts are in the plan"
+    );
+
     let pf = rekey::plan::load(&plan).unwrap();
     assert_eq!(pf.stages[0].buckets[0].bucket, format!("{p}ml-models"));
     assert_eq!(pf.stages[0].buckets[0].skipped_on_target, 1);

@@ -204,6 +204,7 @@ fn synthetic_records(c: &campaign::LoadedCampaign, keys: &PinnedKeys) -> Vec<Rec
                     url: "s3://ml-fraud-models/xgb/v0/model.tar.gz".into(),
                     team_key: Some("fraud".into()),
                     key_access: None,
+                    bucket_tags: BTreeMap::new(),
                 }],
             }],
             tags: BTreeMap::new(),

@@ -271,3 +271,91 @@ fn inventory_cli_writes_json_lines() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("5 buckets, 15 objects"), "{stdout}");
 }
+
+/// `plan --from-inventory` refuses (exit 2, before writing a plan) what the saved inventory
+/// cannot answer: a file without the versioned header, a campaign that selects other
+/// buckets, a team key alias the inventory never resolved, a consumer it never evaluated.
+#[test]
+fn a_plan_from_a_saved_inventory_refuses_what_it_cannot_answer() {
+    let m = overlay();
+    let prefix = unique("offref");
+    harness::seed_estate(&m.endpoint, &prefix, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = harness::demo_campaign(&prefix);
+    let c = write_campaign(dir.path(), &yaml);
+    let inv = dir.path().join("inv.jsonl");
+    let out = harness::rekey(&m.endpoint)
+        .args(["inventory", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let plan_out = dir.path().join("plans/x.plan.yaml");
+    let offline = |campaign: &Path, file: &Path| {
+        let out = harness::rekey("http://127.0.0.1:9")
+            .args(["plan", "-c"])
+            .arg(campaign)
+            .arg("-o")
+            .arg(&plan_out)
+            .arg("--from-inventory")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!plan_out.exists(), "no plan is written");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let check = |campaign_text: String, file: &Path, says: &[&str]| {
+        let other = dir.path().join("other.yaml");
+        std::fs::write(&other, campaign_text).unwrap();
+        let err = offline(&other, file);
+        for s in says {
+            assert!(err.contains(s), "{s:?} in {err}");
+        }
+        assert!(err.contains("rekey inventory -c"), "says how to fix: {err}");
+    };
+    // An inventory of an older rekey: records only.
+    let old = dir.path().join("old.jsonl");
+    std::fs::write(&old, text.split_once('\n').unwrap().1).unwrap();
+    check(yaml.clone(), &old, &["is not a rekey inventory file"]);
+    // Another version.
+    let v9 = dir.path().join("v9.jsonl");
+    std::fs::write(&v9, text.replacen("\"version\":2", "\"version\":9", 1)).unwrap();
+    check(yaml.clone(), &v9, &["format 9", "reads format 2"]);
+    // Other buckets selected.
+    check(
+        yaml.replace(
+            &format!("buckets: [\"{prefix}ml-*\"]"),
+            &format!("buckets: [\"{prefix}ml-*\", \"{prefix}data-*\"]"),
+        ),
+        &inv,
+        &["selects other resources", "differs in: aws"],
+    );
+    // A team key under an alias the inventory never looked up.
+    check(
+        yaml.replace(
+            &format!("alias/{prefix}ml-fraud }}"),
+            &format!("alias/{prefix}ml-fraud-2 }}"),
+        ),
+        &inv,
+        &[&format!("did not resolve alias/{prefix}ml-fraud-2")],
+    );
+    // A consumer the inventory never evaluated.
+    check(
+        format!("{yaml}consumers:\n  - {{ principal: \"arn:aws:iam::123456789012:role/{prefix}reader\", keys: [fraud] }}\n"),
+        &inv,
+        &["no key-access verdict for consumer", "reader"],
+    );
+}

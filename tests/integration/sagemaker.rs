@@ -1127,3 +1127,172 @@ sm.create_endpoint_config(EndpointConfigName=to, ProductionVariants=c['Productio
         stderr(&out)
     );
 }
+
+/// `rekey plan --from-inventory` plans from a saved inventory without reading the cloud: with
+/// the campaign the inventory was taken with it writes the online plan byte for byte; with
+/// other rules it plans like the online plan, except that an endpoint moved to another key
+/// than the inventory checked access for is blocked (plan online for it).
+#[tokio::test]
+async fn a_plan_from_a_saved_inventory_equals_the_online_plan() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("offline");
+    harness::seed_estate(&endpoint, &p, 1);
+    seed_sagemaker(&endpoint, &p);
+    let roles = seed_with("tests/seed_key_roles.py", &[&endpoint, &p]);
+    let consumer = roles["roles"]["named"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(
+        dir.path(),
+        &p,
+        "{ endpoints: true, notebook_instances: true, training_jobs: true }",
+        &format!("consumers:\n  - {{ principal: \"{consumer}\", keys: [fraud], via: s3 }}\n"),
+    );
+    let plan =
+        |endpoint: &str, campaign: &std::path::Path, sub: &str, from: Option<&std::path::Path>| {
+            let path = dir.path().join(sub).join("plans/demo.plan.yaml");
+            let mut cmd = harness::rekey(endpoint);
+            cmd.env("SOURCE_DATE_EPOCH", "1790000000")
+                .args(["plan", "-c"])
+                .arg(campaign)
+                .arg("-o")
+                .arg(&path);
+            if let Some(f) = from {
+                cmd.arg("--from-inventory").arg(f);
+            }
+            let out = cmd.output().unwrap();
+            (out, path)
+        };
+    let read = |path: &std::path::Path| {
+        (
+            std::fs::read_to_string(path).unwrap(),
+            std::fs::read_to_string(path.with_file_name("demo.manifest.jsonl")).unwrap(),
+        )
+    };
+    let (out, online) = plan(&endpoint, &campaign, "online", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inv = dir.path().join("inv.jsonl");
+    let out = harness::rekey(&endpoint)
+        .args(["inventory", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&inv)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["format"], "rekey-inventory");
+    assert_eq!(header["version"], 2);
+    assert!(
+        header["consumers"].as_array().is_some_and(|v| v.len() == 1),
+        "{header}"
+    );
+    assert!(
+        header["key_policies"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        "{header}"
+    );
+    // Nothing answers at this address: a cloud call would fail the plan.
+    let dead = "http://127.0.0.1:9";
+    let (out, offline) = plan(dead, &campaign, "offline", Some(&inv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (read(&online), read(&offline));
+    assert_eq!(a.0, b.0, "the plan files differ");
+    assert_eq!(a.1, b.1, "the manifests differ");
+    assert!(
+        plan::load(&offline)
+            .unwrap()
+            .stages
+            .iter()
+            .any(|s| !s.sagemaker.is_empty()),
+        "the estate has endpoints"
+    );
+
+    // Other rules: the fraud buckets go to the vision key.
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    let moved = text.replace(
+        &format!("{{ match: {{ bucket: \"{p}ml-fraud-*\" }},   key: fraud }}"),
+        &format!("{{ match: {{ bucket: \"{p}ml-fraud-*\" }},   key: vision }}"),
+    );
+    assert_ne!(moved, text, "the rule was rewritten");
+    let campaign2 = dir.path().join("campaign2.yaml");
+    std::fs::write(&campaign2, moved).unwrap();
+    let (out, online2) = plan(&endpoint, &campaign2, "online2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, offline2) = plan(dead, &campaign2, "offline2", Some(&inv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (read(&online2), read(&offline2));
+    let (ma, mb): (Vec<&str>, Vec<&str>) = (a.1.lines().collect(), b.1.lines().collect());
+    assert_eq!(ma.len(), mb.len());
+    let mut artifacts_held = 0;
+    for (la, lb) in ma.iter().zip(&mb) {
+        if la == lb {
+            continue;
+        }
+        // Only an artifact of an endpoint the new rules moved differs: held offline, saying
+        // why, and otherwise the same entry.
+        let (mut ea, mut eb): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(la).unwrap(),
+            serde_json::from_str(lb).unwrap(),
+        );
+        assert_eq!(eb["step"], "blocked", "{lb}");
+        assert!(
+            eb["reason"].as_str().unwrap().contains("plan online"),
+            "{lb}"
+        );
+        for e in [&mut ea, &mut eb] {
+            e.as_object_mut().unwrap().remove("reason");
+            e.as_object_mut().unwrap().remove("step");
+        }
+        assert_eq!(ea, eb);
+        artifacts_held += 1;
+    }
+    assert!(artifacts_held <= 1, "{artifacts_held}");
+    let (pa, pb) = (
+        plan::load(&online2).unwrap(),
+        plan::load(&offline2).unwrap(),
+    );
+    assert_eq!(pa.keys, pb.keys);
+    assert_eq!(pa.access, pb.access);
+    let mut blocked_offline = 0;
+    for (sa, sb) in pa.stages.iter().zip(&pb.stages) {
+        assert_eq!(sa.name, sb.name);
+        // A bucket's blocked objects are the same, an artifact's reason aside (as above).
+        let (mut ba, mut bb) = (sa.buckets.clone(), sb.buckets.clone());
+        for (x, y) in ba.iter_mut().zip(bb.iter_mut()) {
+            for (u, v) in x.blocked.iter_mut().zip(y.blocked.iter_mut()) {
+                if v.reason.contains("plan online") {
+                    (u.reason, v.reason) = (String::new(), String::new());
+                }
+            }
+        }
+        assert_eq!(ba, bb, "stage {}", sa.name);
+        assert_eq!(sa.sagemaker.len(), sb.sagemaker.len(), "stage {}", sa.name);
+        for (ea, eb) in sa.sagemaker.iter().zip(&sb.sagemaker) {
+            assert_eq!((&ea.name, &ea.key), (&eb.name, &eb.key));
+            if ea == eb {
+                continue;
+            }
+            // Only an endpoint the new rules moved differs: blocked, saying why.
+            assert_eq!(eb.action, "blocked", "{eb:?}");
+            assert!(
+                eb.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("plan online")),
+                "{eb:?}"
+            );
+            blocked_offline += 1;
+        }
+    }
+    assert!(
+        blocked_offline > 0,
+        "the fraud endpoints moved to the vision key are blocked offline"
+    );
+}
