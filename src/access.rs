@@ -151,7 +151,7 @@ impl Usage {
 }
 
 /// What the campaign accepts although rekey cannot verify it (`preflight.accept_unverified`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Acceptance {
     /// Statement Sids: their undecidable conditions are taken as the operator says (an Allow's
@@ -173,7 +173,7 @@ impl Acceptance {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerdictKind {
     Allowed,
@@ -194,7 +194,7 @@ impl VerdictKind {
 }
 
 /// One principal's access to one key, as the plan records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Verdict {
     pub principal: String,

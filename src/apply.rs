@@ -1088,14 +1088,14 @@ pub async fn run_stages_with<R: crate::steps::StepRunner, J: executor::JobRunner
 }
 
 /// Progress of a plan from its journal.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Status {
     pub journal: String,
     pub checkpoints: Vec<String>,
     pub stages: Vec<StageStatus>,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, schemars::JsonSchema)]
 pub struct StageStatus {
     pub stage: String,
     pub steps: u64,
@@ -1219,7 +1219,7 @@ pub fn write_report(
     // Every notable step goes to a JSON-lines file beside the report, as it is read; the
     // report groups them by state and reason, with the first few as examples, so that its
     // size follows the number of reasons, not of steps.
-    #[derive(Serialize)]
+    #[derive(Serialize, schemars::JsonSchema)]
     struct Item<'a> {
         stage: &'a str,
         step: &'a str,
@@ -1229,7 +1229,7 @@ pub fn write_report(
         undo_state: Option<&'a str>,
         reason: Option<&'a str>,
     }
-    #[derive(Serialize)]
+    #[derive(Serialize, schemars::JsonSchema)]
     struct Group {
         section: String,
         state: String,

@@ -13,7 +13,7 @@ use crate::model::ResourceKind;
 /// The campaign format versions this build understands.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Campaign {
     pub version: u32,
@@ -40,7 +40,7 @@ pub struct Campaign {
 }
 
 /// A principal that uses team keys (`consumers:`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
     /// An IAM role or user ARN.
@@ -56,7 +56,9 @@ pub struct Consumer {
     pub actions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConsumerVia {
     #[default]
@@ -77,7 +79,7 @@ impl ConsumerVia {
 }
 
 /// `preflight:` — what the key-access preflight may take on the operator's word.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preflight {
     #[serde(default)]
@@ -88,7 +90,7 @@ pub struct Preflight {
 }
 
 /// `{ bucket: "ml-dr-*", accept: [replication-gap] }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptHazards {
     pub bucket: String,
@@ -96,7 +98,9 @@ pub struct AcceptHazards {
 }
 
 /// What around a bucket would break when it moves to a CMK (issue 10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Hazard {
     /// A replication rule that does not replicate SSE-KMS objects.
@@ -137,7 +141,7 @@ impl Preflight {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSection {
     pub region: String,
@@ -152,14 +156,16 @@ pub struct AwsSection {
     pub sagemaker: Option<SageMakerSection>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsAccount {
     pub name: String,
     pub role_arn: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Versions {
     /// Only the current version of each object.
@@ -169,7 +175,19 @@ pub enum Versions {
     All,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum S3Engine {
     /// In-place CopyObject guarded by the planned ETag.
@@ -204,7 +222,7 @@ impl S3Engine {
 
 /// `aws.s3.batch`: where a batch engine's jobs read their manifests and write their reports,
 /// the role they run as, and what rekey may accept on the operator's word.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSection {
     pub manifest_bucket: String,
@@ -248,7 +266,9 @@ fn default_priority() -> i32 {
     10
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AtWindowEnd {
     #[default]
@@ -259,7 +279,7 @@ pub enum AtWindowEnd {
 /// CopyObject copies at most 5 GiB; above that rekey uses UploadPartCopy.
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 5 * 1024 * 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Section {
     pub buckets: Vec<String>,
@@ -281,7 +301,7 @@ pub struct S3Section {
 /// `aws.s3.inventory`: `list` (LIST + one HEAD per object), `report` (every bucket from its
 /// newest S3 Inventory report), or `{ source: report, buckets: [GLOB], manifests: { BUCKET:
 /// s3://…/manifest.json } }` (some buckets, or a named report).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ObjectSource {
     pub report: bool,
     /// Bucket globs planned from reports (empty: all of them).
@@ -372,7 +392,7 @@ fn default_multipart_threshold() -> u64 {
     DEFAULT_MULTIPART_THRESHOLD
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SageMakerSection {
     #[serde(default)]
@@ -395,7 +415,7 @@ pub const DEPLOYMENT_CONFIG_FIELDS: &[&str] = &[
     "AutoRollbackConfiguration",
 ];
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcpSection {
     pub project: String,
@@ -405,7 +425,7 @@ pub struct GcpSection {
     pub gcs: Option<GcsSection>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcsSection {
     pub buckets: Vec<String>,
@@ -421,7 +441,9 @@ pub struct GcsSection {
     pub batch: Option<GcsBatchSection>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum GcsEngine {
     #[default]
@@ -434,7 +456,7 @@ fn is_default_gcs_engine(e: &GcsEngine) -> bool {
 }
 
 /// `gcp.gcs.batch`: storage batch operations jobs for `batch-rewrite`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcsBatchSection {
     pub manifest_bucket: String,
@@ -455,7 +477,7 @@ pub struct GcsBatchSection {
 }
 
 /// A logical team key and the provider keys behind it.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -465,7 +487,7 @@ pub struct KeyRef {
 }
 
 /// What a rule matches on. Every field given must match; an empty match matches everything.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -486,7 +508,7 @@ pub struct MatchSpec {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingRule {
     #[serde(rename = "match")]
@@ -494,7 +516,7 @@ pub struct MappingRule {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageRule {
     pub name: String,
@@ -506,7 +528,7 @@ pub struct StageRule {
     pub engine: Option<S3Engine>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default = "default_concurrency")]
@@ -531,7 +553,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     pub days: Vec<Weekday>,
@@ -545,7 +567,7 @@ fn default_tz() -> String {
     "UTC".into()
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Weekday {
     Mon,

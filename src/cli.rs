@@ -167,6 +167,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Print the JSON Schema of a command's `--output json` (docs/schemas/, docs/output.md).
+    Schema {
+        #[arg(value_enum)]
+        command: crate::schema::Command,
+    },
     /// Print a shell completion script: `rekey completions bash > /etc/bash_completion.d/rekey`
     /// (zsh: a `_rekey` file on `$fpath`; fish: `~/.config/fish/completions/rekey.fish`).
     Completions {
@@ -244,6 +249,10 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
     match command {
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
+            Ok(exit_codes::OK)
+        }
+        Command::Schema { command } => {
+            print!("{}", crate::schema::text(command));
             Ok(exit_codes::OK)
         }
         Command::Man => {
@@ -442,14 +451,15 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             match output {
                 Output::Json => println!(
                     "{}",
-                    serde_json::json!({
-                        "undone": t.undone,
-                        "left_alone": t.conflicts,
-                        "failed": t.failed,
-                        "stop": apply::stop_name(outcome.stop),
-                        "exit_code": code,
-                        "report": report.display().to_string(),
+                    serde_json::to_string(&crate::schema::RollbackSummary {
+                        undone: t.undone,
+                        left_alone: t.conflicts,
+                        failed: t.failed,
+                        stop: apply::stop_name(outcome.stop).into(),
+                        exit_code: code,
+                        report: report.display().to_string(),
                     })
+                    .map_err(|e| RekeyError::Internal(e.to_string()))?
                 ),
                 Output::Table => {
                     println!(

@@ -25,7 +25,7 @@ pub mod file;
 pub const DEFAULT_ACCOUNT: &str = "default";
 
 /// A team key pinned to the key its alias resolved to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PinnedKey {
     /// The key as the campaign names it (alias, ARN or id).
     pub alias: String,
@@ -39,7 +39,7 @@ pub struct PinnedKey {
 pub type PinnedKeys = BTreeMap<String, PinnedKey>;
 
 /// One inventoried resource, with the team key the mapping chose and its class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Record {
     #[serde(flatten)]
     pub resource: Resource,
@@ -554,7 +554,7 @@ pub fn classify(
 }
 
 /// Counts of one inventory run.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct InventoryStats {
     pub buckets: u64,
     pub objects: u64,

@@ -136,7 +136,7 @@ pub mod undo_state {
 }
 
 /// A run of apply or rollback, with what it did stage by stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RunRow {
     pub id: i64,
     pub command: String,
@@ -147,7 +147,7 @@ pub struct RunRow {
     pub stages: Vec<RunStage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RunStage {
     pub stage: String,
     pub started_at: String,
@@ -177,7 +177,7 @@ pub struct NewStep {
 }
 
 /// A step as the journal holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StepRow {
     pub id: i64,
     pub stage: String,

@@ -24,6 +24,7 @@ pub mod retry;
 pub mod rollback;
 pub mod runbook;
 pub mod s3report;
+pub mod schema;
 pub mod steps;
 pub mod summary;
 pub mod verify;

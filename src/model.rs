@@ -6,7 +6,19 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Aws,
@@ -23,7 +35,19 @@ impl fmt::Display for Provider {
 }
 
 /// What a resource is. The names are the ones a campaign's `kind:` match uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResourceKind {
     S3Bucket,
@@ -67,7 +91,19 @@ impl fmt::Display for ResourceKind {
 }
 
 /// The precise encryption class of a resource (DESIGN.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum EncryptionClass {
     /// S3-managed keys (AES256).
@@ -113,7 +149,7 @@ impl fmt::Display for EncryptionClass {
 }
 
 /// Server-side encryption as S3 reports it, with any KMS key already resolved to its ARN.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub struct S3Encryption {
     /// `none`, `AES256`, `aws:kms`, `aws:kms:dsse`, or `sse-c`.
@@ -156,7 +192,7 @@ impl S3Encryption {
 }
 
 /// Object Lock state of an object, as HEAD reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct ObjectLock {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
@@ -178,7 +214,7 @@ impl ObjectLock {
 }
 
 /// An S3 bucket and what the inventory learned about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct S3Bucket {
     pub account: String,
     pub region: String,
@@ -209,7 +245,7 @@ pub struct S3Bucket {
 }
 
 /// The S3 Inventory report a bucket's objects came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportSource {
     /// `s3://…/manifest.json`.
     pub manifest: String,
@@ -221,7 +257,7 @@ pub struct ReportSource {
 }
 
 /// A bucket's policy, replication and notification configuration, as read at inventory.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Surroundings {
     /// The bucket policy (JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,7 +276,7 @@ pub struct Surroundings {
 }
 
 /// An S3 access point of a bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AccessPoint {
     pub name: String,
     pub arn: String,
@@ -254,7 +290,7 @@ pub struct AccessPoint {
 
 /// One origin of a CloudFront distribution whose domain is the bucket (or an alias of one of
 /// its access points), and how CloudFront signs its requests to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CdnOrigin {
     /// The distribution's ARN.
     pub distribution: String,
@@ -421,13 +457,13 @@ impl Surroundings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Replication {
     pub role: String,
     pub rules: Vec<ReplicationRule>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplicationRule {
     pub id: String,
     pub enabled: bool,
@@ -444,7 +480,7 @@ pub struct ReplicationRule {
 }
 
 /// Event notifications that fire on object creation (a copy is one), by destination kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notifications {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_create: Vec<String>,
@@ -459,7 +495,7 @@ impl Notifications {
 }
 
 /// One S3 object version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct S3Object {
     pub account: String,
     pub region: String,
@@ -490,7 +526,7 @@ fn lock_is_default(l: &ObjectLock) -> bool {
 
 /// One model artifact URL of a SageMaker model, with the team key its S3 location maps to
 /// and whether the model's execution role may use that key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SmArtifact {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -504,7 +540,7 @@ pub struct SmArtifact {
     pub bucket_tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SmModel {
     pub name: String,
     pub execution_role_arn: String,
@@ -513,7 +549,7 @@ pub struct SmModel {
 
 /// A SageMaker endpoint, its current config's keys, and the models it serves: the artifact
 /// graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SmEndpoint {
     pub account: String,
     pub region: String,
@@ -561,7 +597,7 @@ impl SmEndpoint {
 }
 
 /// A notebook instance or training job: reported (they cannot be re-keyed in place).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SmOther {
     pub account: String,
     pub region: String,
@@ -594,7 +630,7 @@ pub fn classify_key(
 }
 
 /// A Cloud Storage bucket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GcsBucket {
     /// `gcp:PROJECT`.
     pub account: String,
@@ -612,7 +648,7 @@ pub struct GcsBucket {
 }
 
 /// A Cloud Storage object (its live generation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GcsObject {
     pub account: String,
     pub bucket: String,
@@ -649,7 +685,7 @@ pub fn classify_gcs(
 }
 
 /// Anything the inventory yields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Resource {
     S3Bucket(S3Bucket),
@@ -712,7 +748,7 @@ impl Resource {
 }
 
 /// A KMS key as KMS describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KmsKey {
     pub arn: String,
     pub key_id: String,

@@ -22,7 +22,7 @@ use crate::pricing::{self, Assumptions};
 /// The plan file format versions this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFile {
     pub format_version: u32,
@@ -46,7 +46,7 @@ pub struct PlanFile {
     pub access: Vec<crate::access::Verdict>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub region: String,
@@ -87,7 +87,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestRef {
     /// File name, beside the plan.
@@ -96,7 +96,7 @@ pub struct ManifestRef {
     pub entries: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     pub name: String,
@@ -111,7 +111,7 @@ pub struct Stage {
 }
 
 /// What the plan does with one SageMaker resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmPlan {
     pub kind: crate::model::ResourceKind,
@@ -165,7 +165,7 @@ pub fn rekeyed_config_name(old: &str, key_arn: &str) -> String {
     format!("{}{suffix}", &old[..keep])
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketPlan {
     /// `aws` (S3) or `gcp` (Cloud Storage).
@@ -218,7 +218,7 @@ pub struct BucketPlan {
 
 /// One S3 Batch Operations job: the objects of one bucket, stage, storage class and key (all
 /// three are job-wide in CreateJob), listed in the manifest with `job: N`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobPlan {
     /// Unique in the plan.
@@ -264,7 +264,7 @@ impl JobPlan {
 }
 
 /// A report a bucket was planned from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedReport {
     /// `s3://…/manifest.json`.
@@ -279,7 +279,7 @@ pub struct PlannedReport {
 /// an `s3:ObjectCreated:Copy` event and a new object version, which replication replicates;
 /// for UpdateObjectEncryption the S3 documentation does not say whether it emits events or
 /// replicates, so rekey counts it the same (the careful reading).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SideEffects {
     /// Notification deliveries (objects × SNS/SQS/Lambda destinations subscribed to copies).
@@ -331,7 +331,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Action {
     /// Set the bucket's default encryption to SSE-KMS with the team key and Bucket Key on.
@@ -354,7 +354,7 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Blocked {
     pub reason: String,
@@ -362,7 +362,7 @@ pub struct Blocked {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Unmatched {
     pub bucket: String,
@@ -375,7 +375,7 @@ pub struct Unmatched {
 }
 
 /// Counts and estimates for a stage, a team key within a stage, or the whole plan.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Totals {
     pub buckets: u64,
@@ -396,7 +396,7 @@ pub struct Totals {
     pub by_key: BTreeMap<String, KeyTotals>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyTotals {
     pub buckets: u64,
@@ -408,7 +408,7 @@ pub struct KeyTotals {
 }
 
 /// One line of the manifest: an object to re-encrypt, or one that is blocked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestEntry {
     pub stage: String,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Assumptions {
     pub source: String,
     /// USD per 1,000 PUT, COPY, POST and LIST requests (and UpdateObjectEncryption, assumed

@@ -20,7 +20,7 @@ use crate::retry::{retried, Pacer, RetryPolicy};
 use crate::steps::{ObjectStep, StepKind, StepSpec};
 
 /// One resource that is not on its team key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub target: String,
     pub expected_key_arn: String,
@@ -30,7 +30,7 @@ pub struct Finding {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Verification {
     pub checked: u64,
     pub compliant: u64,

@@ -27,7 +27,7 @@ use crate::providers::{S3Batch, S3Read, Written};
 use crate::steps::{JobSpec, ObjectResult, StepSpec};
 
 /// What a job step journals as it goes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobProgress {
     /// 1 for the first job; one more for each job sent after one that ended early.
     pub part: u32,

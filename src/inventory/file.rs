@@ -28,7 +28,7 @@ pub const FORMAT: &str = "rekey-inventory";
 pub const VERSION: u32 = 2;
 
 /// The header line of an inventory file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
     /// Always [`FORMAT`].
@@ -56,7 +56,7 @@ pub struct Header {
 }
 
 /// One AWS account of an inventory and the key references it resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountKeys {
     pub name: String,

@@ -142,7 +142,9 @@ pub trait KeyRead: Send + Sync {
 }
 
 /// The result of a write that produced a new object version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Written {
     pub etag: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,7 +154,9 @@ pub struct Written {
 /// An object's ACL grants beyond its owner's own FULL_CONTROL, as `x-amz-grant-*` header
 /// values (`id="…"`, `uri="…"`, `emailAddress="…"`, comma-separated). An in-place copy
 /// resets the ACL to the owner's alone unless the copy carries them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Grants {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_control: Option<String>,
@@ -214,7 +218,9 @@ pub struct CopyInPlace<'a> {
 }
 
 /// One part of a multipart copy, as CompleteMultipartUpload needs it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct CopiedPart {
     pub number: i32,
     pub etag: String,

@@ -16,7 +16,7 @@ use crate::error::ProviderError;
 use crate::providers::aws::{map_sdk_error, AwsClients};
 
 /// An endpoint config's keys and the models it serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct EndpointConfigInfo {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +40,7 @@ pub struct EndpointConfigInfo {
 }
 
 /// One production or shadow variant of an endpoint config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantInfo {
     pub name: String,
     /// The model it serves; none: inference components.
@@ -96,7 +96,7 @@ impl EndpointConfigInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelInfo {
     pub name: String,
     pub execution_role_arn: String,
@@ -549,7 +549,9 @@ pub fn has_nvme(instance_type: &str) -> bool {
 }
 
 /// How much of an endpoint's storage its KmsKeyId covers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Coverage {
     /// Every variant has an ML storage volume the key encrypts.
@@ -562,7 +564,7 @@ pub enum Coverage {
 }
 
 /// The plan's word on the volume key of an endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeKey {
     pub coverage: Coverage,

@@ -19,13 +19,13 @@ pub struct GcsSteps<'a> {
     pub pacer: &'a Pacer,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct GcsBucketUndo {
     previous: Option<String>,
 }
 
 /// What a bucket step did, journaled after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct GcsBucketResult {
     /// False when another writer had already set the key: rollback leaves it alone.
     #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]

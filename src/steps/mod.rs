@@ -24,7 +24,7 @@ use crate::providers::sagemaker::SageMakerApi;
 use crate::providers::{KeyRead, S3Write, Written};
 
 /// The step kinds, as the journal names them (`kind`) and the executor orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepKind {
     BucketDefault,
@@ -76,7 +76,7 @@ impl StepKind {
 }
 
 /// A step as planned, stored in the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum StepSpec {
     /// Set the bucket's default rule to `target` (its blocked encryption types are kept).
@@ -126,7 +126,7 @@ pub enum StepSpec {
 }
 
 /// A batch job as planned (`plan::JobPlan`), with what identifies it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobSpec {
     #[serde(
         default = "default_account",
@@ -175,7 +175,7 @@ impl StepSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObjectStep {
     #[serde(
         default = "default_account",
@@ -290,7 +290,7 @@ impl ObjectStep {
 }
 
 /// What an object step wrote (or found), journaled after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObjectResult {
     pub written: Written,
     /// Whether rekey made this state. False when a guarded write was refused because another

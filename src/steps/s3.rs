@@ -53,13 +53,13 @@ impl<'a, S> S3Steps<'a, S> {
 }
 
 /// Undo data of a bucket step, journaled before the change: the whole rule as it was.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BucketUndo {
     pub previous: S3Encryption,
 }
 
 /// What a bucket step set, journaled after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct BucketResult {
     rule: S3Encryption,
     /// False when another writer had already set this rule: rollback leaves it alone.
@@ -69,7 +69,7 @@ struct BucketResult {
 
 /// A multipart copy under way, journaled as soon as its upload exists (so that a crash
 /// leaves an upload rekey can finish or abort, never one it forgets).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct MultipartProgress {
     upload_id: String,
     /// An upload of the undo (a copy back), not of the apply.
@@ -108,7 +108,7 @@ fn multipart_etag(parts: &[CopiedPart]) -> Option<String> {
 
 /// A copy back over a version re-keyed in place, journaled before it is sent: after a crash
 /// the version it wrote is told from another writer's (`S3Steps::own_copy_back`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct CopyBack {
     copy_back_over: String,
 }

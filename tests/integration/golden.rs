@@ -11,7 +11,7 @@ use rekey::plan::{self, Planner};
 
 use crate::harness::repo_root;
 
-fn check_golden(path: &Path, actual: &str) {
+pub fn check_golden(path: &Path, actual: &str) {
     if std::env::var_os("REKEY_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, actual).unwrap();

@@ -11,6 +11,7 @@ mod golden;
 mod harness;
 mod interleave;
 mod inventory;
+mod outputs;
 mod overlay;
 mod plan;
 mod reports;
