@@ -45,6 +45,15 @@ pub enum Output {
     Json,
 }
 
+/// How `rekey guard` prints its findings.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum GuardOutput {
+    Text,
+    Json,
+    /// SARIF 2.1.0, for code-scanning UIs.
+    Sarif,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List what the campaign selects and classify its encryption. Read-only.
@@ -167,6 +176,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Check infrastructure code (`terraform show -json` output, CloudFormation templates)
+    /// for ML resources not on their team key: exit 6 on findings, 2 on unreadable input.
+    Guard {
+        #[arg(short = 'c', long = "campaign")]
+        campaign: PathBuf,
+        /// Terraform JSON plans or states, CloudFormation templates (JSON or YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The campaign account the code deploys to (required when the campaign names
+        /// accounts and the code has AWS resources).
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: GuardOutput,
+    },
     /// Print the JSON Schema of a command's `--output json` (docs/schemas/, docs/output.md).
     Schema {
         #[arg(value_enum)]
@@ -250,6 +274,15 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
             Ok(exit_codes::OK)
+        }
+        Command::Guard {
+            campaign,
+            files,
+            account,
+            output,
+        } => {
+            let c = campaign::load(&campaign)?;
+            run_guard(&c, &files, account.as_deref(), output, reporter).await
         }
         Command::Schema { command } => {
             print!("{}", crate::schema::text(command));
@@ -842,6 +875,12 @@ fn kind_label(kind: ResourceKind) -> (&'static str, &'static str) {
         ResourceKind::SagemakerModel => ("SageMaker", "model"),
         ResourceKind::SagemakerNotebookInstance => ("SageMaker", "notebook"),
         ResourceKind::SagemakerTrainingJob => ("SageMaker", "training-job"),
+        ResourceKind::SagemakerDomain => ("SageMaker", "domain"),
+        ResourceKind::SagemakerFeatureGroup => ("SageMaker", "feature-group"),
+        ResourceKind::VertexEndpoint => ("Vertex AI", "endpoint"),
+        ResourceKind::VertexDataset => ("Vertex AI", "dataset"),
+        ResourceKind::VertexModel => ("Vertex AI", "model"),
+        ResourceKind::BigqueryDataset => ("BigQuery", "dataset"),
         ResourceKind::GcsBucket => ("Cloud Storage", "bucket"),
         ResourceKind::GcsObject => ("Cloud Storage", "object"),
     }
@@ -1090,6 +1129,94 @@ async fn run_plan(
         }
     }
     Ok(exit_codes::OK)
+}
+
+/// `rekey guard`: read every file first (exit 2 before any cloud call), then resolve the team
+/// keys of the account the code deploys to and check.
+async fn run_guard(
+    c: &LoadedCampaign,
+    files: &[PathBuf],
+    account: Option<&str>,
+    output: GuardOutput,
+    reporter: &StderrReporter,
+) -> Result<i32, RekeyError> {
+    use crate::guard;
+    let mut report = guard::Report {
+        files: files.len(),
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    for f in files {
+        let (mut resources, ignored) = guard::read(f)?;
+        found.append(&mut resources);
+        for (t, n) in ignored {
+            *report.ignored.entry(t).or_default() += n;
+        }
+    }
+    let aws_needed = found
+        .iter()
+        .any(|f| f.provider == crate::model::Provider::Aws);
+    let mut accounts = Vec::new();
+    let mut name = inventory::DEFAULT_ACCOUNT.to_string();
+    if let (true, Some(aws)) = (aws_needed, c.spec.aws.as_ref()) {
+        let chosen: Vec<crate::campaign::AwsAccount> = match (account, aws.accounts.is_empty()) {
+            (None, true) => Vec::new(),
+            (Some(a), false) => {
+                let Some(acc) = aws.accounts.iter().find(|x| x.name == a) else {
+                    return Err(RekeyError::usage(
+                        format!("--account {a} is not an account of the campaign"),
+                        format!(
+                            "pass one of: {}",
+                            aws.accounts
+                                .iter()
+                                .map(|x| x.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                };
+                name = acc.name.clone();
+                vec![acc.clone()]
+            }
+            (None, false) => {
+                return Err(RekeyError::usage(
+                    "the campaign names accounts: which one does this code deploy to?",
+                    "pass --account NAME",
+                ))
+            }
+            (Some(a), true) => {
+                return Err(RekeyError::usage(
+                    format!("--account {a}: the campaign names no accounts"),
+                    "leave --account out",
+                ))
+            }
+        };
+        accounts = account_clients(&aws.region, aws.endpoint_url.as_deref(), &chosen, 5).await;
+    }
+    let mut pinned = inventory::PinnedKeys::new();
+    for (n, id, clients) in &accounts {
+        pinned.extend(inventory::resolve_keys_in(c, clients, n, id.as_deref(), reporter).await?);
+    }
+    let teams = guard::Teams {
+        campaign: c,
+        account: &name,
+        pinned: &pinned,
+    };
+    guard::check(&teams, &found, accounts.first().map(|a| &a.2), &mut report).await?;
+    reporter.finish();
+    let text = match output {
+        GuardOutput::Text => guard::render_text(&report),
+        GuardOutput::Json => serde_json::to_string_pretty(&report)
+            .map_err(|e| RekeyError::Internal(e.to_string()))?,
+        GuardOutput::Sarif => serde_json::to_string_pretty(&guard::sarif(&report))
+            .map_err(|e| RekeyError::Internal(e.to_string()))?,
+    };
+    println!("{}", text.trim_end());
+    Ok(if report.findings.is_empty() {
+        exit_codes::OK
+    } else {
+        exit_codes::NON_COMPLIANT
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod exit_codes;
+pub mod guard;
 pub mod inventory;
 pub mod journal;
 pub mod matching;

@@ -59,6 +59,13 @@ pub enum ResourceKind {
     SagemakerTrainingJob,
     GcsBucket,
     GcsObject,
+    /// Kinds `rekey guard` finds in infrastructure code (not inventoried).
+    SagemakerDomain,
+    SagemakerFeatureGroup,
+    VertexEndpoint,
+    VertexDataset,
+    VertexModel,
+    BigqueryDataset,
 }
 
 impl ResourceKind {
@@ -71,6 +78,12 @@ impl ResourceKind {
             ResourceKind::SagemakerModel => "sagemaker-model",
             ResourceKind::SagemakerNotebookInstance => "sagemaker-notebook-instance",
             ResourceKind::SagemakerTrainingJob => "sagemaker-training-job",
+            ResourceKind::SagemakerDomain => "sagemaker-domain",
+            ResourceKind::SagemakerFeatureGroup => "sagemaker-feature-group",
+            ResourceKind::VertexEndpoint => "vertex-endpoint",
+            ResourceKind::VertexDataset => "vertex-dataset",
+            ResourceKind::VertexModel => "vertex-model",
+            ResourceKind::BigqueryDataset => "bigquery-dataset",
             ResourceKind::GcsBucket => "gcs-bucket",
             ResourceKind::GcsObject => "gcs-object",
         }

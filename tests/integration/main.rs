@@ -8,6 +8,7 @@ mod consumers;
 mod gcs;
 mod gcs_batch;
 mod golden;
+mod guard;
 mod harness;
 mod interleave;
 mod inventory;
