@@ -37,6 +37,40 @@ pub struct Campaign {
     pub consumers: Vec<Consumer>,
     #[serde(default)]
     pub preflight: Preflight,
+    /// How `rekey keys` writes the team keys and their policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_policy: Option<KeyPolicy>,
+}
+
+/// `key_policy:` — the team keys as code (`rekey keys`, docs/keys.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPolicy {
+    /// The key administrators (IAM role or user ARNs): they manage the keys, never use them.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// The identities that run rekey (apply, rollback); default: the caller of `rekey keys`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
+    /// Restrict key users to requests made through S3 or SageMaker (`kms:ViaService`), as
+    /// each uses the key; `false`: no such condition.
+    #[serde(default = "yes")]
+    pub via_service: bool,
+    /// Cloud KMS members (`serviceAccount:…`, `group:…`) that use the team keys besides the
+    /// Cloud Storage service agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gcp_members: Vec<String>,
+    /// Automatic rotation period, in days (AWS: 90–2560; Cloud KMS: the key's rotation period).
+    #[serde(default = "rotation_days")]
+    pub rotation_days: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn rotation_days() -> u32 {
+    365
 }
 
 /// A principal that uses team keys (`consumers:`).
@@ -743,6 +777,30 @@ fn validate(path: &Path, src: &str, spec: Campaign) -> Result<LoadedCampaign, Fi
             format!("campaign name {:?} is not a valid name", spec.campaign),
             "use 1 to 64 letters, digits, '-' or '_' (it names plan and journal files)".into(),
         ));
+    }
+    if let Some(kp) = &spec.key_policy {
+        if !(90..=2560).contains(&kp.rotation_days) {
+            return Err(err(
+                locate_key(src, &["key_policy", "rotation_days"]),
+                format!(
+                    "key_policy.rotation_days {} is outside 90..2560",
+                    kp.rotation_days
+                ),
+                "AWS KMS rotates a key every 90 to 2560 days: pick a period in that range".into(),
+            ));
+        }
+        if let Some(a) = kp
+            .admins
+            .iter()
+            .chain(&kp.operators)
+            .find(|a| crate::providers::iam::split_principal(a).is_none())
+        {
+            return Err(err(
+                locate_key(src, &["key_policy"]),
+                format!("key_policy names {a:?}, which is not an IAM role or user ARN"),
+                "use ARNs like arn:aws:iam::111122223333:role/KeyAdmins".into(),
+            ));
+        }
     }
     if spec.aws.is_none() && spec.gcp.is_none() {
         return Err(err(

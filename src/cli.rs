@@ -916,7 +916,10 @@ async fn run_inventory(
 ) -> Result<i32, RekeyError> {
     let aws = clients(c).await?;
     let (pinned, header) = inventory_header(c, &aws, reporter).await?;
-    let mut file = match out {
+    // Written beside the file and renamed when the inventory finishes: a failed inventory
+    // leaves no FILE (and its partial copy has no end line, so no plan takes it).
+    let partial = out.map(|p| PathBuf::from(format!("{}.partial", p.display())));
+    let mut file = match &partial {
         Some(p) => {
             Some(BufWriter::new(std::fs::File::create(p).map_err(|e| {
                 RekeyError::io(format!("creating {}", p.display()), e)
@@ -924,12 +927,14 @@ async fn run_inventory(
         }
         None => None,
     };
+    let mut seal = inventory::file::Seal::default();
     let stdout = std::io::stdout();
     let mut stdout = BufWriter::new(stdout.lock());
     let mut counts = ClassCounts::default();
     let table = output == Output::Table;
     // The header opens the file, or JSON lines on stdout (which a shell may save as one).
     let header = serde_json::to_string(&header).map_err(|e| RekeyError::Internal(e.to_string()))?;
+    seal.line(&header, false);
     if let Some(f) = file.as_mut() {
         writeln!(f, "{header}").map_err(|e| RekeyError::io("writing the inventory", e))?;
     } else if !table {
@@ -944,7 +949,11 @@ async fn run_inventory(
     }
     let mut sink = |r: Record| {
         counts.add(&r);
-        let line = || serde_json::to_string(&r).map_err(|e| RekeyError::Internal(e.to_string()));
+        let mut line = || {
+            let l = serde_json::to_string(&r).map_err(|e| RekeyError::Internal(e.to_string()))?;
+            seal.line(&l, true);
+            Ok::<_, RekeyError>(l)
+        };
         if let Some(f) = file.as_mut() {
             writeln!(f, "{}", line()?).map_err(|e| RekeyError::io("writing the inventory", e))?;
         } else if table {
@@ -970,9 +979,17 @@ async fn run_inventory(
         Ok(())
     };
     let stats = inventory_all(c, &aws, &pinned, reporter, &mut sink).await?;
-    if let Some(mut f) = file {
+    let trailer =
+        serde_json::to_string(&seal.trailer()).map_err(|e| RekeyError::Internal(e.to_string()))?;
+    if let (Some(mut f), Some(partial), Some(out)) = (file, partial, out) {
+        writeln!(f, "{trailer}").map_err(|e| RekeyError::io("writing the inventory", e))?;
         f.flush()
             .map_err(|e| RekeyError::io("writing the inventory", e))?;
+        drop(f);
+        std::fs::rename(&partial, out)
+            .map_err(|e| RekeyError::io(format!("renaming {}", partial.display()), e))?;
+    } else if !table {
+        writeln!(stdout, "{trailer}").map_err(|e| RekeyError::io("writing to stdout", e))?;
     }
     if table {
         let _ = writeln!(

@@ -9,7 +9,7 @@ use serde::Serialize;
 /// The commands with a JSON output.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Command {
-    /// Each JSON line of `inventory --output json` / `-o FILE`: the header, then records.
+    /// Each JSON line of `inventory --output json` / `-o FILE`: the header, records, the end.
     Inventory,
     /// `plan --output json`: the plan's totals.
     Plan,
@@ -25,13 +25,14 @@ pub enum Command {
     Rollback,
 }
 
-/// One line of an inventory file.
+/// One line of an inventory file: the header, a record, or the end line.
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 #[allow(dead_code, clippy::large_enum_variant)]
 enum InventoryLine {
     Header(crate::inventory::file::Header),
     Record(crate::inventory::Record),
+    Trailer(crate::inventory::file::Trailer),
 }
 
 /// What `rollback --output json` prints.

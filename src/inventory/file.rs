@@ -24,6 +24,8 @@ use crate::providers::KeyRead;
 
 /// The first field of the header line.
 pub const FORMAT: &str = "rekey-inventory";
+/// The first field of the trailer line, written when the inventory finished.
+pub const END: &str = "rekey-inventory-end";
 /// The inventory file version this build writes and reads.
 pub const VERSION: u32 = 2;
 
@@ -64,6 +66,43 @@ pub struct AccountKeys {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub resolved: BTreeMap<String, Option<KmsKey>>,
+}
+
+/// The last line of an inventory file: written only when the inventory finished, it counts
+/// the records and hashes every line before it, header included (a file cut short, or a
+/// header and records of two inventories, is refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trailer {
+    /// Always [`END`].
+    pub format: String,
+    pub records: u64,
+    /// sha256 of the lines before the trailer, each with its newline.
+    pub sha256: String,
+}
+
+/// Hashes the lines of an inventory as they are written or read.
+#[derive(Default)]
+pub struct Seal {
+    hash: Sha256,
+    records: u64,
+}
+
+impl Seal {
+    /// A line of the file (the header or a record), without its newline.
+    pub fn line(&mut self, line: &str, record: bool) {
+        self.hash.update(line.as_bytes());
+        self.hash.update(b"\n");
+        self.records += u64::from(record);
+    }
+
+    pub fn trailer(self) -> Trailer {
+        Trailer {
+            format: END.into(),
+            records: self.records,
+            sha256: format!("sha256:{}", hex::encode(self.hash.finalize())),
+        }
+    }
 }
 
 /// What an inventory selects: the parts of a campaign that decide which resources are read
@@ -152,6 +191,7 @@ pub struct Saved {
     pub access: Vec<Verdict>,
     lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
     path: String,
+    seal: Seal,
 }
 
 fn again(path: &str) -> String {
@@ -213,6 +253,8 @@ pub async fn open(
             again(&shown),
         ));
     }
+    let mut seal = Seal::default();
+    seal.line(&first, false);
     let pinned = pin_keys(campaign, &header, &shown, reporter).await?;
     let mut access = Vec::new();
     let region = campaign.region().to_string();
@@ -233,16 +275,13 @@ pub async fn open(
             access.push(Verdict { role, ..v.clone() });
         }
     }
-    for (id, key) in pinned.iter() {
+    // The Cloud KMS preflight runs for campaigns with Cloud Storage buckets: one verdict per
+    // pinned key, as online.
+    for (id, key) in pinned.iter().filter(|_| has_gcs(campaign)) {
         if !super::split_pin(id).1.starts_with("gcp:") {
             continue;
         }
-        let verdicts: Vec<&Verdict> = header
-            .gcp_keys
-            .iter()
-            .filter(|v| v.key_arn == key.arn)
-            .collect();
-        if verdicts.is_empty() {
+        let Some(v) = header.gcp_keys.iter().find(|v| v.key_arn == key.arn) else {
             return Err(RekeyError::usage(
                 format!(
                     "{shown} has no Cloud KMS check of {} (team key {id})",
@@ -250,8 +289,8 @@ pub async fn open(
                 ),
                 again(&shown),
             ));
-        }
-        access.extend(verdicts.into_iter().cloned());
+        };
+        access.push(v.clone());
     }
     Ok(Saved {
         header,
@@ -259,7 +298,13 @@ pub async fn open(
         access,
         lines,
         path: shown,
+        seal,
     })
+}
+
+/// Whether planning checks Cloud KMS keys (a campaign with Cloud Storage buckets).
+fn has_gcs(campaign: &LoadedCampaign) -> bool {
+    campaign.spec.gcp.as_ref().is_some_and(|g| g.gcs.is_some())
 }
 
 /// The campaign's team keys pinned from the header, as `resolve_all` pins them online.
@@ -270,7 +315,7 @@ async fn pin_keys(
     reporter: &dyn Reporter,
 ) -> Result<PinnedKeys, RekeyError> {
     let mut pinned = super::pin_gcp_keys(campaign);
-    for (id, key) in pinned.iter_mut() {
+    for (id, key) in pinned.iter_mut().filter(|_| has_gcs(campaign)) {
         let Some(seen) = header.keys.values().find(|k| k.arn == key.arn) else {
             return Err(RekeyError::usage(
                 format!(
@@ -310,7 +355,11 @@ async fn pin_keys(
 }
 
 impl Saved {
-    /// Hand each record, classified again under `campaign`, to `sink`, in the file's order.
+    /// Hand each record, classified again under `campaign`, to `sink`, in the file's order;
+    /// refused (exit 2) when the records are not in the order an inventory writes them
+    /// (SageMaker, then each bucket before its objects, S3 before Cloud Storage) or the file
+    /// does not end with the trailer that seals them. Records already handed over are
+    /// planned only if the whole file holds: a plan is written after the last one.
     pub fn records(
         &mut self,
         campaign: &LoadedCampaign,
@@ -323,6 +372,7 @@ impl Saved {
             pinned,
             lines,
             path,
+            seal,
             ..
         } = self;
         let remap = Remap {
@@ -330,17 +380,67 @@ impl Saved {
             pinned,
             path,
         };
+        let bad = |line: usize, why: String| {
+            RekeyError::usage(format!("{path} line {line}: {why}"), again(path))
+        };
+        // Where the file is: 0 SageMaker, 1 S3, 2 Cloud Storage; and the current bucket.
+        let mut phase = 0;
+        let mut bucket: Option<(String, String)> = None;
+        let mut trailer: Option<Trailer> = None;
         for (i, line) in lines.enumerate() {
+            let at = i + 2;
             let line = line.map_err(|e| RekeyError::io(format!("reading {path}"), e))?;
             if line.trim().is_empty() {
                 continue;
             }
-            let record: Record = serde_json::from_str(&line).map_err(|e| {
-                RekeyError::usage(
-                    format!("{path} line {}: not an inventory record: {e}", i + 2),
-                    again(path),
-                )
-            })?;
+            if trailer.is_some() {
+                return Err(bad(at, "a line after the end of the inventory".into()));
+            }
+            if line.contains(END) {
+                if let Ok(t) = serde_json::from_str::<Trailer>(&line) {
+                    trailer = Some(t);
+                    continue;
+                }
+            }
+            seal.line(&line, true);
+            let record: Record = serde_json::from_str(&line)
+                .map_err(|e| bad(at, format!("not an inventory record: {e}")))?;
+            let (want, object_of) = match &record.resource {
+                Resource::SagemakerEndpoint(_)
+                | Resource::SagemakerNotebookInstance(_)
+                | Resource::SagemakerTrainingJob(_) => (0, None),
+                Resource::S3Bucket(b) => {
+                    bucket = Some((b.account.clone(), b.bucket.clone()));
+                    (1, None)
+                }
+                Resource::S3Object(o) => (1, Some((o.account.clone(), o.bucket.clone()))),
+                Resource::GcsBucket(b) => {
+                    bucket = Some((b.account.clone(), b.bucket.clone()));
+                    (2, None)
+                }
+                Resource::GcsObject(o) => (2, Some((o.account.clone(), o.bucket.clone()))),
+            };
+            if want < phase {
+                return Err(bad(
+                    at,
+                    format!(
+                        "{} comes after records an inventory writes later (SageMaker, then S3, then Cloud Storage)",
+                        record.resource.display_name()
+                    ),
+                ));
+            }
+            phase = want;
+            if let Some(of) = object_of {
+                if bucket.as_ref() != Some(&of) {
+                    return Err(bad(
+                        at,
+                        format!(
+                            "{} does not follow its bucket's record",
+                            record.resource.display_name()
+                        ),
+                    ));
+                }
+            }
             let tags = match &record.resource {
                 Resource::S3Bucket(b) => {
                     bucket_tags = b.tags.clone();
@@ -362,6 +462,22 @@ impl Saved {
             };
             sink(record)?;
             n += 1;
+        }
+        let Some(trailer) = trailer else {
+            return Err(RekeyError::usage(
+                format!("{path} ends without the line `rekey inventory` writes when it finishes: the inventory did not finish, or the file was cut short"),
+                again(path),
+            ));
+        };
+        let sealed = std::mem::take(seal).trailer();
+        if trailer != sealed {
+            return Err(RekeyError::usage(
+                format!(
+                    "{path} does not match its own end line ({} records and {} recorded, {} and {} read): the file was changed or put together from two inventories",
+                    trailer.records, trailer.sha256, sealed.records, sealed.sha256
+                ),
+                again(path),
+            ));
         }
         Ok(n)
     }

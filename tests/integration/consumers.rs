@@ -542,3 +542,77 @@ fn origins(endpoint: &str, p: &str, mode: &str) -> serde_json::Value {
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Review (offline plans): a bucket record carries its readers' verdicts for the keys the
+/// inventory's campaign pinned, and the planner reads "no verdict for this key" as "no reader
+/// blocked" (fail open, I5). Online both come from one run; offline nothing ties a file's
+/// records to its header, so a file whose header and records come from two inventories
+/// (spliced, or a header regenerated after the campaign gained a key) plans ml-vision-data
+/// onto the vision key that its cross-account reader may not use, which the online plan
+/// blocks. It must be blocked or refused (exit 2).
+#[tokio::test]
+async fn review_offline_a_bucket_without_verdicts_for_its_key_is_not_planned() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("offsplice");
+    harness::seed_estate(&endpoint, &p, 2);
+    seed(&endpoint, &p, "");
+    let dir = tempfile::tempdir().unwrap();
+    let b = |n: &str| format!("{p}{n}");
+    // Online: the cross-account reader blocks ml-vision-data.
+    let pf = plan_of(&endpoint, dir.path(), &p, "", "online");
+    assert!(blocked_for(&pf, &b("ml-vision-data"), "consumer graph").is_some());
+    let full = dir.path().join("online.yaml");
+    let full_text = std::fs::read_to_string(&full).unwrap();
+    // The same selection without the vision key: its records carry no verdict for it.
+    let fraud_only = full_text
+        .replace(&format!("  vision: {{ aws: alias/{p}ml-vision }}\n"), "")
+        .replace(
+            "  - { match: { tag: { team: vision } }, key: vision }\n",
+            "",
+        );
+    assert!(!fraud_only.contains("key: vision"), "{fraud_only}");
+    let narrow = dir.path().join("narrow.yaml");
+    std::fs::write(&narrow, fraud_only).unwrap();
+    let inventory = |campaign: &std::path::Path, name: &str| {
+        let inv = dir.path().join(name);
+        let out = harness::rekey(&endpoint)
+            .args(["inventory", "-c"])
+            .arg(campaign)
+            .arg("-o")
+            .arg(&inv)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(inv).unwrap()
+    };
+    let a = inventory(&narrow, "narrow.jsonl");
+    let bb = inventory(&full, "full.jsonl");
+    let spliced = format!(
+        "{}\n{}",
+        bb.lines().next().unwrap(),
+        a.split_once('\n').unwrap().1
+    );
+    let file = dir.path().join("spliced.jsonl");
+    std::fs::write(&file, spliced).unwrap();
+    let path = dir.path().join("plans/offline.plan.yaml");
+    let out = harness::rekey("http://127.0.0.1:9")
+        .args(["plan", "-c"])
+        .arg(&full)
+        .arg("-o")
+        .arg(&path)
+        .arg("--from-inventory")
+        .arg(&file)
+        .output()
+        .unwrap();
+    if out.status.code() == Some(2) {
+        return; // refused: fine
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pf = plan::load(&path).unwrap();
+    assert!(
+        blocked_for(&pf, &b("ml-vision-data"), "consumer graph").is_some()
+            || !moves(&pf, &b("ml-vision-data")),
+        "ml-vision-data moves to the vision key offline ({} objects), its cross-account reader unchecked",
+        objects_moved(&pf, &b("ml-vision-data"))
+    );
+}

@@ -462,3 +462,87 @@ async fn a_deleted_object_is_vanished_not_a_failure() {
         .unwrap();
     assert_eq!(crate::apply::code(&out), 0, "{}", stderr(&out));
 }
+
+/// Review (offline plans): an inventory that fails part-way (here: a report data file that is
+/// not what its manifest says, which the online plan refuses with exit 2) still leaves a file
+/// with a valid header and the records read so far — the header is written first and nothing
+/// marks the file complete. `plan --from-inventory` must refuse it (exit 2) like the online
+/// plan of the same campaign, not plan a part of the estate (a bucket's default rule without
+/// its objects, later buckets left out) and exit 0.
+#[tokio::test]
+async fn review_offline_an_inventory_that_failed_part_way_is_refused() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("offpart");
+    harness::seed_estate(&endpoint, &p, 2);
+    let buckets = campaign_buckets(&endpoint, &p);
+    let dest = format!("{p}inventory");
+    let manifests = deliver(&endpoint, &dest, &buckets, &[]);
+    // The data file of ml-vision-data (read after the fraud buckets and ml-scratch) replaced.
+    let vision = format!("{p}ml-vision-data");
+    let url = manifests[&vision].as_str().unwrap();
+    let (_, key) = url.strip_prefix("s3://").unwrap().split_once('/').unwrap();
+    let aws = harness::clients(&endpoint).await;
+    let body = aws
+        .s3
+        .get_object()
+        .bucket(&dest)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let data = m["files"][0]["key"].as_str().unwrap();
+    put_raw(&endpoint, &format!("s3://{dest}/{data}"), "not gzip");
+
+    let dir = tempfile::tempdir().unwrap();
+    // Online: refused.
+    let online = plan_with(&endpoint, dir.path(), &p, ", inventory: report", "online");
+    assert_eq!(online.code, 2, "{}", online.stderr);
+    assert!(online.stderr.contains("MD5"), "{}", online.stderr);
+    let campaign = dir.path().join("online.yaml");
+    // The inventory fails the same way, but leaves its file behind.
+    let inv = dir.path().join("inv.jsonl");
+    let out = harness::rekey(&endpoint)
+        .args(["inventory", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert_ne!(crate::apply::code(&out), 0, "{}", stderr(&out));
+    // No FILE: what it wrote stays in FILE.partial, without the end line.
+    assert!(
+        !inv.exists(),
+        "a failed inventory leaves no file under its name"
+    );
+    let inv = dir.path().join("inv.jsonl.partial");
+    let text = std::fs::read_to_string(&inv).unwrap_or_default();
+    assert!(
+        text.starts_with("{\"format\":\"rekey-inventory\""),
+        "{text}"
+    );
+    // Offline from what it left: must be refused as the online plan is.
+    let plan_path = dir.path().join("plans/offline.plan.yaml");
+    let out = harness::rekey("http://127.0.0.1:9")
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&plan_path)
+        .arg("--from-inventory")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert_eq!(
+        crate::apply::code(&out),
+        2,
+        "a partial inventory ({} records) was planned: {}",
+        text.lines().count() - 1,
+        stderr(&out)
+    );
+    assert!(!plan_path.exists(), "no plan from a partial inventory");
+}

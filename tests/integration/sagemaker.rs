@@ -1134,7 +1134,10 @@ sm.create_endpoint_config(EndpointConfigName=to, ProductionVariants=c['Productio
 /// than the inventory checked access for is blocked (plan online for it).
 #[tokio::test]
 async fn a_plan_from_a_saved_inventory_equals_the_online_plan() {
-    let endpoint = overlay().endpoint.clone();
+    // Its own emulator: SageMaker lists every endpoint of the account, and other tests add
+    // theirs between this test's inventory and its online plans.
+    let aws = harness::private_overlay(&[]);
+    let endpoint = aws.endpoint.clone();
     let p = unique("offline");
     harness::seed_estate(&endpoint, &p, 1);
     seed_sagemaker(&endpoint, &p);
@@ -1294,5 +1297,83 @@ async fn a_plan_from_a_saved_inventory_equals_the_online_plan() {
     assert!(
         blocked_offline > 0,
         "the fraud endpoints moved to the vision key are blocked offline"
+    );
+}
+
+/// Review (offline plans): the planner relies on the inventory's order — every endpoint before
+/// the S3 objects, so that an object that is a model artifact is checked against the
+/// endpoint's execution role. A saved inventory whose endpoint records come after the objects
+/// (edited, merged, reordered) must be refused (exit 2) or planned as safely as online: the
+/// artifact of `blocked-ep` (whose role may not use the vision key) stays blocked. Today the
+/// file is accepted and the artifact is planned to move to a key its endpoint cannot read.
+#[tokio::test]
+async fn review_offline_endpoints_after_their_artifacts_do_not_unblock_the_artifact() {
+    let endpoint = overlay().endpoint.clone();
+    let p = unique("offorder");
+    harness::seed_estate(&endpoint, &p, 2);
+    seed_sagemaker(&endpoint, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = sagemaker_campaign(
+        dir.path(),
+        &p,
+        "{ endpoints: true, notebook_instances: false, training_jobs: false }",
+        "",
+    );
+    let shard1 = |plan_path: &std::path::Path| {
+        std::fs::read_to_string(plan_path.with_file_name("demo.manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("shards/00001.tfrecord"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    // Online: the artifact of blocked-ep is blocked.
+    let online = dir.path().join("online/plans/demo.plan.yaml");
+    plan_with(&endpoint, &campaign, &online);
+    let line = shard1(&online);
+    assert!(
+        line.contains("\"step\":\"blocked\"") && line.contains("model artifact of endpoint"),
+        "{line}"
+    );
+    // The saved inventory, its endpoint records moved after everything else.
+    let inv = dir.path().join("inv.jsonl");
+    let out = harness::rekey(&endpoint)
+        .args(["inventory", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (endpoints, rest): (Vec<&str>, Vec<&str>) = lines.partition(|l| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"] == "sagemaker-endpoint"
+    });
+    assert!(!endpoints.is_empty());
+    let reordered = dir.path().join("reordered.jsonl");
+    let mut body = vec![header];
+    body.extend(rest);
+    body.extend(endpoints);
+    std::fs::write(&reordered, body.join("\n") + "\n").unwrap();
+    let offline = dir.path().join("offline/plans/demo.plan.yaml");
+    let out = harness::rekey("http://127.0.0.1:9")
+        .args(["plan", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&offline)
+        .arg("--from-inventory")
+        .arg(&reordered)
+        .output()
+        .unwrap();
+    if out.status.code() == Some(2) {
+        return; // refused: fine
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = shard1(&offline);
+    assert!(
+        line.contains("\"step\":\"blocked\""),
+        "the online plan blocks this model artifact (its endpoint's role may not use the new key); the offline plan moves it: {line}"
     );
 }
