@@ -870,6 +870,18 @@ pub fn evaluate(
 /// The key policy statement(s) that let a principal use a key for these actions (CreateGrant
 /// for an AWS resource goes in a statement of its own, under `kms:GrantIsForAWSResource`).
 pub fn statement_for(usage: &Usage, actions: &[&str]) -> String {
+    let mut st = statements_for(usage, actions);
+    if st.len() == 1 {
+        st.remove(0).to_string()
+    } else {
+        Value::Array(st).to_string()
+    }
+}
+
+/// The key policy statements that allow a usage: one, or two when CreateGrant for an AWS
+/// resource goes apart under `kms:GrantIsForAWSResource` (`AllowRekeyConsumer`,
+/// `AllowRekeyConsumerGrants`). `rekey keys` writes its policies from these.
+pub fn statements_for(usage: &Usage, actions: &[&str]) -> Vec<Value> {
     let principal = if usage.is_service() {
         serde_json::json!({ "Service": usage.principal })
     } else {
@@ -905,16 +917,15 @@ pub fn statement_for(usage: &Usage, actions: &[&str]) -> String {
     let grants: Vec<&str> = actions.iter().copied().filter(is_grant).collect();
     let others: Vec<&str> = actions.iter().copied().filter(|a| !is_grant(a)).collect();
     if grants.is_empty() || !usage.grant_for_resource {
-        return statement("AllowRekeyConsumer", actions, false).to_string();
+        return vec![statement("AllowRekeyConsumer", actions, false)];
     }
     if others.is_empty() {
-        return statement("AllowRekeyConsumerGrants", &grants, true).to_string();
+        return vec![statement("AllowRekeyConsumerGrants", &grants, true)];
     }
-    Value::Array(vec![
+    vec![
         statement("AllowRekeyConsumer", &others, false),
         statement("AllowRekeyConsumerGrants", &grants, true),
-    ])
-    .to_string()
+    ]
 }
 
 #[cfg(test)]

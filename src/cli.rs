@@ -45,6 +45,13 @@ pub enum Output {
     Json,
 }
 
+/// What `rekey keys` writes.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum KeysEmit {
+    Terraform,
+    Json,
+}
+
 /// How `rekey guard` prints its findings.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum GuardOutput {
@@ -176,6 +183,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Write the team keys the campaign needs, with their policies, as Terraform or JSON
+    /// (docs/keys.md). Read-only: keys that exist are imported, never replaced.
+    Keys {
+        #[arg(short = 'c', long = "campaign")]
+        campaign: PathBuf,
+        #[arg(long, value_enum, default_value = "terraform")]
+        emit: KeysEmit,
+        /// A directory for the files (aws-ACCOUNT.tf, gcp-PROJECT.tf, or keys.json); default
+        /// stdout.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
     /// Check infrastructure code (`terraform show -json` output, CloudFormation templates)
     /// for ML resources not on their team key: exit 6 on findings, 2 on unreadable input.
     Guard {
@@ -274,6 +293,14 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
             Ok(exit_codes::OK)
+        }
+        Command::Keys {
+            campaign,
+            emit,
+            out,
+        } => {
+            let c = campaign::load(&campaign)?;
+            run_keys(&c, emit, out.as_deref(), reporter).await
         }
         Command::Guard {
             campaign,
@@ -1143,6 +1170,131 @@ async fn run_plan(
                 out.display(),
                 out.with_file_name(&p.manifest.file).display()
             );
+        }
+    }
+    Ok(exit_codes::OK)
+}
+
+/// `rekey keys`: read what exists (keys under the team aliases and their policies, the
+/// SageMaker graph, the Cloud Storage service agent and Cloud KMS keys), derive, write.
+async fn run_keys(
+    c: &LoadedCampaign,
+    emit: KeysEmit,
+    out: Option<&Path>,
+    reporter: &StderrReporter,
+) -> Result<i32, RekeyError> {
+    use crate::keys;
+    use crate::providers::iam::AccessRead;
+    use crate::providers::KeyRead;
+    let Some(kp) = c.spec.key_policy.clone() else {
+        return Err(RekeyError::usage(
+            format!("{} has no key_policy section", c.path.display()),
+            "add `key_policy: { admins: [ARN...] }` naming who administers the team keys (docs/keys.md)",
+        ));
+    };
+    let aws = clients(c).await?;
+    let mut facts = Vec::new();
+    for (name, id, clients) in &aws {
+        let caller = clients.caller().await?;
+        let account_id = id
+            .clone()
+            .unwrap_or_else(|| caller.split(':').nth(4).unwrap_or_default().to_string());
+        let operators = if kp.operators.is_empty() {
+            vec![caller.clone()]
+        } else {
+            kp.operators.clone()
+        };
+        let mut existing = BTreeMap::new();
+        let mut pinned = inventory::PinnedKeys::new();
+        for (team, k) in &c.spec.keys {
+            let Some(alias) = &k.aws else { continue };
+            let Some(key) = clients.describe_key(alias).await? else {
+                continue;
+            };
+            if key.manager != "CUSTOMER" {
+                return Err(RekeyError::usage(
+                    format!(
+                        "team key {team}: {alias} is an AWS managed key ({})",
+                        key.arn
+                    ),
+                    format!("name a customer-managed key's alias in keys.{team}.aws"),
+                ));
+            }
+            let policy = clients.key_facts(&key.arn).await?.policy.value;
+            pinned.insert(
+                inventory::pin_id(team, name),
+                inventory::PinnedKey {
+                    alias: alias.clone(),
+                    region: key.region().unwrap_or(c.region()).to_string(),
+                    arn: key.arn.clone(),
+                    key_id: key.key_id.clone(),
+                    state: key.state.clone(),
+                },
+            );
+            existing.insert(team.clone(), (key, policy));
+        }
+        let mut sagemaker = Vec::new();
+        inventory::run_sagemaker(c, name, clients, &pinned, |r| {
+            sagemaker.push(r);
+            Ok(())
+        })
+        .await?;
+        facts.push(keys::AccountFacts {
+            name: name.clone(),
+            id: account_id,
+            operators,
+            existing,
+            sagemaker,
+        });
+    }
+    let gcp = match c.spec.gcp.as_ref() {
+        Some(g) if c.spec.keys.values().any(|k| k.gcp.is_some()) => {
+            let gcs = GcsClient::new(&g.project, g.endpoint.as_deref());
+            let mut existing = std::collections::BTreeSet::new();
+            for k in c.spec.keys.values() {
+                let Some(name) = &k.gcp else { continue };
+                let name = crate::providers::gcs::key_name(name);
+                match gcs.crypto_key(&name).await {
+                    Ok(_) => {
+                        existing.insert(name);
+                    }
+                    Err(crate::error::ProviderError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(keys::GcpFacts {
+                service_agent: gcs.service_agent().await?,
+                existing,
+            })
+        }
+        _ => None,
+    };
+    let model = keys::derive(c, &facts, gcp.as_ref())?;
+    reporter.finish();
+    let files: BTreeMap<String, String> = match emit {
+        KeysEmit::Terraform => keys::terraform(&model)?,
+        KeysEmit::Json => {
+            let mut text = serde_json::to_string_pretty(&model)
+                .map_err(|e| RekeyError::Internal(e.to_string()))?;
+            text.push('\n');
+            [("keys.json".to_string(), text)].into()
+        }
+    };
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RekeyError::io(format!("creating {}", dir.display()), e))?;
+            for (name, text) in &files {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .map_err(|e| RekeyError::io(format!("writing {}", path.display()), e))?;
+                println!("wrote {}", path.display());
+            }
+        }
+        None => {
+            for text in files.values() {
+                print!("{text}");
+            }
         }
     }
     Ok(exit_codes::OK)

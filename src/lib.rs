@@ -14,6 +14,7 @@ pub mod exit_codes;
 pub mod guard;
 pub mod inventory;
 pub mod journal;
+pub mod keys;
 pub mod matching;
 pub mod model;
 pub mod plan;

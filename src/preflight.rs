@@ -197,6 +197,23 @@ pub async fn consumer_verdicts<A: AccessRead>(
     Ok(out)
 }
 
+/// What a consumer does with its keys: its actions (default `kms:Decrypt`,
+/// `kms:GenerateDataKey`) through the service it names.
+pub fn consumer_usage(c: &crate::campaign::Consumer, region: &str) -> Usage {
+    let actions: Vec<&str> = if c.actions.is_empty() {
+        vec!["kms:Decrypt", "kms:GenerateDataKey"]
+    } else {
+        c.actions.iter().map(String::as_str).collect()
+    };
+    let mut usage = Usage::principal(&c.principal, &actions, c.via.service(region));
+    // Grants made through SageMaker are for an AWS resource (as apply re-reads it).
+    usage.grant_for_resource = c.via == crate::campaign::ConsumerVia::Sagemaker
+        && actions
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("kms:CreateGrant"));
+    usage
+}
+
 /// What the campaign's `consumers:` do with the team keys of an account: (usage, key ARN,
 /// role), one per consumer and key pinned there.
 pub fn consumer_usages(
@@ -207,17 +224,7 @@ pub fn consumer_usages(
     let region = campaign.region().to_string();
     let mut out = Vec::new();
     for c in &campaign.spec.consumers {
-        let actions: Vec<&str> = if c.actions.is_empty() {
-            vec!["kms:Decrypt", "kms:GenerateDataKey"]
-        } else {
-            c.actions.iter().map(String::as_str).collect()
-        };
-        let mut usage = Usage::principal(&c.principal, &actions, c.via.service(&region));
-        // Grants made through SageMaker are for an AWS resource (as apply re-reads it).
-        usage.grant_for_resource = c.via == crate::campaign::ConsumerVia::Sagemaker
-            && actions
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case("kms:CreateGrant"));
+        let usage = consumer_usage(c, &region);
         for k in &c.keys {
             let Some(p) = pinned.get(&crate::inventory::pin_id(k, account)) else {
                 continue;

@@ -12,6 +12,7 @@ mod guard;
 mod harness;
 mod interleave;
 mod inventory;
+mod keys;
 mod outputs;
 mod overlay;
 mod plan;

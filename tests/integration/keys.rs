@@ -1,0 +1,331 @@
+//! `rekey keys`: the team keys as Terraform (golden files for a two-account AWS and GCP
+//! campaign, stable through a parse-and-format round trip), their policies passing rekey's
+//! own key-access evaluation by construction, and import blocks only for what exists (on the
+//! emulators).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rekey::access::{evaluate, Acceptance, Doc, Identity, IdentityView, KeyFacts};
+use rekey::keys::{self, AccountFacts, GcpFacts};
+use rekey::model::{KmsKey, Resource, SmArtifact, SmEndpoint, SmModel};
+
+use crate::apply::{code, stderr};
+use crate::harness::{self, gcs_server, overlay, repo_root, unique};
+
+const EXAMPLE: &str = r#"version: 1
+campaign: keys-example
+aws:
+  region: us-east-1
+  accounts:
+    - { name: fraud-bu, role_arn: "arn:aws:iam::111111111111:role/rekey" }
+    - { name: vision-bu, role_arn: "arn:aws:iam::222222222222:role/rekey" }
+  s3: { buckets: ["ml-*"] }
+  sagemaker: { endpoints: true }
+gcp:
+  project: demo-project
+  gcs: { buckets: ["ml-gcs-*"] }
+keys:
+  fraud:  { aws: alias/ml-fraud }
+  vision: { aws: alias/ml-vision, gcp: projects/demo-project/locations/us/keyRings/ml/cryptoKeys/ml-vision }
+mapping:
+  - { match: { bucket: "ml-fraud-*" }, key: fraud }
+  - { match: { tag: { team: vision } }, key: vision }
+stages:
+  - { name: all }
+consumers:
+  - { principal: "arn:aws:iam::111111111111:role/fraud-scoring-app", keys: [fraud], via: s3 }
+  - { principal: "arn:aws:iam::222222222222:role/vision-batch", keys: [vision], via: sagemaker, actions: ["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant"] }
+key_policy:
+  admins: ["arn:aws:iam::111111111111:role/KeyAdmins", "arn:aws:iam::222222222222:role/KeyAdmins"]
+  operators: ["arn:aws:iam::111111111111:role/rekey", "arn:aws:iam::222222222222:role/rekey"]
+  gcp_members: ["serviceAccount:trainer@demo-project.iam.gserviceaccount.com"]
+  rotation_days: 180
+"#;
+
+fn endpoint(account: &str, id: &str, team: &str) -> rekey::inventory::Record {
+    rekey::inventory::Record {
+        resource: Resource::SagemakerEndpoint(SmEndpoint {
+            account: account.into(),
+            region: "us-east-1".into(),
+            name: format!("{team}-ep"),
+            arn: format!("arn:aws:sagemaker:us-east-1:{id}:endpoint/{team}-ep"),
+            status: "InService".into(),
+            config: format!("{team}-ep-cfg"),
+            kms_key_arn: None,
+            key_manager: None,
+            data_capture: true,
+            data_capture_kms_key_arn: None,
+            async_output: false,
+            async_output_kms_key_arn: None,
+            variants: Vec::new(),
+            models: vec![SmModel {
+                name: format!("{team}-model"),
+                execution_role_arn: format!("arn:aws:iam::{id}:role/{team}-exec"),
+                artifacts: vec![SmArtifact {
+                    url: format!("s3://ml-{team}-models/model.tar.gz"),
+                    team_key: Some(team.into()),
+                    key_access: None,
+                    bucket_tags: BTreeMap::new(),
+                }],
+            }],
+            tags: BTreeMap::new(),
+            access: Vec::new(),
+            source_sha256: String::new(),
+        }),
+        team_key: Some(team.into()),
+        class: rekey::model::EncryptionClass::AwsManagedKms,
+    }
+}
+
+fn example() -> keys::Model {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.campaign.yaml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let c = rekey::campaign::load(&path).unwrap();
+    let fraud_key = KmsKey {
+        arn: "arn:aws:kms:us-east-1:111111111111:key/1111aaaa-0000-4000-8000-000000000001".into(),
+        key_id: "1111aaaa-0000-4000-8000-000000000001".into(),
+        manager: "CUSTOMER".into(),
+        state: "Enabled".into(),
+        spec: "SYMMETRIC_DEFAULT".into(),
+        usage: "ENCRYPT_DECRYPT".into(),
+    };
+    // The existing key's policy: the account's default root statement and an old rekey one.
+    let fraud_policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            { "Sid": "Enable IAM User Permissions", "Effect": "Allow",
+              "Principal": { "AWS": "arn:aws:iam::111111111111:root" }, "Action": "kms:*", "Resource": "*" },
+            { "Sid": "RekeyKeyUsers9", "Effect": "Allow",
+              "Principal": { "AWS": "arn:aws:iam::111111111111:role/gone" }, "Action": "kms:Decrypt", "Resource": "*" }
+        ]
+    });
+    let accounts = vec![
+        AccountFacts {
+            name: "fraud-bu".into(),
+            id: "111111111111".into(),
+            operators: vec!["arn:aws:iam::111111111111:role/rekey".into()],
+            existing: [("fraud".to_string(), (fraud_key, fraud_policy))].into(),
+            sagemaker: vec![endpoint("fraud-bu", "111111111111", "fraud")],
+        },
+        AccountFacts {
+            name: "vision-bu".into(),
+            id: "222222222222".into(),
+            operators: vec!["arn:aws:iam::222222222222:role/rekey".into()],
+            existing: BTreeMap::new(),
+            sagemaker: vec![endpoint("vision-bu", "222222222222", "vision")],
+        },
+    ];
+    let gcp = GcpFacts {
+        service_agent: "service-123456789@gs-project-accounts.iam.gserviceaccount.com".into(),
+        existing: BTreeSet::from([
+            "projects/demo-project/locations/us/keyRings/ml/cryptoKeys/ml-vision".to_string(),
+        ]),
+    };
+    // Operators of the campaign are checked to be IAM ARNs; the example names both.
+    keys::derive(&c, &accounts, Some(&gcp)).unwrap()
+}
+
+/// Golden Terraform and JSON for the example; each file parses back with hcl-rs and formats
+/// to the same text; two derivations give the same bytes.
+#[test]
+fn keys_terraform_is_golden_and_stable() {
+    let model = example();
+    let files = keys::terraform(&model).unwrap();
+    assert_eq!(
+        files.keys().cloned().collect::<Vec<_>>(),
+        ["aws-fraud-bu.tf", "aws-vision-bu.tf", "gcp-demo-project.tf"]
+    );
+    let golden = repo_root().join("tests/golden/keys");
+    for (name, text) in &files {
+        crate::golden::check_golden(&golden.join(name), text);
+        // Round trip: the body (after the header comment) parses and formats to itself.
+        let body: String = text
+            .lines()
+            .skip_while(|l| l.starts_with('#') || l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed = hcl::parse(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = keys::canonical(&hcl::format::to_string(&parsed).unwrap());
+        assert_eq!(again, body, "{name} is not stable through parse and format");
+    }
+    let json = serde_json::to_string_pretty(&model).unwrap() + "\n";
+    crate::golden::check_golden(&golden.join("keys.json"), &json);
+    assert_eq!(keys::terraform(&example()).unwrap(), files, "deterministic");
+
+    // Imports only for what exists: the fraud key in fraud-bu, the vision Cloud KMS key.
+    let fraud = &files["aws-fraud-bu.tf"];
+    assert!(fraud.contains("to = aws_kms_key.fraud") && fraud.contains("id = \"1111aaaa-"));
+    assert!(!fraud.contains("to = aws_kms_key.vision"));
+    assert!(!files["aws-vision-bu.tf"].contains("import {"));
+    assert!(files["gcp-demo-project.tf"].contains("to = google_kms_crypto_key.vision"));
+    // The existing key's own statement is kept, its old rekey statement replaced.
+    assert!(fraud.contains("Enable IAM User Permissions"));
+    assert!(!fraud.contains("role/gone"));
+}
+
+fn facts(k: &keys::AwsKey) -> KeyFacts {
+    KeyFacts {
+        key_arn: format!("arn:aws:kms:us-east-1:{}:key/test", k.account_id),
+        policy: Doc {
+            source: "key policy".into(),
+            value: k.policy.clone(),
+        },
+        grants: Vec::new(),
+    }
+}
+
+/// Every user of every emitted key passes the preflight's evaluation on the emitted policy;
+/// with the statements that name it removed, the same user is refused.
+#[test]
+fn keys_policies_pass_the_preflight_and_a_removed_statement_blocks() {
+    let model = example();
+    let nobody = IdentityView::Seen(Identity {
+        policies: Vec::new(),
+        boundary: None,
+    });
+    let mut checked = 0;
+    for k in &model.aws {
+        assert!(!k.users.is_empty(), "{} in {} has users", k.team, k.account);
+        for u in &k.users {
+            // A principal of another account also needs its own IAM policy (its account's
+            // business, not the key's): given one that allows the key, the key policy decides.
+            let own = IdentityView::Seen(Identity {
+                policies: vec![Doc {
+                    source: "its own policy".into(),
+                    value: serde_json::json!({ "Version": "2012-10-17", "Statement": [
+                        { "Effect": "Allow", "Action": "kms:*", "Resource": "*" } ] }),
+                }],
+                boundary: None,
+            });
+            let identity = if u.principal.contains(&format!(":{}:", k.account_id)) {
+                &nobody
+            } else {
+                &own
+            };
+            let v = evaluate(&facts(k), identity, &u.usage(), &Acceptance::default(), "t");
+            assert!(
+                v.allowed(),
+                "{} on {}/{}: {v:?}",
+                u.principal,
+                k.account,
+                k.team
+            );
+            let mut stripped = k.clone();
+            let statements = stripped.policy["Statement"].as_array_mut().unwrap();
+            statements.retain(|s| !s["Principal"].to_string().contains(&u.principal));
+            let v = evaluate(
+                &facts(&stripped),
+                identity,
+                &u.usage(),
+                &Acceptance::default(),
+                "t",
+            );
+            assert!(
+                !v.allowed(),
+                "{} still allowed without its statements",
+                u.principal
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+    // The grant statement carries kms:GrantIsForAWSResource.
+    let vision = model
+        .aws
+        .iter()
+        .find(|k| k.account == "vision-bu" && k.team == "vision")
+        .unwrap();
+    assert!(vision
+        .policy
+        .to_string()
+        .contains("kms:GrantIsForAWSResource"));
+}
+
+/// On the emulators: imports for the keys whose aliases exist (AWS) and the Cloud KMS key that
+/// exists, none for the others; the existing key's statements are kept.
+#[test]
+fn keys_import_only_what_exists_on_the_emulators() {
+    let m = overlay();
+    let p = unique("keys");
+    harness::seed_estate(&m.endpoint, &p, 1);
+    let gcs = &gcs_server().endpoint;
+    let existing = format!("projects/demo-project/locations/us/keyRings/ml/cryptoKeys/{p}vision");
+    harness::gcp_key(gcs, &existing, "");
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = dir.path().join("c.yaml");
+    std::fs::write(
+        &campaign,
+        format!(
+            r#"version: 1
+campaign: keys
+aws:
+  region: us-east-1
+  s3: {{ buckets: ["{p}ml-*"] }}
+gcp:
+  project: demo-project
+  endpoint: {gcs}
+  gcs: {{ buckets: ["{p}ml-gcs-*"] }}
+keys:
+  fraud:  {{ aws: alias/{p}ml-fraud }}
+  vision: {{ aws: alias/{p}ml-vision, gcp: {existing} }}
+  nlp:    {{ aws: alias/{p}ml-nlp, gcp: projects/demo-project/locations/us/keyRings/ml/cryptoKeys/{p}nlp }}
+mapping:
+  - {{ match: {{ bucket: "{p}ml-fraud-*" }}, key: fraud }}
+stages:
+  - {{ name: all }}
+key_policy:
+  admins: ["arn:aws:iam::123456789012:role/KeyAdmins"]
+"#
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("keys");
+    let out = harness::rekey(&m.endpoint)
+        .args(["keys", "-c"])
+        .arg(&campaign)
+        .arg("-o")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let aws = std::fs::read_to_string(out_dir.join("aws-default.tf")).unwrap();
+    assert!(
+        aws.contains("to = aws_kms_key.fraud") && aws.contains("to = aws_kms_key.vision"),
+        "{aws}"
+    );
+    assert!(!aws.contains("to = aws_kms_key.nlp"), "{aws}");
+    assert!(aws.contains(&format!("\"alias/{p}ml-nlp\"")), "{aws}");
+    let gcp = std::fs::read_to_string(out_dir.join("gcp-demo-project.tf")).unwrap();
+    assert!(gcp.contains("to = google_kms_crypto_key.vision"), "{gcp}");
+    assert!(!gcp.contains("to = google_kms_crypto_key.nlp"), "{gcp}");
+    assert!(
+        gcp.contains("serviceAccount:service-"),
+        "the service agent is a member: {gcp}"
+    );
+
+    let out = harness::rekey(&m.endpoint)
+        .args(["keys", "-c"])
+        .arg(&campaign)
+        .args(["--emit", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let model: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fraud = model["aws"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["team"] == "fraud")
+        .unwrap();
+    // moto's default key policy statement is kept beside rekey's.
+    assert!(
+        fraud["existing"]["kept_statements"].as_u64().unwrap() >= 1,
+        "{fraud}"
+    );
+    // The caller is the operator.
+    assert!(
+        fraud["users"].to_string().contains("rekey operator"),
+        "{fraud}"
+    );
+}
