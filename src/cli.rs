@@ -45,6 +45,26 @@ pub enum Output {
     Json,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Create or update the team keys through KMS: keys, aliases, rotation, policies. Never
+    /// deletes or disables a key; refuses to drop statements of an existing policy that are
+    /// not rekey's unless --replace-policy. Each write is journaled (JSON lines).
+    Apply {
+        #[arg(short = 'c', long = "campaign")]
+        campaign: PathBuf,
+        /// Replace existing policies even where that drops statements rekey did not write.
+        #[arg(long)]
+        replace_policy: bool,
+        /// The journal of KMS writes (default: CAMPAIGN's directory, NAME.keys.journal.jsonl).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 /// What `rekey keys` writes.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum KeysEmit {
@@ -184,10 +204,14 @@ pub enum Command {
         output: Output,
     },
     /// Write the team keys the campaign needs, with their policies, as Terraform or JSON
-    /// (docs/keys.md). Read-only: keys that exist are imported, never replaced.
+    /// (docs/keys.md). Read-only: keys that exist are imported, never replaced. `keys apply`
+    /// creates or updates them through KMS instead.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Keys {
-        #[arg(short = 'c', long = "campaign")]
-        campaign: PathBuf,
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+        #[arg(short = 'c', long = "campaign", required = true)]
+        campaign: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "terraform")]
         emit: KeysEmit,
         /// A directory for the files (aws-ACCOUNT.tf, gcp-PROJECT.tf, or keys.json); default
@@ -295,12 +319,38 @@ async fn dispatch(command: Command, reporter: &StderrReporter) -> Result<i32, Re
             Ok(exit_codes::OK)
         }
         Command::Keys {
+            action: None,
             campaign,
             emit,
             out,
         } => {
+            let c = campaign::load(campaign.as_deref().unwrap_or(Path::new("")))?;
+            run_keys(&c, KeysMode::Emit(emit, out.as_deref()), reporter).await
+        }
+        Command::Keys {
+            action:
+                Some(KeysAction::Apply {
+                    campaign,
+                    replace_policy,
+                    journal,
+                    yes,
+                }),
+            ..
+        } => {
             let c = campaign::load(&campaign)?;
-            run_keys(&c, emit, out.as_deref(), reporter).await
+            let journal = journal.unwrap_or_else(|| {
+                campaign.with_file_name(format!("{}.keys.journal.jsonl", c.spec.campaign))
+            });
+            run_keys(
+                &c,
+                KeysMode::Apply {
+                    replace_policy,
+                    journal: &journal,
+                    yes,
+                },
+                reporter,
+            )
+            .await
         }
         Command::Guard {
             campaign,
@@ -1177,10 +1227,19 @@ async fn run_plan(
 
 /// `rekey keys`: read what exists (keys under the team aliases and their policies, the
 /// SageMaker graph, the Cloud Storage service agent and Cloud KMS keys), derive, write.
+/// What `rekey keys` does with what it derived.
+enum KeysMode<'a> {
+    Emit(KeysEmit, Option<&'a Path>),
+    Apply {
+        replace_policy: bool,
+        journal: &'a Path,
+        yes: bool,
+    },
+}
+
 async fn run_keys(
     c: &LoadedCampaign,
-    emit: KeysEmit,
-    out: Option<&Path>,
+    mode: KeysMode<'_>,
     reporter: &StderrReporter,
 ) -> Result<i32, RekeyError> {
     use crate::keys;
@@ -1271,6 +1330,16 @@ async fn run_keys(
     };
     let model = keys::derive(c, &facts, gcp.as_ref())?;
     reporter.finish();
+    let (emit, out) = match mode {
+        KeysMode::Emit(emit, out) => (emit, out),
+        KeysMode::Apply {
+            replace_policy,
+            journal,
+            yes,
+        } => {
+            return keys_apply(c, &model, &facts, &aws, replace_policy, journal, yes).await;
+        }
+    };
     let files: BTreeMap<String, String> = match emit {
         KeysEmit::Terraform => keys::terraform(&model)?,
         KeysEmit::Json => {
@@ -1297,6 +1366,207 @@ async fn run_keys(
             }
         }
     }
+    Ok(exit_codes::OK)
+}
+
+/// `rekey keys apply`: every refusal first (nothing written), then for each AWS team key:
+/// create it (with its policy), its rotation and its alias, or bring an existing one's rotation
+/// and policy to what was derived. Each write is journaled before it is sent and when it ends.
+async fn keys_apply(
+    c: &LoadedCampaign,
+    model: &crate::keys::Model,
+    facts: &[crate::keys::AccountFacts],
+    aws: &CampaignAccounts,
+    replace_policy: bool,
+    journal: &Path,
+    yes: bool,
+) -> Result<i32, RekeyError> {
+    use crate::keys;
+    let admins = c
+        .spec
+        .key_policy
+        .as_ref()
+        .map(|k| k.admins.clone())
+        .unwrap_or_default();
+    let current = |k: &keys::AwsKey| {
+        facts
+            .iter()
+            .find(|f| f.name == k.account)
+            .and_then(|f| f.existing.get(&k.team))
+            .map(|(_, p)| p.clone())
+    };
+    let mut refused = Vec::new();
+    for k in &model.aws {
+        if let (Some(cur), false) = (current(k), replace_policy) {
+            let dropped = keys::dropped(&cur, &keys::applied_policy(&admins, k));
+            if !dropped.is_empty() {
+                refused.push(format!(
+                    "{} in {}: {}",
+                    k.alias,
+                    k.account,
+                    dropped
+                        .iter()
+                        .map(keys::statement_name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(RekeyError::usage(
+            format!(
+                "the policies of existing keys have statements rekey did not write, which keys apply would drop: {}",
+                refused.join("; ")
+            ),
+            "move what they allow into the campaign (consumers:, key_policy:), or pass --replace-policy to drop them, or use `rekey keys --emit terraform`, which keeps them",
+        ));
+    }
+    if model.aws.is_empty() {
+        println!(
+            "keys apply: no AWS team keys (Cloud KMS keys: use `rekey keys --emit terraform`)"
+        );
+        return Ok(exit_codes::OK);
+    }
+    confirm(
+        yes,
+        &format!(
+            "create or update {} AWS team key(s) of campaign {}",
+            model.aws.len(),
+            c.spec.campaign
+        ),
+    )?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal)
+        .map_err(|e| RekeyError::io(format!("opening {}", journal.display()), e))?;
+    let mut entry = |state: &str, k: &keys::AwsKey, action: &str, detail: serde_json::Value| {
+        let line = serde_json::json!({
+            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "state": state,
+            "account": k.account,
+            "team": k.team,
+            "alias": k.alias,
+            "action": action,
+            "detail": detail,
+        });
+        writeln!(log, "{line}")
+            .and_then(|_| log.sync_data())
+            .map_err(|e| RekeyError::io(format!("writing {}", journal.display()), e))
+    };
+    // Keys a cut-short run created but could not name yet: (account, alias) → key id.
+    let unnamed = keys::created_unnamed(journal)?;
+    let mut writes = 0;
+    for k in &model.aws {
+        let Some((_, _, clients)) = aws.iter().find(|(n, _, _)| *n == k.account) else {
+            continue;
+        };
+        let desired = keys::applied_policy(&admins, k);
+        let text = desired.to_string();
+        let key_id = match &k.existing {
+            None => {
+                let id = match unnamed.get(&(k.account.clone(), k.alias.clone())) {
+                    // Created by a run cut before its alias: named now, its policy put again.
+                    Some(id) => {
+                        entry(
+                            "started",
+                            k,
+                            "put-key-policy",
+                            serde_json::json!({ "key_id": id, "after": desired }),
+                        )?;
+                        clients.put_key_policy(id, &text).await?;
+                        entry(
+                            "done",
+                            k,
+                            "put-key-policy",
+                            serde_json::json!({ "key_id": id }),
+                        )?;
+                        id.clone()
+                    }
+                    None => {
+                        entry(
+                            "started",
+                            k,
+                            "create-key",
+                            serde_json::json!({ "policy": desired }),
+                        )?;
+                        let id = clients
+                            .create_team_key(
+                                &text,
+                                &format!("Team key {} of campaign {}", k.team, c.spec.campaign),
+                                &c.spec.campaign,
+                            )
+                            .await?;
+                        entry("done", k, "create-key", serde_json::json!({ "key_id": id }))?;
+                        id
+                    }
+                };
+                entry(
+                    "started",
+                    k,
+                    "create-alias",
+                    serde_json::json!({ "key_id": id }),
+                )?;
+                clients.create_alias(&k.alias, &id).await?;
+                entry(
+                    "done",
+                    k,
+                    "create-alias",
+                    serde_json::json!({ "key_id": id }),
+                )?;
+                println!("created {} ({id}) in {}", k.alias, k.account);
+                writes += 2;
+                id
+            }
+            Some(e) => {
+                let cur = current(k).unwrap_or_default();
+                if cur != desired {
+                    // The policy it had, to put back by hand if need be.
+                    entry(
+                        "started",
+                        k,
+                        "put-key-policy",
+                        serde_json::json!({ "key_id": e.key_id, "before": cur, "after": desired }),
+                    )?;
+                    clients.put_key_policy(&e.key_id, &text).await?;
+                    entry(
+                        "done",
+                        k,
+                        "put-key-policy",
+                        serde_json::json!({ "key_id": e.key_id }),
+                    )?;
+                    println!(
+                        "updated the policy of {} ({}) in {}",
+                        k.alias, e.key_id, k.account
+                    );
+                    writes += 1;
+                }
+                e.key_id.clone()
+            }
+        };
+        if !clients.rotation_enabled(&key_id).await? {
+            entry(
+                "started",
+                k,
+                "enable-rotation",
+                serde_json::json!({ "key_id": key_id, "days": k.rotation_days }),
+            )?;
+            clients.enable_rotation(&key_id, k.rotation_days).await?;
+            entry(
+                "done",
+                k,
+                "enable-rotation",
+                serde_json::json!({ "key_id": key_id }),
+            )?;
+            writes += 1;
+        }
+    }
+    println!(
+        "keys apply: {writes} KMS write{} (journal {})",
+        if writes == 1 { "" } else { "s" },
+        journal.display()
+    );
     Ok(exit_codes::OK)
 }
 

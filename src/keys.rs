@@ -783,3 +783,66 @@ pub fn canonical(text: &str) -> String {
     s.push('\n');
     s
 }
+
+/// The policy `rekey keys apply` puts on a key: rekey's statements alone (the Terraform
+/// output keeps an existing key's other statements instead; `apply` refuses to drop them
+/// unless told to).
+pub fn applied_policy(admins: &[String], k: &AwsKey) -> Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": format!("rekey-{}", k.team),
+        "Statement": statements(admins, &k.users),
+    })
+}
+
+/// The statements of `current` that are not rekey's and that `desired` does not hold.
+pub fn dropped(current: &Value, desired: &Value) -> Vec<Value> {
+    let keep = foreign_statements(desired);
+    foreign_statements(current)
+        .into_iter()
+        .filter(|s| !keep.contains(s))
+        .collect()
+}
+
+/// A statement's name in a message: its Sid, or its JSON.
+pub fn statement_name(s: &Value) -> String {
+    s["Sid"]
+        .as_str()
+        .map(|x| format!("{x:?}"))
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// The keys a journal says were created (`create-key` done) but never given their alias
+/// (`create-alias` not done): (account, alias) → key id. A run cut between the two names that
+/// key instead of creating another.
+pub fn created_unnamed(
+    journal: &std::path::Path,
+) -> Result<BTreeMap<(String, String), String>, RekeyError> {
+    let text = match std::fs::read_to_string(journal) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(RekeyError::io(format!("reading {}", journal.display()), e)),
+    };
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let key = (
+            v["account"].as_str().unwrap_or_default().to_string(),
+            v["alias"].as_str().unwrap_or_default().to_string(),
+        );
+        match (v["state"].as_str(), v["action"].as_str()) {
+            (Some("done"), Some("create-key")) => {
+                if let Some(id) = v["detail"]["key_id"].as_str() {
+                    out.insert(key, id.to_string());
+                }
+            }
+            (Some("done"), Some("create-alias")) => {
+                out.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -2062,6 +2062,92 @@ impl AwsClients {
     }
 }
 
+/// The KMS writes of `rekey keys apply`: it creates keys and aliases, turns rotation on and
+/// puts key policies; it never deletes, disables or schedules the deletion of a key.
+impl AwsClients {
+    /// Create a symmetric encryption key with its policy; returns its key id.
+    pub async fn create_team_key(
+        &self,
+        policy: &str,
+        description: &str,
+        campaign: &str,
+    ) -> Result<String, ProviderError> {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
+        let tag = Tag::builder()
+            .tag_key("rekey:campaign")
+            .tag_value(campaign)
+            .build()
+            .map_err(|e| ProviderError::Other {
+                what: "a KMS key tag".into(),
+                detail: e.to_string(),
+            })?;
+        let out = self
+            .kms
+            .create_key()
+            .policy(policy)
+            .description(description)
+            .key_spec(KeySpec::SymmetricDefault)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("creating a KMS key", e))?;
+        out.key_metadata()
+            .map(|m| m.key_id().to_string())
+            .ok_or_else(|| ProviderError::Other {
+                what: "CreateKey".into(),
+                detail: "no key id in the answer".into(),
+            })
+    }
+
+    /// Whether automatic rotation is on.
+    pub async fn rotation_enabled(&self, key_id: &str) -> Result<bool, ProviderError> {
+        let out = self
+            .kms
+            .get_key_rotation_status()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("key {key_id}"), e))?;
+        Ok(out.key_rotation_enabled())
+    }
+
+    /// Turn automatic rotation on, every `days` days.
+    pub async fn enable_rotation(&self, key_id: &str, days: u32) -> Result<(), ProviderError> {
+        self.kms
+            .enable_key_rotation()
+            .key_id(key_id)
+            .rotation_period_in_days(days as i32)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("key {key_id}"), e))?;
+        Ok(())
+    }
+
+    pub async fn create_alias(&self, alias: &str, key_id: &str) -> Result<(), ProviderError> {
+        self.kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("alias {alias}"), e))?;
+        Ok(())
+    }
+
+    pub async fn put_key_policy(&self, key_id: &str, policy: &str) -> Result<(), ProviderError> {
+        self.kms
+            .put_key_policy()
+            .key_id(key_id)
+            .policy_name("default")
+            .policy(policy)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(format!("key {key_id}"), e))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::loopback_without_account;

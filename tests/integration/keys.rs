@@ -329,3 +329,179 @@ key_policy:
         "{fraud}"
     );
 }
+
+/// `keys apply` on moto: refuses to drop an existing policy's own statements (nothing
+/// written), then with --replace-policy creates the missing key (alias, rotation, policy) and
+/// replaces the existing key's policy; a second run writes nothing.
+#[tokio::test]
+async fn keys_apply_creates_then_is_a_no_op_and_keeps_foreign_statements_unless_told() {
+    let m = overlay();
+    let p = unique("kapply");
+    harness::seed_estate(&m.endpoint, &p, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = dir.path().join("c.yaml");
+    std::fs::write(
+        &campaign,
+        format!(
+            r#"version: 1
+campaign: kapply
+aws:
+  region: us-east-1
+  s3: {{ buckets: ["{p}ml-*"] }}
+keys:
+  fraud: {{ aws: alias/{p}ml-fraud }}
+  nlp:   {{ aws: alias/{p}ml-nlp }}
+mapping:
+  - {{ match: {{ bucket: "{p}ml-fraud-*" }}, key: fraud }}
+stages:
+  - {{ name: all }}
+consumers:
+  - {{ principal: "arn:aws:iam::123456789012:role/{p}app", keys: [nlp], via: s3 }}
+key_policy:
+  admins: ["arn:aws:iam::123456789012:role/KeyAdmins"]
+  rotation_days: 180
+"#
+        ),
+    )
+    .unwrap();
+    let journal = dir.path().join("kapply.keys.journal.jsonl");
+    let apply = |extra: &[&str]| {
+        harness::rekey(&m.endpoint)
+            .args(["keys", "apply", "-c"])
+            .arg(&campaign)
+            .arg("--yes")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let kms = harness::clients(&m.endpoint).await;
+    let nlp_alias = format!("alias/{p}ml-nlp");
+    use rekey::providers::KeyRead;
+
+    // moto's default policy on the seeded key has a root statement rekey did not write.
+    let out = apply(&[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("would drop") && stderr(&out).contains(&format!("alias/{p}ml-fraud")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        kms.describe_key(&nlp_alias).await.unwrap().is_none(),
+        "nothing is created"
+    );
+    assert!(!journal.exists() || std::fs::read_to_string(&journal).unwrap().is_empty());
+
+    let out = apply(&["--replace-policy"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let nlp = kms
+        .describe_key(&nlp_alias)
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(nlp.manager, "CUSTOMER");
+    let rotation = kms
+        .kms
+        .get_key_rotation_status()
+        .key_id(&nlp.key_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(rotation.key_rotation_enabled());
+    let policy: serde_json::Value = serde_json::from_str(
+        kms.kms
+            .get_key_policy()
+            .key_id(&nlp.key_id)
+            .policy_name("default")
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
+    let text = policy.to_string();
+    assert!(
+        text.contains("RekeyKeyAdministrators") && text.contains(&format!("role/{p}app")),
+        "{text}"
+    );
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        lines.contains("\"create-key\"") && lines.contains("\"put-key-policy\""),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("\"before\""),
+        "the replaced policy is journaled: {lines}"
+    );
+
+    // Again: nothing to write.
+    let before = lines.lines().count();
+    let out = apply(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 KMS writes"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        before
+    );
+}
+
+/// A run cut between CreateKey and CreateAlias: the next run names the key its journal says
+/// it created, and creates no other.
+#[tokio::test]
+async fn keys_apply_names_the_key_a_cut_run_created() {
+    let m = overlay();
+    let p = unique("kcut");
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = dir.path().join("c.yaml");
+    std::fs::write(
+        &campaign,
+        format!(
+            "version: 1\ncampaign: kcut\naws:\n  region: us-east-1\n  s3: {{ buckets: [\"{p}ml-*\"] }}\nkeys:\n  nlp: {{ aws: alias/{p}ml-nlp }}\nstages:\n  - {{ name: all }}\nkey_policy:\n  admins: [\"arn:aws:iam::123456789012:role/KeyAdmins\"]\n"
+        ),
+    )
+    .unwrap();
+    let kms = harness::clients(&m.endpoint).await;
+    let orphan = kms
+        .create_team_key(
+            "{\"Version\":\"2012-10-17\",\"Statement\":[]}",
+            "cut",
+            "kcut",
+        )
+        .await
+        .unwrap();
+    let journal = dir.path().join("kcut.keys.journal.jsonl");
+    std::fs::write(
+        &journal,
+        format!(
+            "{}\n",
+            serde_json::json!({ "state": "done", "account": "default", "team": "nlp",
+                "alias": format!("alias/{p}ml-nlp"), "action": "create-key",
+                "detail": { "key_id": orphan } })
+        ),
+    )
+    .unwrap();
+    let out = harness::rekey(&m.endpoint)
+        .args(["keys", "apply", "-c"])
+        .arg(&campaign)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    use rekey::providers::KeyRead;
+    let named = kms
+        .describe_key(&format!("alias/{p}ml-nlp"))
+        .await
+        .unwrap()
+        .expect("the alias exists");
+    assert_eq!(named.key_id, orphan, "the key the cut run created is named");
+    assert!(!std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .any(|l| l.contains("\"create-key\"")));
+}
