@@ -1586,7 +1586,7 @@ async fn run_guard(
     };
     let mut found = Vec::new();
     for f in files {
-        let (mut resources, ignored) = guard::read(f)?;
+        let (mut resources, ignored) = guard::read(f, c.region())?;
         found.append(&mut resources);
         for (t, n) in ignored {
             *report.ignored.entry(t).or_default() += n;
@@ -1632,9 +1632,19 @@ async fn run_guard(
         };
         accounts = account_clients(&aws.region, aws.endpoint_url.as_deref(), &chosen, 5).await;
     }
+    // A team alias that does not exist yet is no error here (the code may create its key):
+    // resolved as in a named account, where such a key is left out.
     let mut pinned = inventory::PinnedKeys::new();
     for (n, id, clients) in &accounts {
-        pinned.extend(inventory::resolve_keys_in(c, clients, n, id.as_deref(), reporter).await?);
+        let id = match id {
+            Some(id) => id.clone(),
+            None => {
+                use crate::providers::iam::AccessRead;
+                let caller = clients.caller().await?;
+                caller.split(':').nth(4).unwrap_or_default().to_string()
+            }
+        };
+        pinned.extend(inventory::resolve_keys_in(c, clients, n, Some(&id), reporter).await?);
     }
     let teams = guard::Teams {
         campaign: c,

@@ -113,6 +113,9 @@ pub struct Found {
     pub tags: BTreeMap<String, String>,
     /// (attribute path, key).
     pub slots: Vec<(String, KeyRef)>,
+    /// What the guard could not read of what maps the resource (a tag or name given by an
+    /// expression): if no rule maps it, it is reported rather than passed.
+    pub uncertain: Vec<String>,
 }
 
 /// One key attribute not on its team key.
@@ -158,7 +161,10 @@ fn bad(file: &str, why: impl std::fmt::Display) -> RekeyError {
 }
 
 /// Read one document: its ML resources and the unknown types it holds.
-pub fn read(path: &Path) -> Result<(Vec<Found>, BTreeMap<String, usize>), RekeyError> {
+pub fn read(
+    path: &Path,
+    region: &str,
+) -> Result<(Vec<Found>, BTreeMap<String, usize>), RekeyError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| bad(&file, e))?;
     let doc: Value = if text.trim_start().starts_with('{') {
@@ -188,7 +194,7 @@ pub fn read(path: &Path) -> Result<(Vec<Found>, BTreeMap<String, usize>), RekeyE
         return Ok(terraform(&doc, &file, &text));
     }
     if doc.get("Resources").is_some_and(Value::is_object) {
-        return Ok(cloudformation(&doc, &file, &text));
+        return Ok(cloudformation(&doc, &file, &text, region));
     }
     Err(bad(
         &file,
@@ -264,6 +270,27 @@ fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A Terraform resource's tags or labels as the provider applies them: the provider's default
+/// tags (`tags_all`) and labels (`effective_labels`, `terraform_labels`) included.
+fn tf_tags(values: &Value, attr: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let merged: &[&str] = if attr == "labels" {
+        &["effective_labels", "terraform_labels", "labels"]
+    } else {
+        &["tags_all", "tags"]
+    };
+    for a in merged {
+        out.extend(string_map(values.get(*a)));
+    }
+    out
+}
+
+/// A name known only after apply but built from a known prefix (`bucket_prefix`): the prefix
+/// and the 26 digits Terraform appends, as a glob sees it.
+fn prefixed(prefix: &str) -> String {
+    format!("{prefix}{}", "0".repeat(26))
 }
 
 /// A key named literally: an AWS managed key's alias is service-managed.
@@ -442,6 +469,13 @@ fn tf_config<'a>(module: &'a Value, prefix: &str, out: &mut HashMap<String, &'a 
     }
 }
 
+/// Whether a reference is the resource itself of another reference in the list (Terraform
+/// lists `aws_kms_key.k.arn` and `aws_kms_key.k`, `var.x` and `var.x.y`).
+fn is_attribute_of_key(r: &str, refs: &[String]) -> bool {
+    refs.iter()
+        .any(|o| o != r && (o.starts_with(&format!("{r}.")) || r.starts_with(&format!("{o}."))))
+}
+
 /// `module.a["x"].module.b[0].aws_s3_bucket.c[1]` → (`module.a.module.b.`, `aws_s3_bucket.c`).
 fn tf_split(address: &str) -> (String, String) {
     let mut parts: Vec<String> = Vec::new();
@@ -523,13 +557,60 @@ impl<'a> TfDoc<'a> {
             .and_then(|r| r["values"]["name"].as_str().map(str::to_string))
     }
 
+    /// A key named by a string: an alias the document itself defines (or moves) is followed
+    /// to the key the document gives it, not to the one it names today.
+    fn named(&self, s: &str) -> KeyRef {
+        let alias = match s.split_once(":alias/") {
+            Some((_, a)) => format!("alias/{a}"),
+            None if s.starts_with("alias/") => s.to_string(),
+            None => return literal(s),
+        };
+        let defined = self
+            .resources
+            .iter()
+            .find(|r| r["type"] == "aws_kms_alias" && r["values"]["name"].as_str() == Some(&alias));
+        match defined {
+            Some(r) => self.alias_target(r).unwrap_or_else(|| literal(s)),
+            None => literal(s),
+        }
+    }
+
+    /// The key an alias resource of the document targets.
+    fn alias_target(&self, alias: &Value) -> Option<KeyRef> {
+        let name = alias["values"]["name"].as_str().map(str::to_string);
+        if let Some(t) = alias["values"]["target_key_id"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+        {
+            return Some(literal(t));
+        }
+        let addr = alias["address"].as_str().unwrap_or_default();
+        for k in self.references(
+            addr,
+            self.expressions(addr).and_then(|e| e.get("target_key_id")),
+        ) {
+            if let Some((key, kaddr)) = self.referenced(&k) {
+                if key["type"] == "aws_kms_key" {
+                    return Some(match key["values"]["arn"].as_str() {
+                        Some(arn) => KeyRef::Literal(arn.to_string()),
+                        None => KeyRef::NewKey {
+                            address: kaddr,
+                            alias: name,
+                        },
+                    });
+                }
+            }
+        }
+        None
+    }
+
     /// The key an attribute of a resource names.
     fn key_ref(&self, resource: &Value, path: &[&str]) -> KeyRef {
         if let Some(s) = at(&resource["values"], path)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
         {
-            return literal(s);
+            return self.named(s);
         }
         let addr = resource["address"].as_str().unwrap_or_default();
         match self.expressions(addr).and_then(|e| at(e, path)) {
@@ -551,9 +632,15 @@ impl<'a> TfDoc<'a> {
                     .collect()
             })
             .unwrap_or_default();
+        // Every key the expression may name: one, or the guard cannot tell which (a
+        // conditional, a lookup).
+        let mut keys: Vec<KeyRef> = Vec::new();
         for r in &refs {
             if let Some(k) = self.resolve_reference(r) {
-                return k;
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+                continue;
             }
             if let (Some(var), true) = (self.config.get(r), depth < 16) {
                 let parent = prefix
@@ -564,12 +651,27 @@ impl<'a> TfDoc<'a> {
                     .unwrap_or_default();
                 match self.resolve(&parent, var, depth + 1) {
                     KeyRef::Unresolved(_) => {}
-                    k => return k,
+                    k if !keys.contains(&k) => keys.push(k),
+                    _ => {}
                 }
             }
         }
+        // A reference the guard cannot follow (a variable, a data source, a local) beside a
+        // key it can: which one applies is decided at apply time.
+        let unfollowed = refs.iter().any(|r| {
+            self.referenced(r).is_none()
+                && !self.config.contains_key(r)
+                && !is_attribute_of_key(r, &refs)
+        });
+        match (keys.len(), unfollowed) {
+            (1, false) => return keys.remove(0),
+            (0, _) => {}
+            _ => {
+                return KeyRef::Unresolved(format!("one of several keys ({})", refs.join(", ")));
+            }
+        }
         match expr.get("constant_value") {
-            Some(Value::String(s)) if !s.is_empty() => literal(s),
+            Some(Value::String(s)) if !s.is_empty() => self.named(s),
             Some(Value::Null) | None if refs.is_empty() => KeyRef::Missing,
             _ => KeyRef::Unresolved(if refs.is_empty() {
                 "a value known only after apply".into()
@@ -590,25 +692,9 @@ impl<'a> TfDoc<'a> {
                     address: taddr,
                 },
             }),
-            "aws_kms_alias" => {
-                let name = target["values"]["name"].as_str().map(str::to_string);
-                // An alias created here for a key created here.
-                for k in self.references(
-                    &taddr,
-                    self.expressions(&taddr)
-                        .and_then(|e| e.get("target_key_id")),
-                ) {
-                    if let Some((key, kaddr)) = self.referenced(&k) {
-                        if key["type"] == "aws_kms_key" && key["values"]["arn"].is_null() {
-                            return Some(KeyRef::NewKey {
-                                address: kaddr,
-                                alias: name,
-                            });
-                        }
-                    }
-                }
-                name.map(|n| literal(&n))
-            }
+            "aws_kms_alias" => self
+                .alias_target(target)
+                .or_else(|| target["values"]["name"].as_str().map(literal)),
             "google_kms_crypto_key" => Some(match target["values"]["id"].as_str() {
                 Some(id) => KeyRef::Literal(id.to_string()),
                 None => KeyRef::NewKey {
@@ -651,7 +737,15 @@ fn terraform(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<Strin
         let line = line_of(text, &format!("\"{address}\""));
         let values = &r["values"];
         if t == "aws_s3_bucket" {
-            let name = values["bucket"].as_str().unwrap_or(&address).to_string();
+            let mut uncertain = Vec::new();
+            let name = match (values["bucket"].as_str(), values["bucket_prefix"].as_str()) {
+                (Some(b), _) => b.to_string(),
+                (None, Some(prefix)) => prefixed(prefix),
+                (None, None) => {
+                    uncertain.push("its bucket name is known only after apply".into());
+                    address.clone()
+                }
+            };
             let slot = s3_bucket_slot(&d, r, &name);
             found.push(Found {
                 file: file.into(),
@@ -662,7 +756,8 @@ fn terraform(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<Strin
                 kind: ResourceKind::S3Bucket,
                 bucket: Some(name.clone()),
                 name,
-                tags: string_map(values.get("tags")),
+                tags: tf_tags(values, "tags"),
+                uncertain,
                 slots: vec![slot],
             });
             continue;
@@ -693,7 +788,12 @@ fn terraform(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<Strin
             kind,
             bucket: (kind == ResourceKind::GcsBucket).then(|| name.clone()),
             name,
-            tags: string_map(values.get(tags_attr)),
+            tags: tf_tags(values, tags_attr),
+            uncertain: if values[name_attr].is_string() {
+                Vec::new()
+            } else {
+                vec![format!("its {name_attr} is known only after apply")]
+            },
             slots,
         });
     }
@@ -817,9 +917,51 @@ fn cfn_kind(t: &str) -> Option<(ResourceKind, &'static str, CfnSlots)> {
 struct CfnDoc<'a> {
     resources: &'a serde_json::Map<String, Value>,
     parameters: Option<&'a serde_json::Map<String, Value>>,
+    /// The region a stack deploys to (`${AWS::Region}`): the campaign's.
+    region: String,
 }
 
 impl CfnDoc<'_> {
+    /// A string property as the stack will have it: a literal, a parameter's default, or a
+    /// `Fn::Sub` of pseudo parameters and defaulted parameters (the account written as
+    /// `000000000000`, so that a name glob sees its shape); `None` when it depends on more.
+    fn text(&self, v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(_) if v.get("Ref").is_some() => self.parameter(v["Ref"].as_str()?),
+            Value::Object(_) => {
+                let template = match v.get("Fn::Sub")? {
+                    Value::String(s) => s.clone(),
+                    Value::Array(a) if a.len() == 1 => a[0].as_str()?.to_string(),
+                    _ => return None,
+                };
+                let mut out = String::new();
+                let mut rest = template.as_str();
+                while let Some(i) = rest.find("${") {
+                    out.push_str(&rest[..i]);
+                    let end = rest[i..].find('}')? + i;
+                    let name = &rest[i + 2..end];
+                    out.push_str(&match name {
+                        "AWS::Region" => self.region.clone(),
+                        "AWS::AccountId" => "000000000000".into(),
+                        "AWS::Partition" => "aws".into(),
+                        p => self.parameter(p)?,
+                    });
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
+    fn parameter(&self, name: &str) -> Option<String> {
+        self.parameters?.get(name)?["Default"]
+            .as_str()
+            .map(str::to_string)
+    }
+
     /// The logical id an intrinsic names (`Ref X`, `Fn::GetAtt [X, Arn]`).
     fn target(v: &Value) -> Option<&str> {
         if let Some(r) = v.get("Ref").and_then(Value::as_str) {
@@ -892,8 +1034,19 @@ impl CfnDoc<'_> {
             _ => None,
         };
         if let Some(s) = sub {
-            if let Some(alias) = s.split(":alias/").nth(1).filter(|a| !a.contains("${")) {
-                return literal(&format!("alias/{alias}"));
+            // The alias in this stack's account (`${AWS::AccountId}`) is the alias; in an
+            // account written out, the ARN of that account's alias.
+            let own = s.contains("${AWS::AccountId}");
+            let arn = s
+                .replace("${AWS::Partition}", "aws")
+                .replace("${AWS::Region}", &self.region);
+            if let Some(alias) = arn.split(":alias/").nth(1).filter(|a| !a.contains("${")) {
+                if own {
+                    return literal(&format!("alias/{alias}"));
+                }
+                if !arn.contains("${") {
+                    return literal(&arn);
+                }
             }
             return KeyRef::Unresolved(format!("Fn::Sub {s}"));
         }
@@ -901,13 +1054,19 @@ impl CfnDoc<'_> {
     }
 }
 
-fn cloudformation(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<String, usize>) {
+fn cloudformation(
+    doc: &Value,
+    file: &str,
+    text: &str,
+    region: &str,
+) -> (Vec<Found>, BTreeMap<String, usize>) {
     let Some(resources) = doc["Resources"].as_object() else {
         return Default::default();
     };
     let d = CfnDoc {
         resources,
         parameters: doc.get("Parameters").and_then(Value::as_object),
+        region: region.to_string(),
     };
     let mut found = Vec::new();
     let mut ignored = BTreeMap::new();
@@ -915,21 +1074,31 @@ fn cloudformation(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<
         let t = r["Type"].as_str().unwrap_or_default();
         let props = &r["Properties"];
         let line = line_of(text, &format!("\"{id}\"")).or_else(|| line_of(text, &format!("{id}:")));
-        let tags: BTreeMap<String, String> = props["Tags"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| {
-                        Some((
-                            t["Key"].as_str()?.to_string(),
-                            t["Value"].as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut uncertain = Vec::new();
+        let mut tags = BTreeMap::new();
+        for tag in props["Tags"].as_array().into_iter().flatten() {
+            let Some(k) = tag["Key"].as_str() else {
+                uncertain.push(format!("a tag key is {}", tag["Key"]));
+                continue;
+            };
+            match d.text(&tag["Value"]) {
+                Some(v) => {
+                    tags.insert(k.to_string(), v);
+                }
+                None => uncertain.push(format!("tag {k} is {}", tag["Value"])),
+            }
+        }
         if t == "AWS::S3::Bucket" {
-            let name = props["BucketName"].as_str().unwrap_or(id).to_string();
+            let name = match &props["BucketName"] {
+                Value::Null => {
+                    uncertain.push("CloudFormation names the bucket".into());
+                    id.clone()
+                }
+                v => d.text(v).unwrap_or_else(|| {
+                    uncertain.push(format!("its name is {v}"));
+                    id.clone()
+                }),
+            };
             let default = &props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
                 ["ServerSideEncryptionByDefault"];
             let attribute = "BucketEncryption.ServerSideEncryptionConfiguration.0.ServerSideEncryptionByDefault.KMSMasterKeyID".to_string();
@@ -954,6 +1123,7 @@ fn cloudformation(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<
                 name,
                 tags,
                 slots: vec![(attribute, key)],
+                uncertain,
             });
             continue;
         }
@@ -976,9 +1146,16 @@ fn cloudformation(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<
             provider: Provider::Aws,
             kind,
             bucket: None,
-            name: props[name_prop].as_str().unwrap_or(id).to_string(),
+            name: match &props[name_prop] {
+                Value::Null => id.clone(),
+                v => d.text(v).unwrap_or_else(|| {
+                    uncertain.push(format!("its name is {v}"));
+                    id.clone()
+                }),
+            },
             tags,
             slots,
+            uncertain,
         });
     }
     (found, ignored)
@@ -1017,10 +1194,15 @@ impl Teams<'_> {
         };
         let team = map_key(self.campaign, &target)?;
         let k = self.campaign.spec.keys.get(team)?;
+        // An AWS team key whose alias does not exist in the account: nothing can be on it
+        // yet (only a key the code creates under that alias): the empty expectation.
         let expected = match f.provider {
             Provider::Aws => {
                 k.aws.as_ref()?;
-                self.pinned.get(&pin_id(team, self.account))?.arn.clone()
+                self.pinned
+                    .get(&pin_id(team, self.account))
+                    .map(|p| p.arn.clone())
+                    .unwrap_or_default()
             }
             Provider::Gcp => crate::providers::gcs::key_name(k.gcp.as_ref()?),
         };
@@ -1061,15 +1243,48 @@ pub async fn check<K: KeyRead>(
     let mut described: HashMap<String, Option<KmsKey>> = HashMap::new();
     for f in found {
         let Some((team, expected)) = teams.team(f) else {
-            report
-                .not_mapped
-                .push(format!("{} ({})", f.address, f.file));
+            if f.uncertain.is_empty() {
+                report
+                    .not_mapped
+                    .push(format!("{} ({})", f.address, f.file));
+            } else {
+                // What would map it is not known here: reported, not passed.
+                report.checked += 1;
+                report.findings.push(finding(
+                    f,
+                    "",
+                    "?",
+                    "",
+                    Rule::UnresolvedKey,
+                    String::new(),
+                    format!(
+                        "no rule maps it as the guard reads it, but {}: its team key cannot be told",
+                        f.uncertain.join("; ")
+                    ),
+                ));
+            }
             continue;
         };
         report.checked += 1;
         let mut ok = true;
+        let absent = f.provider == Provider::Aws && expected.is_empty();
         for (attribute, key) in &f.slots {
+            let team_alias = teams.alias_of_team(&team);
             let verdict: Option<(Rule, String, String)> = match key {
+                // The team key does not exist in this account: only a key this code creates
+                // under its alias will be it.
+                KeyRef::NewKey {
+                    alias: Some(a), ..
+                } if absent && Some(a.as_str()) == team_alias => None,
+                _ if absent => Some((
+                    Rule::AliasMismatch,
+                    String::new(),
+                    format!(
+                        "team key {team} ({}) does not exist in account {}, so nothing can be on it",
+                        team_alias.unwrap_or_default(),
+                        teams.account
+                    ),
+                )),
                 KeyRef::Missing => Some((
                     Rule::MissingKey,
                     "none".into(),
@@ -1086,12 +1301,18 @@ pub async fn check<K: KeyRead>(
                     format!("the key comes from {s}, which the guard cannot tell"),
                 )),
                 KeyRef::NewKey { address, alias } => {
-                    let team_alias = teams.alias_of_team(&team);
                     match alias {
+                        // The alias names the team key today: a new key cannot take it
+                        // (CreateAlias fails, and the resource is made on the new key all the
+                        // same).
                         Some(a)
                             if f.provider == Provider::Aws && Some(a.as_str()) == team_alias =>
                         {
-                            None
+                            Some((
+                                Rule::NewKeyNotTeam,
+                                format!("{address} ({a})"),
+                                format!("{a} already names {expected}; the key created at {address} would be another key"),
+                            ))
                         }
                         Some(a) => {
                             let other = teams

@@ -34,9 +34,11 @@ gcp:
 keys:
   fraud:  {{ aws: alias/{p}ml-fraud }}
   vision: {{ aws: alias/{p}ml-vision, gcp: projects/demo-project/locations/us/keyRings/ml/cryptoKeys/ml-vision }}
+  nlp:    {{ aws: alias/{p}ml-nlp }}
 mapping:
   - {{ match: {{ bucket: "{p}ml-fraud-*" }}, key: fraud }}
   - {{ match: {{ tag: {{ team: fraud }} }}, key: fraud }}
+  - {{ match: {{ tag: {{ team: nlp }} }}, key: nlp }}
   - {{ match: {{ tag: {{ team: vision }} }}, key: vision }}
 stages:
   - {{ name: all }}
