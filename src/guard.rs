@@ -175,7 +175,9 @@ pub fn read(
         yaml_to_json(y)
     };
     if doc.get("format_version").is_some()
-        && (doc.get("planned_values").is_some() || doc.get("values").is_some())
+        && (doc.get("planned_values").is_some()
+            || doc.get("values").is_some()
+            || doc.get("terraform_version").is_some())
     {
         let major = doc["format_version"]
             .as_str()
@@ -527,11 +529,13 @@ impl<'a> TfDoc<'a> {
             if let Some(r) = self.by_address.get(&addr) {
                 return Some((r, addr));
             }
-            // A resource with count / for_each: its first instance.
+            // A resource with count / for_each: its first instance by address (each instance
+            // is a key of the same configuration).
             if let Some((a, r)) = self
                 .by_address
                 .iter()
-                .find(|(a, _)| a.starts_with(&format!("{addr}[")))
+                .filter(|(a, _)| a.starts_with(&format!("{addr}[")))
+                .min_by(|x, y| x.0.cmp(y.0))
             {
                 return Some((r, a.clone()));
             }
@@ -734,7 +738,8 @@ fn terraform(doc: &Value, file: &str, text: &str) -> (Vec<Found>, BTreeMap<Strin
     for r in &d.resources {
         let t = r["type"].as_str().unwrap_or_default();
         let address = r["address"].as_str().unwrap_or_default().to_string();
-        let line = line_of(text, &format!("\"{address}\""));
+        // The address as JSON writes it (`b[\"raw\"]` for a for_each key).
+        let line = line_of(text, &serde_json::to_string(&address).unwrap_or_default());
         let values = &r["values"];
         if t == "aws_s3_bucket" {
             let mut uncertain = Vec::new();
@@ -1073,7 +1078,11 @@ fn cloudformation(
     for (id, r) in resources {
         let t = r["Type"].as_str().unwrap_or_default();
         let props = &r["Properties"];
-        let line = line_of(text, &format!("\"{id}\"")).or_else(|| line_of(text, &format!("{id}:")));
+        let line = line_of(text, &format!("\"{id}\"")).or_else(|| {
+            text.lines()
+                .position(|l| l.trim_start().starts_with(&format!("{id}:")))
+                .map(|i| i + 1)
+        });
         let mut uncertain = Vec::new();
         let mut tags = BTreeMap::new();
         for tag in props["Tags"].as_array().into_iter().flatten() {
@@ -1351,8 +1360,57 @@ pub async fn check<K: KeyRead>(
                                     "AWS key references need a KMS client".into(),
                                 ));
                             };
+                            // An ARN of another account than the team key's is not the team
+                            // key (an alias never reaches across accounts).
+                            let account_of = |a: &str| {
+                                a.strip_prefix("arn:")
+                                    .and_then(|r| r.split(':').nth(3))
+                                    .map(str::to_string)
+                            };
+                            if let (Some(theirs), Some(ours)) =
+                                (account_of(s), account_of(&expected))
+                            {
+                                if theirs != ours {
+                                    ok = false;
+                                    report.findings.push(finding(
+                                        f,
+                                        attribute,
+                                        &team,
+                                        &expected,
+                                        if s.contains(":alias/") {
+                                            Rule::AliasMismatch
+                                        } else {
+                                            Rule::WrongKey
+                                        },
+                                        s.clone(),
+                                        format!("{s} is of account {theirs}, not the team key's account {ours}"),
+                                    ));
+                                    continue;
+                                }
+                            }
                             if !described.contains_key(s) {
-                                described.insert(s.clone(), kms.describe_key(s).await?);
+                                let d = match kms.describe_key(s).await {
+                                    Ok(d) => d,
+                                    // A key the CI role may not describe: the guard cannot
+                                    // tell what it is.
+                                    Err(crate::error::ProviderError::PermissionDenied {
+                                        ..
+                                    }) => {
+                                        ok = false;
+                                        report.findings.push(finding(
+                                            f,
+                                            attribute,
+                                            &team,
+                                            &expected,
+                                            Rule::UnresolvedKey,
+                                            s.clone(),
+                                            format!("{s} cannot be described with these credentials (kms:DescribeKey denied)"),
+                                        ));
+                                        continue;
+                                    }
+                                    Err(e) => return Err(e.into()),
+                                };
+                                described.insert(s.clone(), d);
                             }
                             match &described[s] {
                                 Some(k) if k.manager == "AWS" => {

@@ -352,3 +352,188 @@ fn guard_refuses_unreadable_input_before_any_cloud_call() {
         assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
     }
 }
+
+// ---- break-it review: resources off their team key that the guard lets through ----
+
+/// The guard's verdicts on one file: (exit code, report, {(address, rule)}).
+fn run_review(s: &Setup, file: &str) -> (i32, serde_json::Value, BTreeSet<(String, String)>) {
+    let out = guard(s, &[file], "json");
+    assert!(
+        matches!(code(&out), 0 | 6),
+        "{file}: exit {} {}",
+        code(&out),
+        stderr(&out)
+    );
+    let (report, set) = findings(&out);
+    (code(&out), report, set)
+}
+
+fn flagged(set: &BTreeSet<(String, String)>, address: &str) -> bool {
+    set.iter().any(|(a, _)| a == address)
+}
+
+/// Provider `default_tags` (AWS) and `default_labels` (Google) put the team tag in `tags_all`
+/// / `effective_labels`, which the plan knows; `tags` / `labels` are null. A bucket and a
+/// notebook with no key and a Cloud Storage bucket with no CMEK pass the gate as "not mapped".
+#[test]
+fn review_guard_maps_by_provider_default_tags_and_labels() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-default-tags.json");
+    let missed: Vec<&str> = [
+        "aws_s3_bucket.lake",
+        "aws_sagemaker_notebook_instance.explore",
+        "google_storage_bucket.frames",
+    ]
+    .into_iter()
+    .filter(|a| !set.contains(&(a.to_string(), "missing-key".to_string())))
+    .collect();
+    assert!(
+        missed.is_empty(),
+        "no key, team tag from default_tags/default_labels, not reported: {missed:?} {report}"
+    );
+    assert_eq!(exit, 6, "{report}");
+}
+
+/// `bucket_prefix`: the bucket name is known only after apply, but every name it can take
+/// matches the fraud bucket glob. A bucket with no default encryption passes as "not mapped".
+#[test]
+fn review_guard_maps_a_bucket_prefix_by_the_bucket_glob() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-bucket-prefix.json");
+    assert!(
+        set.contains(&("aws_s3_bucket.tmp".to_string(), "missing-key".to_string())),
+        "{report}"
+    );
+    assert_eq!(exit, 6, "{report}");
+}
+
+/// The plan updates the (imported) team alias to point at another key, and a new notebook
+/// names the alias. The guard resolves the alias as it is now (the team key) and passes; after
+/// apply the notebook is on the legacy key.
+#[test]
+fn review_guard_sees_the_team_alias_moved_by_the_plan() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-alias-retarget.json");
+    assert!(
+        flagged(&set, "aws_sagemaker_notebook_instance.retarget"),
+        "the notebook ends on __FOREIGN_ARN__ (the alias's planned target_key_id): {report}"
+    );
+    assert_eq!(exit, 6, "{report}");
+}
+
+/// A key created in the plan takes the team key's alias, which already exists in the account
+/// (the guard itself resolved it to pin the team key). `terraform apply` fails on CreateAlias
+/// (AlreadyExistsException) but creates the domain, which depends only on the new key: the
+/// domain lands on a key that is not the team key, and the guard passed it.
+#[test]
+fn review_guard_refuses_a_new_key_taking_an_existing_team_alias() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-new-key-taken-alias.json");
+    assert!(
+        flagged(&set, "aws_sagemaker_domain.studio"),
+        "alias/…ml-fraud exists already; the new key can never take it: {report}"
+    );
+    assert_eq!(exit, 6, "{report}");
+}
+
+/// `kms_key_id = var.shared_key ? aws_kms_key.fraud.arn : aws_kms_key.dedicated[0].arn` with
+/// shared_key = false (known after apply: the dedicated key's ARN). The guard takes the first
+/// key the expression names (the team key) and passes; the same for a Cloud Storage bucket.
+#[test]
+fn review_guard_does_not_take_the_first_key_of_a_conditional() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-conditional-key.json");
+    let missed: Vec<&str> = [
+        "aws_sagemaker_notebook_instance.dedicated",
+        "google_storage_bucket.dedicated",
+    ]
+    .into_iter()
+    .filter(|a| !flagged(&set, a))
+    .collect();
+    assert!(
+        missed.is_empty(),
+        "on the dedicated key (or at least unknown), not reported: {missed:?} {report}"
+    );
+    assert_eq!(exit, 6, "{report}");
+}
+
+/// CloudFormation: a team tag whose value is a parameter, a `!Sub` bucket name that matches
+/// the fraud glob whatever the account, and an alias ARN of another account (`!Sub` with a
+/// literal account id). Each passes the gate.
+#[test]
+fn review_guard_cloudformation_names_tags_and_foreign_alias_arns() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-cfn.yaml");
+    let missed: Vec<&str> = ["ParamTagNotebook", "SubNameBucket", "CentralKeyNotebook"]
+        .into_iter()
+        .filter(|a| !flagged(&set, a))
+        .collect();
+    assert!(missed.is_empty(), "not reported: {missed:?} {report}");
+    assert_eq!(exit, 6, "{report}");
+}
+
+/// A multi-account campaign: the code deploys to an account where the team alias does not
+/// exist (yet). `plan`/`inventory` skip such a team key per account; the guard then lists every
+/// resource of that team as "not mapped" and exits 0, an unencrypted bucket included — whereas
+/// the same missing alias in a single-account campaign is an error (exit 2).
+#[test]
+fn review_guard_fails_when_the_team_key_is_missing_in_the_account() {
+    let s = setup();
+    let p = unique("gacct");
+    let campaign = s.dir.path().join("accounts.yaml");
+    std::fs::write(
+        &campaign,
+        format!(
+            r#"version: 1
+campaign: guard-accounts
+aws:
+  region: us-east-1
+  accounts:
+    - {{ name: ml-prod, role_arn: "arn:aws:iam::444455556666:role/{p}rekey" }}
+  s3: {{ buckets: ["{p}ml-*"] }}
+keys:
+  fraud: {{ aws: alias/{p}ml-fraud }}
+mapping:
+  - {{ match: {{ bucket: "{p}ml-fraud-*" }}, key: fraud }}
+stages:
+  - {{ name: all }}
+"#
+        ),
+    )
+    .unwrap();
+    let plan = s.dir.path().join("acct-plan.json");
+    let text = std::fs::read_to_string(s.dir.path().join("tf-findings.json")).unwrap();
+    // tf-findings.json's aws_s3_bucket.raw: `<prefix>ml-fraud-raw`, no encryption at all.
+    let prefix = text
+        .split("\"bucket\": \"")
+        .nth(1)
+        .and_then(|t| t.split("ml-fraud-raw").next())
+        .unwrap()
+        .to_string();
+    std::fs::write(&plan, text.replace(&prefix, &p)).unwrap();
+    let out = harness::rekey(&s.endpoint)
+        .args(["guard", "-c"])
+        .arg(&campaign)
+        .arg(&plan)
+        .args(["--account", "ml-prod", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_ne!(
+        code(&out),
+        0,
+        "alias/{p}ml-fraud does not exist in ml-prod, yet the unencrypted bucket passes: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
+
+/// Wrong finding on compliant code: the plan creates a second alias for the team key
+/// (`target_key_id` = the team key's ARN, known at plan time) and a notebook names it. The
+/// guard describes the alias by name, finds nothing yet, and reports alias-mismatch.
+#[test]
+fn review_guard_accepts_a_new_alias_of_the_team_key() {
+    let s = setup();
+    let (exit, report, set) = run_review(&s, "review-new-alias-of-team-key.json");
+    assert!(set.is_empty(), "{report}");
+    assert_eq!(exit, 0, "{report}");
+}
