@@ -575,13 +575,7 @@ async fn review_offline_a_bucket_without_verdicts_for_its_key_is_not_planned() {
     std::fs::write(&narrow, fraud_only).unwrap();
     let inventory = |campaign: &std::path::Path, name: &str| {
         let inv = dir.path().join(name);
-        let out = harness::rekey(&endpoint)
-            .args(["inventory", "-c"])
-            .arg(campaign)
-            .arg("-o")
-            .arg(&inv)
-            .output()
-            .unwrap();
+        let out = harness::inventory_file(&endpoint, campaign, &inv);
         assert!(out.status.success(), "{}", stderr(&out));
         std::fs::read_to_string(inv).unwrap()
     };

@@ -191,6 +191,21 @@ pub fn rekey(endpoint: &str) -> Command {
     cmd
 }
 
+/// `rekey inventory -c CAMPAIGN -o FILE` against `endpoint`.
+pub fn inventory_file(
+    endpoint: &str,
+    campaign: &std::path::Path,
+    file: &std::path::Path,
+) -> std::process::Output {
+    rekey(endpoint)
+        .args(["inventory", "-c"])
+        .arg(campaign)
+        .arg("-o")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 /// Seed the demo estate (scripts/seed_estate.py) under `prefix`; returns its JSON report.
 pub fn seed_estate(endpoint: &str, prefix: &str, shards: usize) -> serde_json::Value {
     let out = Command::new(ensure_venv())

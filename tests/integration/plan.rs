@@ -246,13 +246,7 @@ fn inventory_cli_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let c = write_campaign(dir.path(), &harness::demo_campaign(&prefix));
     let out_file = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&m.endpoint)
-        .args(["inventory", "-c"])
-        .arg(&c)
-        .arg("-o")
-        .arg(&out_file)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&m.endpoint, &c, &out_file);
     assert!(
         out.status.success(),
         "{}",
@@ -284,13 +278,7 @@ fn a_plan_from_a_saved_inventory_refuses_what_it_cannot_answer() {
     let yaml = harness::demo_campaign(&prefix);
     let c = write_campaign(dir.path(), &yaml);
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&m.endpoint)
-        .args(["inventory", "-c"])
-        .arg(&c)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&m.endpoint, &c, &inv);
     assert!(
         out.status.success(),
         "{}",
@@ -369,13 +357,7 @@ fn review_inventory(tag: &str) -> (tempfile::TempDir, std::path::PathBuf, String
     let dir = tempfile::tempdir().unwrap();
     let c = write_campaign(dir.path(), &harness::demo_campaign(&prefix));
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&m.endpoint)
-        .args(["inventory", "-c"])
-        .arg(&c)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&m.endpoint, &c, &inv);
     assert!(
         out.status.success(),
         "{}",
@@ -480,13 +462,7 @@ fn review_offline_a_gcp_key_without_gcs_buckets_plans_as_online() {
         String::from_utf8_lossy(&out.stderr)
     );
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&m.endpoint)
-        .args(["inventory", "-c"])
-        .arg(&c)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&m.endpoint, &c, &inv);
     assert!(
         out.status.success(),
         "{}",

@@ -507,13 +507,7 @@ async fn review_offline_an_inventory_that_failed_part_way_is_refused() {
     let campaign = dir.path().join("online.yaml");
     // The inventory fails the same way, but leaves its file behind.
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&endpoint)
-        .args(["inventory", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&endpoint, &campaign, &inv);
     assert_ne!(crate::apply::code(&out), 0, "{}", stderr(&out));
     // No FILE: what it wrote stays in FILE.partial, without the end line.
     assert!(

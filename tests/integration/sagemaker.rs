@@ -74,13 +74,7 @@ async fn endpoints_are_rekeyed_after_their_artifacts_and_blocked_without_key_acc
 
     // Inventory shows the graph: each endpoint with its models, artifacts and their keys.
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&endpoint)
-        .args(["inventory", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&endpoint, &campaign, &inv);
     assert!(out.status.success(), "{}", stderr(&out));
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&inv)
         .unwrap()
@@ -1174,13 +1168,7 @@ async fn a_plan_from_a_saved_inventory_equals_the_online_plan() {
     let (out, online) = plan(&endpoint, &campaign, "online", None);
     assert!(out.status.success(), "{}", stderr(&out));
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&endpoint)
-        .args(["inventory", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&endpoint, &campaign, &inv);
     assert!(out.status.success(), "{}", stderr(&out));
     let header: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(&inv)
@@ -1337,13 +1325,7 @@ async fn review_offline_endpoints_after_their_artifacts_do_not_unblock_the_artif
     );
     // The saved inventory, its endpoint records moved after everything else.
     let inv = dir.path().join("inv.jsonl");
-    let out = harness::rekey(&endpoint)
-        .args(["inventory", "-c"])
-        .arg(&campaign)
-        .arg("-o")
-        .arg(&inv)
-        .output()
-        .unwrap();
+    let out = harness::inventory_file(&endpoint, &campaign, &inv);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&inv).unwrap();
     let mut lines = text.lines();
