@@ -1253,8 +1253,10 @@ async fn run_keys(
     };
     let aws = clients(c).await?;
     let mut facts = Vec::new();
+    let mut callers = BTreeMap::new();
     for (name, id, clients) in &aws {
         let caller = clients.caller().await?;
+        callers.insert(name.clone(), caller.clone());
         let account_id = id
             .clone()
             .unwrap_or_else(|| caller.split(':').nth(4).unwrap_or_default().to_string());
@@ -1337,7 +1339,17 @@ async fn run_keys(
             journal,
             yes,
         } => {
-            return keys_apply(c, &model, &facts, &aws, replace_policy, journal, yes).await;
+            return keys_apply(
+                c,
+                &model,
+                &facts,
+                &aws,
+                &callers,
+                replace_policy,
+                journal,
+                yes,
+            )
+            .await;
         }
     };
     let files: BTreeMap<String, String> = match emit {
@@ -1372,11 +1384,13 @@ async fn run_keys(
 /// `rekey keys apply`: every refusal first (nothing written), then for each AWS team key:
 /// create it (with its policy), its rotation and its alias, or bring an existing one's rotation
 /// and policy to what was derived. Each write is journaled before it is sent and when it ends.
+#[allow(clippy::too_many_arguments)]
 async fn keys_apply(
     c: &LoadedCampaign,
     model: &crate::keys::Model,
     facts: &[crate::keys::AccountFacts],
     aws: &CampaignAccounts,
+    callers: &BTreeMap<String, String>,
     replace_policy: bool,
     journal: &Path,
     yes: bool,
@@ -1397,11 +1411,24 @@ async fn keys_apply(
     };
     let mut refused = Vec::new();
     for k in &model.aws {
+        let caller = callers.get(&k.account).map(String::as_str).unwrap_or("");
+        if keys::locks_out(&admins, caller) {
+            refused.push(format!(
+                "{} in {}: the caller {caller} is not in key_policy.admins, and KMS refuses a policy that would not let it put the policy again",
+                k.alias, k.account
+            ));
+        }
+        if let Some(e) = k.existing.as_ref().filter(|e| e.state != "Enabled") {
+            refused.push(format!(
+                "{} in {}: key {} is {}; rekey enables no key",
+                k.alias, k.account, e.key_id, e.state
+            ));
+        }
         if let (Some(cur), false) = (current(k), replace_policy) {
             let dropped = keys::dropped(&cur, &keys::applied_policy(&admins, k));
             if !dropped.is_empty() {
                 refused.push(format!(
-                    "{} in {}: {}",
+                    "{} in {}: its policy has statements rekey did not write, which keys apply would drop: {}",
                     k.alias,
                     k.account,
                     dropped
@@ -1416,10 +1443,10 @@ async fn keys_apply(
     if !refused.is_empty() {
         return Err(RekeyError::usage(
             format!(
-                "the policies of existing keys have statements rekey did not write, which keys apply would drop: {}",
+                "keys apply refuses, nothing was written: {}",
                 refused.join("; ")
             ),
-            "move what they allow into the campaign (consumers:, key_policy:), or pass --replace-policy to drop them, or use `rekey keys --emit terraform`, which keeps them",
+            "run it as a key administrator; for statements rekey did not write, move what they allow into the campaign (consumers:, key_policy:), pass --replace-policy to drop them, or use `rekey keys --emit terraform`, which keeps them",
         ));
     }
     if model.aws.is_empty() {

@@ -70,6 +70,11 @@ pub struct AwsKey {
 pub struct Existing {
     pub arn: String,
     pub key_id: String,
+    /// What the imported key is, which Terraform must not change (a change replaces or
+    /// re-enables it): its state, spec and usage.
+    pub state: String,
+    pub spec: String,
+    pub usage: String,
     /// Statements of its current policy that are not rekey's, kept in the emitted policy.
     pub kept_statements: usize,
 }
@@ -183,6 +188,9 @@ pub fn derive(
                 existing: existing.map(|(key, _)| Existing {
                     arn: key.arn.clone(),
                     key_id: key.key_id.clone(),
+                    state: key.state.clone(),
+                    spec: key.spec.clone(),
+                    usage: key.usage.clone(),
                     kept_statements: kept.len(),
                 }),
                 users,
@@ -258,10 +266,43 @@ fn users_of(
         .as_ref()
         .and_then(|a| a.sagemaker.as_ref())
         .is_some_and(|s| s.endpoints);
-    for op in &a.operators {
+    // An endpoint of this account on this key that SageMaker deploys onto it (a volume key
+    // that covers storage, or outputs): rekey's operators create grants there, nowhere else.
+    let deploys = endpoints
+        && a.sagemaker.iter().any(|r| match &r.resource {
+            Resource::SagemakerEndpoint(e) if r.team_key.as_deref() == Some(team) => {
+                crate::providers::sagemaker::volume_key(&e.variants).coverage
+                    != crate::providers::sagemaker::Coverage::NotCovered
+                    || e.data_capture
+                    || e.async_output
+            }
+            _ => false,
+        });
+    // Operators of this account when some are named in it (a multi-account campaign names one
+    // per account), else all.
+    let own: Vec<&String> = a
+        .operators
+        .iter()
+        .filter(|o| o.split(':').nth(4) == Some(a.id.as_str()))
+        .collect();
+    let operators: Vec<&String> = if own.is_empty() {
+        a.operators.iter().collect()
+    } else {
+        own
+    };
+    for op in operators {
         raw.push((
-            Usage::principal(op, &["kms:DescribeKey"], None),
-            "rekey operator: resolves and checks the key".into(),
+            Usage::principal(
+                op,
+                &[
+                    "kms:DescribeKey",
+                    "kms:GetKeyPolicy",
+                    "kms:GetKeyRotationStatus",
+                    "kms:ListGrants",
+                ],
+                None,
+            ),
+            "rekey operator: resolves the key, reads its policy, grants and rotation".into(),
         ));
         raw.push((
             Usage::principal(
@@ -271,7 +312,7 @@ fn users_of(
             ),
             "rekey operator: re-encrypts objects through S3".into(),
         ));
-        if endpoints {
+        if deploys {
             raw.push((
                 endpoint_deployer(op, region),
                 "rekey operator: puts endpoints on the key through SageMaker".into(),
@@ -323,12 +364,9 @@ fn users_of(
         .and_then(|s| s.batch.as_ref())
         .filter(|_| c.uses_s3_batch())
     {
+        // Without kms:ViaService, as rekey's batch preflight evaluates the role.
         raw.push((
-            Usage::principal(
-                &b.role_arn,
-                &["kms:Decrypt", "kms:GenerateDataKey"],
-                Some(s3_service(region)),
-            ),
+            Usage::principal(&b.role_arn, &["kms:Decrypt", "kms:GenerateDataKey"], None),
             "S3 Batch Operations job role: re-encrypts objects".into(),
         ));
     }
@@ -440,6 +478,32 @@ fn principals(mut p: Vec<String>) -> Value {
     }
 }
 
+/// A Terraform name for each of `names`, unique: names that would collide once made
+/// identifiers (`ml-fraud`, `ml_fraud`) get a suffix from their own text.
+fn unique_names<'a>(names: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, String> {
+    let names: BTreeSet<&str> = names.collect();
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &names {
+        *count.entry(tf_name(n)).or_default() += 1;
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            let base = tf_name(n);
+            let name = if count[&base] > 1 {
+                use sha2::Digest;
+                format!(
+                    "{base}_{}",
+                    &hex::encode(sha2::Sha256::digest(n.as_bytes()))[..6]
+                )
+            } else {
+                base
+            };
+            (n, name)
+        })
+        .collect()
+}
+
 /// A Terraform name for a team key (`ml-fraud` → `ml_fraud`; a leading digit gets `k_`).
 pub fn tf_name(team: &str) -> String {
     let mut s: String = team
@@ -472,14 +536,16 @@ fn traversal(parts: &[&str]) -> hcl::Expression {
 /// A policy as a `data "aws_iam_policy_document"` block, a `statement` block per statement;
 /// a statement with an element the data source cannot say is refused.
 fn policy_document(name: &str, policy: &Value) -> Result<hcl::Block, RekeyError> {
+    // Policy values as the strings IAM compares (`true`, `5` as written).
+    let scalar = |x: &Value| match x {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(x.to_string()),
+        _ => None,
+    };
     let list = |v: &Value| -> Vec<String> {
         match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
+            Value::Array(a) => a.iter().filter_map(scalar).collect(),
+            v => scalar(v).into_iter().collect(),
         }
     };
     let principals = |kind: &str, v: &Value| -> Vec<hcl::Block> {
@@ -585,6 +651,26 @@ fn import(to: &[&str], id: &str) -> hcl::Block {
 
 /// The Terraform files: `aws-ACCOUNT.tf` per account, `gcp-PROJECT.tf` per project.
 pub fn terraform(model: &Model) -> Result<BTreeMap<String, String>, RekeyError> {
+    let team_names = unique_names(
+        model
+            .aws
+            .iter()
+            .map(|k| k.team.as_str())
+            .chain(model.gcp.iter().map(|k| k.team.as_str())),
+    );
+    let ring_keys: Vec<String> = model
+        .gcp
+        .iter()
+        .map(|k| format!("{}_{}", k.location, k.key_ring))
+        .collect();
+    let ring_names = unique_names(ring_keys.iter().map(String::as_str));
+    // A key ring exists if any of its keys does.
+    let ring_exists: BTreeSet<(String, String, String)> = model
+        .gcp
+        .iter()
+        .filter(|k| k.exists)
+        .map(|k| (k.project.clone(), k.location.clone(), k.key_ring.clone()))
+        .collect();
     let mut bodies: BTreeMap<String, (String, hcl::BodyBuilder)> = BTreeMap::new();
     for k in &model.aws {
         let file = format!("aws-{}.tf", k.account);
@@ -597,7 +683,7 @@ pub fn terraform(model: &Model) -> Result<BTreeMap<String, String>, RekeyError> 
                 hcl::Body::builder(),
             )
         });
-        let name = tf_name(&k.team);
+        let name = team_names[k.team.as_str()].clone();
         let mut b = std::mem::take(&mut entry.1);
         if let Some(e) = &k.existing {
             b = b
@@ -605,18 +691,32 @@ pub fn terraform(model: &Model) -> Result<BTreeMap<String, String>, RekeyError> 
                 .add_block(import(&["aws_kms_alias", &name], &k.alias))
                 .add_block(import(&["aws_kms_key_policy", &name], &e.key_id));
         }
+        // An imported key keeps what would replace it (spec, usage, multi-Region) or change
+        // what its owner chose (disabled).
+        let (usage, spec) = match &k.existing {
+            Some(e) => (e.usage.as_str(), e.spec.as_str()),
+            None => ("ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT"),
+        };
+        let mut key = hcl::Block::builder("resource")
+            .add_label("aws_kms_key")
+            .add_label(name.as_str())
+            .add_attribute((
+                "description",
+                format!("Team key {} of campaign {}", k.team, model.campaign),
+            ))
+            .add_attribute(("key_usage", usage))
+            .add_attribute(("customer_master_key_spec", spec));
+        if let Some(e) = &k.existing {
+            if e.key_id.starts_with("mrk-") {
+                key = key.add_attribute(("multi_region", true));
+            }
+            if e.state != "Enabled" {
+                key = key.add_attribute(("is_enabled", false));
+            }
+        }
         b = b
             .add_block(
-                hcl::Block::builder("resource")
-                    .add_label("aws_kms_key")
-                    .add_label(name.as_str())
-                    .add_attribute((
-                        "description",
-                        format!("Team key {} of campaign {}", k.team, model.campaign),
-                    ))
-                    .add_attribute(("key_usage", "ENCRYPT_DECRYPT"))
-                    .add_attribute(("customer_master_key_spec", "SYMMETRIC_DEFAULT"))
-                    .add_attribute(("enable_key_rotation", true))
+                key.add_attribute(("enable_key_rotation", true))
                     .add_attribute(("rotation_period_in_days", i64::from(k.rotation_days)))
                     .add_attribute(("deletion_window_in_days", 30))
                     .build(),
@@ -658,15 +758,15 @@ pub fn terraform(model: &Model) -> Result<BTreeMap<String, String>, RekeyError> 
                 hcl::Body::builder(),
             )
         });
-        let ring = tf_name(&format!("{}_{}", k.location, k.key_ring));
-        let name = tf_name(&k.team);
+        let ring = ring_names[format!("{}_{}", k.location, k.key_ring).as_str()].clone();
+        let name = team_names[k.team.as_str()].clone();
         let mut b = std::mem::take(&mut entry.1);
         let ring_id = format!(
             "projects/{}/locations/{}/keyRings/{}",
             k.project, k.location, k.key_ring
         );
         if rings.insert((k.project.clone(), ring.clone())) {
-            if k.exists {
+            if ring_exists.contains(&(k.project.clone(), k.location.clone(), k.key_ring.clone())) {
                 b = b.add_block(import(&["google_kms_key_ring", &ring], &ring_id));
             }
             b = b.add_block(
@@ -845,4 +945,11 @@ pub fn created_unnamed(
         }
     }
     Ok(out)
+}
+
+/// Whether putting rekey's policy as `caller` would lock the caller out: KMS refuses a policy
+/// that does not let its caller put the policy again (the lockout safety check), and only the
+/// administrators may (`kms:Put*`). `keys apply` refuses such a run before any write.
+pub fn locks_out(admins: &[String], caller: &str) -> bool {
+    !admins.iter().any(|a| a == caller)
 }

@@ -275,7 +275,7 @@ mapping:
 stages:
   - {{ name: all }}
 key_policy:
-  admins: ["arn:aws:iam::123456789012:role/KeyAdmins"]
+  admins: ["arn:aws:iam::123456789012:role/KeyAdmins", "arn:aws:iam::123456789012:user/moto"]
 "#
         ),
     )
@@ -358,7 +358,7 @@ stages:
 consumers:
   - {{ principal: "arn:aws:iam::123456789012:role/{p}app", keys: [nlp], via: s3 }}
 key_policy:
-  admins: ["arn:aws:iam::123456789012:role/KeyAdmins"]
+  admins: ["arn:aws:iam::123456789012:role/KeyAdmins", "arn:aws:iam::123456789012:user/moto"]
   rotation_days: 180
 "#
         ),
@@ -461,7 +461,7 @@ async fn keys_apply_names_the_key_a_cut_run_created() {
     std::fs::write(
         &campaign,
         format!(
-            "version: 1\ncampaign: kcut\naws:\n  region: us-east-1\n  s3: {{ buckets: [\"{p}ml-*\"] }}\nkeys:\n  nlp: {{ aws: alias/{p}ml-nlp }}\nstages:\n  - {{ name: all }}\nkey_policy:\n  admins: [\"arn:aws:iam::123456789012:role/KeyAdmins\"]\n"
+            "version: 1\ncampaign: kcut\naws:\n  region: us-east-1\n  s3: {{ buckets: [\"{p}ml-*\"] }}\nkeys:\n  nlp: {{ aws: alias/{p}ml-nlp }}\nstages:\n  - {{ name: all }}\nkey_policy:\n  admins: [\"arn:aws:iam::123456789012:role/KeyAdmins\", \"arn:aws:iam::123456789012:user/moto\"]\n"
         ),
     )
     .unwrap();
@@ -504,4 +504,403 @@ async fn keys_apply_names_the_key_a_cut_run_created() {
         .lines()
         .skip(1)
         .any(|l| l.contains("\"create-key\"")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Break-it review: failing tests for problems found.
+
+fn load_campaign(text: &str) -> (tempfile::TempDir, rekey::campaign::LoadedCampaign) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.campaign.yaml");
+    std::fs::write(&path, text).unwrap();
+    let c = rekey::campaign::load(&path).unwrap();
+    (dir, c)
+}
+
+fn nobody() -> IdentityView {
+    IdentityView::Seen(Identity {
+        policies: Vec::new(),
+        boundary: None,
+    })
+}
+
+fn tf_body(text: &str) -> hcl::Body {
+    let body: String = text
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    hcl::parse(&body).unwrap()
+}
+
+/// (block type, labels) of every top-level block, duplicates kept.
+fn tf_blocks(text: &str) -> Vec<(String, Vec<String>)> {
+    tf_body(text)
+        .blocks()
+        .map(|b| {
+            (
+                b.identifier().to_string(),
+                b.labels().iter().map(|l| l.as_str().to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// rekey's preflight reads every team key's policy and grants (`key_facts`: GetKeyPolicy,
+/// ListGrants; docs/preflight.md "What rekey needs to read"). A key created from the emitted
+/// policy has no account-root statement, so only the key policy can let the operator read
+/// them: it does not, and the next `rekey plan` (or `keys apply` run) cannot read the key.
+#[test]
+fn keys_review_operator_may_read_the_policy_and_grants_the_preflight_reads() {
+    let model = example();
+    let k = model
+        .aws
+        .iter()
+        .find(|k| k.account == "vision-bu" && k.team == "vision")
+        .unwrap();
+    assert!(k.existing.is_none(), "a new key: no root statement");
+    let mut usage = rekey::access::Usage::principal(
+        "arn:aws:iam::222222222222:role/rekey",
+        &[
+            "kms:GetKeyPolicy",
+            "kms:ListGrants",
+            "kms:GetKeyRotationStatus",
+        ],
+        None,
+    );
+    usage.grant_for_resource = false;
+    let v = evaluate(
+        &facts(k),
+        &nobody(),
+        &usage,
+        &Acceptance::default(),
+        "rekey operator",
+    );
+    assert!(
+        v.allowed(),
+        "the operator cannot read the key it checks: {v:?}"
+    );
+}
+
+/// `keys apply` calls CreateKey / PutKeyPolicy without BypassPolicyLockoutSafetyCheck: KMS
+/// refuses a policy that does not let its caller put the policy again. rekey's policy lets
+/// only the administrators (`kms:Put*`), so `keys apply` refuses a caller that is not one
+/// before any write (`keys::locks_out`); for an administrator the applied policy allows it.
+#[test]
+fn keys_review_applied_policy_does_not_lock_out_the_caller() {
+    let model = example();
+    let admins = vec![
+        "arn:aws:iam::111111111111:role/KeyAdmins".to_string(),
+        "arn:aws:iam::222222222222:role/KeyAdmins".to_string(),
+    ];
+    for k in &model.aws {
+        let mut applied = k.clone();
+        applied.policy = keys::applied_policy(&admins, k);
+        let operator = format!("arn:aws:iam::{}:role/rekey", k.account_id);
+        assert!(
+            keys::locks_out(&admins, &operator),
+            "a non-administrator is refused"
+        );
+        let admin = format!("arn:aws:iam::{}:role/KeyAdmins", k.account_id);
+        assert!(!keys::locks_out(&admins, &admin));
+        let usage = rekey::access::Usage::principal(&admin, &["kms:PutKeyPolicy"], None);
+        let v = evaluate(
+            &facts(&applied),
+            &nobody(),
+            &usage,
+            &Acceptance::default(),
+            "caller",
+        );
+        assert!(
+            v.allowed(),
+            "{}/{}: KMS's lockout safety check refuses this policy for caller {admin}: {v:?}",
+            k.account,
+            k.team
+        );
+    }
+}
+
+const BATCH: &str = r#"version: 1
+campaign: kb
+aws:
+  region: us-east-1
+  s3:
+    buckets: ["ml-*"]
+    engine: batch-update-encryption
+    batch: { manifest_bucket: ml-manifests, report_bucket: ml-reports, role_arn: "arn:aws:iam::111111111111:role/batch-job" }
+keys:
+  fraud: { aws: alias/ml-fraud }
+stages:
+  - { name: all }
+key_policy:
+  admins: ["arn:aws:iam::111111111111:role/KeyAdmins"]
+  via_service: true
+"#;
+
+/// The Batch Operations role is written with `kms:ViaService = s3.REGION` (via_service: true),
+/// but rekey's own batch preflight (`preflight::batch_role`, run by apply before any job)
+/// evaluates it without a ViaService (`Usage::principal(role, [GenerateDataKey, Decrypt],
+/// None)`): on the emitted policy it is refused, and apply stops ("the batch job role may not
+/// use ...; no job was created").
+#[test]
+fn keys_review_batch_role_passes_rekeys_batch_preflight() {
+    let (_d, c) = load_campaign(BATCH);
+    assert!(c.uses_s3_batch());
+    let accounts = vec![AccountFacts {
+        name: "default".into(),
+        id: "111111111111".into(),
+        operators: vec!["arn:aws:iam::111111111111:role/rekey".into()],
+        existing: BTreeMap::new(),
+        sagemaker: Vec::new(),
+    }];
+    let model = keys::derive(&c, &accounts, None).unwrap();
+    let k = &model.aws[0];
+    assert!(
+        k.users
+            .iter()
+            .any(|u| u.principal.ends_with("role/batch-job")),
+        "{:?}",
+        k.users
+    );
+    // Exactly what preflight::batch_role evaluates.
+    let usage = rekey::access::Usage::principal(
+        "arn:aws:iam::111111111111:role/batch-job",
+        &["kms:GenerateDataKey", "kms:Decrypt"],
+        None,
+    );
+    let v = evaluate(
+        &facts(k),
+        &nobody(),
+        &usage,
+        &Acceptance::default(),
+        "S3 Batch Operations job role",
+    );
+    assert!(
+        v.allowed(),
+        "rekey's batch preflight blocks the role keys wrote: {v:?}"
+    );
+}
+
+fn single_account(
+    c: &rekey::campaign::LoadedCampaign,
+    existing: BTreeMap<String, (KmsKey, serde_json::Value)>,
+) -> keys::Model {
+    let accounts = vec![AccountFacts {
+        name: "default".into(),
+        id: "111111111111".into(),
+        operators: vec!["arn:aws:iam::111111111111:role/rekey".into()],
+        existing,
+        sagemaker: Vec::new(),
+    }];
+    keys::derive(c, &accounts, None).unwrap()
+}
+
+/// Team names that differ only by '-' vs '_' get the same Terraform name: the file declares
+/// `aws_kms_key.ml_fraud` twice and Terraform refuses it ("Duplicate resource").
+#[test]
+fn keys_review_terraform_names_are_unique_per_file() {
+    let (_d, c) = load_campaign(
+        r#"version: 1
+campaign: dup
+aws:
+  region: us-east-1
+  s3: { buckets: ["ml-*"] }
+keys:
+  ml-fraud: { aws: alias/ml-fraud-a }
+  ml_fraud: { aws: alias/ml-fraud-b }
+stages:
+  - { name: all }
+key_policy:
+  admins: ["arn:aws:iam::111111111111:role/KeyAdmins"]
+"#,
+    );
+    let files = keys::terraform(&single_account(&c, BTreeMap::new())).unwrap();
+    for (name, text) in &files {
+        let blocks: Vec<_> = tf_blocks(text)
+            .into_iter()
+            .filter(|(t, _)| t == "resource" || t == "data")
+            .collect();
+        let unique: BTreeSet<_> = blocks.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            blocks.len(),
+            "{name} declares a resource twice:\n{text}"
+        );
+    }
+}
+
+fn gcp_campaign(keys_yaml: &str) -> String {
+    format!(
+        r#"version: 1
+campaign: g
+gcp:
+  project: demo-project
+  gcs: {{ buckets: ["ml-gcs-*"] }}
+keys:
+{keys_yaml}
+stages:
+  - {{ name: all }}
+key_policy:
+  admins: []
+"#
+    )
+}
+
+/// Two team keys in one key ring, the first (in team order) new, the second existing: the
+/// ring exists (the existing key is in it), yet its `import` is written only when the first
+/// key of the ring exists. Terraform then tries to create a key ring that exists (409
+/// "already exists") and the apply fails.
+#[test]
+fn keys_review_gcp_key_ring_imported_when_any_of_its_keys_exists() {
+    let (_d, c) = load_campaign(&gcp_campaign(
+        "  a-new: { gcp: projects/demo-project/locations/us/keyRings/ml/cryptoKeys/new }\n  b-old: { gcp: projects/demo-project/locations/us/keyRings/ml/cryptoKeys/old }",
+    ));
+    let gcp = GcpFacts {
+        service_agent: "service-1@gs-project-accounts.iam.gserviceaccount.com".into(),
+        existing: BTreeSet::from([
+            "projects/demo-project/locations/us/keyRings/ml/cryptoKeys/old".to_string(),
+        ]),
+    };
+    let model = keys::derive(&c, &[], Some(&gcp)).unwrap();
+    let text = &keys::terraform(&model).unwrap()["gcp-demo-project.tf"];
+    assert!(text.contains("to = google_kms_crypto_key.b_old"), "{text}");
+    assert!(
+        text.contains("to = google_kms_key_ring.us_ml"),
+        "the existing key ring is created instead of imported:\n{text}"
+    );
+}
+
+/// Key rings `ml-a` and `ml_a` (both valid Cloud KMS names) get the same Terraform name: the
+/// second ring is never declared and its key is written into the first ring.
+#[test]
+fn keys_review_gcp_key_rings_differing_by_dash_are_distinct() {
+    let (_d, c) = load_campaign(&gcp_campaign(
+        "  a: { gcp: projects/demo-project/locations/us/keyRings/ml-a/cryptoKeys/ka }\n  b: { gcp: projects/demo-project/locations/us/keyRings/ml_a/cryptoKeys/kb }",
+    ));
+    let model = keys::derive(&c, &[], None).unwrap();
+    let text = &keys::terraform(&model).unwrap()["gcp-demo-project.tf"];
+    let rings = tf_blocks(text)
+        .into_iter()
+        .filter(|(t, l)| t == "resource" && l[0] == "google_kms_key_ring")
+        .count();
+    assert_eq!(
+        rings, 2,
+        "key ring ml_a is lost; key kb lands in ring ml-a:\n{text}"
+    );
+}
+
+fn existing_key(key_id: &str, state: &str) -> KmsKey {
+    KmsKey {
+        arn: format!("arn:aws:kms:us-east-1:111111111111:key/{key_id}"),
+        key_id: key_id.into(),
+        manager: "CUSTOMER".into(),
+        state: state.into(),
+        spec: "SYMMETRIC_DEFAULT".into(),
+        usage: "ENCRYPT_DECRYPT".into(),
+    }
+}
+
+const ONE_KEY: &str = r#"version: 1
+campaign: one
+aws:
+  region: us-east-1
+  s3: { buckets: ["ml-*"] }
+keys:
+  fraud: { aws: alias/ml-fraud }
+stages:
+  - { name: all }
+key_policy:
+  admins: ["arn:aws:iam::111111111111:role/KeyAdmins"]
+"#;
+
+/// An existing policy's statement whose condition values are JSON booleans or numbers (valid
+/// in a key policy, e.g. the common Deny on `aws:SecureTransport: false`) is written with
+/// `values = []`: the kept statement is not the key owner's statement any more.
+#[test]
+fn keys_review_kept_statement_conditions_keep_non_string_values() {
+    let (_d, c) = load_campaign(ONE_KEY);
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            { "Sid": "DenyInsecure", "Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+              "Condition": { "Bool": { "aws:SecureTransport": false } } },
+            { "Sid": "OwnerGrants", "Effect": "Allow",
+              "Principal": { "AWS": "arn:aws:iam::111111111111:role/owner" },
+              "Action": "kms:CreateGrant", "Resource": "*",
+              "Condition": { "Bool": { "kms:GrantIsForAWSResource": true } } }
+        ]
+    });
+    let model = single_account(
+        &c,
+        [("fraud".to_string(), (existing_key("k1", "Enabled"), policy))].into(),
+    );
+    let text = &keys::terraform(&model).unwrap()["aws-default.tf"];
+    assert!(
+        !text.contains("values   = []") && !text.contains("values = []"),
+        "a kept statement lost its condition values:\n{text}"
+    );
+}
+
+/// An imported key must not be replaced or changed in ways its owner did not ask for:
+/// a Multi-Region key (`mrk-` id) imported into `aws_kms_key` without `multi_region = true`
+/// plans a replacement (multi_region forces a new resource); a key disabled on purpose is
+/// re-enabled (`is_enabled` defaults to true).
+#[test]
+fn keys_review_import_never_replaces_or_reenables_an_existing_key() {
+    let (_d, c) = load_campaign(ONE_KEY);
+    let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": [] });
+    let model = single_account(
+        &c,
+        [(
+            "fraud".to_string(),
+            (
+                existing_key("mrk-0123456789abcdef0123456789abcdef", "Enabled"),
+                policy.clone(),
+            ),
+        )]
+        .into(),
+    );
+    let text = &keys::terraform(&model).unwrap()["aws-default.tf"];
+    assert!(
+        text.contains("multi_region"),
+        "importing a Multi-Region key without multi_region = true replaces it:\n{text}"
+    );
+
+    let model = single_account(
+        &c,
+        [(
+            "fraud".to_string(),
+            (existing_key("k2", "Disabled"), policy),
+        )]
+        .into(),
+    );
+    let text = &keys::terraform(&model).unwrap()["aws-default.tf"];
+    assert!(
+        text.contains("is_enabled") && text.contains("false"),
+        "a disabled key is re-enabled by terraform apply:\n{text}"
+    );
+}
+
+/// The operator's endpoint-deployer statement (CreateGrant / Decrypt / GenerateDataKey through
+/// SageMaker) is written on every key of every account when `sagemaker.endpoints` is on, even
+/// a key no endpoint of the account maps to: more than the preflight asks for (it asks for
+/// it only on an endpoint's own team key).
+#[test]
+fn keys_review_no_sagemaker_grants_on_keys_without_endpoints() {
+    let model = example();
+    let k = model
+        .aws
+        .iter()
+        .find(|k| k.account == "fraud-bu" && k.team == "vision")
+        .unwrap();
+    // No endpoint of fraud-bu is on the vision key.
+    let rekey_grant = k.users.iter().any(|u| {
+        u.principal == "arn:aws:iam::111111111111:role/rekey"
+            && u.actions.iter().any(|a| a == "kms:CreateGrant")
+    });
+    assert!(
+        !rekey_grant,
+        "operator may create grants on a key it never deploys an endpoint on: {:?}",
+        k.users
+    );
 }

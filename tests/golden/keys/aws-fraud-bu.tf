@@ -179,7 +179,10 @@ data "aws_iam_policy_document" "fraud" {
     sid     = "RekeyKeyUsers3"
     effect  = "Allow"
     actions = [
-      "kms:DescribeKey"
+      "kms:DescribeKey",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListGrants"
     ]
     resources = [
       "*"
@@ -264,7 +267,6 @@ data "aws_iam_policy_document" "vision" {
     principals {
       type        = "AWS"
       identifiers = [
-        "arn:aws:iam::111111111111:role/rekey",
         "arn:aws:iam::222222222222:role/vision-batch"
       ]
     }
@@ -291,7 +293,6 @@ data "aws_iam_policy_document" "vision" {
     principals {
       type        = "AWS"
       identifiers = [
-        "arn:aws:iam::111111111111:role/rekey",
         "arn:aws:iam::222222222222:role/vision-batch"
       ]
     }
@@ -344,7 +345,10 @@ data "aws_iam_policy_document" "vision" {
     sid     = "RekeyKeyUsers3"
     effect  = "Allow"
     actions = [
-      "kms:DescribeKey"
+      "kms:DescribeKey",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListGrants"
     ]
     resources = [
       "*"

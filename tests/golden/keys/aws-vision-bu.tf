@@ -56,68 +56,6 @@ data "aws_iam_policy_document" "fraud" {
     effect  = "Allow"
     actions = [
       "kms:Decrypt",
-      "kms:DescribeKey",
-      "kms:GenerateDataKey"
-    ]
-    resources = [
-      "*"
-    ]
-
-    principals {
-      type        = "AWS"
-      identifiers = [
-        "arn:aws:iam::222222222222:role/rekey"
-      ]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = [
-        "sagemaker.us-east-1.amazonaws.com"
-      ]
-    }
-  }
-
-  statement {
-    sid     = "RekeyKeyUsers1Grants"
-    effect  = "Allow"
-    actions = [
-      "kms:CreateGrant"
-    ]
-    resources = [
-      "*"
-    ]
-
-    principals {
-      type        = "AWS"
-      identifiers = [
-        "arn:aws:iam::222222222222:role/rekey"
-      ]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "kms:GrantIsForAWSResource"
-      values   = [
-        "true"
-      ]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = [
-        "sagemaker.us-east-1.amazonaws.com"
-      ]
-    }
-  }
-
-  statement {
-    sid     = "RekeyKeyUsers2"
-    effect  = "Allow"
-    actions = [
-      "kms:Decrypt",
       "kms:GenerateDataKey"
     ]
     resources = [
@@ -142,10 +80,13 @@ data "aws_iam_policy_document" "fraud" {
   }
 
   statement {
-    sid     = "RekeyKeyUsers3"
+    sid     = "RekeyKeyUsers2"
     effect  = "Allow"
     actions = [
-      "kms:DescribeKey"
+      "kms:DescribeKey",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListGrants"
     ]
     resources = [
       "*"
@@ -311,7 +252,10 @@ data "aws_iam_policy_document" "vision" {
     sid     = "RekeyKeyUsers3"
     effect  = "Allow"
     actions = [
-      "kms:DescribeKey"
+      "kms:DescribeKey",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListGrants"
     ]
     resources = [
       "*"
