@@ -1352,112 +1352,7 @@ pub async fn check<K: KeyRead>(
                     }
                 }
                 KeyRef::Literal(s) => {
-                    let resolved = match f.provider {
-                        Provider::Gcp => Some(crate::providers::gcs::key_name(s)),
-                        Provider::Aws => {
-                            let Some(kms) = kms else {
-                                return Err(RekeyError::Internal(
-                                    "AWS key references need a KMS client".into(),
-                                ));
-                            };
-                            // An ARN of another account than the team key's is not the team
-                            // key (an alias never reaches across accounts).
-                            let account_of = |a: &str| {
-                                a.strip_prefix("arn:")
-                                    .and_then(|r| r.split(':').nth(3))
-                                    .map(str::to_string)
-                            };
-                            if let (Some(theirs), Some(ours)) =
-                                (account_of(s), account_of(&expected))
-                            {
-                                if theirs != ours {
-                                    ok = false;
-                                    report.findings.push(finding(
-                                        f,
-                                        attribute,
-                                        &team,
-                                        &expected,
-                                        if s.contains(":alias/") {
-                                            Rule::AliasMismatch
-                                        } else {
-                                            Rule::WrongKey
-                                        },
-                                        s.clone(),
-                                        format!("{s} is of account {theirs}, not the team key's account {ours}"),
-                                    ));
-                                    continue;
-                                }
-                            }
-                            if !described.contains_key(s) {
-                                let d = match kms.describe_key(s).await {
-                                    Ok(d) => d,
-                                    // A key the CI role may not describe: the guard cannot
-                                    // tell what it is.
-                                    Err(crate::error::ProviderError::PermissionDenied {
-                                        ..
-                                    }) => {
-                                        ok = false;
-                                        report.findings.push(finding(
-                                            f,
-                                            attribute,
-                                            &team,
-                                            &expected,
-                                            Rule::UnresolvedKey,
-                                            s.clone(),
-                                            format!("{s} cannot be described with these credentials (kms:DescribeKey denied)"),
-                                        ));
-                                        continue;
-                                    }
-                                    Err(e) => return Err(e.into()),
-                                };
-                                described.insert(s.clone(), d);
-                            }
-                            match &described[s] {
-                                Some(k) if k.manager == "AWS" => {
-                                    ok = false;
-                                    report.findings.push(finding(
-                                        f,
-                                        attribute,
-                                        &team,
-                                        &expected,
-                                        Rule::ServiceManagedKey,
-                                        k.arn.clone(),
-                                        format!("{s} is an AWS managed key ({})", k.arn),
-                                    ));
-                                    continue;
-                                }
-                                Some(k) => Some(k.arn.clone()),
-                                None => None,
-                            }
-                        }
-                    };
-                    let named = !(s.starts_with("arn:") && s.contains(":key/"))
-                        && f.provider == Provider::Aws;
-                    match resolved {
-                        Some(r) if r == expected => None,
-                        None => Some((
-                            Rule::AliasMismatch,
-                            s.clone(),
-                            format!("{s} resolves to no key in this account"),
-                        )),
-                        Some(r) => match teams.owner(f.provider, &r) {
-                            Some(o) => Some((
-                                Rule::OtherTeamKey,
-                                r.clone(),
-                                format!("{s} is team key {o}'s key"),
-                            )),
-                            None if named => Some((
-                                Rule::AliasMismatch,
-                                r.clone(),
-                                format!("{s} resolves to {r}, not the team key"),
-                            )),
-                            None => Some((
-                                Rule::WrongKey,
-                                r.clone(),
-                                format!("{r} is no team key of the campaign"),
-                            )),
-                        },
-                    }
+                    literal_verdict(teams, f, s, &expected, kms, &mut described).await?
                 }
             };
             if let Some((rule, found_key, why)) = verdict {
@@ -1472,6 +1367,101 @@ pub async fn check<K: KeyRead>(
         }
     }
     Ok(())
+}
+
+/// The verdict on a key named literally (ARN, alias, key id, Cloud KMS name): `None` when it
+/// is the team key. AWS references are described through KMS (cached in `described`).
+async fn literal_verdict<K: KeyRead>(
+    teams: &Teams<'_>,
+    f: &Found,
+    s: &str,
+    expected: &str,
+    kms: Option<&K>,
+    described: &mut HashMap<String, Option<KmsKey>>,
+) -> Result<Option<(Rule, String, String)>, RekeyError> {
+    let resolved = match f.provider {
+        Provider::Gcp => Some(crate::providers::gcs::key_name(s)),
+        Provider::Aws => {
+            let Some(kms) = kms else {
+                return Err(RekeyError::Internal(
+                    "AWS key references need a KMS client".into(),
+                ));
+            };
+            // An ARN of another account than the team key's is not the team key (an alias
+            // never reaches across accounts).
+            let account_of = |a: &str| {
+                a.strip_prefix("arn:")
+                    .and_then(|r| r.split(':').nth(3))
+                    .map(str::to_string)
+            };
+            if let (Some(theirs), Some(ours)) = (account_of(s), account_of(expected)) {
+                if theirs != ours {
+                    let rule = if s.contains(":alias/") {
+                        Rule::AliasMismatch
+                    } else {
+                        Rule::WrongKey
+                    };
+                    return Ok(Some((
+                        rule,
+                        s.to_string(),
+                        format!("{s} is of account {theirs}, not the team key's account {ours}"),
+                    )));
+                }
+            }
+            if !described.contains_key(s) {
+                let d = match kms.describe_key(s).await {
+                    Ok(d) => d,
+                    // A key the CI role may not describe: the guard cannot tell what it is.
+                    Err(crate::error::ProviderError::PermissionDenied { .. }) => {
+                        return Ok(Some((
+                            Rule::UnresolvedKey,
+                            s.to_string(),
+                            format!("{s} cannot be described with these credentials (kms:DescribeKey denied)"),
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                described.insert(s.to_string(), d);
+            }
+            match &described[s] {
+                Some(k) if k.manager == "AWS" => {
+                    return Ok(Some((
+                        Rule::ServiceManagedKey,
+                        k.arn.clone(),
+                        format!("{s} is an AWS managed key ({})", k.arn),
+                    )));
+                }
+                Some(k) => Some(k.arn.clone()),
+                None => None,
+            }
+        }
+    };
+    let named = !(s.starts_with("arn:") && s.contains(":key/")) && f.provider == Provider::Aws;
+    Ok(match resolved {
+        Some(r) if r == expected => None,
+        None => Some((
+            Rule::AliasMismatch,
+            s.to_string(),
+            format!("{s} resolves to no key in this account"),
+        )),
+        Some(r) => match teams.owner(f.provider, &r) {
+            Some(o) => Some((
+                Rule::OtherTeamKey,
+                r.clone(),
+                format!("{s} is team key {o}'s key"),
+            )),
+            None if named => Some((
+                Rule::AliasMismatch,
+                r.clone(),
+                format!("{s} resolves to {r}, not the team key"),
+            )),
+            None => Some((
+                Rule::WrongKey,
+                r.clone(),
+                format!("{r} is no team key of the campaign"),
+            )),
+        },
+    })
 }
 
 fn finding(
